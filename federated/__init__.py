@@ -1,0 +1,1 @@
+"""fedcredit runtime: transport, coordinator, party nodes, CLI."""

@@ -1,0 +1,251 @@
+"""The ``fedcredit`` command line: certs, coordinator, party, job, demo."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+from .errors import FedCreditError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="fedcredit: privacy-preserving joint credit modeling (PSI + vertical LR over mTLS gRPC).")
+certs_app = typer.Typer(no_args_is_help=True, help="Development certificates (a CA, a TLS certificate per node, a sealing key per party).")
+coord_app = typer.Typer(no_args_is_help=True, help="Run the coordinator.")
+party_app = typer.Typer(no_args_is_help=True, help="Run a party node (dials out only).")
+job_app = typer.Typer(no_args_is_help=True, help="Submit and inspect jobs (operator).")
+app.add_typer(certs_app, name="certs")
+app.add_typer(coord_app, name="coordinator")
+app.add_typer(party_app, name="party")
+app.add_typer(job_app, name="job")
+
+err_console = Console(stderr=True)
+console = Console()
+
+CLIENT_CONFIG_HELP = "Client config (coordinator address and operator certificate). Default: $FEDCREDIT_CLIENT_CONFIG or ./client.yaml"
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _fail(exc: FedCreditError) -> None:
+    err_console.print(f"[bold red]error[/] [{exc.code}] {exc.message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2 if exc.code in ("CONFIG", "DATA", "BUDGET") else 1)
+
+
+def _run_until_signal(stop: Any) -> threading.Event:
+    done = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        logging.getLogger("fedcredit").info("signal %d: shutting down", signum)
+        stop()
+        done.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return done
+
+
+@certs_app.command("init")
+def certs_init(
+    directory: Path = typer.Argument(..., help="Folder to create the CA and node certificates in."),
+    parties: str = typer.Option(..., "--parties", help="Comma-separated party names, e.g. bank,platform."),
+    coordinator: str = typer.Option("coordinator", help="The coordinator's node name."),
+    operators: str = typer.Option("operator", help="Comma-separated operator names (job submitters)."),
+    hosts: str = typer.Option("localhost,127.0.0.1", help="DNS names / IPs put in every certificate's SAN."),
+    days: int = typer.Option(365, help="Validity in days."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing CA."),
+) -> None:
+    """Create a development CA and certificates for the coordinator, parties and operators."""
+    from .certs import init_certs
+
+    try:
+        layout = init_certs(directory, [p.strip() for p in parties.split(",") if p.strip()], coordinator=coordinator,
+                            operators=[o.strip() for o in operators.split(",") if o.strip()],
+                            hosts=[h.strip() for h in hosts.split(",") if h.strip()], days=days, overwrite=force)
+    except FedCreditError as exc:
+        _fail(exc)
+    console.print(f"CA: {layout.ca_cert}")
+    for name in layout.nodes:
+        console.print(f"  {name}: {directory / name}")
+
+
+@coord_app.command("serve")
+def coordinator_serve(
+    config: Path = typer.Option(..., "--config", help="Coordinator YAML config."),
+    log_level: str = typer.Option("INFO", help="Logging level."),
+) -> None:
+    """Run the coordinator until SIGTERM/SIGINT."""
+    from .config import CoordinatorConfig, load_config
+    from .coordinator import Coordinator
+
+    _setup_logging(log_level)
+    try:
+        coord = Coordinator(load_config(CoordinatorConfig, config))
+        coord.start()
+    except FedCreditError as exc:
+        _fail(exc)
+    done = _run_until_signal(lambda: None)
+    done.wait()
+    coord.stop()
+
+
+@party_app.command("serve")
+def party_serve(
+    config: Path = typer.Option(..., "--config", help="Party YAML config."),
+    log_level: str = typer.Option("INFO", help="Logging level."),
+) -> None:
+    """Run a party node until SIGTERM/SIGINT. It dials out to the coordinator; it opens no port."""
+    from .config import PartyConfig, load_config
+    from .party import PartyNode
+
+    _setup_logging(log_level)
+    try:
+        node = PartyNode(load_config(PartyConfig, config))
+        _run_until_signal(node.stop)
+        node.serve_forever()
+    except FedCreditError as exc:
+        _fail(exc)
+
+
+def _client(client_config: Optional[Path]) -> Any:
+    from .client import OperatorClient
+    from .config import ClientConfig, load_config
+
+    path = client_config or Path(os.environ.get("FEDCREDIT_CLIENT_CONFIG", "client.yaml"))
+    return OperatorClient(load_config(ClientConfig, path))
+
+
+def _print_job(info: Any, as_json: bool) -> None:
+    from .client import job_dict
+
+    d = job_dict(info)
+    if as_json:
+        console.print_json(json.dumps(d))
+        return
+    console.print(f"[bold]{d['job_id']}[/]  {d['kind']}  state=[bold]{d['state']}[/]  stage={d['stage']}")
+    for role, r in d["roles"].items():
+        p = d["progress"].get(r["node"], {})
+        prog = f"{p.get('stage', '')} {p.get('done', '')}/{p.get('total', '')}" if p else ""
+        console.print(f"  {role:<12} {r['node']:<14} {r['dataset']:<16} {prog}")
+    if d["result"]:
+        console.print("  result: " + json.dumps(d["result"], sort_keys=True))
+    if d["error"]:
+        console.print(f"  [red]error: {d['error']}[/]")
+
+
+@job_app.command("submit")
+def job_submit(
+    job_file: Path = typer.Argument(..., help="Job YAML file."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for the job to finish, showing progress."),
+    client_config: Optional[Path] = typer.Option(None, "--client-config", help=CLIENT_CONFIG_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Submit a job; with --wait, follow it to the end (exit 1 if it fails)."""
+    from .config import load_job_spec
+    from .progress import follow_job
+
+    try:
+        spec = load_job_spec(job_file)
+        with _client(client_config) as client:
+            info = client.submit(spec)
+            if not as_json:
+                console.print(f"submitted [bold]{info.job_id}[/] (spec sha256 {info.spec_sha256[:16]}…)")
+            if wait:
+                info = follow_job(client, info.job_id, console=None if as_json else console)
+            _print_job(info, as_json)
+    except FedCreditError as exc:
+        _fail(exc)
+    if wait and info.state != "succeeded":
+        raise typer.Exit(1)
+
+
+@job_app.command("status")
+def job_status(
+    job_id: str = typer.Argument(...),
+    client_config: Optional[Path] = typer.Option(None, "--client-config", help=CLIENT_CONFIG_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show one job: state, stage, per-node progress, agreed results."""
+    try:
+        with _client(client_config) as client:
+            _print_job(client.get(job_id), as_json)
+    except FedCreditError as exc:
+        _fail(exc)
+
+
+@job_app.command("list")
+def job_list(
+    limit: int = typer.Option(20, help="How many recent jobs."),
+    client_config: Optional[Path] = typer.Option(None, "--client-config", help=CLIENT_CONFIG_HELP),
+) -> None:
+    """List recent jobs."""
+    from rich.table import Table
+
+    try:
+        with _client(client_config) as client:
+            jobs = client.list(limit)
+    except FedCreditError as exc:
+        _fail(exc)
+    table = Table("job", "kind", "state", "stage", "guest", "host")
+    for j in jobs:
+        roles = {r.role: r.node for r in j.roles}
+        table.add_row(j.job_id, j.kind, j.state, j.stage, roles.get("guest", ""), roles.get("host", ""))
+    console.print(table)
+
+
+@job_app.command("cancel")
+def job_cancel(
+    job_id: str = typer.Argument(...),
+    reason: str = typer.Option("", help="Why."),
+    client_config: Optional[Path] = typer.Option(None, "--client-config", help=CLIENT_CONFIG_HELP),
+) -> None:
+    """Cancel a running job."""
+    try:
+        with _client(client_config) as client:
+            _print_job(client.cancel(job_id, reason), False)
+    except FedCreditError as exc:
+        _fail(exc)
+
+
+@app.command("demo")
+def demo(
+    guest_data: Optional[Path] = typer.Option(None, "--guest-data", help="Guest (bank) CSV with ids, labels and features. Default: examples/data/default_credit_hetero_guest.csv"),
+    host_data: Optional[Path] = typer.Option(None, "--host-data", help="Host (platform) CSV with ids and features."),
+    id_column: str = typer.Option("id", "--id-column"),
+    label_column: str = typer.Option("y", "--label-column"),
+    workdir: Path = typer.Option(Path("fedcredit-demo"), "--workdir", help="Where certificates, configs, logs and models go."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
+    key_bits: int = typer.Option(2048, "--key-bits", help="Paillier key size (1024 only for quick tries)."),
+    max_epochs: int = typer.Option(5, "--max-epochs"),
+    batch_size: str = typer.Option("auto", "--batch-size", help="Rows per mini-batch, or auto."),
+    learning_rate: float = typer.Option(0.2, "--learning-rate"),
+    seed: int = typer.Option(42, "--seed"),
+) -> None:
+    """The main job: coordinator + bank + platform as separate processes over mTLS gRPC; PSI, training, report."""
+    from .demo import DemoOptions, run_demo
+
+    opts = DemoOptions(guest_data=guest_data, host_data=host_data, id_column=id_column, label_column=label_column,
+                       workdir=workdir, json_out=json_out, key_bits=key_bits, max_epochs=max_epochs,
+                       batch_size=batch_size, learning_rate=learning_rate, seed=seed)
+    try:
+        code = run_demo(opts, console)
+    except FedCreditError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Protocol messages <-> protobuf payloads. One explicit encode/decode pair per type.
+
+Nothing is pickled. Each protocol payload type maps to exactly one
+``fedcredit.v1`` message; the envelope's ``payload_type`` names it, and the
+receiver checks it against the step's declared type before decoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gmpy2
+from google.protobuf.message import DecodeError
+from google.protobuf.message import Message as PbMessage
+
+from fedcredit.v1 import hetero_lr_pb2 as lr_pb
+from fedcredit.v1 import psi_pb2
+from protocols.core import Message
+from protocols.errors import ProtocolError
+from protocols.hetero_lr import protocol as lr
+from protocols.paillier import PaillierPublicKey
+from protocols.psi import protocol as psi
+
+__all__ = ["encode_payload", "decode_payload", "payload_type_name", "registered_types"]
+
+
+@dataclass(frozen=True)
+class _Codec:
+    message_type: type[Message]
+    pb_type: type[PbMessage]
+    encode: Callable[[Any], PbMessage]
+    decode: Callable[[Any], Message]
+
+
+_BY_TYPE: dict[type, _Codec] = {}
+_BY_NAME: dict[str, _Codec] = {}
+
+
+def _register(message_type: type, pb_type: type, encode: Callable[[Any], Any], decode: Callable[[Any], Any]) -> None:
+    codec = _Codec(message_type, pb_type, encode, decode)
+    _BY_TYPE[message_type] = codec
+    _BY_NAME[pb_type.DESCRIPTOR.full_name] = codec
+
+
+def payload_type_name(message_type: type) -> str:
+    return _BY_TYPE[message_type].pb_type.DESCRIPTOR.full_name
+
+
+def registered_types() -> list[type]:
+    return list(_BY_TYPE)
+
+
+def encode_payload(msg: Message) -> tuple[str, bytes]:
+    """Return ``(payload_type, serialized bytes)`` for a protocol message."""
+    codec = _BY_TYPE.get(type(msg))
+    if codec is None:
+        raise ProtocolError(f"no wire encoding for {type(msg).__name__}")
+    return codec.pb_type.DESCRIPTOR.full_name, codec.encode(msg).SerializeToString(deterministic=True)
+
+
+def decode_payload(payload_type: str, data: bytes, expected: type[Message] | None = None) -> Message:
+    """Decode bytes named ``payload_type``; if ``expected`` is given the type must match it."""
+    codec = _BY_NAME.get(payload_type)
+    if codec is None:
+        raise ProtocolError(f"unknown payload type {payload_type!r}")
+    if expected is not None and codec.message_type is not expected:
+        raise ProtocolError(f"expected {expected.__name__}, got payload {payload_type}")
+    pb = codec.pb_type()
+    try:
+        pb.ParseFromString(data)
+    except DecodeError as exc:
+        raise ProtocolError(f"malformed {payload_type} payload: {exc}") from None
+    return codec.decode(pb)
+
+
+# --------------------------------------------------------------------------- PSI
+
+
+def _points_pb(m: psi.BlindedPoints) -> psi_pb2.BlindedPoints:
+    return psi_pb2.BlindedPoints(count=len(m.points), points=b"".join(m.points))
+
+
+def _points_msg(pb: psi_pb2.BlindedPoints) -> psi.BlindedPoints:
+    data = pb.points
+    if len(data) != 32 * pb.count:
+        raise ProtocolError("BlindedPoints: byte length does not match count")
+    return psi.BlindedPoints(tuple(data[i : i + 32] for i in range(0, len(data), 32)))
+
+
+_register(psi.BlindedPoints, psi_pb2.BlindedPoints, _points_pb, _points_msg)
+_register(
+    psi.MatchedPositions,
+    psi_pb2.MatchedPositions,
+    lambda m: psi_pb2.MatchedPositions(positions=list(m.positions)),
+    lambda pb: psi.MatchedPositions(tuple(int(p) for p in pb.positions)),
+)
+
+
+# --------------------------------------------------------------------------- vertical LR
+
+
+def _vec_pb(v: lr.EncryptedVector, width: int | None = None) -> lr_pb.EncryptedVector:
+    if width is None:
+        width = max((int(c).bit_length() + 7) // 8 for c in v.values) if v.values else 1
+    return lr_pb.EncryptedVector(
+        key_fingerprint=v.key_fingerprint,
+        exponent=v.exponent,
+        count=len(v.values),
+        width=width,
+        ciphertexts=b"".join(int(c).to_bytes(width, "big") for c in v.values),
+    )
+
+
+def _vec_msg(pb: lr_pb.EncryptedVector) -> lr.EncryptedVector:
+    w, data = pb.width, pb.ciphertexts
+    if w == 0 and pb.count:
+        raise ProtocolError("EncryptedVector: zero width")
+    if len(data) != w * pb.count:
+        raise ProtocolError("EncryptedVector: byte length does not match count * width")
+    values = tuple(gmpy2.mpz(int.from_bytes(data[i : i + w], "big")) for i in range(0, len(data), w))
+    return lr.EncryptedVector(bytes(pb.key_fingerprint), int(pb.exponent), values)
+
+
+def _ints_pb(values: tuple[int, ...], exponent: int) -> lr_pb.IntVector:
+    mags = [abs(int(v)).to_bytes((abs(int(v)).bit_length() + 7) // 8 or 1, "big") for v in values]
+    return lr_pb.IntVector(exponent=exponent, magnitudes=mags, negative=[int(v) < 0 for v in values])
+
+
+def _ints_msg(pb: lr_pb.IntVector) -> tuple[tuple[int, ...], int]:
+    if len(pb.magnitudes) != len(pb.negative):
+        raise ProtocolError("IntVector: magnitudes and signs differ in length")
+    vals = tuple((-1 if neg else 1) * int.from_bytes(m, "big") for m, neg in zip(pb.magnitudes, pb.negative))
+    return vals, int(pb.exponent)
+
+
+def _masked_msg(pb: lr_pb.MaskedGradient) -> lr.MaskedGradient:
+    vals, exp = _ints_msg(pb.values)
+    return lr.MaskedGradient(vals, exp)
+
+
+def _pk_msg(pb: lr_pb.PaillierPublicKey) -> lr.PublicKeyMessage:
+    n = int.from_bytes(pb.n, "big")
+    if n.bit_length() < 1024:
+        raise ProtocolError("public key modulus too small")
+    return lr.PublicKeyMessage(PaillierPublicKey(gmpy2.mpz(n)))
+
+
+_register(
+    lr.PublicKeyMessage,
+    lr_pb.PaillierPublicKey,
+    lambda m: lr_pb.PaillierPublicKey(n=int(m.public_key.n).to_bytes((m.public_key.bits + 7) // 8, "big")),
+    _pk_msg,
+)
+_register(
+    lr.TrainingPlan,
+    lr_pb.TrainingPlan,
+    lambda m: lr_pb.TrainingPlan(n_train=m.n_train, n_test=m.n_test, batches_per_epoch=m.batches_per_epoch),
+    lambda pb: lr.TrainingPlan(int(pb.n_train), int(pb.n_test), int(pb.batches_per_epoch)),
+)
+_register(
+    lr.EncryptedScores,
+    lr_pb.EncryptedScores,
+    lambda m: lr_pb.EncryptedScores(quarter_scores=_vec_pb(m.quarter_scores), eighth_square_sum=_vec_pb(m.eighth_square_sum)),
+    lambda pb: lr.EncryptedScores(_vec_msg(pb.quarter_scores), _vec_msg(pb.eighth_square_sum)),
+)
+_register(
+    lr.EncryptedResiduals,
+    lr_pb.EncryptedResiduals,
+    lambda m: lr_pb.EncryptedResiduals(residuals=_vec_pb(m.residuals)),
+    lambda pb: lr.EncryptedResiduals(_vec_msg(pb.residuals)),
+)
+_register(
+    lr.EncryptedMaskedGradient,
+    lr_pb.EncryptedMaskedGradient,
+    lambda m: lr_pb.EncryptedMaskedGradient(values=_vec_pb(m.values)),
+    lambda pb: lr.EncryptedMaskedGradient(_vec_msg(pb.values)),
+)
+_register(
+    lr.MaskedGradient,
+    lr_pb.MaskedGradient,
+    lambda m: lr_pb.MaskedGradient(values=_ints_pb(m.values, m.exponent)),
+    _masked_msg,
+)
+_register(
+    lr.EncryptedLoss,
+    lr_pb.EncryptedLoss,
+    lambda m: lr_pb.EncryptedLoss(value=_vec_pb(m.value)),
+    lambda pb: lr.EncryptedLoss(_vec_msg(pb.value)),
+)
+_register(
+    lr.EpochDecision,
+    lr_pb.EpochDecision,
+    lambda m: lr_pb.EpochDecision(epoch=m.epoch, loss=m.loss, stop=m.stop, reason=m.reason),
+    lambda pb: lr.EpochDecision(int(pb.epoch), float(pb.loss), bool(pb.stop), pb.reason),
+)
+_register(
+    lr.HostTestScores,
+    lr_pb.HostTestScores,
+    lambda m: lr_pb.HostTestScores(scores=list(m.scores)),
+    lambda pb: lr.HostTestScores(tuple(float(s) for s in pb.scores)),
+)
+_register(
+    lr.EvaluationMetrics,
+    lr_pb.EvaluationMetrics,
+    lambda m: lr_pb.EvaluationMetrics(auc=m.auc, ks=m.ks, n_test=m.n_test, positives=m.positives),
+    lambda pb: lr.EvaluationMetrics(float(pb.auc), float(pb.ks), int(pb.n_test), int(pb.positives)),
+)

@@ -1,0 +1,248 @@
+"""Typed, validated configuration: coordinator, party node, client and job files.
+
+Files are YAML (JSON is valid YAML). Relative paths are resolved against the
+folder of the file that names them. Any problem raises :class:`ConfigError`
+with one message naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from protocols.hetero_lr import HeteroLRParams
+from protocols.errors import BudgetError
+
+from .errors import ConfigError
+
+__all__ = [
+    "TlsConfig",
+    "CoordinatorConfig",
+    "DatasetConfig",
+    "PartyConfig",
+    "ClientConfig",
+    "JobSpec",
+    "load_config",
+    "load_job_spec",
+    "spec_digest",
+]
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_name(v: str) -> str:
+    if not NAME_RE.match(v):
+        raise ValueError(f"{v!r} is not a valid node name (lower-case letters, digits, - and _)")
+    return v
+
+
+class TlsConfig(_Model):
+    ca: Path
+    cert: Path
+    key: Path
+
+
+class SealConfig(_Model):
+    cert: Path
+    key: Path
+
+
+class CoordinatorConfig(_Model):
+    name: str = "coordinator"
+    listen: str = "127.0.0.1:50051"
+    port_file: Path | None = None  # written with the bound port (useful with port 0)
+    database: Path = Path("coordinator.sqlite")
+    tls: TlsConfig
+    parties: list[str] = Field(min_length=1)
+    operators: list[str] = ["operator"]
+    message_ttl_s: float = 3600.0
+
+    _names = field_validator("name")(_check_name)
+
+    @field_validator("parties", "operators")
+    @classmethod
+    def _names_ok(cls, v: list[str]) -> list[str]:
+        for n in v:
+            _check_name(n)
+        return v
+
+
+class DatasetConfig(_Model):
+    path: Path
+    id_column: str = "id"
+    label_column: str | None = None
+    feature_columns: list[str] | None = None  # default: every other column
+    missing_values: Literal["impute_mean", "error"] = "impute_mean"
+    validate_uscc: bool = False
+
+
+class PartyConfig(_Model):
+    name: str
+    coordinator: str  # host:port; the party only dials out
+    coordinator_name: str = "coordinator"
+    tls: TlsConfig
+    seal: SealConfig
+    workdir: Path = Path("work")
+    datasets: dict[str, DatasetConfig] = Field(min_length=1)
+    message_timeout_s: float = 900.0
+
+    _names = field_validator("name", "coordinator_name")(_check_name)
+
+
+class ClientConfig(_Model):
+    coordinator: str
+    coordinator_name: str = "coordinator"
+    tls: TlsConfig
+
+
+class RoleSpec(_Model):
+    party: str
+    dataset: str
+
+    _names = field_validator("party")(_check_name)
+
+
+class PsiSpec(_Model):
+    reveal: Literal["both", "guest"] = "both"
+    validate_uscc: bool = False
+
+
+class TrainingSpec(_Model):
+    engine: Literal["paillier"] = "paillier"
+    key_bits: int = 2048
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    learning_rate: float = 0.2
+    lr_decay: float = 1.0
+    batch_size: int | Literal["auto"] = "auto"
+    max_epochs: int = 5
+    tol: float = 1e-4
+    l2: float = 1e-3
+    residual_frac_bits: int = 32
+    feature_frac_bits: int = 16
+    mask_security_bits: int = 80
+
+    @field_validator("key_bits")
+    @classmethod
+    def _bits(cls, v: int) -> int:
+        if v not in (1024, 2048, 3072):
+            raise ValueError("key_bits must be 2048 (default), 3072, or 1024 for tests only")
+        return v
+
+
+class EvaluationSpec(_Model):
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+
+
+class JobSpec(_Model):
+    """A job file. ``train`` runs PSI, then vertical LR, then evaluation."""
+
+    kind: Literal["train", "psi"] = "train"
+    name: str = "job"
+    guest: RoleSpec
+    host: RoleSpec
+    psi: PsiSpec = PsiSpec()
+    training: TrainingSpec = TrainingSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "JobSpec":
+        if self.guest.party == self.host.party:
+            raise ValueError("guest and host must be different parties")
+        if self.kind == "train" and self.psi.reveal != "both":
+            raise ValueError("a train job needs psi.reveal: both (the host must know its aligned rows)")
+        self.lr_params()  # validates ranges
+        return self
+
+    def lr_params(self) -> HeteroLRParams:
+        t = self.training
+        try:
+            return HeteroLRParams(
+                learning_rate=t.learning_rate,
+                lr_decay=t.lr_decay,
+                batch_size=0 if t.batch_size == "auto" else t.batch_size,
+                max_epochs=t.max_epochs,
+                tol=t.tol,
+                l2=t.l2,
+                optimizer=t.optimizer,
+                key_bits=t.key_bits,
+                residual_frac_bits=t.residual_frac_bits,
+                feature_frac_bits=t.feature_frac_bits,
+                mask_security_bits=t.mask_security_bits,
+                seed=self.seed,
+            )
+        except BudgetError as exc:
+            raise ValueError(str(exc)) from None
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+def spec_digest(spec: JobSpec) -> str:
+    return hashlib.sha256(spec.canonical_json().encode()).hexdigest()
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _format_validation(source: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"field '{loc}': {msg}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def _resolve_paths(obj: Any, base: Path) -> Any:
+    if isinstance(obj, BaseModel):
+        updates = {}
+        for name in type(obj).model_fields:
+            value = getattr(obj, name)
+            new = _resolve_paths(value, base)
+            if new is not value:
+                updates[name] = new
+        return obj.model_copy(update=updates) if updates else obj
+    if isinstance(obj, Path):
+        return obj if obj.is_absolute() else (base / obj).resolve()
+    if isinstance(obj, dict):
+        return {k: _resolve_paths(v, base) for k, v in obj.items()}
+    return obj
+
+
+def parse_config(model: type[M], data: Any, *, source: str, base: Path | None = None) -> M:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings at the top level")
+    try:
+        cfg = model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(source, exc)) from None
+    return _resolve_paths(cfg, base) if base is not None else cfg
+
+
+def load_config(model: type[M], path: Path | str) -> M:
+    """Load and validate a YAML config file into ``model``; relative paths resolve next to the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(model, data, source=str(path), base=path.resolve().parent)
+
+
+def load_job_spec(path: Path | str) -> JobSpec:
+    return load_config(JobSpec, path)

@@ -1,0 +1,440 @@
+"""The coordinator: job registry (SQLite), message relay, and the coordinator role.
+
+Parties dial in over mutual TLS; the coordinator never dials out. Servicers
+are thin: they authenticate the caller by its certificate, decode, call the
+:class:`JobManager` or the :class:`Mailbox`, and encode. Errors become gRPC
+status codes in one place (:class:`federated.errors.ErrorInterceptor`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import grpc
+
+from fedcredit.v1 import envelope_pb2, job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc, relay_pb2, relay_pb2_grpc
+from protocols.core import Role
+from protocols.hetero_lr import coordinator_program
+
+from .certs import load_tls
+from .config import CoordinatorConfig, JobSpec, spec_digest
+from .errors import AuthError, ConflictError, JobFailedError, NotFoundError, PermissionDeniedError, ProtocolError
+from .runtime import LocalEndpoint, describe_error, drive
+from .store import ACTIVE_STATES, FINAL_STATES, JobRow, RoleRow, Store, now_ms
+from .transport import CHUNK_BYTES, chunk_bytes, create_server, peer_identity
+
+__all__ = ["Coordinator", "Mailbox", "JobManager"]
+
+_LOG = logging.getLogger(__name__)
+MAX_PAYLOAD_BYTES = 1 << 30  # one relayed message may not exceed 1 GiB
+VERSION = "0.1.0"
+
+
+class Mailbox:
+    """Relayed messages waiting for their receiver, keyed by (job, receiver, sender, step, sequence)."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str, str, str, int], tuple[envelope_pb2.Envelope, bytes]] = {}
+        self._cond = threading.Condition()
+
+    def put(self, env: envelope_pb2.Envelope, data: bytes) -> None:
+        key = (env.job_id, env.receiver, env.sender, env.step, env.sequence)
+        with self._cond:
+            if key in self._items:
+                raise ConflictError(f"message {env.step}#{env.sequence} from {env.sender} was already sent")
+            self._items[key] = (env, data)
+            self._cond.notify_all()
+
+    def take(self, job_id: str, receiver: str, sender: str, step: str, seq: int, wait_s: float) -> tuple[envelope_pb2.Envelope, bytes] | None:
+        key = (job_id, receiver, sender, step, seq)
+        deadline = time.monotonic() + wait_s
+        with self._cond:
+            while key not in self._items:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+            return self._items.pop(key)
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def drop_job(self, job_id: str) -> int:
+        with self._cond:
+            keys = [k for k in self._items if k[0] == job_id]
+            for k in keys:
+                del self._items[k]
+            self._cond.notify_all()
+            return len(keys)
+
+    def pending_bytes(self) -> int:
+        with self._cond:
+            return sum(len(d) for _, d in self._items.values())
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    is_party: bool
+    is_operator: bool
+
+
+class JobManager:
+    """Job lifecycle: submit, assign, progress, results; runs the coordinator role."""
+
+    def __init__(self, cfg: CoordinatorConfig, store: Store, mailbox: Mailbox) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.mailbox = mailbox
+        self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        for job in store.jobs_in_state(*ACTIVE_STATES):
+            store.set_state(job.job_id, "failed", error="the coordinator restarted while the job was running")
+
+    # -- submission
+    def submit(self, spec: JobSpec) -> JobRow:
+        for party in (spec.guest.party, spec.host.party):
+            if party not in self.cfg.parties:
+                raise NotFoundError(f"party {party!r} is not known to this coordinator (known: {', '.join(self.cfg.parties)})")
+        t = now_ms()
+        job_id = time.strftime("job-%Y%m%d-%H%M%S-", time.gmtime(t / 1000)) + secrets.token_hex(3)
+        roles = [
+            RoleRow(job_id, Role.GUEST.value, spec.guest.party, spec.guest.dataset, None, None, None, {}),
+            RoleRow(job_id, Role.HOST.value, spec.host.party, spec.host.dataset, None, None, None, {}),
+        ]
+        if spec.kind == "train":
+            roles.append(RoleRow(job_id, Role.COORDINATOR.value, self.cfg.name, "", None, None, None, {}))
+        job = JobRow(job_id, spec.kind, spec.name, spec.canonical_json(), spec_digest(spec), "running", "queued",
+                     secrets.token_hex(32), {}, {}, "", t, t, roles)
+        self.store.insert_job(job)
+        if spec.kind == "train":
+            self._start_coordinator_role(job_id, spec)
+        _LOG.info("job %s submitted (%s, %s)", job_id, spec.kind, spec.name)
+        return self.get(job_id)
+
+    def get(self, job_id: str) -> JobRow:
+        job = self.store.get_job(job_id)
+        if job is None:
+            raise NotFoundError(f"no job {job_id!r}")
+        return job
+
+    def is_live(self, job_id: str) -> bool:
+        job = self.store.get_job(job_id)
+        return job is not None and job.state in ACTIVE_STATES
+
+    def role_of(self, job: JobRow, node: str) -> RoleRow:
+        for r in job.roles:
+            if r.node == node:
+                return r
+        raise PermissionDeniedError(f"{node} has no role in job {job.job_id}")
+
+    def cancel(self, job_id: str, reason: str) -> JobRow:
+        self.get(job_id)
+        if self.store.set_state(job_id, "cancelled", error=reason or "cancelled by an operator"):
+            self._job_ended(job_id)
+        return self.get(job_id)
+
+    # -- party side
+    def assignments(self, node: str, wait_s: float) -> list[JobRow]:
+        deadline = time.monotonic() + wait_s
+        while True:
+            jobs = [
+                j for j in self.store.jobs_in_state("running")
+                if any(r.node == node and r.claimed_ms is None for r in j.roles)
+            ]
+            if jobs:
+                for j in jobs:
+                    self.store.claim_role(j.job_id, self.role_of(j, node).role)
+                return [self.get(j.job_id) for j in jobs]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            with self._changed:
+                self._changed.wait(min(left, 1.0))
+
+    def node_registered(self, node: str) -> None:
+        """A node (re)started: any running job it had claimed cannot continue."""
+        for job in self.store.jobs_in_state("running"):
+            for r in job.roles:
+                if r.node == node and r.claimed_ms is not None and r.finished_ms is None:
+                    self.fail(job.job_id, f"{node} restarted while running its {r.role} role")
+
+    def progress(self, job_id: str, node: str, stage: str, done: int, total: int, detail: dict[str, Any]) -> str:
+        job = self.get(job_id)
+        self.role_of(job, node)
+        if job.state in ACTIVE_STATES:
+            self.store.update_progress(job_id, node, stage, {"stage": stage, "done": done, "total": total, "detail": detail, "ts_ms": now_ms()})
+        return job.state
+
+    def role_result(self, job_id: str, node: str, ok: bool, result: dict[str, Any], error: str, code: str) -> str:
+        job = self.get(job_id)
+        role = self.role_of(job, node)
+        if role.finished_ms is not None:
+            raise ConflictError(f"{node} already reported its result for {job_id}")
+        self.store.finish_role(job_id, role.role, ok, result, error)
+        if not ok:
+            self.fail(job_id, f"{role.role} ({node}) failed: [{code}] {error}")
+        else:
+            self.store.merge_result(job_id, result)
+            job = self.get(job_id)
+            if all(r.ok for r in job.roles):
+                if self.store.set_state(job_id, "succeeded"):
+                    self.store.update_progress(job_id, self.cfg.name, "done", {"stage": "done", "ts_ms": now_ms()})
+                    self._job_ended(job_id)
+        return self.get(job_id).state
+
+    def fail(self, job_id: str, error: str) -> None:
+        if self.store.set_state(job_id, "failed", error=error):
+            _LOG.warning("job %s failed: %s", job_id, error)
+            self._job_ended(job_id)
+
+    def _job_ended(self, job_id: str) -> None:
+        self.mailbox.drop_job(job_id)
+        with self._changed:
+            self._changed.notify_all()
+
+    # -- the coordinator's own role
+    def _start_coordinator_role(self, job_id: str, spec: JobSpec) -> None:
+        names = {Role.GUEST: spec.guest.party, Role.HOST: spec.host.party, Role.COORDINATOR: self.cfg.name}
+
+        def on_progress(p: Any) -> None:
+            self.store.update_progress(job_id, self.cfg.name, p.stage, {"stage": p.stage, "done": p.done, "total": p.total, "detail": dict(p.detail), "ts_ms": now_ms()})
+
+        def run() -> None:
+            self.store.claim_role(job_id, Role.COORDINATOR.value)
+            endpoint = LocalEndpoint(self.mailbox, job_id, Role.COORDINATOR, names, on_progress=on_progress,
+                                     is_live=lambda: self.is_live(job_id), timeout_s=self.cfg.message_ttl_s)
+            try:
+                summary = drive(Role.COORDINATOR, coordinator_program(spec.lr_params(), secrets.SystemRandom()), endpoint)
+            except JobFailedError:
+                return
+            except Exception as exc:  # report, never crash the server
+                code, message = describe_error(exc)
+                if not isinstance(exc, ProtocolError):
+                    _LOG.exception("coordinator role of %s failed", job_id)
+                if self.is_live(job_id):
+                    self.role_result(job_id, self.cfg.name, False, {}, message, code)
+                return
+            result = {
+                "training": {"epochs": summary.epochs, "losses": list(summary.losses), "key_bits": summary.key_bits},
+                "metrics": {"joint": {"auc": summary.metrics.auc, "ks": summary.metrics.ks, "n_test": summary.metrics.n_test}},
+                "bytes": {self.cfg.name: {"sent": endpoint.bytes_sent, "received": endpoint.bytes_received}},
+            }
+            if self.is_live(job_id):
+                self.role_result(job_id, self.cfg.name, True, result, "", "")
+
+        t = threading.Thread(target=run, name=f"coordinator-{job_id}", daemon=True)
+        self._threads[job_id] = t
+        t.start()
+
+
+def job_info(job: JobRow) -> job_pb2.JobInfo:
+    return job_pb2.JobInfo(
+        job_id=job.job_id,
+        kind=job.kind,
+        state=job.state,
+        stage=job.stage,
+        spec_json=job.spec_json,
+        spec_sha256=job.spec_sha256,
+        roles=[job_pb2.JobRole(role=r.role, node=r.node, dataset=r.dataset) for r in job.roles],
+        progress_json=json.dumps(job.progress),
+        result_json=json.dumps(job.result),
+        error=job.error,
+        created_unix_ms=job.created_ms,
+        updated_unix_ms=job.updated_ms,
+        psi_salt_hex=job.psi_salt,
+    )
+
+
+class _Auth:
+    def __init__(self, cfg: CoordinatorConfig) -> None:
+        self.cfg = cfg
+
+    def caller(self, context: grpc.ServicerContext) -> Caller:
+        name = peer_identity(context)
+        c = Caller(name, name in self.cfg.parties, name in self.cfg.operators)
+        if not (c.is_party or c.is_operator):
+            raise PermissionDeniedError(f"{name} is neither a party nor an operator of this coordinator")
+        return c
+
+    def party(self, context: grpc.ServicerContext) -> str:
+        c = self.caller(context)
+        if not c.is_party:
+            raise PermissionDeniedError(f"{c.name} is not a party")
+        return c.name
+
+    def operator(self, context: grpc.ServicerContext) -> str:
+        c = self.caller(context)
+        if not c.is_operator:
+            raise PermissionDeniedError(f"{c.name} is not an operator")
+        return c.name
+
+
+class NodeServicer(node_pb2_grpc.NodeServiceServicer):
+    def __init__(self, auth: _Auth, store: Store, jobs: JobManager) -> None:
+        self.auth, self.store, self.jobs = auth, store, jobs
+        self._online: set[str] = set()  # registered since this coordinator started
+
+    def Register(self, request: node_pb2.RegisterRequest, context: grpc.ServicerContext) -> node_pb2.RegisterResponse:
+        name = self.auth.party(context)
+        self.jobs.node_registered(name)
+        self.store.upsert_node(name, request.seal_cert_pem, request.software_version, list(request.datasets))
+        self._online.add(name)
+        _LOG.info("party %s registered (datasets: %s)", name, ", ".join(request.datasets))
+        return node_pb2.RegisterResponse(node=name, coordinator=self.auth.cfg.name)
+
+    def Heartbeat(self, request: node_pb2.HeartbeatRequest, context: grpc.ServicerContext) -> node_pb2.HeartbeatResponse:
+        self.store.touch_node(self.auth.party(context))
+        return node_pb2.HeartbeatResponse(server_unix_ms=now_ms())
+
+    def GetPeer(self, request: node_pb2.GetPeerRequest, context: grpc.ServicerContext) -> node_pb2.GetPeerResponse:
+        self.auth.party(context)
+        row = self.store.get_node(request.name)
+        if row is None or request.name not in self._online:
+            raise NotFoundError(f"party {request.name!r} has not registered since the coordinator started")
+        return node_pb2.GetPeerResponse(name=row["name"], seal_cert_pem=row["seal_cert_pem"], online=True)
+
+
+class JobServicer(job_pb2_grpc.JobServiceServicer):
+    def __init__(self, auth: _Auth, jobs: JobManager) -> None:
+        self.auth, self.jobs = auth, jobs
+
+    def SubmitJob(self, request: job_pb2.SubmitJobRequest, context: grpc.ServicerContext) -> job_pb2.SubmitJobResponse:
+        self.auth.operator(context)
+        from .config import parse_config
+
+        spec = parse_config(JobSpec, json.loads(request.spec_json or "{}"), source="job spec")
+        return job_pb2.SubmitJobResponse(job=job_info(self.jobs.submit(spec)))
+
+    def GetJob(self, request: job_pb2.GetJobRequest, context: grpc.ServicerContext) -> job_pb2.GetJobResponse:
+        caller = self.auth.caller(context)
+        job = self.jobs.get(request.job_id)
+        if not caller.is_operator:
+            self.jobs.role_of(job, caller.name)
+        return job_pb2.GetJobResponse(job=job_info(job))
+
+    def ListJobs(self, request: job_pb2.ListJobsRequest, context: grpc.ServicerContext) -> job_pb2.ListJobsResponse:
+        caller = self.auth.caller(context)
+        jobs = self.jobs.store.list_jobs(request.limit or 50)
+        if not caller.is_operator:
+            jobs = [j for j in jobs if any(r.node == caller.name for r in j.roles)]
+        return job_pb2.ListJobsResponse(jobs=[job_info(j) for j in jobs])
+
+    def CancelJob(self, request: job_pb2.CancelJobRequest, context: grpc.ServicerContext) -> job_pb2.CancelJobResponse:
+        self.auth.operator(context)
+        return job_pb2.CancelJobResponse(job=job_info(self.jobs.cancel(request.job_id, request.reason)))
+
+    def PollAssignments(self, request: job_pb2.PollAssignmentsRequest, context: grpc.ServicerContext) -> job_pb2.PollAssignmentsResponse:
+        name = self.auth.party(context)
+        wait_s = min(request.wait_ms, 30_000) / 1000.0
+        return job_pb2.PollAssignmentsResponse(jobs=[job_info(j) for j in self.jobs.assignments(name, wait_s)])
+
+    def ReportProgress(self, request: job_pb2.ReportProgressRequest, context: grpc.ServicerContext) -> job_pb2.ReportProgressResponse:
+        name = self.auth.party(context)
+        detail = json.loads(request.detail_json or "{}")
+        return job_pb2.ReportProgressResponse(state=self.jobs.progress(request.job_id, name, request.stage, request.done, request.total, detail))
+
+    def ReportRoleResult(self, request: job_pb2.ReportRoleResultRequest, context: grpc.ServicerContext) -> job_pb2.ReportRoleResultResponse:
+        name = self.auth.party(context)
+        result = json.loads(request.result_json or "{}")
+        state = self.jobs.role_result(request.job_id, name, request.ok, result, request.error, request.error_code)
+        return job_pb2.ReportRoleResultResponse(state=state)
+
+
+class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
+    def __init__(self, auth: _Auth, jobs: JobManager, mailbox: Mailbox) -> None:
+        self.auth, self.jobs, self.mailbox = auth, jobs, mailbox
+
+    def _check_job(self, job_id: str, *nodes: str) -> None:
+        job = self.jobs.get(job_id)
+        if job.state not in ACTIVE_STATES:
+            raise JobFailedError(f"job {job_id} is {job.state}" + (f": {job.error}" if job.error else ""))
+        for n in nodes:
+            self.jobs.role_of(job, n)
+
+    def Send(self, request_iterator: Iterator[relay_pb2.SendRequest], context: grpc.ServicerContext) -> relay_pb2.SendResponse:
+        name = self.auth.party(context)
+        first = next(request_iterator, None)
+        if first is None or not first.HasField("envelope"):
+            raise ProtocolError("a Send stream must start with the envelope")
+        env = first.envelope
+        if env.sender != name:
+            raise PermissionDeniedError(f"{name} cannot send as {env.sender!r}")
+        if env.payload_size > MAX_PAYLOAD_BYTES:
+            raise ProtocolError(f"payload of {env.payload_size} bytes exceeds the relay limit")
+        self._check_job(env.job_id, env.sender, env.receiver)
+        parts, size = [], 0
+        for req in request_iterator:
+            if not req.HasField("chunk"):
+                raise ProtocolError("only payload chunks may follow the envelope")
+            size += len(req.chunk)
+            if size > env.payload_size:
+                raise ProtocolError("payload is longer than its envelope says")
+            parts.append(req.chunk)
+        if size != env.payload_size:
+            raise ProtocolError(f"payload has {size} bytes, its envelope says {env.payload_size}")
+        self.mailbox.put(env, b"".join(parts))
+        return relay_pb2.SendResponse(message_id=env.message_id, received_bytes=size)
+
+    def Receive(self, request: relay_pb2.ReceiveRequest, context: grpc.ServicerContext) -> Iterator[relay_pb2.ReceiveResponse]:
+        name = self.auth.party(context)
+        self._check_job(request.job_id, name, request.sender)
+        wait_s = min(request.wait_ms, 30_000) / 1000.0
+        deadline = time.monotonic() + wait_s
+        got = None
+        while got is None and context.is_active():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            got = self.mailbox.take(request.job_id, name, request.sender, request.step, request.sequence, wait_s=min(left, 1.0))
+            if got is None:
+                self._check_job(request.job_id)
+        if got is None:
+            return
+        env, data = got
+        try:
+            yield relay_pb2.ReceiveResponse(envelope=env)
+            for chunk in chunk_bytes(data, CHUNK_BYTES):
+                yield relay_pb2.ReceiveResponse(chunk=chunk)
+        except BaseException:
+            # The receiver went away mid-stream: put the message back so a retry gets it.
+            self.mailbox.put(env, data)
+            raise
+
+
+class Coordinator:
+    """A running coordinator: ``start()`` binds and serves; ``stop()`` shuts down."""
+
+    def __init__(self, cfg: CoordinatorConfig) -> None:
+        self.cfg = cfg
+        self.store = Store(cfg.database)
+        self.mailbox = Mailbox()
+        self.jobs = JobManager(cfg, self.store, self.mailbox)
+        tls = load_tls(cfg.tls.ca, cfg.tls.cert, cfg.tls.key)
+        self.server, self.port = create_server(tls, cfg.listen)
+        auth = _Auth(cfg)
+        node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(auth, self.store, self.jobs), self.server)
+        job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(auth, self.jobs), self.server)
+        relay_pb2_grpc.add_RelayServiceServicer_to_server(RelayServicer(auth, self.jobs, self.mailbox), self.server)
+
+    def start(self) -> int:
+        self.server.start()
+        if self.cfg.port_file:
+            tmp = self.cfg.port_file.with_suffix(".tmp")
+            tmp.write_text(str(self.port))
+            tmp.replace(self.cfg.port_file)
+        _LOG.info("coordinator %s listening on port %d (mTLS)", self.cfg.name, self.port)
+        return self.port
+
+    def stop(self, grace_s: float = 3.0) -> None:
+        self.server.stop(grace_s).wait()
+        self.store.close()

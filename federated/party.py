@@ -1,0 +1,228 @@
+"""A party node: dials out to the coordinator, loads its own data, runs its role.
+
+The node opens no port. It registers its sealing certificate, long-polls for
+jobs in which it has a role, and runs each job in a thread: PSI to align rows,
+then (for ``train`` jobs) vertical LR and evaluation. Raw data, labels and
+weights never leave this process; the model is written to the node's workdir.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from fedcredit.v1 import job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc
+from protocols.core import Progress, Role
+from protocols.hetero_lr import Standardizer, guest_program, host_program, split_train_test
+from protocols.psi import protocol as psi
+
+from .certs import load_tls
+from .config import JobSpec, PartyConfig
+from .data import LocalDataset, load_dataset
+from .errors import ConfigError, FedCreditError, NotFoundError, TransportError, from_rpc_error
+from .runtime import RelayEndpoint, describe_error, drive
+from .sealing import Sealer, load_seal_identity, verify_peer_seal_cert
+from .transport import DEFAULT_DEADLINE_S, create_channel, wait_healthy
+
+__all__ = ["PartyNode", "atomic_write_text"]
+
+_LOG = logging.getLogger(__name__)
+VERSION = "0.1.0"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class PartyNode:
+    def __init__(self, cfg: PartyConfig) -> None:
+        self.cfg = cfg
+        self.tls = load_tls(cfg.tls.ca, cfg.tls.cert, cfg.tls.key)
+        self.seal = load_seal_identity(cfg.seal.cert, cfg.seal.key)
+        if self.seal.name != cfg.name:
+            raise ConfigError(f"seal certificate is for {self.seal.name!r}, but this node is {cfg.name!r}")
+        self.channel = create_channel(cfg.coordinator, self.tls, server_name=cfg.coordinator_name)
+        self.jobs = job_pb2_grpc.JobServiceStub(self.channel)
+        self.nodes = node_pb2_grpc.NodeServiceStub(self.channel)
+        self._threads: dict[str, threading.Thread] = {}
+        self._stop = threading.Event()
+
+    # -- lifecycle
+    def _call(self, fn: Any, request: Any, timeout: float = DEFAULT_DEADLINE_S) -> Any:
+        try:
+            return fn(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc, target=self.cfg.coordinator) from None
+
+    def register(self, wait_s: float = 60.0) -> None:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                wait_healthy(self.channel, timeout_s=5.0, target=self.cfg.coordinator)
+                resp = self._call(self.nodes.Register, node_pb2.RegisterRequest(
+                    seal_cert_pem=self.seal.cert_pem, software_version=VERSION, datasets=sorted(self.cfg.datasets)))
+                _LOG.info("registered with coordinator %s as %s", resp.coordinator, resp.node)
+                return
+            except TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def serve_forever(self) -> None:
+        self.register()
+        while not self._stop.is_set():
+            try:
+                resp = self._call(self.jobs.PollAssignments, job_pb2.PollAssignmentsRequest(wait_ms=5_000), timeout=20.0)
+            except TransportError as exc:
+                _LOG.warning("%s; retrying", exc)
+                self._stop.wait(2.0)
+                continue
+            for info in resp.jobs:
+                if info.job_id not in self._threads:
+                    t = threading.Thread(target=self.run_job, args=(info,), name=f"job-{info.job_id}", daemon=True)
+                    self._threads[info.job_id] = t
+                    t.start()
+        for t in self._threads.values():
+            t.join(timeout=5.0)
+        self.channel.close()
+
+    # -- one job
+    def run_job(self, info: job_pb2.JobInfo) -> None:
+        job_id = info.job_id
+        try:
+            result = self._run_job(info)
+        except Exception as exc:
+            code, message = describe_error(exc)
+            if not isinstance(exc, FedCreditError):
+                _LOG.exception("job %s failed", job_id)
+            else:
+                _LOG.error("job %s failed: [%s] %s", job_id, code, message)
+            self._report(job_id, False, {}, message, code)
+            return
+        self._report(job_id, True, result, "", "")
+        _LOG.info("job %s: role finished", job_id)
+
+    def _report(self, job_id: str, ok: bool, result: dict[str, Any], error: str, code: str) -> None:
+        req = job_pb2.ReportRoleResultRequest(job_id=job_id, ok=ok, error=error, error_code=code, result_json=json.dumps(result))
+        try:
+            self._call(self.jobs.ReportRoleResult, req)
+        except FedCreditError as exc:
+            _LOG.warning("could not report the result of %s: %s", job_id, exc)
+
+    def _progress_reporter(self, job_id: str) -> Any:
+        last = [0.0]
+
+        def report(p: Progress) -> None:
+            now = time.monotonic()
+            if now - last[0] < 0.5 and p.done < p.total:
+                return
+            last[0] = now
+            req = job_pb2.ReportProgressRequest(job_id=job_id, stage=p.stage, done=p.done, total=p.total, detail_json=json.dumps(dict(p.detail)))
+            try:
+                self._call(self.jobs.ReportProgress, req, timeout=10.0)
+            except FedCreditError as exc:
+                _LOG.debug("progress report failed: %s", exc)
+
+        return report
+
+    def _sealer(self, job_id: str, peer: str, wait_s: float = 300.0) -> Sealer:
+        """The peer's sealing key, verified against our own CA copy. Waits for the peer to register."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                resp = self._call(self.nodes.GetPeer, node_pb2.GetPeerRequest(name=peer))
+                break
+            except NotFoundError:
+                if time.monotonic() > deadline:
+                    raise
+                self._stop.wait(0.5)
+        peer_key = verify_peer_seal_cert(resp.seal_cert_pem, self.tls.ca, peer)
+        return Sealer(self.seal, peer, peer_key, job_id)
+
+    def _run_job(self, info: job_pb2.JobInfo) -> dict[str, Any]:
+        spec = JobSpec.model_validate_json(info.spec_json)
+        me = self.cfg.name
+        if spec.guest.party == me:
+            role, mine, peer = Role.GUEST, spec.guest, spec.host.party
+        elif spec.host.party == me:
+            role, mine, peer = Role.HOST, spec.host, spec.guest.party
+        else:
+            raise NotFoundError(f"job {info.job_id} gives no role to {me}")
+        ds_cfg = self.cfg.datasets.get(mine.dataset)
+        if ds_cfg is None:
+            raise NotFoundError(f"{me} has no dataset {mine.dataset!r} (configured: {', '.join(sorted(self.cfg.datasets))})")
+        if spec.psi.validate_uscc and not ds_cfg.validate_uscc:
+            ds_cfg = ds_cfg.model_copy(update={"validate_uscc": True})
+        _LOG.info("job %s: %s as %s on dataset %s", info.job_id, spec.kind, role.value, mine.dataset)
+        data = load_dataset(ds_cfg, require_label=(role is Role.GUEST and spec.kind == "train"))
+
+        names = {Role.GUEST: spec.guest.party, Role.HOST: spec.host.party, Role.COORDINATOR: self.cfg.coordinator_name}
+        endpoint = RelayEndpoint(
+            self.channel, info.job_id, role, names,
+            sealers={peer: self._sealer(info.job_id, peer)},
+            on_progress=self._progress_reporter(info.job_id),
+            timeout_s=self.cfg.message_timeout_s,
+        )
+        rng = secrets.SystemRandom()
+        outdir = self.cfg.workdir / "jobs" / info.job_id
+        t0 = time.monotonic()
+
+        params = psi.PsiParams(salt=bytes.fromhex(info.psi_salt_hex), reveal=psi.Reveal(spec.psi.reveal))
+        program = psi.guest_program(data.ids, params, rng) if role is Role.GUEST else psi.host_program(data.ids, params, rng)
+        psi_result: psi.PsiResult = drive(role, program, endpoint)
+        psi_seconds = time.monotonic() - t0
+        result: dict[str, Any] = {"psi": {"seconds": {me: round(psi_seconds, 3)}}}
+        if psi_result.size >= 0:
+            rows = np.asarray(psi_result.rows, dtype=np.int64)
+            aligned = [data.ids[i] for i in rows]
+            result["psi"]["intersection_size"] = len(aligned)
+            atomic_write_text(outdir / "intersection.csv", "id\n" + "".join(f"{i}\n" for i in aligned))
+        if spec.kind == "psi":
+            result["bytes"] = {me: {"sent": endpoint.bytes_sent, "received": endpoint.bytes_received}}
+            return result
+
+        if len(aligned) == 0:
+            raise FedCreditError("the intersection is empty: nothing to train on")
+        train_pos, test_pos = split_train_test(aligned, spec.seed, spec.evaluation.test_fraction)
+        x = data.features[rows]
+        std = Standardizer.fit(x[train_pos])
+        x_train, x_test = std.transform(x[train_pos]), std.transform(x[test_pos])
+        lr_params = spec.lr_params()
+        t1 = time.monotonic()
+        if role is Role.GUEST:
+            y = data.labels[rows]
+            model = drive(role, guest_program(x_train, y[train_pos], x_test, y[test_pos], lr_params, rng), endpoint)
+            weights = {n: float(w) for n, w in zip(data.feature_names, model.weights)}
+            metrics = {"auc": model.metrics.auc, "ks": model.metrics.ks, "n_test": model.metrics.n_test}
+            artifact = {"job_id": info.job_id, "role": "guest", "features": weights, "intercept": model.intercept,
+                        "standardizer": _std_json(data, std), "epochs": model.epochs, "losses": list(model.losses), "metrics": metrics}
+            result["metrics"] = {"joint": metrics}
+            result["training"] = {"n_train": int(len(train_pos)), "n_test": int(len(test_pos))}
+        else:
+            model = drive(role, host_program(x_train, x_test, lr_params, rng), endpoint)
+            weights = {n: float(w) for n, w in zip(data.feature_names, model.weights)}
+            artifact = {"job_id": info.job_id, "role": "host", "features": weights, "standardizer": _std_json(data, std),
+                        "epochs": model.epochs, "losses": list(model.losses)}
+        atomic_write_text(outdir / "model.json", json.dumps(artifact, indent=2))
+        result["seconds"] = {me: {"psi": round(psi_seconds, 3), "train": round(time.monotonic() - t1, 3)}}
+        result["bytes"] = {me: {"sent": endpoint.bytes_sent, "received": endpoint.bytes_received}}
+        return result
+
+
+def _std_json(data: LocalDataset, std: Standardizer) -> dict[str, Any]:
+    return {n: {"mean": float(m), "scale": float(s)} for n, m, s in zip(data.feature_names, std.mean, std.scale)}

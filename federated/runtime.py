@@ -1,0 +1,233 @@
+"""Running protocol role programs over the relay: the driver and the endpoints.
+
+:func:`drive` executes a role program from :mod:`protocols` (a generator of
+Send/Recv/Progress actions) against an endpoint. Endpoints wrap every message
+in one :class:`fedcredit.v1.Envelope` -- job, message id, sender, receiver,
+step, sequence, payload type, classification, size and digest -- so there is
+exactly one place where messages are built and checked.
+
+* :class:`RelayEndpoint` is a party's: it streams messages to the coordinator
+  and long-polls for its own. Payloads to the other party are sealed end to
+  end, so the coordinator relays them without being able to read them.
+* :class:`LocalEndpoint` is the coordinator's own role: it reads and writes
+  the in-process mailbox directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from abc import ABC, abstractmethod
+from typing import Any, Callable, Iterator, Mapping
+
+import grpc
+
+from fedcredit.v1 import envelope_pb2, relay_pb2, relay_pb2_grpc
+from protocols.core import Message, Progress, ProtocolStep, Recv, Role, RoleProgram, Send, check_recv, check_send
+from protocols.errors import ProtocolError
+
+from .codec import decode_payload, encode_payload
+from .errors import DeadlineError, FedCreditError, JobFailedError, TransportError, from_rpc_error
+from .sealing import Sealer
+from .transport import STREAM_DEADLINE_S, chunk_bytes
+
+__all__ = ["drive", "Endpoint", "RelayEndpoint", "LocalEndpoint", "envelope_aad"]
+
+_LOG = logging.getLogger(__name__)
+RECEIVE_WAIT_MS = 10_000
+
+
+def envelope_aad(env: envelope_pb2.Envelope) -> bytes:
+    """Associated data binding a sealed payload to its envelope header."""
+    fields = [env.job_id, env.message_id, env.sender, env.receiver, env.step, str(env.sequence), env.payload_type]
+    return "\x1f".join(fields).encode("utf-8")
+
+
+def drive(role: Role, program: RoleProgram, endpoint: "Endpoint") -> Any:
+    """Run ``program`` (one role of a protocol) to completion and return its result."""
+    value: Any = None
+    started = False
+    while True:
+        try:
+            action = program.send(value) if started else next(program)
+        except StopIteration as stop:
+            return stop.value
+        started = True
+        value = None
+        if isinstance(action, Send):
+            endpoint.send(action.step, check_send(role, action), action.payload)
+        elif isinstance(action, Recv):
+            value = endpoint.recv(action.step, check_recv(role, action))
+        elif isinstance(action, Progress):
+            endpoint.progress(action)
+        else:
+            raise ProtocolError(f"role {role} yielded {action!r}, not an action")
+
+
+class Endpoint(ABC):
+    """Builds and checks envelopes; subclasses move them."""
+
+    def __init__(
+        self,
+        job_id: str,
+        me: Role,
+        names: Mapping[Role, str],
+        *,
+        sealers: Mapping[str, Sealer] | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        on_message: Callable[[str, envelope_pb2.Envelope], None] | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.me = me
+        self.names = dict(names)
+        self.name = self.names[me]
+        self.sealers = dict(sealers or {})
+        self._on_progress = on_progress
+        self._on_message = on_message  # ("sent" | "received", envelope): the audit hook
+        self._send_seq: dict[tuple[str, str], int] = {}
+        self._recv_seq: dict[tuple[str, str], int] = {}
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    # -- to implement
+    @abstractmethod
+    def _deliver(self, env: envelope_pb2.Envelope, data: bytes) -> None: ...
+
+    @abstractmethod
+    def _fetch(self, sender: str, step: str, seq: int) -> tuple[envelope_pb2.Envelope, bytes]: ...
+
+    # -- the one place messages are built and checked
+    def send(self, step: ProtocolStep, to: Role, payload: Message) -> None:
+        receiver = self.names[to]
+        key = (step.wire, receiver)
+        seq = self._send_seq.get(key, 0)
+        self._send_seq[key] = seq + 1
+        payload_type, data = encode_payload(payload)
+        env = envelope_pb2.Envelope(
+            job_id=self.job_id,
+            message_id=uuid.uuid4().hex,
+            sender=self.name,
+            receiver=receiver,
+            step=step.wire,
+            sequence=seq,
+            payload_type=payload_type,
+            classification=type(payload).classification.value,
+            sent_unix_ms=int(time.time() * 1000),
+        )
+        sealer = self.sealers.get(receiver)
+        if sealer is not None:
+            data = sealer.seal(envelope_aad(env), data)
+            env.sealed = True
+        env.payload_size = len(data)
+        env.payload_sha256 = hashlib.sha256(data).digest()
+        self._deliver(env, data)
+        self.bytes_sent += len(data)
+        if self._on_message:
+            self._on_message("sent", env)
+
+    def recv(self, step: ProtocolStep, frm: Role) -> Message:
+        sender = self.names[frm]
+        key = (step.wire, sender)
+        seq = self._recv_seq.get(key, 0)
+        env, data = self._fetch(sender, step.wire, seq)
+        if (env.job_id, env.sender, env.receiver, env.step, env.sequence) != (self.job_id, sender, self.name, step.wire, seq):
+            raise ProtocolError(f"relay returned the wrong message for {step.wire}#{seq} from {sender}")
+        if len(data) != env.payload_size or hashlib.sha256(data).digest() != env.payload_sha256:
+            raise ProtocolError(f"payload of {step.wire}#{seq} from {sender} does not match its digest")
+        sealer = self.sealers.get(sender)
+        if sealer is not None:
+            if not env.sealed:
+                raise ProtocolError(f"{step.wire} from {sender} must be sealed end to end but was not")
+            data = sealer.open(envelope_aad(env), data)
+        elif env.sealed:
+            raise ProtocolError(f"{step.wire} from {sender} is sealed but no seal key is shared with {sender}")
+        msg = decode_payload(env.payload_type, data, expected=step.spec.payload)
+        if type(msg).classification.value != env.classification:
+            raise ProtocolError(f"{step.wire}: envelope classification {env.classification!r} does not match the payload type")
+        self._recv_seq[key] = seq + 1
+        self.bytes_received += env.payload_size
+        if self._on_message:
+            self._on_message("received", env)
+        return msg
+
+    def progress(self, p: Progress) -> None:
+        if self._on_progress:
+            self._on_progress(p)
+
+
+class RelayEndpoint(Endpoint):
+    """A party's endpoint: messages go through the coordinator's RelayService."""
+
+    def __init__(self, channel: grpc.Channel, *args: Any, timeout_s: float = 900.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stub = relay_pb2_grpc.RelayServiceStub(channel)
+        self._timeout_s = timeout_s
+
+    def _deliver(self, env: envelope_pb2.Envelope, data: bytes) -> None:
+        def requests() -> Iterator[relay_pb2.SendRequest]:
+            yield relay_pb2.SendRequest(envelope=env)
+            for chunk in chunk_bytes(data):
+                yield relay_pb2.SendRequest(chunk=chunk)
+
+        try:
+            self._stub.Send(requests(), timeout=STREAM_DEADLINE_S)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from None
+
+    def _fetch(self, sender: str, step: str, seq: int) -> tuple[envelope_pb2.Envelope, bytes]:
+        deadline = time.monotonic() + self._timeout_s
+        request = relay_pb2.ReceiveRequest(job_id=self.job_id, sender=sender, step=step, sequence=seq, wait_ms=RECEIVE_WAIT_MS)
+        backoff = 0.2
+        while True:
+            try:
+                env = None
+                parts: list[bytes] = []
+                for resp in self._stub.Receive(request, timeout=STREAM_DEADLINE_S):
+                    if resp.HasField("envelope"):
+                        env = resp.envelope
+                    else:
+                        parts.append(resp.chunk)
+                if env is not None:
+                    return env, b"".join(parts)
+                backoff = 0.2
+            except grpc.RpcError as exc:
+                err = from_rpc_error(exc)
+                if not isinstance(err, (TransportError, DeadlineError)):
+                    raise err from None
+                _LOG.warning("relay unavailable while waiting for %s#%d from %s: %s; retrying", step, seq, sender, err)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            if time.monotonic() > deadline:
+                raise DeadlineError(f"no {step}#{seq} from {sender} within {self._timeout_s:.0f}s")
+
+
+class LocalEndpoint(Endpoint):
+    """The coordinator's own endpoint: reads and writes its mailbox in process."""
+
+    def __init__(self, mailbox: Any, *args: Any, timeout_s: float = 900.0, is_live: Callable[[], bool], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._mailbox = mailbox
+        self._timeout_s = timeout_s
+        self._is_live = is_live
+
+    def _deliver(self, env: envelope_pb2.Envelope, data: bytes) -> None:
+        self._mailbox.put(env, data)
+
+    def _fetch(self, sender: str, step: str, seq: int) -> tuple[envelope_pb2.Envelope, bytes]:
+        deadline = time.monotonic() + self._timeout_s
+        while time.monotonic() < deadline:
+            if not self._is_live():
+                raise JobFailedError(f"job {self.job_id} is no longer running")
+            got = self._mailbox.take(self.job_id, self.name, sender, step, seq, wait_s=1.0)
+            if got is not None:
+                return got
+        raise DeadlineError(f"no {step}#{seq} from {sender} within {self._timeout_s:.0f}s")
+
+
+def describe_error(exc: BaseException) -> tuple[str, str]:
+    """(code, message) for reporting a failure without a stack trace."""
+    if isinstance(exc, FedCreditError):
+        return exc.code, exc.message
+    return "INTERNAL", f"{type(exc).__name__}: {exc}"

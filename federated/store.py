@@ -1,0 +1,231 @@
+"""The coordinator's durable state in SQLite: nodes, jobs, role assignments, events.
+
+Every change is one transaction, so a crash never leaves a half-written job.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+__all__ = ["Store", "JobRow", "RoleRow", "ACTIVE_STATES", "FINAL_STATES"]
+
+ACTIVE_STATES = ("pending", "running")
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS nodes (
+  name TEXT PRIMARY KEY,
+  seal_cert_pem BLOB,
+  software_version TEXT,
+  datasets TEXT,
+  registered_ms INTEGER,
+  last_seen_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS jobs (
+  job_id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  name TEXT NOT NULL,
+  spec_json TEXT NOT NULL,
+  spec_sha256 TEXT NOT NULL,
+  state TEXT NOT NULL,
+  stage TEXT NOT NULL DEFAULT '',
+  psi_salt TEXT NOT NULL,
+  progress_json TEXT NOT NULL DEFAULT '{}',
+  result_json TEXT NOT NULL DEFAULT '{}',
+  error TEXT NOT NULL DEFAULT '',
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS job_roles (
+  job_id TEXT NOT NULL REFERENCES jobs(job_id),
+  role TEXT NOT NULL,
+  node TEXT NOT NULL,
+  dataset TEXT NOT NULL DEFAULT '',
+  claimed_ms INTEGER,
+  finished_ms INTEGER,
+  ok INTEGER,
+  result_json TEXT NOT NULL DEFAULT '{}',
+  PRIMARY KEY (job_id, role)
+);
+CREATE TABLE IF NOT EXISTS job_events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id TEXT NOT NULL,
+  ts_ms INTEGER NOT NULL,
+  node TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS job_events_job ON job_events(job_id);
+"""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class RoleRow:
+    job_id: str
+    role: str
+    node: str
+    dataset: str
+    claimed_ms: int | None
+    finished_ms: int | None
+    ok: bool | None
+    result: dict[str, Any]
+
+
+@dataclass
+class JobRow:
+    job_id: str
+    kind: str
+    name: str
+    spec_json: str
+    spec_sha256: str
+    state: str
+    stage: str
+    psi_salt: str
+    progress: dict[str, Any]
+    result: dict[str, Any]
+    error: str
+    created_ms: int
+    updated_ms: int
+    roles: list[RoleRow] = field(default_factory=list)
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- nodes
+    def upsert_node(self, name: str, seal_cert_pem: bytes, version: str, datasets: list[str]) -> None:
+        t = now_ms()
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO nodes(name, seal_cert_pem, software_version, datasets, registered_ms, last_seen_ms) VALUES(?,?,?,?,?,?) "
+                "ON CONFLICT(name) DO UPDATE SET seal_cert_pem=excluded.seal_cert_pem, software_version=excluded.software_version, "
+                "datasets=excluded.datasets, registered_ms=excluded.registered_ms, last_seen_ms=excluded.last_seen_ms",
+                (name, seal_cert_pem, version, json.dumps(datasets), t, t),
+            )
+
+    def touch_node(self, name: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE nodes SET last_seen_ms=? WHERE name=?", (now_ms(), name))
+
+    def get_node(self, name: str) -> sqlite3.Row | None:
+        with self._lock:
+            return self._db.execute("SELECT * FROM nodes WHERE name=?", (name,)).fetchone()
+
+    # -- jobs
+    def insert_job(self, job: JobRow) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO jobs(job_id, kind, name, spec_json, spec_sha256, state, stage, psi_salt, progress_json, result_json, error, created_ms, updated_ms) "
+                "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (job.job_id, job.kind, job.name, job.spec_json, job.spec_sha256, job.state, job.stage, job.psi_salt,
+                 json.dumps(job.progress), json.dumps(job.result), job.error, job.created_ms, job.updated_ms),
+            )
+            for r in job.roles:
+                db.execute("INSERT INTO job_roles(job_id, role, node, dataset) VALUES(?,?,?,?)", (job.job_id, r.role, r.node, r.dataset))
+            db.execute("INSERT INTO job_events(job_id, ts_ms, node, kind, detail) VALUES(?,?,?,?,?)", (job.job_id, now_ms(), "", "submitted", job.spec_sha256))
+
+    def _job_from_row(self, row: sqlite3.Row) -> JobRow:
+        roles = [
+            RoleRow(r["job_id"], r["role"], r["node"], r["dataset"], r["claimed_ms"], r["finished_ms"],
+                    None if r["ok"] is None else bool(r["ok"]), json.loads(r["result_json"]))
+            for r in self._db.execute("SELECT * FROM job_roles WHERE job_id=? ORDER BY role", (row["job_id"],))
+        ]
+        return JobRow(row["job_id"], row["kind"], row["name"], row["spec_json"], row["spec_sha256"], row["state"], row["stage"],
+                      row["psi_salt"], json.loads(row["progress_json"]), json.loads(row["result_json"]), row["error"],
+                      row["created_ms"], row["updated_ms"], roles)
+
+    def get_job(self, job_id: str) -> JobRow | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            return self._job_from_row(row) if row else None
+
+    def list_jobs(self, limit: int = 50) -> list[JobRow]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM jobs ORDER BY created_ms DESC LIMIT ?", (limit,)).fetchall()
+            return [self._job_from_row(r) for r in rows]
+
+    def jobs_in_state(self, *states: str) -> list[JobRow]:
+        with self._lock:
+            q = f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(states))}) ORDER BY created_ms"
+            return [self._job_from_row(r) for r in self._db.execute(q, states).fetchall()]
+
+    def set_state(self, job_id: str, state: str, *, error: str | None = None, only_from: tuple[str, ...] = ACTIVE_STATES) -> bool:
+        """Move a job to ``state`` if it is in one of ``only_from``. Returns whether it moved."""
+        with self.tx() as db:
+            row = db.execute("SELECT state FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            if row is None or row["state"] not in only_from:
+                return False
+            db.execute("UPDATE jobs SET state=?, error=COALESCE(?, error), updated_ms=? WHERE job_id=?", (state, error, now_ms(), job_id))
+            db.execute("INSERT INTO job_events(job_id, ts_ms, node, kind, detail) VALUES(?,?,?,?,?)", (job_id, now_ms(), "", state, error or ""))
+            return True
+
+    def claim_role(self, job_id: str, role: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE job_roles SET claimed_ms=? WHERE job_id=? AND role=? AND claimed_ms IS NULL", (now_ms(), job_id, role))
+
+    def update_progress(self, job_id: str, node: str, stage: str, entry: dict[str, Any]) -> None:
+        with self.tx() as db:
+            row = db.execute("SELECT progress_json FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            if row is None:
+                return
+            progress = json.loads(row["progress_json"])
+            progress[node] = entry
+            db.execute("UPDATE jobs SET progress_json=?, stage=?, updated_ms=? WHERE job_id=?", (json.dumps(progress), stage, now_ms(), job_id))
+
+    def finish_role(self, job_id: str, role: str, ok: bool, result: dict[str, Any], error: str = "") -> None:
+        with self.tx() as db:
+            db.execute("UPDATE job_roles SET finished_ms=?, ok=?, result_json=? WHERE job_id=? AND role=?",
+                       (now_ms(), int(ok), json.dumps(result), job_id, role))
+            db.execute("INSERT INTO job_events(job_id, ts_ms, node, kind, detail) VALUES(?,?,?,?,?)",
+                       (job_id, now_ms(), role, "role_ok" if ok else "role_failed", error))
+
+    def merge_result(self, job_id: str, result: dict[str, Any]) -> None:
+        with self.tx() as db:
+            row = db.execute("SELECT result_json FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            merged = _deep_merge(json.loads(row["result_json"]), result)
+            db.execute("UPDATE jobs SET result_json=?, updated_ms=? WHERE job_id=?", (json.dumps(merged), now_ms(), job_id))
+
+    def events(self, job_id: str) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute("SELECT * FROM job_events WHERE job_id=? ORDER BY id", (job_id,)).fetchall()
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

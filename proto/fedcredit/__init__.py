@@ -1,0 +1,1 @@
+"""Generated wire code for fedcredit (see proto/fedcredit/v1/*.proto)."""

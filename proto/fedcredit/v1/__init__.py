@@ -1,0 +1,1 @@
+"""fedcredit.v1 wire messages and services (generated; do not edit)."""

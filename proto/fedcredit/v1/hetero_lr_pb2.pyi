@@ -1,0 +1,109 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class PaillierPublicKey(_message.Message):
+    __slots__ = ("n",)
+    N_FIELD_NUMBER: _ClassVar[int]
+    n: bytes
+    def __init__(self, n: _Optional[bytes] = ...) -> None: ...
+
+class EncryptedVector(_message.Message):
+    __slots__ = ("key_fingerprint", "exponent", "count", "width", "ciphertexts")
+    KEY_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    EXPONENT_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
+    key_fingerprint: bytes
+    exponent: int
+    count: int
+    width: int
+    ciphertexts: bytes
+    def __init__(self, key_fingerprint: _Optional[bytes] = ..., exponent: _Optional[int] = ..., count: _Optional[int] = ..., width: _Optional[int] = ..., ciphertexts: _Optional[bytes] = ...) -> None: ...
+
+class IntVector(_message.Message):
+    __slots__ = ("exponent", "magnitudes", "negative")
+    EXPONENT_FIELD_NUMBER: _ClassVar[int]
+    MAGNITUDES_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_FIELD_NUMBER: _ClassVar[int]
+    exponent: int
+    magnitudes: _containers.RepeatedScalarFieldContainer[bytes]
+    negative: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, exponent: _Optional[int] = ..., magnitudes: _Optional[_Iterable[bytes]] = ..., negative: _Optional[_Iterable[bool]] = ...) -> None: ...
+
+class TrainingPlan(_message.Message):
+    __slots__ = ("n_train", "n_test", "batches_per_epoch")
+    N_TRAIN_FIELD_NUMBER: _ClassVar[int]
+    N_TEST_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_PER_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    n_train: int
+    n_test: int
+    batches_per_epoch: int
+    def __init__(self, n_train: _Optional[int] = ..., n_test: _Optional[int] = ..., batches_per_epoch: _Optional[int] = ...) -> None: ...
+
+class EncryptedScores(_message.Message):
+    __slots__ = ("quarter_scores", "eighth_square_sum")
+    QUARTER_SCORES_FIELD_NUMBER: _ClassVar[int]
+    EIGHTH_SQUARE_SUM_FIELD_NUMBER: _ClassVar[int]
+    quarter_scores: EncryptedVector
+    eighth_square_sum: EncryptedVector
+    def __init__(self, quarter_scores: _Optional[_Union[EncryptedVector, _Mapping]] = ..., eighth_square_sum: _Optional[_Union[EncryptedVector, _Mapping]] = ...) -> None: ...
+
+class EncryptedResiduals(_message.Message):
+    __slots__ = ("residuals",)
+    RESIDUALS_FIELD_NUMBER: _ClassVar[int]
+    residuals: EncryptedVector
+    def __init__(self, residuals: _Optional[_Union[EncryptedVector, _Mapping]] = ...) -> None: ...
+
+class EncryptedMaskedGradient(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: EncryptedVector
+    def __init__(self, values: _Optional[_Union[EncryptedVector, _Mapping]] = ...) -> None: ...
+
+class MaskedGradient(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: IntVector
+    def __init__(self, values: _Optional[_Union[IntVector, _Mapping]] = ...) -> None: ...
+
+class EncryptedLoss(_message.Message):
+    __slots__ = ("value",)
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    value: EncryptedVector
+    def __init__(self, value: _Optional[_Union[EncryptedVector, _Mapping]] = ...) -> None: ...
+
+class EpochDecision(_message.Message):
+    __slots__ = ("epoch", "loss", "stop", "reason")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    loss: float
+    stop: bool
+    reason: str
+    def __init__(self, epoch: _Optional[int] = ..., loss: _Optional[float] = ..., stop: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class HostTestScores(_message.Message):
+    __slots__ = ("scores",)
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    scores: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, scores: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class EvaluationMetrics(_message.Message):
+    __slots__ = ("auc", "ks", "n_test", "positives")
+    AUC_FIELD_NUMBER: _ClassVar[int]
+    KS_FIELD_NUMBER: _ClassVar[int]
+    N_TEST_FIELD_NUMBER: _ClassVar[int]
+    POSITIVES_FIELD_NUMBER: _ClassVar[int]
+    auc: float
+    ks: float
+    n_test: int
+    positives: int
+    def __init__(self, auc: _Optional[float] = ..., ks: _Optional[float] = ..., n_test: _Optional[int] = ..., positives: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,51 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RegisterRequest(_message.Message):
+    __slots__ = ("seal_cert_pem", "software_version", "datasets")
+    SEAL_CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    SOFTWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    seal_cert_pem: bytes
+    software_version: str
+    datasets: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, seal_cert_pem: _Optional[bytes] = ..., software_version: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RegisterResponse(_message.Message):
+    __slots__ = ("node", "coordinator")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    coordinator: str
+    def __init__(self, node: _Optional[str] = ..., coordinator: _Optional[str] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("server_unix_ms",)
+    SERVER_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    server_unix_ms: int
+    def __init__(self, server_unix_ms: _Optional[int] = ...) -> None: ...
+
+class GetPeerRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetPeerResponse(_message.Message):
+    __slots__ = ("name", "seal_cert_pem", "online")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SEAL_CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    seal_cert_pem: bytes
+    online: bool
+    def __init__(self, name: _Optional[str] = ..., seal_cert_pem: _Optional[bytes] = ..., online: _Optional[bool] = ...) -> None: ...

@@ -1,0 +1,256 @@
+"""Protocol building blocks: roles, classified message types, steps and a pure driver.
+
+A protocol is written once, for all its roles, in one module. Each role is a
+generator that *yields actions* -- :class:`Send`, :class:`Recv`,
+:class:`Progress` -- and receives the answer to each :class:`Recv`. The
+generator never touches a network: the runtime (``federated``) routes the
+actions over gRPC, and tests route them in memory with :func:`run_local`.
+
+Every step of a protocol is declared in a :class:`ProtocolStep` enum whose
+values are :class:`StepSpec` rows: wire name, who may send it, who receives it,
+and the payload type. The driver checks every send and receive against that
+table, so an out-of-order or mistyped message is rejected rather than silently
+used (the failure mode of string-keyed put/get).
+
+Payload types subclass exactly one classification base (:class:`Ciphertext`,
+:class:`Masked`, :class:`Public`, :class:`Aggregate`, :class:`Plaintext`), so a
+transcript can say what kind of information each message disclosed from its
+type alone.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generator, Mapping
+
+from .errors import ProtocolError
+
+__all__ = [
+    "Role",
+    "Classification",
+    "Message",
+    "Ciphertext",
+    "Masked",
+    "Public",
+    "Aggregate",
+    "Plaintext",
+    "StepSpec",
+    "ProtocolStep",
+    "Send",
+    "Recv",
+    "Progress",
+    "Action",
+    "RoleProgram",
+    "check_send",
+    "check_recv",
+    "run_local",
+]
+
+
+class Role(str, enum.Enum):
+    """Protocol roles. ``bank``/``platform`` are deployment names, not roles."""
+
+    GUEST = "guest"  # holds labels (the bank)
+    HOST = "host"  # holds extra features (the platform)
+    COORDINATOR = "coordinator"  # relays; holds the HE secret key in coordinated mode
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Classification(str, enum.Enum):
+    """What a message discloses to its receiver (and to the relay, if not sealed)."""
+
+    CIPHERTEXT = "ciphertext"  # encrypted under a key the receiver does not hold
+    MASKED = "masked"  # statistically or computationally hidden by fresh randomness
+    PUBLIC = "public"  # public parameters (keys, salts, sizes fixed by the job)
+    AGGREGATE = "aggregate"  # an aggregate the job lists as agreed (loss, AUC, counts)
+    PLAINTEXT = "plaintext"  # per-sample or raw values in the clear (must be declared)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Message:
+    """Base of all protocol payloads. Subclass exactly one classification base."""
+
+    classification: ClassVar[Classification]
+
+
+class Ciphertext(Message):
+    """Encrypted payload. ``key_owner`` names the role that can decrypt it."""
+
+    classification = Classification.CIPHERTEXT
+    key_owner: ClassVar[Role] = Role.COORDINATOR
+
+
+class Masked(Message):
+    classification = Classification.MASKED
+
+
+class Public(Message):
+    classification = Classification.PUBLIC
+
+
+class Aggregate(Message):
+    classification = Classification.AGGREGATE
+
+
+class Plaintext(Message):
+    classification = Classification.PLAINTEXT
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One row of a protocol's message table."""
+
+    wire: str  # stable wire name, e.g. "psi.guest_blinded"
+    senders: tuple[Role, ...]
+    receivers: tuple[Role, ...]
+    payload: type[Message]
+    doc: str = ""
+
+
+class ProtocolStep(enum.Enum):
+    """Base for a protocol's step enum. Members' values are :class:`StepSpec`."""
+
+    @property
+    def spec(self) -> StepSpec:
+        return self.value  # type: ignore[no-any-return]
+
+    @property
+    def wire(self) -> str:
+        return self.spec.wire
+
+
+@dataclass(frozen=True)
+class Send:
+    step: ProtocolStep
+    payload: Message
+    to: Role | None = None  # required when the step has several receivers
+
+
+@dataclass(frozen=True)
+class Recv:
+    step: ProtocolStep
+    frm: Role | None = None  # required when the step has several senders
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Progress report; the runtime forwards it to the coordinator's job status."""
+
+    stage: str
+    done: int
+    total: int
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+Action = Send | Recv | Progress
+RoleProgram = Generator[Action, Any, Any]
+
+
+def check_send(role: Role, action: Send) -> Role:
+    """Validate a send against the step table; return the receiving role."""
+    spec = action.step.spec
+    if role not in spec.senders:
+        raise ProtocolError(f"role {role} may not send step {spec.wire}")
+    if not isinstance(action.payload, spec.payload):
+        raise ProtocolError(
+            f"step {spec.wire} carries {spec.payload.__name__}, got {type(action.payload).__name__}"
+        )
+    if action.to is not None:
+        if action.to not in spec.receivers:
+            raise ProtocolError(f"step {spec.wire} cannot go to {action.to}")
+        return action.to
+    if len(spec.receivers) != 1:
+        raise ProtocolError(f"step {spec.wire} has several receivers; name one with to=")
+    return spec.receivers[0]
+
+
+def check_recv(role: Role, action: Recv) -> Role:
+    """Validate a receive against the step table; return the sending role."""
+    spec = action.step.spec
+    if role not in spec.receivers:
+        raise ProtocolError(f"role {role} does not receive step {spec.wire}")
+    if action.frm is not None:
+        if action.frm not in spec.senders:
+            raise ProtocolError(f"step {spec.wire} is not sent by {action.frm}")
+        return action.frm
+    if len(spec.senders) != 1:
+        raise ProtocolError(f"step {spec.wire} has several senders; name one with frm=")
+    return spec.senders[0]
+
+
+def check_payload(step: ProtocolStep, payload: object) -> Message:
+    """Check that a received payload has the type its step declares."""
+    if not isinstance(payload, step.spec.payload):
+        raise ProtocolError(
+            f"step {step.wire} expects {step.spec.payload.__name__}, got {type(payload).__name__}"
+        )
+    return payload
+
+
+def run_local(programs: Mapping[Role, RoleProgram], max_rounds: int = 10_000_000) -> dict[Role, Any]:
+    """Run role programs to completion in memory, with no network and no threads.
+
+    Messages are queued per ``(step, sender, receiver)`` in FIFO order, which is
+    exactly the ordering the gRPC runtime provides with sequence numbers.
+    Progress actions are collected but otherwise ignored.
+
+    Returns each role's return value. Raises :class:`ProtocolError` on deadlock.
+    """
+    queues: dict[tuple[str, Role, Role], deque[Message]] = {}
+    pending: dict[Role, Recv | None] = {r: None for r in programs}
+    results: dict[Role, Any] = {}
+    live = dict(programs)
+    inbox_value: dict[Role, Any] = {r: None for r in programs}
+    started: set[Role] = set()
+
+    def advance(role: Role) -> bool:
+        """Run ``role`` until it blocks or finishes. Return True if it made progress."""
+        gen = live[role]
+        progressed = False
+        while True:
+            want = pending[role]
+            if want is not None:
+                frm = check_recv(role, want)
+                q = queues.get((want.step.wire, frm, role))
+                if not q:
+                    return progressed
+                inbox_value[role] = check_payload(want.step, q.popleft())
+                pending[role] = None
+            try:
+                if role not in started:
+                    started.add(role)
+                    action = next(gen)
+                else:
+                    action = gen.send(inbox_value[role])
+                inbox_value[role] = None
+            except StopIteration as stop:
+                results[role] = stop.value
+                del live[role]
+                return True
+            progressed = True
+            if isinstance(action, Send):
+                to = check_send(role, action)
+                queues.setdefault((action.step.wire, role, to), deque()).append(action.payload)
+            elif isinstance(action, Recv):
+                pending[role] = action
+            elif isinstance(action, Progress):
+                pass
+            else:
+                raise ProtocolError(f"role {role} yielded {action!r}, not an action")
+
+    for _ in range(max_rounds):
+        if not live:
+            return results
+        moved = False
+        for role in list(live):
+            moved |= advance(role)
+        if not moved:
+            waiting = {str(r): pending[r].step.wire for r in live if pending[r] is not None}
+            raise ProtocolError(f"protocol deadlock; roles waiting on: {waiting}")
+    raise ProtocolError("protocol did not finish within max_rounds")

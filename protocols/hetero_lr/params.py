@@ -1,0 +1,130 @@
+"""Training parameters and the fixed-point budget plan, checked before any work."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import BudgetError
+
+__all__ = ["HeteroLRParams", "BudgetPlan", "plan_budget"]
+
+
+@dataclass(frozen=True)
+class HeteroLRParams:
+    """Hyper-parameters of coordinated vertical LR. Every party uses the same values.
+
+    Attributes:
+        learning_rate: step size of the first epoch.
+        lr_decay: the step size of epoch ``e`` is ``learning_rate / (1 + lr_decay * e)``.
+        batch_size: rows per mini-batch; 0 means automatic (:meth:`batch_size_for`).
+        max_epochs: upper bound on passes over the training rows.
+        tol: stop when the epoch's mean Taylor loss changes by less than this.
+        l2: L2 penalty on the weights (never on the guest's intercept).
+        optimizer: ``sgd`` or ``adam``; each party keeps its own optimizer state.
+        key_bits: Paillier modulus size.
+        residual_frac_bits: fixed-point fractional bits of scores and residuals.
+        feature_frac_bits: fractional bits of the quantized features (the
+            multi-exponentiation exponents, so fewer bits are faster).
+        mask_security_bits: statistical security of gradient masks: the mask is
+            this many bits wider than the largest possible gradient sum.
+        max_abs_score: plan bound on |u| for one party's partial score; a larger
+            score raises :class:`BudgetError` at run time instead of overflowing.
+        seed: job seed: batches and the train/test split derive from it.
+    """
+
+    learning_rate: float = 0.2
+    lr_decay: float = 1.0
+    batch_size: int = 0
+    max_epochs: int = 5
+    tol: float = 1e-4
+    l2: float = 1e-3
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    key_bits: int = 2048
+    residual_frac_bits: int = 32
+    feature_frac_bits: int = 16
+    mask_security_bits: int = 80
+    max_abs_score: float = 2.0**20
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise BudgetError("learning_rate must be a positive number")
+        if self.lr_decay < 0:
+            raise BudgetError("lr_decay must be >= 0")
+        if self.batch_size < 0:
+            raise BudgetError("batch_size must be >= 1 (or 0 for automatic)")
+        if self.max_epochs < 1:
+            raise BudgetError("max_epochs must be >= 1")
+        if self.l2 < 0 or self.tol < 0:
+            raise BudgetError("l2 and tol must be >= 0")
+        if self.optimizer not in ("sgd", "adam"):
+            raise BudgetError(f"optimizer must be sgd or adam, not {self.optimizer!r}")
+        if self.mask_security_bits < 40:
+            raise BudgetError("mask_security_bits below 40 does not hide gradients")
+        if not (4 <= self.feature_frac_bits <= 32 and 8 <= self.residual_frac_bits <= 64):
+            raise BudgetError("feature_frac_bits must be in [4, 32], residual_frac_bits in [8, 64]")
+
+    def batch_size_for(self, n_train: int) -> int:
+        """The batch size both parties use: explicit, or ``min(512, max(64, n_train // 16))``.
+
+        Automatic sizing gives small data sets enough gradient steps per epoch
+        while keeping every batch far larger than the number of weights.
+        """
+        if self.batch_size:
+            return self.batch_size
+        return min(512, max(64, n_train // 16))
+
+    def learning_rate_at(self, epoch: int) -> float:
+        return self.learning_rate / (1.0 + self.lr_decay * epoch)
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """Bit budget of every encrypted quantity, all below ``log2(n) - 2`` (i.e. < n/3)."""
+
+    key_bits: int
+    gradient_bits: int  # |sum_B x * d| * 2^(fr+fx) < 2^gradient_bits
+    mask_bits: int  # masks are uniform in [0, 2^mask_bits)
+    loss_bits: int  # |epoch loss sum| * 2^(fr+fx) < 2^loss_bits
+    score_bits: int
+
+    @property
+    def limit_bits(self) -> int:
+        return self.key_bits - 2
+
+
+def plan_budget(params: HeteroLRParams, *, n_train: int, max_abs_feature: float) -> BudgetPlan:
+    """Plan the fixed-point budget before training; raise :class:`BudgetError` if it cannot fit.
+
+    Args:
+        params: the job's parameters.
+        n_train: number of training rows (bounds the epoch loss sum).
+        max_abs_feature: the largest |x| of this party's standardized features.
+
+    Raises:
+        BudgetError: a masked gradient or the loss could exceed n/3, or the
+            features are too large for the exponent width.
+    """
+    fr, fx = params.residual_frac_bits, params.feature_frac_bits
+    if not math.isfinite(max_abs_feature):
+        raise BudgetError("a feature value is not finite")
+    max_d = params.max_abs_score / 2 + 0.5  # |d| = |z/4 - y/2| with |z| <= 2 * max_abs_score
+    batch = params.batch_size_for(n_train)
+    gradient_bits = math.ceil(math.log2(batch * max(max_abs_feature, 1.0) * max_d + 1)) + fr + fx + 1
+    mask_bits = gradient_bits + params.mask_security_bits
+    # per-sample loss <= log 2 + |z| / 2 + z^2 / 8, z bounded by 2 * max_abs_score
+    z = 2 * params.max_abs_score
+    loss_bits = math.ceil(math.log2(max(n_train, 1) * (1 + z / 2 + z * z / 8) + 1)) + fr + fx + 1
+    score_bits = math.ceil(math.log2(params.max_abs_score + 1)) + fr + 1
+    plan = BudgetPlan(params.key_bits, gradient_bits, mask_bits, loss_bits, score_bits)
+    worst = max(mask_bits + 1, loss_bits, score_bits)
+    if worst >= plan.limit_bits:
+        raise BudgetError(
+            f"fixed-point plan needs {worst} bits but a {params.key_bits}-bit key holds {plan.limit_bits}: "
+            "lower residual_frac_bits/feature_frac_bits/batch_size or use a larger key"
+        )
+    if max_abs_feature * 2**fx >= 2**62:
+        raise BudgetError("standardized features too large for feature_frac_bits; check the input scaling")
+    return plan

@@ -1,0 +1,82 @@
+"""Local, per-party preprocessing: the train/test split, batches, standardization.
+
+Both parties derive the split and the batches from the aligned ids and the job
+seed alone, so they agree without exchanging anything. Hash-based derivation
+(SHA-256) is used instead of a seeded numpy generator because two parties may
+run different numpy versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import DataError
+
+__all__ = ["split_train_test", "epoch_batches", "Standardizer"]
+
+
+def _rank_keys(seed: int, label: bytes, items: Sequence[bytes]) -> np.ndarray:
+    prefix = b"fedcredit/v1/" + label + b"|" + str(int(seed)).encode() + b"|"
+    keys = np.empty(len(items), dtype=np.uint64)
+    for i, item in enumerate(items):
+        keys[i] = int.from_bytes(hashlib.sha256(prefix + item).digest()[:8], "big")
+    return keys
+
+
+def split_train_test(aligned_ids: Sequence[str], seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Split aligned positions into train and test, identically on both sides.
+
+    Positions are ranked by SHA-256(seed, id); the first ``round(n * test_fraction)``
+    form the test set. Returns sorted position arrays ``(train, test)``.
+    """
+    if not 0.0 <= test_fraction < 1.0:
+        raise DataError("test_fraction must be in [0, 1)")
+    n = len(aligned_ids)
+    keys = _rank_keys(seed, b"split", [i.encode("utf-8") for i in aligned_ids])
+    order = np.lexsort((np.arange(n), keys))
+    n_test = int(round(n * test_fraction))
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """The mini-batches of one epoch: a seeded permutation of ``range(n)``, cut in order.
+
+    A final remainder smaller than half a batch is merged into the previous batch:
+    a tiny batch would let a party solve its gradient for per-row residuals.
+    """
+    keys = _rank_keys(seed, b"batch|" + str(epoch).encode(), [i.to_bytes(8, "big") for i in range(n)])
+    order = np.lexsort((np.arange(n), keys))
+    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < batch_size / 2:
+        tail = batches.pop()
+        batches[-1] = np.concatenate([batches[-1], tail])
+    return batches
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """Column means and scales fitted on training rows; missing values take the mean."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> "Standardizer":
+        if x.ndim != 2:
+            raise DataError("features must be a 2-D array")
+        if x.shape[0] == 0:
+            return cls(np.zeros(x.shape[1]), np.ones(x.shape[1]))
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(x, axis=0) if x.size else np.zeros(x.shape[1])
+            scale = np.nanstd(x, axis=0)
+        mean = np.where(np.isfinite(mean), mean, 0.0)
+        scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+        return cls(mean, scale)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        filled = np.where(np.isnan(x), self.mean, x)
+        return (filled - self.mean) / self.scale

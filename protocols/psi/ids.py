@@ -1,0 +1,194 @@
+"""Identifier normalization and validation for PSI inputs.
+
+Both parties must turn "the same entity" into the same byte string before
+hashing, or the intersection silently shrinks. :func:`normalize_id` is that
+canonical form; :func:`prepare_ids` applies it to a whole column and refuses
+unusable input with one :class:`~protocols.errors.DataError` that names the file
+and the offending line numbers.
+
+Error messages name line numbers and the kind of problem but never echo the id
+values: a :class:`DataError` may travel to the coordinator's job status, and ids
+(national or company registration numbers) are exactly what PSI keeps private.
+
+Pure functions: no files are read here; the caller passes the column's values
+and the file name used in messages.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from typing import Sequence
+
+from ..errors import DataError
+
+__all__ = [
+    "USCC_CHARSET",
+    "USCC_WEIGHTS",
+    "normalize_id",
+    "uscc_check_digit",
+    "is_valid_uscc",
+    "prepare_ids",
+]
+
+#: GB 32100-2015 code characters (digits and upper-case letters without I, O, Z, S, V).
+USCC_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+#: GB 32100-2015 position weights (3**i mod 31) for the first 17 characters.
+USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+_USCC_VALUE = {c: i for i, c in enumerate(USCC_CHARSET)}
+
+# Invisible format characters that str.split() does not treat as whitespace but
+# that routinely ride along with copy-pasted ids: zero-width space/non-joiner/
+# joiner, word joiner, and the byte-order mark (first cell of an Excel CSV).
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+
+_MAX_LISTED = 5
+
+
+def normalize_id(raw: str) -> str:
+    """Return the canonical form of one identifier.
+
+    Steps: Unicode NFKC (full-width ``９１３５ＡＢ`` becomes ``9135AB``, the
+    ideographic space U+3000 becomes a space), then remove every whitespace
+    character (leading, trailing and inner) and the invisible zero-width
+    characters / BOM, then upper-case.
+
+    Args:
+        raw: the identifier as read from the file.
+
+    Returns:
+        The normalized identifier (possibly ``""`` if ``raw`` was blank).
+
+    Raises:
+        TypeError: if ``raw`` is not a ``str``.
+    """
+    if not isinstance(raw, str):
+        raise TypeError(f"id must be str, got {type(raw).__name__}")
+    text = unicodedata.normalize("NFKC", raw).translate(_INVISIBLE)
+    return "".join(text.split()).upper()
+
+
+def uscc_check_digit(code17: str) -> str:
+    """Compute the GB 32100-2015 check character for a 17-character USCC prefix.
+
+    check = 31 - (Σ value(cᵢ)·wᵢ mod 31), with 31 written as ``0``.
+
+    Args:
+        code17: the first 17 characters of a unified social credit code,
+            already normalized (upper-case, no spaces).
+
+    Returns:
+        The 18th character.
+
+    Raises:
+        DataError: if ``code17`` is not 17 characters of the USCC charset.
+    """
+    if len(code17) != 17:
+        raise DataError(f"USCC prefix must be 17 characters, got {len(code17)}")
+    total = 0
+    for pos, (ch, weight) in enumerate(zip(code17, USCC_WEIGHTS), start=1):
+        value = _USCC_VALUE.get(ch)
+        if value is None:
+            raise DataError(f"USCC character {pos} is not allowed (charset {USCC_CHARSET})")
+        total += value * weight
+    return USCC_CHARSET[(31 - total % 31) % 31]
+
+
+def _uscc_problem(code: str) -> str | None:
+    """Describe why ``code`` is not a valid USCC, or return None if it is."""
+    if len(code) != 18:
+        return f"invalid USCC (length {len(code)}, expected 18)"
+    for pos, ch in enumerate(code, start=1):
+        if ch not in _USCC_VALUE:
+            return f"invalid USCC (character {pos} is not allowed)"
+    if uscc_check_digit(code[:17]) != code[17]:
+        return "invalid USCC (check digit mismatch)"
+    return None
+
+
+def is_valid_uscc(code: str) -> bool:
+    """Return True if ``code`` is a well-formed unified social credit code.
+
+    Checks length 18, the charset and the GB 32100-2015 check character. The
+    embedded GB 11714 organization-code check (character 17) and the
+    registration-authority / division fields are not checked. Pass a
+    normalized id (see :func:`normalize_id`); lower-case letters are rejected.
+    """
+    return isinstance(code, str) and _uscc_problem(code) is None
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def prepare_ids(
+    raw_ids: Sequence[str],
+    *,
+    source: str,
+    validate_uscc: bool = False,
+    first_line: int = 2,
+) -> list[str]:
+    """Normalize a column of ids and reject empty, duplicate or invalid ones.
+
+    Args:
+        raw_ids: the id column, in file order. ``None`` and float NaN (what
+            pandas yields for an empty cell) count as empty.
+        source: the file name, used in the error message.
+        validate_uscc: also require every id to be a valid USCC.
+        first_line: the line number of ``raw_ids[0]``; the default 2 assumes a
+            one-line CSV header.
+
+    Returns:
+        The normalized ids, in input order.
+
+    Raises:
+        DataError: one error listing how many rows are unusable and the first
+            five of them by line number, e.g.::
+
+                hosts.csv: 2 unusable ids (empty, duplicate after normalization
+                or invalid USCC); first 2: line 5: empty id; line 9: duplicate
+                of line 3
+
+            Duplicates are detected after normalization, so ``"ab 1"`` and
+            ``"AB1"`` collide; the later line is reported and names the earlier.
+    """
+    out: list[str] = []
+    problems: list[tuple[int, str]] = []
+    first_seen: dict[str, int] = {}
+    for i, raw in enumerate(raw_ids):
+        line = first_line + i
+        if _is_missing(raw):
+            problems.append((line, "empty id"))
+            out.append("")
+            continue
+        if not isinstance(raw, str):
+            problems.append((line, f"id is {type(raw).__name__}, not text"))
+            out.append("")
+            continue
+        norm = normalize_id(raw)
+        out.append(norm)
+        if not norm:
+            problems.append((line, "empty id"))
+            continue
+        issues: list[str] = []
+        if validate_uscc:
+            bad = _uscc_problem(norm)
+            if bad is not None:
+                issues.append(bad)
+        earlier = first_seen.get(norm)
+        if earlier is None:
+            first_seen[norm] = line
+        else:
+            issues.append(f"duplicate of line {earlier}")
+        if issues:
+            problems.append((line, ", ".join(issues)))
+    if problems:
+        shown = problems[:_MAX_LISTED]
+        listed = "; ".join(f"line {line}: {what}" for line, what in shown)
+        kinds = "empty, duplicate after normalization" + (" or invalid USCC" if validate_uscc else "")
+        raise DataError(
+            f"{source}: {len(problems)} unusable id{'s' if len(problems) != 1 else ''} "
+            f"({kinds}); first {len(shown)}: {listed}"
+        )
+    return out
