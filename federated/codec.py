@@ -114,8 +114,10 @@ def _vec_pb(v: lr.EncryptedVector, width: int | None = None) -> lr_pb.EncryptedV
 
 def _vec_msg(pb: lr_pb.EncryptedVector) -> lr.EncryptedVector:
     w, data = pb.width, pb.ciphertexts
-    if w == 0 and pb.count:
-        raise ProtocolError("EncryptedVector: zero width")
+    if w == 0:
+        if pb.count or data:
+            raise ProtocolError("EncryptedVector: zero width")
+        return lr.EncryptedVector(bytes(pb.key_fingerprint), int(pb.exponent), ())
     if len(data) != w * pb.count:
         raise ProtocolError("EncryptedVector: byte length does not match count * width")
     values = tuple(gmpy2.mpz(int.from_bytes(data[i : i + w], "big")) for i in range(0, len(data), w))
@@ -143,7 +145,10 @@ def _pk_msg(pb: lr_pb.PaillierPublicKey) -> lr.PublicKeyMessage:
     n = int.from_bytes(pb.n, "big")
     if n.bit_length() < 1024:
         raise ProtocolError("public key modulus too small")
-    return lr.PublicKeyMessage(PaillierPublicKey(gmpy2.mpz(n)))
+    try:
+        return lr.PublicKeyMessage(PaillierPublicKey(gmpy2.mpz(n)))
+    except ValueError as exc:
+        raise ProtocolError(f"invalid public key: {exc}") from None
 
 
 _register(

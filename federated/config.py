@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -123,7 +123,7 @@ class TrainingSpec(_Model):
     optimizer: Literal["sgd", "adam"] = "sgd"
     learning_rate: float = 0.2
     lr_decay: float = 1.0
-    batch_size: int | Literal["auto"] = "auto"
+    batch_size: Annotated[int, Field(strict=True, ge=1)] | Literal["auto"] = "auto"
     max_epochs: int = 5
     tol: float = 1e-4
     l2: float = 1e-3

@@ -27,9 +27,9 @@ class LocalDataset:
     labels: np.ndarray | None  # 0/1 int
 
 
-def _bad_cells(series: pd.Series, mask: np.ndarray) -> str:
+def _bad_cells(series: pd.Series, mask: np.ndarray, lines: np.ndarray) -> str:
     rows = np.flatnonzero(mask)[:MAX_LISTED]
-    shown = ", ".join(f"line {int(i) + 2} ({series.iloc[int(i)]!r})" for i in rows)
+    shown = ", ".join(f"line {int(lines[i])} ({series.iloc[int(i)]!r})" for i in rows)
     more = f" and {int(mask.sum()) - len(rows)} more" if mask.sum() > len(rows) else ""
     return shown + more
 
@@ -38,12 +38,18 @@ def load_dataset(cfg: DatasetConfig, *, require_label: bool) -> LocalDataset:
     """Read the CSV named by ``cfg``. Raises :class:`DataError` naming file, line and column."""
     path = cfg.path
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], skipinitialspace=True)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], skipinitialspace=True, skip_blank_lines=False)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"{path}: cannot parse as CSV: {exc}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
+    # File line of each row (header is line 1). Blank lines are read as empty rows so the
+    # numbering stays exact, then dropped. (Quoted fields spanning lines are not supported.)
+    frame = frame.fillna("")
+    blank = (frame == "").all(axis=1).to_numpy()
+    line_numbers = np.flatnonzero(~blank) + 2
+    frame = frame.loc[~blank].reset_index(drop=True)
     columns = list(frame.columns)
 
     def need(col: str, what: str) -> None:
@@ -67,7 +73,7 @@ def load_dataset(cfg: DatasetConfig, *, require_label: bool) -> LocalDataset:
     if not feature_names:
         raise DataError(f"{path}: no feature columns")
 
-    ids = prepare_ids(list(frame[cfg.id_column]), source=str(path), validate_uscc=cfg.validate_uscc)
+    ids = prepare_ids(list(frame[cfg.id_column]), source=str(path), validate_uscc=cfg.validate_uscc, lines=line_numbers)
 
     x = np.empty((len(frame), len(feature_names)), dtype=float)
     for j, col in enumerate(feature_names):
@@ -76,13 +82,13 @@ def load_dataset(cfg: DatasetConfig, *, require_label: bool) -> LocalDataset:
         values = pd.to_numeric(raw.str.replace(",", "", regex=False).where(~missing, None), errors="coerce").to_numpy(dtype=float)
         bad = np.isnan(values) & ~missing
         if bad.any():
-            raise DataError(f"{path}: column {col!r} has non-numeric values at {_bad_cells(frame[col], bad)}")
+            raise DataError(f"{path}: column {col!r} has non-numeric values at {_bad_cells(frame[col], bad, line_numbers)}")
         inf = np.isinf(values)
         if inf.any():
-            raise DataError(f"{path}: column {col!r} has infinite values at {_bad_cells(frame[col], inf)}")
+            raise DataError(f"{path}: column {col!r} has infinite values at {_bad_cells(frame[col], inf, line_numbers)}")
         if missing.any() and cfg.missing_values == "error":
             raise DataError(
-                f"{path}: column {col!r} has missing values at {_bad_cells(frame[col], missing)} "
+                f"{path}: column {col!r} has missing values at {_bad_cells(frame[col], missing, line_numbers)} "
                 "(set missing_values: impute_mean to fill them with the training mean)"
             )
         x[:, j] = values
@@ -93,6 +99,6 @@ def load_dataset(cfg: DatasetConfig, *, require_label: bool) -> LocalDataset:
         mapped = raw.map({"0": 0, "1": 1, "0.0": 0, "1.0": 1, "-1": 0, "true": 1, "false": 0, "True": 1, "False": 0})
         bad = mapped.isna().to_numpy()
         if bad.any():
-            raise DataError(f"{path}: label column {label_col!r} must be 0/1; bad values at {_bad_cells(frame[label_col], bad)}")
+            raise DataError(f"{path}: label column {label_col!r} must be 0/1; bad values at {_bad_cells(frame[label_col], bad, line_numbers)}")
         labels = mapped.to_numpy(dtype=np.int64)
     return LocalDataset(path, ids, x, feature_names, labels)

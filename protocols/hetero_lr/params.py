@@ -107,6 +107,13 @@ def plan_budget(params: HeteroLRParams, *, n_train: int, max_abs_feature: float)
         BudgetError: a masked gradient or the loss could exceed n/3, or the
             features are too large for the exponent width.
     """
+    try:
+        return _plan(params, n_train, max_abs_feature)
+    except (OverflowError, ValueError):
+        raise BudgetError("fixed-point plan overflows: feature or score bounds are far too large") from None
+
+
+def _plan(params: HeteroLRParams, n_train: int, max_abs_feature: float) -> BudgetPlan:
     fr, fx = params.residual_frac_bits, params.feature_frac_bits
     if not math.isfinite(max_abs_feature):
         raise BudgetError("a feature value is not finite")

@@ -359,6 +359,8 @@ def guest_program(
 ) -> RoleProgram:
     """The guest (label holder). ``x_*`` are standardized; ``y`` in {0, 1}. Returns :class:`GuestModel`."""
     n_train, m = x_train.shape
+    if n_train < 1:
+        raise ProtocolError("nothing to train: the aligned training set is empty")
     xb = np.hstack([x_train, np.ones((n_train, 1))])  # intercept last
     penalized = np.r_[np.ones(m), 0.0]
     y_pm = 2.0 * np.asarray(y_train, dtype=float) - 1.0
@@ -420,6 +422,8 @@ def guest_program(
 def host_program(x_train: np.ndarray, x_test: np.ndarray, params: HeteroLRParams, rng: Any) -> RoleProgram:
     """The host (feature holder, no labels). ``x_*`` are standardized. Returns :class:`HostModel`."""
     n_train, m = x_train.shape
+    if n_train < 1:
+        raise ProtocolError("nothing to train: the aligned training set is empty")
     fx = params.feature_frac_bits
     plan = plan_budget(params, n_train=n_train, max_abs_feature=float(np.max(np.abs(x_train))) if x_train.size else 1.0)
     xq = quantize(x_train, fx)

@@ -128,6 +128,7 @@ def prepare_ids(
     source: str,
     validate_uscc: bool = False,
     first_line: int = 2,
+    lines: Sequence[int] | None = None,
 ) -> list[str]:
     """Normalize a column of ids and reject empty, duplicate or invalid ones.
 
@@ -138,6 +139,8 @@ def prepare_ids(
         validate_uscc: also require every id to be a valid USCC.
         first_line: the line number of ``raw_ids[0]``; the default 2 assumes a
             one-line CSV header.
+        lines: the file line number of each id, when rows are not contiguous
+            (e.g. blank lines were skipped); overrides ``first_line``.
 
     Returns:
         The normalized ids, in input order.
@@ -156,8 +159,10 @@ def prepare_ids(
     out: list[str] = []
     problems: list[tuple[int, str]] = []
     first_seen: dict[str, int] = {}
+    if lines is not None and len(lines) != len(raw_ids):
+        raise ValueError("lines must give one line number per id")
     for i, raw in enumerate(raw_ids):
-        line = first_line + i
+        line = int(lines[i]) if lines is not None else first_line + i
         if _is_missing(raw):
             problems.append((line, "empty id"))
             out.append("")

@@ -1,0 +1,163 @@
+"""End to end: a coordinator and two party nodes as separate processes over mTLS gRPC."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pandas as pd
+import pytest
+
+from fedcredit.v1 import job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc, relay_pb2, relay_pb2_grpc, envelope_pb2
+from federated.certs import init_certs
+from federated.client import OperatorClient
+from federated.config import DatasetConfig, JobSpec, parse_config
+from federated.demo import Cluster, reference_models
+from federated.errors import NotFoundError, PermissionDeniedError, from_rpc_error
+from federated.transport import create_channel
+from federated.certs import load_tls
+
+pytestmark = pytest.mark.integration
+DATA = Path(__file__).resolve().parent.parent / "examples" / "data"
+
+
+@pytest.fixture(scope="module")
+def split_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, set[str]]:
+    """Breast data where each side has ids the other lacks, and the host's rows are in another order."""
+    d = tmp_path_factory.mktemp("data")
+    g = pd.read_csv(DATA / "breast_hetero_guest.csv", dtype={"id": str})
+    h = pd.read_csv(DATA / "breast_hetero_host.csv", dtype={"id": str})
+    g = g.iloc[25:].copy()  # the guest lacks the first 25 ids
+    h = h.drop(h.index[100:140]).sample(frac=1.0, random_state=7)  # the host lacks 40 others, shuffled
+    extra = h.iloc[:5].copy()
+    extra["id"] = ["h-only-" + str(i) for i in range(5)]
+    h = pd.concat([h, extra])
+    gp, hp = d / "guest.csv", d / "host.csv"
+    g.to_csv(gp, index=False)
+    h.to_csv(hp, index=False)
+    return gp, hp, set(g["id"]) & set(h["id"])
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, split_files: tuple[Path, Path, set[str]]) -> Cluster:
+    gp, hp, _ = split_files
+    work = tmp_path_factory.mktemp("cluster")
+    c = Cluster(work, {
+        "bank": {"breast": DatasetConfig(path=gp, id_column="id", label_column="y")},
+        "platform": {"breast": DatasetConfig(path=hp, id_column="id")},
+    })
+    with c:
+        yield c
+
+
+def _spec(**overrides: object) -> JobSpec:
+    base = {"kind": "train", "name": "it", "guest": {"party": "bank", "dataset": "breast"},
+            "host": {"party": "platform", "dataset": "breast"},
+            "training": {"key_bits": 1024, "max_epochs": 5}, "seed": 7}
+    base.update(overrides)
+    return parse_config(JobSpec, base, source="test job")
+
+
+def test_train_job_over_mtls_matches_centralized(cluster: Cluster, split_files: tuple[Path, Path, set[str]]) -> None:
+    gp, hp, common = split_files
+    with OperatorClient(cluster.client_config()) as client:
+        info = client.submit(_spec())
+        info = client.wait(info.job_id, timeout_s=300)
+    assert info.state == "succeeded", info.error
+    result = json.loads(info.result_json)
+    assert result["psi"]["intersection_size"] == len(common)
+    ref = reference_models(DatasetConfig(path=gp, label_column="y"), DatasetConfig(path=hp), 7, 0.2)
+    assert ref["intersection_size"] == len(common)
+    joint = result["metrics"]["joint"]["auc"]
+    assert abs(joint - ref["centralized"]["auc"]) <= 0.01, (joint, ref)
+    # Each party keeps its own model; the intersection it wrote is exactly the common ids.
+    for party in ("bank", "platform"):
+        out = cluster.workdir / party / "jobs" / info.job_id
+        ids = pd.read_csv(out / "intersection.csv", dtype=str)["id"]
+        assert set(ids) == common
+        model = json.loads((out / "model.json").read_text())
+        assert model["role"] == ("guest" if party == "bank" else "host")
+    bank_ids = list(pd.read_csv(cluster.workdir / "bank" / "jobs" / info.job_id / "intersection.csv", dtype=str)["id"])
+    plat_ids = list(pd.read_csv(cluster.workdir / "platform" / "jobs" / info.job_id / "intersection.csv", dtype=str)["id"])
+    assert bank_ids == plat_ids  # the same aligned order on both sides
+    bank_model = json.loads((cluster.workdir / "bank" / "jobs" / info.job_id / "model.json").read_text())
+    plat_model = json.loads((cluster.workdir / "platform" / "jobs" / info.job_id / "model.json").read_text())
+    assert set(bank_model["features"]).isdisjoint({"x10", "x19"}) and "x19" in plat_model["features"]
+
+
+def test_psi_job_revealed_to_guest_only(cluster: Cluster, split_files: tuple[Path, Path, set[str]]) -> None:
+    _, _, common = split_files
+    with OperatorClient(cluster.client_config()) as client:
+        info = client.submit(_spec(kind="psi", psi={"reveal": "guest"}))
+        info = client.wait(info.job_id, timeout_s=120)
+    assert info.state == "succeeded", info.error
+    assert json.loads(info.result_json)["psi"]["intersection_size"] == len(common)
+    assert set(pd.read_csv(cluster.workdir / "bank" / "jobs" / info.job_id / "intersection.csv", dtype=str)["id"]) == common
+    assert not (cluster.workdir / "platform" / "jobs" / info.job_id / "intersection.csv").exists()
+
+
+def test_failure_is_reported_and_nobody_hangs(cluster: Cluster) -> None:
+    with OperatorClient(cluster.client_config()) as client:
+        info = client.submit(_spec(host={"party": "platform", "dataset": "no-such-dataset"}))
+        info = client.wait(info.job_id, timeout_s=120)
+    assert info.state == "failed"
+    assert "no-such-dataset" in info.error
+    cluster.check_alive()  # the nodes survive a failed job
+
+
+def test_cli_submit_wait_status_list(cluster: Cluster, tmp_path: Path) -> None:
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(
+        "kind: psi\nname: cli\nguest: {party: bank, dataset: breast}\nhost: {party: platform, dataset: breast}\n", encoding="utf-8"
+    )
+    cli = [sys.executable, "-m", "federated.cli"]
+    cc = ["--client-config", str(cluster.workdir / "client.yaml")]
+    out = subprocess.run([*cli, "job", "submit", str(job_file), "--wait", "--json", *cc], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    job = json.loads(out.stdout)
+    assert job["state"] == "succeeded"
+    status = subprocess.run([*cli, "job", "status", job["job_id"], "--json", *cc], capture_output=True, text=True, timeout=60)
+    assert json.loads(status.stdout)["job_id"] == job["job_id"]
+    listing = subprocess.run([*cli, "job", "list", *cc], capture_output=True, text=True, timeout=60)
+    assert job["job_id"] in listing.stdout
+    bad = subprocess.run([*cli, "job", "status", "job-nope", *cc], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "NOT_FOUND" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_certificate_from_another_ca_is_refused(cluster: Cluster, tmp_path: Path) -> None:
+    rogue = init_certs(tmp_path / "rogue", ["bank"])
+    mat = load_tls(cluster.certs / "ca.crt", rogue.node("bank").tls_cert, rogue.node("bank").tls_key)
+    channel = create_channel(f"127.0.0.1:{cluster.port}", mat, server_name="coordinator")
+    with pytest.raises(grpc.RpcError) as err:
+        node_pb2_grpc.NodeServiceStub(channel).Register(node_pb2.RegisterRequest(), timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    channel.close()
+
+
+def _channel(cluster: Cluster, name: str) -> grpc.Channel:
+    d = cluster.certs / name
+    return create_channel(f"127.0.0.1:{cluster.port}", load_tls(cluster.certs / "ca.crt", d / "tls.crt", d / "tls.key"), server_name="coordinator")
+
+
+def test_roles_are_enforced(cluster: Cluster) -> None:
+    op = _channel(cluster, "operator")
+    with pytest.raises(grpc.RpcError) as err:
+        node_pb2_grpc.NodeServiceStub(op).Register(node_pb2.RegisterRequest(), timeout=10)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    bank = _channel(cluster, "bank")
+    with pytest.raises(grpc.RpcError) as err:
+        job_pb2_grpc.JobServiceStub(bank).SubmitJob(job_pb2.SubmitJobRequest(spec_json=_spec().canonical_json()), timeout=10)
+    assert isinstance(from_rpc_error(err.value), PermissionDeniedError)
+    # A party cannot send as another party.
+    env = envelope_pb2.Envelope(job_id="x", sender="platform", receiver="bank", step="psi.guest_blinded")
+    with pytest.raises(grpc.RpcError) as err:
+        relay_pb2_grpc.RelayServiceStub(bank).Send(iter([relay_pb2.SendRequest(envelope=env)]), timeout=10)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as err:
+        job_pb2_grpc.JobServiceStub(op).GetJob(job_pb2.GetJobRequest(job_id="job-nope"), timeout=10)
+    assert isinstance(from_rpc_error(err.value), NotFoundError)
+    op.close()
+    bank.close()
