@@ -38,17 +38,24 @@ VERSION = "0.1.0"
 
 
 class Mailbox:
-    """Relayed messages waiting for their receiver, keyed by (job, receiver, sender, step, sequence)."""
+    """Relayed messages waiting for their receiver, keyed by (job, receiver, sender, step, sequence).
+
+    Every key is accepted once per job: a replayed or duplicated message is
+    refused even after the original was delivered.
+    """
 
     def __init__(self) -> None:
         self._items: dict[tuple[str, str, str, str, int], tuple[envelope_pb2.Envelope, bytes]] = {}
+        self._seen: dict[str, set[tuple[str, str, str, str, int]]] = {}
         self._cond = threading.Condition()
 
-    def put(self, env: envelope_pb2.Envelope, data: bytes) -> None:
+    def put(self, env: envelope_pb2.Envelope, data: bytes, *, redeliver: bool = False) -> None:
         key = (env.job_id, env.receiver, env.sender, env.step, env.sequence)
         with self._cond:
-            if key in self._items:
-                raise ConflictError(f"message {env.step}#{env.sequence} from {env.sender} was already sent")
+            seen = self._seen.setdefault(env.job_id, set())
+            if key in self._items or (key in seen and not redeliver):
+                raise ConflictError(f"message {env.step}#{env.sequence} from {env.sender} in {env.job_id} was already sent (replay refused)")
+            seen.add(key)
             self._items[key] = (env, data)
             self._cond.notify_all()
 
@@ -72,6 +79,7 @@ class Mailbox:
             keys = [k for k in self._items if k[0] == job_id]
             for k in keys:
                 del self._items[k]
+            self._seen.pop(job_id, None)
             self._cond.notify_all()
             return len(keys)
 
@@ -407,7 +415,7 @@ class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
                 yield relay_pb2.ReceiveResponse(chunk=chunk)
         except BaseException:
             # The receiver went away mid-stream: put the message back so a retry gets it.
-            self.mailbox.put(env, data)
+            self.mailbox.put(env, data, redeliver=True)
             raise
 
 

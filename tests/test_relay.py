@@ -1,0 +1,127 @@
+"""The relay in process: chunked payloads past gRPC's message limit, sealing, sequence and job binding."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import gmpy2
+import pytest
+
+from federated.certs import init_certs, load_tls
+from federated.config import CoordinatorConfig, JobSpec, TlsConfig, parse_config
+from federated.coordinator import Coordinator
+from federated.errors import ConflictError, JobFailedError, ProtocolError
+from federated.runtime import RelayEndpoint
+from federated.sealing import Sealer, load_seal_identity, verify_peer_seal_cert
+from federated.transport import MAX_MESSAGE_BYTES, create_channel
+from protocols.core import Role
+from protocols.hetero_lr.protocol import EncryptedResiduals, EncryptedScores, EncryptedVector, LRStep
+
+
+@pytest.fixture()
+def coordinator(tmp_path: Path):
+    layout = init_certs(tmp_path / "certs", ["bank", "platform"])
+    c = layout.node("coordinator")
+    cfg = CoordinatorConfig(tls=TlsConfig(ca=layout.ca_cert, cert=c.tls_cert, key=c.tls_key), listen="127.0.0.1:0",
+                            database=tmp_path / "c.sqlite", parties=["bank", "platform"])
+    coord = Coordinator(cfg)
+    coord.start()
+    yield coord, layout
+    coord.stop(0)
+
+
+def _endpoint(coord: Coordinator, layout, me: str, role: Role, job_id: str, peer: str) -> RelayEndpoint:
+    files = layout.node(me)
+    channel = create_channel(f"127.0.0.1:{coord.port}", load_tls(layout.ca_cert, files.tls_cert, files.tls_key), server_name="coordinator")
+    ident = load_seal_identity(files.seal_cert, files.seal_key)
+    peer_files = layout.node(peer)
+    peer_key = verify_peer_seal_cert(peer_files.seal_cert.read_bytes(), layout.ca_cert.read_bytes(), peer)
+    names = {Role.GUEST: "bank", Role.HOST: "platform", Role.COORDINATOR: "coordinator"}
+    return RelayEndpoint(channel, job_id, role, names, sealers={peer: Sealer(ident, peer, peer_key, job_id)}, timeout_s=20)
+
+
+def _job(coord: Coordinator) -> str:
+    spec = parse_config(JobSpec, {"kind": "psi", "guest": {"party": "bank", "dataset": "d"}, "host": {"party": "platform", "dataset": "d"}}, source="t")
+    return coord.jobs.submit(spec).job_id
+
+
+def _big_scores(count: int) -> EncryptedScores:
+    vals = tuple(gmpy2.mpz((1 << 4095) + i) for i in range(count))  # 512-byte "ciphertexts"
+    return EncryptedScores(EncryptedVector(b"k" * 32, 32, vals), EncryptedVector(b"k" * 32, 48, (gmpy2.mpz(7),)))
+
+
+def test_large_sealed_payload_streams_in_chunks(coordinator) -> None:
+    coord, layout = coordinator
+    job = _job(coord)
+    host = _endpoint(coord, layout, "platform", Role.HOST, job, "bank")
+    guest = _endpoint(coord, layout, "bank", Role.GUEST, job, "platform")
+    msg = _big_scores(40_000)  # ~20 MB, well past the 8 MiB gRPC message limit
+    host.send(LRStep.HOST_SCORES, Role.GUEST, msg)
+    assert host.bytes_sent > 2 * MAX_MESSAGE_BYTES
+    got = guest.recv(LRStep.HOST_SCORES, Role.HOST)
+    assert got == msg
+    assert coord.mailbox.pending_bytes() == 0
+
+
+def test_sequence_numbers_order_messages_and_replays_are_refused(coordinator) -> None:
+    coord, layout = coordinator
+    job = _job(coord)
+    host = _endpoint(coord, layout, "platform", Role.HOST, job, "bank")
+    guest = _endpoint(coord, layout, "bank", Role.GUEST, job, "platform")
+    first, second = _big_scores(2), _big_scores(3)
+    host.send(LRStep.HOST_SCORES, Role.GUEST, first)
+    host.send(LRStep.HOST_SCORES, Role.GUEST, second)
+    assert guest.recv(LRStep.HOST_SCORES, Role.HOST) == first
+    assert guest.recv(LRStep.HOST_SCORES, Role.HOST) == second
+    # A replay of sequence 0, already delivered (a fresh endpoint restarts its counters), is refused.
+    replay = _endpoint(coord, layout, "platform", Role.HOST, job, "bank")
+    with pytest.raises(ConflictError):
+        replay.send(LRStep.HOST_SCORES, Role.GUEST, first)
+
+
+def test_payload_sealed_for_another_job_is_rejected(coordinator) -> None:
+    coord, layout = coordinator
+    job_a, job_b = _job(coord), _job(coord)
+    host_a = _endpoint(coord, layout, "platform", Role.HOST, job_a, "bank")
+    guest_b = _endpoint(coord, layout, "bank", Role.GUEST, job_b, "platform")
+    host_a.send(LRStep.HOST_SCORES, Role.GUEST, _big_scores(2))
+    # Move the stored message into job B, as a malicious relay might.
+    env, data = coord.mailbox.take(job_a, "bank", "platform", LRStep.HOST_SCORES.wire, 0, wait_s=5)
+    env.job_id = job_b
+    coord.mailbox.put(env, data)
+    with pytest.raises(Exception) as err:
+        guest_b.recv(LRStep.HOST_SCORES, Role.HOST)
+    assert "seal" in str(err.value).lower() or isinstance(err.value, ProtocolError)
+
+
+def test_wrong_payload_type_for_step_is_rejected(coordinator) -> None:
+    coord, layout = coordinator
+    job = _job(coord)
+    guest = _endpoint(coord, layout, "bank", Role.GUEST, job, "platform")
+    host = _endpoint(coord, layout, "platform", Role.HOST, job, "bank")
+    wrong = EncryptedResiduals(EncryptedVector(b"k" * 32, 32, (gmpy2.mpz(5),)))
+    # Bypass the driver's step check to put a mistyped payload on the wire.
+    host.send(LRStep.HOST_SCORES, Role.GUEST, wrong)
+    with pytest.raises(ProtocolError):
+        guest.recv(LRStep.HOST_SCORES, Role.HOST)
+
+
+def test_receivers_wake_when_a_job_is_cancelled(coordinator) -> None:
+    coord, layout = coordinator
+    job = _job(coord)
+    guest = _endpoint(coord, layout, "bank", Role.GUEST, job, "platform")
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            guest.recv(LRStep.HOST_SCORES, Role.HOST)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    t = threading.Thread(target=wait)
+    t.start()
+    coord.jobs.cancel(job, "test")
+    t.join(timeout=30)
+    assert not t.is_alive()
+    assert errors and isinstance(errors[0], JobFailedError)
