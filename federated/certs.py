@@ -1,4 +1,4 @@
-"""A development certificate authority: TLS identities and sealing keys.
+"""A development certificate authority: TLS identities, sealing and signing keys.
 
 :func:`init_certs` writes this layout::
 
@@ -6,6 +6,10 @@
     DIR/<name>/tls.crt, DIR/<name>/tls.key    every node: mTLS identity, CN=<name>
     DIR/<name>/seal.crt, DIR/<name>/seal.key  parties only: X25519 sealing key,
                                               certified by the same CA
+    DIR/<name>/sign.crt, DIR/<name>/sign.key  every node: Ed25519 signing key for
+                                              transcripts and envelopes, CN=<name>,
+                                              keyUsage digitalSignature +
+                                              contentCommitment (critical)
 
 Private keys are unencrypted PKCS#8 PEM with mode 0600; every file is written
 atomically (temporary file + ``os.replace``). This is for development and
@@ -25,7 +29,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from federated.errors import ConfigError
@@ -59,12 +63,18 @@ def validate_name(name: str, what: str = "node name") -> str:
 
 @dataclass(frozen=True)
 class NodeFiles:
-    """The files of one node. ``seal_*`` are ``None`` for non-party nodes."""
+    """The files of one node. ``seal_*`` are ``None`` for non-party nodes.
+
+    ``sign_*`` (the Ed25519 signing identity) exist for every node written by
+    :func:`init_certs`; layouts made before signing keys existed lack the files.
+    """
 
     tls_cert: Path
     tls_key: Path
     seal_cert: Path | None = None
     seal_key: Path | None = None
+    sign_cert: Path | None = None
+    sign_key: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -91,9 +101,10 @@ class CertLayout:
                 f"(known: {', '.join(self.nodes) or 'none'})"
             )
         d = self.directory / name
+        sign = {"sign_cert": d / "sign.crt", "sign_key": d / "sign.key"}
         if name in self.parties:
-            return NodeFiles(d / "tls.crt", d / "tls.key", d / "seal.crt", d / "seal.key")
-        return NodeFiles(d / "tls.crt", d / "tls.key")
+            return NodeFiles(d / "tls.crt", d / "tls.key", d / "seal.crt", d / "seal.key", **sign)
+        return NodeFiles(d / "tls.crt", d / "tls.key", **sign)
 
     def tls(self, name: str) -> TlsMaterial:
         """Load node ``name``'s mTLS material (CA, certificate, key)."""
@@ -144,7 +155,7 @@ def _atomic_write(path: Path, data: bytes, mode: int) -> None:
         raise
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey | x25519.X25519PrivateKey) -> bytes:
+def _key_pem(key: ec.EllipticCurvePrivateKey | x25519.X25519PrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -192,11 +203,12 @@ def _builder(
     )
 
 
-def _key_usage(*, digital_signature: bool = False, key_agreement: bool = False,
-               key_cert_sign: bool = False, crl_sign: bool = False) -> x509.KeyUsage:
+def _key_usage(*, digital_signature: bool = False, content_commitment: bool = False,
+               key_agreement: bool = False, key_cert_sign: bool = False,
+               crl_sign: bool = False) -> x509.KeyUsage:
     return x509.KeyUsage(
         digital_signature=digital_signature,
-        content_commitment=False,
+        content_commitment=content_commitment,
         key_encipherment=False,
         data_encipherment=False,
         key_agreement=key_agreement,
@@ -220,11 +232,15 @@ def init_certs(
 ) -> CertLayout:
     """Create a development CA and certificates for every node.
 
+    Every node (coordinator, parties, operators) gets an mTLS identity and an
+    Ed25519 signing identity (``sign.crt``/``sign.key``); parties also get an
+    X25519 sealing key.
+
     Args:
         directory: where to write the layout (created if missing).
         parties: party names; each gets a TLS identity and a sealing key pair.
-        coordinator: the coordinator's name (TLS identity only).
-        operators: operator names (TLS identity only, e.g. for the CLI).
+        coordinator: the coordinator's name (no sealing key).
+        operators: operator names (no sealing key; e.g. for the CLI).
         hosts: extra SANs on every TLS certificate (IP literals become IP SANs).
         days: validity of all certificates.
         overwrite: replace an existing CA and node files.
@@ -253,7 +269,7 @@ def init_certs(
     targets = [layout.ca_cert, layout.ca_key]
     for n in names:
         nf = layout.node(n)
-        targets += [p for p in (nf.tls_cert, nf.tls_key, nf.seal_cert, nf.seal_key) if p]
+        targets += [p for p in (nf.tls_cert, nf.tls_key, nf.seal_cert, nf.seal_key, nf.sign_cert, nf.sign_key) if p]
     existing = [p for p in targets if p.exists()]
     if existing and not overwrite:
         what = "a CA" if (layout.ca_cert in existing or layout.ca_key in existing) else "certificates"
@@ -313,6 +329,18 @@ def init_certs(
                 .sign(ca_key, hashes.SHA256())
             )
             outputs += [(nf.seal_key, _key_pem(seal_key), 0o600), (nf.seal_cert, _cert_pem(seal_cert), 0o644)]
+
+        if nf.sign_cert is not None and nf.sign_key is not None:
+            sign_key = ed25519.Ed25519PrivateKey.generate()
+            sign_cert = (
+                _builder(n, ca_name, sign_key.public_key(), now, days)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(_key_usage(digital_signature=True, content_commitment=True), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(sign_key.public_key()), critical=False)
+                .add_extension(aki, critical=False)
+                .sign(ca_key, hashes.SHA256())
+            )
+            outputs += [(nf.sign_key, _key_pem(sign_key), 0o600), (nf.sign_cert, _cert_pem(sign_cert), 0o644)]
 
     # --- write (all generated first, so a crypto failure writes nothing) -----
     try:

@@ -20,11 +20,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="fedcredit: p
 certs_app = typer.Typer(no_args_is_help=True, help="Development certificates (a CA, a TLS certificate per node, a sealing key per party).")
 coord_app = typer.Typer(no_args_is_help=True, help="Run the coordinator.")
 party_app = typer.Typer(no_args_is_help=True, help="Run a party node (dials out only).")
-job_app = typer.Typer(no_args_is_help=True, help="Submit and inspect jobs (operator).")
+job_app = typer.Typer(no_args_is_help=True, help="Submit and inspect jobs (operator); approve or reject them (at a party).")
+audit_app = typer.Typer(no_args_is_help=True, help="Verify transcripts and write compliance reports.")
 app.add_typer(certs_app, name="certs")
 app.add_typer(coord_app, name="coordinator")
 app.add_typer(party_app, name="party")
 app.add_typer(job_app, name="job")
+app.add_typer(audit_app, name="audit")
 
 err_console = Console(stderr=True)
 console = Console()
@@ -188,14 +190,14 @@ def job_list(
     client_config: Optional[Path] = typer.Option(None, "--client-config", help=CLIENT_CONFIG_HELP),
 ) -> None:
     """List recent jobs."""
-    from rich.table import Table
+    from rich.table import Column, Table
 
     try:
         with _client(client_config) as client:
             jobs = client.list(limit)
     except FedCreditError as exc:
         _fail(exc)
-    table = Table("job", "kind", "state", "stage", "guest", "host")
+    table = Table(Column("job", no_wrap=True, min_width=26), "kind", "state", "stage", "guest", "host")
     for j in jobs:
         roles = {r.role: r.node for r in j.roles}
         table.add_row(j.job_id, j.kind, j.state, j.stage, roles.get("guest", ""), roles.get("host", ""))
@@ -216,6 +218,100 @@ def job_cancel(
         _fail(exc)
 
 
+def _party_decision(job_id: str, config: Path, approve: bool, reason: str) -> None:
+    from .approval import check_policy, make_approval
+    from .config import JobSpec, PartyConfig, load_config
+    from .errors import PermissionDeniedError
+    from .party import PartyNode
+
+    from fedcredit.v1 import job_pb2
+
+    cfg = load_config(PartyConfig, config)
+    node = PartyNode(cfg)
+    try:
+        info = node._call(node.jobs.GetJob, job_pb2.GetJobRequest(job_id=job_id))
+        spec = JobSpec.model_validate_json(info.spec_json)
+        check = check_policy(spec, cfg)
+        if approve and not check.ok:
+            raise PermissionDeniedError("this node's policy forbids the job: " + "; ".join(check.violations))
+        console.print(f"job [bold]{job_id}[/]: {spec.kind}, purpose [bold]{spec.purpose}[/], {spec.guest.party} (guest) + {spec.host.party} (host)")
+        console.print(f"spec sha256 {info.spec_sha256}")
+        for c in check.checks:
+            console.print(f"  [green]ok[/] {c}")
+        approval = make_approval(node.signer, job_id, info.spec_sha256, approve, "operator", reason or ("approved by an operator" if approve else ""))
+        resp = node._call(node.jobs.ApproveJob, job_pb2.ApproveJobRequest(job_id=job_id, approval=approval))
+        console.print(f"{'approved' if approve else 'rejected'} as {cfg.name}; job is now [bold]{resp.job.state}[/]")
+    finally:
+        node.channel.close()
+
+
+@job_app.command("approve")
+def job_approve(
+    job_id: str = typer.Argument(...),
+    config: Path = typer.Option(..., "--config", help="This party's node config (its certificate signs the approval)."),
+    reason: str = typer.Option("", help="A note kept with the approval."),
+) -> None:
+    """Approve a pending job as this party, after checking it against the party's policy."""
+    try:
+        _party_decision(job_id, config, True, reason)
+    except FedCreditError as exc:
+        _fail(exc)
+
+
+@job_app.command("reject")
+def job_reject(
+    job_id: str = typer.Argument(...),
+    config: Path = typer.Option(..., "--config", help="This party's node config."),
+    reason: str = typer.Option(..., help="Why the job is rejected (shown to the submitter)."),
+) -> None:
+    """Reject a pending job as this party."""
+    try:
+        _party_decision(job_id, config, False, reason)
+    except FedCreditError as exc:
+        _fail(exc)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    transcripts: list[Path] = typer.Argument(..., help="Transcript files (.jsonl) of one or more nodes."),
+    ca: Optional[Path] = typer.Option(None, "--ca", help="CA certificate to check the signers' certificates against."),
+) -> None:
+    """Check chains, signatures, sender/receiver agreement and approved specs. Exit 1 if anything fails."""
+    from .audit import verify_transcripts
+
+    ca_pem = ca.read_bytes() if ca else None
+    result = verify_transcripts(transcripts, ca_cert_pem=ca_pem)
+    for w in result.warnings:
+        console.print(f"[yellow]warning[/] {w}")
+    for p in result.problems:
+        where = f"{p.file}" + (f", record {p.record}" if p.record is not None else "")
+        console.print(f"[red]{p.code}[/] {where}: {p.message}", highlight=False)
+    counts = ", ".join(f"{k} {v}" for k, v in result.checked.items())
+    if result.ok:
+        console.print(f"[bold green]verified[/] ({counts})")
+    else:
+        console.print(f"[bold red]NOT verified[/]: {len(result.problems)} problem(s) ({counts})")
+        raise typer.Exit(1)
+
+
+@audit_app.command("report")
+def audit_report(
+    transcripts: list[Path] = typer.Argument(..., help="Transcript files (.jsonl)."),
+    out: Path = typer.Option(..., "--out", help="Where to write the report."),
+    fmt: str = typer.Option("html", "--format", help="html, md or json."),
+    ca: Optional[Path] = typer.Option(None, "--ca", help="CA certificate to check signers against."),
+) -> None:
+    """Write a compliance report (who sent what to whom, disclosed aggregates, verification result)."""
+    from .audit import render_report
+
+    if fmt not in ("html", "md", "json"):
+        _fail(FedCreditError("--format must be html, md or json"))
+    text = render_report(transcripts, ca_cert_pem=ca.read_bytes() if ca else None, fmt=fmt)  # type: ignore[arg-type]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    console.print(f"report written to {out}")
+
+
 @app.command("demo")
 def demo(
     guest_data: Optional[Path] = typer.Option(None, "--guest-data", help="Guest (bank) CSV with ids, labels and features. Default: examples/data/default_credit_hetero_guest.csv"),
@@ -229,13 +325,14 @@ def demo(
     batch_size: str = typer.Option("auto", "--batch-size", help="Rows per mini-batch, or auto."),
     learning_rate: float = typer.Option(0.2, "--learning-rate"),
     seed: int = typer.Option(42, "--seed"),
+    consent_registry: Optional[Path] = typer.Option(None, "--consent-registry", help="The host's consent registry CSV (default: the example one, with the example data)."),
 ) -> None:
     """The main job: coordinator + bank + platform as separate processes over mTLS gRPC; PSI, training, report."""
     from .demo import DemoOptions, run_demo
 
     opts = DemoOptions(guest_data=guest_data, host_data=host_data, id_column=id_column, label_column=label_column,
                        workdir=workdir, json_out=json_out, key_bits=key_bits, max_epochs=max_epochs,
-                       batch_size=batch_size, learning_rate=learning_rate, seed=seed)
+                       batch_size=batch_size, learning_rate=learning_rate, seed=seed, consent_registry=consent_registry)
     try:
         code = run_demo(opts, console)
     except FedCreditError as exc:

@@ -100,9 +100,14 @@ _register(
 # --------------------------------------------------------------------------- vertical LR
 
 
-def _vec_pb(v: lr.EncryptedVector, width: int | None = None) -> lr_pb.EncryptedVector:
-    if width is None:
-        width = max((int(c).bit_length() + 7) // 8 for c in v.values) if v.values else 1
+def _round_up(n: int, block: int) -> int:
+    return max(block, -(-n // block) * block)
+
+
+def _vec_pb(v: lr.EncryptedVector) -> lr_pb.EncryptedVector:
+    # Rounded to 64 bytes: a 2048-bit key's ciphertexts always take 512 bytes, whatever
+    # their value, so sizes on the wire never depend on data (checked in the leakage tests).
+    width = _round_up(max((int(c).bit_length() + 7) // 8 for c in v.values), 64) if v.values else 64
     return lr_pb.EncryptedVector(
         key_fingerprint=v.key_fingerprint,
         exponent=v.exponent,
@@ -125,14 +130,17 @@ def _vec_msg(pb: lr_pb.EncryptedVector) -> lr.EncryptedVector:
 
 
 def _ints_pb(values: tuple[int, ...], exponent: int) -> lr_pb.IntVector:
-    mags = [abs(int(v)).to_bytes((abs(int(v)).bit_length() + 7) // 8 or 1, "big") for v in values]
-    return lr_pb.IntVector(exponent=exponent, magnitudes=mags, negative=[int(v) < 0 for v in values])
+    need = max(((int(v).bit_length() + 8) // 8 for v in values), default=1)  # +1 bit for the sign
+    width = _round_up(need, 32)
+    data = b"".join(int(v).to_bytes(width, "big", signed=True) for v in values)
+    return lr_pb.IntVector(exponent=exponent, count=len(values), width=width, data=data)
 
 
 def _ints_msg(pb: lr_pb.IntVector) -> tuple[tuple[int, ...], int]:
-    if len(pb.magnitudes) != len(pb.negative):
-        raise ProtocolError("IntVector: magnitudes and signs differ in length")
-    vals = tuple((-1 if neg else 1) * int.from_bytes(m, "big") for m, neg in zip(pb.magnitudes, pb.negative))
+    w, data = pb.width, pb.data
+    if len(data) != w * pb.count or (w == 0 and pb.count):
+        raise ProtocolError("IntVector: byte length does not match count * width")
+    vals = tuple(int.from_bytes(data[i : i + w], "big", signed=True) for i in range(0, len(data), w)) if w else ()
     return vals, int(pb.exponent)
 
 

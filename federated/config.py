@@ -57,12 +57,30 @@ class SealConfig(_Model):
     key: Path
 
 
+class SignConfig(_Model):
+    """The node's Ed25519 signing certificate: envelopes, approvals and transcripts."""
+
+    cert: Path
+    key: Path
+
+
+PURPOSE_RE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,79}$")
+
+
+def _check_purpose(v: str) -> str:
+    if not PURPOSE_RE.match(v):
+        raise ValueError(f"{v!r} is not a valid purpose (lower-case words joined by . : _ -), e.g. financing.credit_risk_model")
+    return v
+
+
 class CoordinatorConfig(_Model):
     name: str = "coordinator"
     listen: str = "127.0.0.1:50051"
     port_file: Path | None = None  # written with the bound port (useful with port 0)
     database: Path = Path("coordinator.sqlite")
     tls: TlsConfig
+    sign: SignConfig
+    transcripts: Path = Path("transcripts")  # the coordinator's transcript of what it relayed, per job
     parties: list[str] = Field(min_length=1)
     operators: list[str] = ["operator"]
     message_ttl_s: float = 3600.0
@@ -84,6 +102,32 @@ class DatasetConfig(_Model):
     feature_columns: list[str] | None = None  # default: every other column
     missing_values: Literal["impute_mean", "error"] = "impute_mean"
     validate_uscc: bool = False
+    # CSV of enterprise_id, purpose, valid_from, valid_to, revoked: only ids with valid
+    # consent for the job's purpose enter PSI and training (see federated/consent.py).
+    consent_registry: Path | None = None
+
+
+class PartyPolicy(_Model):
+    """What this node agrees to. Checked on every job before it touches any data."""
+
+    allowed_purposes: list[str] = ["financing.credit_risk_model"]
+    allowed_peers: list[str] | None = None  # None: any party the coordinator knows
+    allowed_columns: dict[str, list[str]] | None = None  # dataset -> columns a job may use; None: all
+    allowed_roles: list[Literal["guest", "host"]] = ["guest", "host"]
+    min_intersection: int = Field(100, ge=0)
+    auto_approve: bool = False  # False: wait for `fedcredit job approve ID --config THIS_FILE`
+
+    @field_validator("allowed_purposes")
+    @classmethod
+    def _purposes(cls, v: list[str]) -> list[str]:
+        for p in v:
+            _check_purpose(p)
+        return v
+
+
+class TranscriptPolicy(_Model):
+    directory: Path = Path("transcripts")
+    keep_payloads: bool = False  # digests are always kept
 
 
 class PartyConfig(_Model):
@@ -92,8 +136,11 @@ class PartyConfig(_Model):
     coordinator_name: str = "coordinator"
     tls: TlsConfig
     seal: SealConfig
+    sign: SignConfig
     workdir: Path = Path("work")
     datasets: dict[str, DatasetConfig] = Field(min_length=1)
+    policy: PartyPolicy = PartyPolicy()
+    transcripts: TranscriptPolicy = TranscriptPolicy()
     message_timeout_s: float = 900.0
 
     _names = field_validator("name", "coordinator_name")(_check_name)
@@ -108,6 +155,7 @@ class ClientConfig(_Model):
 class RoleSpec(_Model):
     party: str
     dataset: str
+    columns: list[str] | None = None  # feature columns this job uses; None: all the dataset offers
 
     _names = field_validator("party")(_check_name)
 
@@ -148,12 +196,15 @@ class JobSpec(_Model):
 
     kind: Literal["train", "psi"] = "train"
     name: str = "job"
+    purpose: str  # what the data may be used for; checked against each party's policy and consents
     guest: RoleSpec
     host: RoleSpec
     psi: PsiSpec = PsiSpec()
     training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
     seed: int = 42
+
+    _purpose = field_validator("purpose")(_check_purpose)
 
     @model_validator(mode="after")
     def _consistent(self) -> "JobSpec":

@@ -8,6 +8,7 @@ status codes in one place (:class:`federated.errors.ErrorInterceptor`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -23,10 +24,13 @@ from fedcredit.v1 import envelope_pb2, job_pb2, job_pb2_grpc, node_pb2, node_pb2
 from protocols.core import Role
 from protocols.hetero_lr import coordinator_program
 
+from .approval import verify_approval
 from .certs import load_tls
 from .config import CoordinatorConfig, JobSpec, spec_digest
-from .errors import AuthError, ConflictError, JobFailedError, NotFoundError, PermissionDeniedError, ProtocolError
+from .errors import AuthError, ConfigError, ConflictError, CryptoError, JobFailedError, NotFoundError, PermissionDeniedError, ProtocolError
 from .runtime import LocalEndpoint, describe_error, drive
+from .signing import SigningIdentity, envelope_digest, envelope_fields, load_signing_identity, verify_digest, verify_signing_cert
+from .transcript import TranscriptWriter
 from .store import ACTIVE_STATES, FINAL_STATES, JobRow, RoleRow, Store, now_ms
 from .transport import CHUNK_BYTES, chunk_bytes, create_server, peer_identity
 
@@ -98,15 +102,55 @@ class Caller:
 class JobManager:
     """Job lifecycle: submit, assign, progress, results; runs the coordinator role."""
 
-    def __init__(self, cfg: CoordinatorConfig, store: Store, mailbox: Mailbox) -> None:
+    def __init__(self, cfg: CoordinatorConfig, store: Store, mailbox: Mailbox, identity: SigningIdentity, ca_pem: bytes) -> None:
         self.cfg = cfg
         self.store = store
         self.mailbox = mailbox
+        self.identity = identity
+        self.ca_pem = ca_pem
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition()
+        self._offered: set[tuple[str, str]] = set()  # (job, node): pending job already shown to the node this session
+        self._transcripts: dict[str, TranscriptWriter] = {}
+        self._sign_keys: dict[str, Any] = {identity.name: identity.private_key.public_key()}
         for job in store.jobs_in_state(*ACTIVE_STATES):
             store.set_state(job.job_id, "failed", error="the coordinator restarted while the job was running")
+
+    # -- signing keys of registered parties (verified against the CA at registration)
+    def set_sign_key(self, node: str, pem: bytes) -> None:
+        self._sign_keys[node] = verify_signing_cert(pem, self.ca_pem, node)
+
+    def sign_key(self, node: str) -> Any:
+        key = self._sign_keys.get(node)
+        if key is None:
+            raise NotFoundError(f"{node} has not registered a signing certificate since the coordinator started")
+        return key
+
+    # -- transcripts
+    def transcript(self, job_id: str) -> TranscriptWriter:
+        with self._lock:
+            w = self._transcripts.get(job_id)
+            if w is None:
+                path = self.cfg.transcripts / f"{job_id}.{self.cfg.name}.jsonl"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                w = TranscriptWriter(path, job_id=job_id, identity=self.identity, role="coordinator", ca_cert_pem=self.ca_pem)
+                self._transcripts[job_id] = w
+            return w
+
+    def record(self, job_id: str, direction: str, env: envelope_pb2.Envelope, payload: Any = None) -> None:
+        disclosed = payload.disclosed() if payload is not None else None
+        key_owner = None
+        if payload is not None and getattr(type(payload), "key_owner", None) is not None and env.classification == "ciphertext":
+            key_owner = str(type(payload).key_owner)
+        self.transcript(job_id).message(direction, envelope_fields(env), env.signature, key_owner=key_owner, disclosed=disclosed)
+
+    def _close_transcript(self, job_id: str, ok: bool, error: str) -> None:
+        with self._lock:
+            w = self._transcripts.pop(job_id, None)
+        if w is not None:
+            w.event("finished", ok=ok, error=error)
+            w.close()
 
     # -- submission
     def submit(self, spec: JobSpec) -> JobRow:
@@ -121,12 +165,48 @@ class JobManager:
         ]
         if spec.kind == "train":
             roles.append(RoleRow(job_id, Role.COORDINATOR.value, self.cfg.name, "", None, None, None, {}))
-        job = JobRow(job_id, spec.kind, spec.name, spec.canonical_json(), spec_digest(spec), "running", "queued",
+        job = JobRow(job_id, spec.kind, spec.name, spec.canonical_json(), spec_digest(spec), "pending", "awaiting approval",
                      secrets.token_hex(32), {}, {}, "", t, t, roles)
         self.store.insert_job(job)
-        if spec.kind == "train":
-            self._start_coordinator_role(job_id, spec)
-        _LOG.info("job %s submitted (%s, %s)", job_id, spec.kind, spec.name)
+        self.transcript(job_id).event("job_spec", spec=json.loads(spec.canonical_json()), spec_sha256=job.spec_sha256, purpose=spec.purpose)
+        _LOG.info("job %s submitted (%s, %s, purpose %s); awaiting approval by %s and %s",
+                  job_id, spec.kind, spec.name, spec.purpose, spec.guest.party, spec.host.party)
+        with self._changed:
+            self._changed.notify_all()
+        return self.get(job_id)
+
+    def approve(self, job_id: str, node: str, approval: Any) -> JobRow:
+        """Record a party's signed decision; start the job when every party approved."""
+        job = self.get(job_id)
+        self.role_of(job, node)
+        if approval.node != node:
+            raise PermissionDeniedError(f"{node} cannot decide for {approval.node}")
+        if job.state != "pending":
+            raise ConflictError(f"job {job_id} is {job.state}; approvals are closed")
+        if approval.spec_sha256 != job.spec_sha256:
+            raise ConflictError(f"{node} decided on spec {approval.spec_sha256[:16]}…, but the job's spec is {job.spec_sha256[:16]}…")
+        verify_approval(job_id, approval, self.sign_key(node))
+        if any(a["node"] == node for a in job.approvals):
+            raise ConflictError(f"{node} has already decided on job {job_id}")
+        self.store.add_approval(job_id, node, approval.approved, approval.by, approval.reason, approval.spec_sha256,
+                                approval.signature, approval.unix_ms)
+        self.transcript(job_id).event("approved" if approval.approved else "rejected", node=node, spec_sha256=approval.spec_sha256,
+                                      by=approval.by, reason=approval.reason, signature=approval.signature.hex())
+        if not approval.approved:
+            if self.store.set_state(job_id, "rejected", error=f"rejected by {node}: {approval.reason or 'no reason given'}"):
+                self._job_ended(job_id, False, f"rejected by {node}")
+            return self.get(job_id)
+        job = self.get(job_id)
+        parties = {r.node for r in job.roles if r.role != Role.COORDINATOR.value}
+        if parties <= {a["node"] for a in job.approvals if a["approved"]}:
+            if self.store.set_state(job_id, "running", only_from=("pending",)):
+                self.store.update_progress(job_id, self.cfg.name, "approved", {"stage": "approved", "ts_ms": now_ms()})
+                _LOG.info("job %s approved by all parties; starting", job_id)
+                spec = JobSpec.model_validate_json(job.spec_json)
+                if spec.kind == "train":
+                    self._start_coordinator_role(job_id, spec)
+                with self._changed:
+                    self._changed.notify_all()
         return self.get(job_id)
 
     def get(self, job_id: str) -> JobRow:
@@ -148,21 +228,26 @@ class JobManager:
     def cancel(self, job_id: str, reason: str) -> JobRow:
         self.get(job_id)
         if self.store.set_state(job_id, "cancelled", error=reason or "cancelled by an operator"):
-            self._job_ended(job_id)
+            self._job_ended(job_id, False, "cancelled")
         return self.get(job_id)
 
     # -- party side
     def assignments(self, node: str, wait_s: float) -> list[JobRow]:
+        """Jobs that need this node: pending ones to decide on (shown once), running ones to run (claimed)."""
         deadline = time.monotonic() + wait_s
         while True:
-            jobs = [
-                j for j in self.store.jobs_in_state("running")
-                if any(r.node == node and r.claimed_ms is None for r in j.roles)
-            ]
-            if jobs:
-                for j in jobs:
+            out: list[JobRow] = []
+            for j in self.store.jobs_in_state("pending"):
+                if any(r.node == node for r in j.roles) and not any(a["node"] == node for a in j.approvals) \
+                        and (j.job_id, node) not in self._offered:
+                    self._offered.add((j.job_id, node))
+                    out.append(j)
+            for j in self.store.jobs_in_state("running"):
+                if any(r.node == node and r.claimed_ms is None for r in j.roles):
                     self.store.claim_role(j.job_id, self.role_of(j, node).role)
-                return [self.get(j.job_id) for j in jobs]
+                    out.append(self.get(j.job_id))
+            if out:
+                return out
             left = deadline - time.monotonic()
             if left <= 0:
                 return []
@@ -170,7 +255,8 @@ class JobManager:
                 self._changed.wait(min(left, 1.0))
 
     def node_registered(self, node: str) -> None:
-        """A node (re)started: any running job it had claimed cannot continue."""
+        """A node (re)started: show it pending jobs again; running jobs it had claimed cannot continue."""
+        self._offered = {k for k in self._offered if k[1] != node}
         for job in self.store.jobs_in_state("running"):
             for r in job.roles:
                 if r.node == node and r.claimed_ms is not None and r.finished_ms is None:
@@ -197,16 +283,17 @@ class JobManager:
             if all(r.ok for r in job.roles):
                 if self.store.set_state(job_id, "succeeded"):
                     self.store.update_progress(job_id, self.cfg.name, "done", {"stage": "done", "ts_ms": now_ms()})
-                    self._job_ended(job_id)
+                    self._job_ended(job_id, True, "")
         return self.get(job_id).state
 
     def fail(self, job_id: str, error: str) -> None:
         if self.store.set_state(job_id, "failed", error=error):
             _LOG.warning("job %s failed: %s", job_id, error)
-            self._job_ended(job_id)
+            self._job_ended(job_id, False, error)
 
-    def _job_ended(self, job_id: str) -> None:
+    def _job_ended(self, job_id: str, ok: bool, error: str) -> None:
         self.mailbox.drop_job(job_id)
+        self._close_transcript(job_id, ok, error)
         with self._changed:
             self._changed.notify_all()
 
@@ -220,7 +307,10 @@ class JobManager:
         def run() -> None:
             self.store.claim_role(job_id, Role.COORDINATOR.value)
             endpoint = LocalEndpoint(self.mailbox, job_id, Role.COORDINATOR, names, on_progress=on_progress,
-                                     is_live=lambda: self.is_live(job_id), timeout_s=self.cfg.message_ttl_s)
+                                     is_live=lambda: self.is_live(job_id), timeout_s=self.cfg.message_ttl_s,
+                                     signer=self.identity,
+                                     verify_keys={n: self.sign_key(n) for n in (spec.guest.party, spec.host.party)},
+                                     recorder=lambda d, env, msg, data: self.record(job_id, d, env, msg))
             try:
                 summary = drive(Role.COORDINATOR, coordinator_program(spec.lr_params(), secrets.SystemRandom()), endpoint)
             except JobFailedError:
@@ -260,6 +350,10 @@ def job_info(job: JobRow) -> job_pb2.JobInfo:
         created_unix_ms=job.created_ms,
         updated_unix_ms=job.updated_ms,
         psi_salt_hex=job.psi_salt,
+        approvals=[job_pb2.JobApproval(node=a["node"], approved=bool(a["approved"]), by=a["by"], reason=a["reason"],
+                                       spec_sha256=a["spec_sha256"], signature=a["signature"], unix_ms=a["unix_ms"])
+                   for a in job.approvals],
+        purpose=job.purpose,
     )
 
 
@@ -294,8 +388,9 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 
     def Register(self, request: node_pb2.RegisterRequest, context: grpc.ServicerContext) -> node_pb2.RegisterResponse:
         name = self.auth.party(context)
+        self.jobs.set_sign_key(name, request.sign_cert_pem)  # refuses a certificate our CA did not issue to this name
         self.jobs.node_registered(name)
-        self.store.upsert_node(name, request.seal_cert_pem, request.software_version, list(request.datasets))
+        self.store.upsert_node(name, request.seal_cert_pem, request.sign_cert_pem, request.software_version, list(request.datasets))
         self._online.add(name)
         _LOG.info("party %s registered (datasets: %s)", name, ", ".join(request.datasets))
         return node_pb2.RegisterResponse(node=name, coordinator=self.auth.cfg.name)
@@ -306,10 +401,13 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 
     def GetPeer(self, request: node_pb2.GetPeerRequest, context: grpc.ServicerContext) -> node_pb2.GetPeerResponse:
         self.auth.party(context)
+        if request.name == self.auth.cfg.name:
+            return node_pb2.GetPeerResponse(name=request.name, online=True, sign_cert_pem=self.jobs.identity.cert_pem)
         row = self.store.get_node(request.name)
         if row is None or request.name not in self._online:
             raise NotFoundError(f"party {request.name!r} has not registered since the coordinator started")
-        return node_pb2.GetPeerResponse(name=row["name"], seal_cert_pem=row["seal_cert_pem"], online=True)
+        return node_pb2.GetPeerResponse(name=row["name"], seal_cert_pem=row["seal_cert_pem"], online=True,
+                                        sign_cert_pem=row["sign_cert_pem"] or b"")
 
 
 class JobServicer(job_pb2_grpc.JobServiceServicer):
@@ -340,6 +438,10 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
     def CancelJob(self, request: job_pb2.CancelJobRequest, context: grpc.ServicerContext) -> job_pb2.CancelJobResponse:
         self.auth.operator(context)
         return job_pb2.CancelJobResponse(job=job_info(self.jobs.cancel(request.job_id, request.reason)))
+
+    def ApproveJob(self, request: job_pb2.ApproveJobRequest, context: grpc.ServicerContext) -> job_pb2.ApproveJobResponse:
+        name = self.auth.party(context)
+        return job_pb2.ApproveJobResponse(job=job_info(self.jobs.approve(request.job_id, name, request.approval)))
 
     def PollAssignments(self, request: job_pb2.PollAssignmentsRequest, context: grpc.ServicerContext) -> job_pb2.PollAssignmentsResponse:
         name = self.auth.party(context)
@@ -380,6 +482,10 @@ class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
         if env.payload_size > MAX_PAYLOAD_BYTES:
             raise ProtocolError(f"payload of {env.payload_size} bytes exceeds the relay limit")
         self._check_job(env.job_id, env.sender, env.receiver)
+        try:
+            verify_digest(self.jobs.sign_key(name), envelope_digest(envelope_fields(env)), env.signature)
+        except CryptoError:
+            raise PermissionDeniedError(f"the envelope of {env.step}#{env.sequence} is not signed by {name}") from None
         parts, size = [], 0
         for req in request_iterator:
             if not req.HasField("chunk"):
@@ -390,7 +496,12 @@ class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
             parts.append(req.chunk)
         if size != env.payload_size:
             raise ProtocolError(f"payload has {size} bytes, its envelope says {env.payload_size}")
-        self.mailbox.put(env, b"".join(parts))
+        data = b"".join(parts)
+        if hashlib.sha256(data).digest() != env.payload_sha256:
+            raise ProtocolError("payload does not match the digest in its signed envelope")
+        if env.receiver != self.auth.cfg.name:
+            self.jobs.record(env.job_id, "relayed", env)  # what the coordinator passed on: envelope only
+        self.mailbox.put(env, data)
         return relay_pb2.SendResponse(message_id=env.message_id, received_bytes=size)
 
     def Receive(self, request: relay_pb2.ReceiveRequest, context: grpc.ServicerContext) -> Iterator[relay_pb2.ReceiveResponse]:
@@ -426,8 +537,11 @@ class Coordinator:
         self.cfg = cfg
         self.store = Store(cfg.database)
         self.mailbox = Mailbox()
-        self.jobs = JobManager(cfg, self.store, self.mailbox)
         tls = load_tls(cfg.tls.ca, cfg.tls.cert, cfg.tls.key)
+        identity = load_signing_identity(cfg.sign.cert, cfg.sign.key)
+        if identity.name != cfg.name:
+            raise ConfigError(f"signing certificate is for {identity.name!r}, but this coordinator is {cfg.name!r}")
+        self.jobs = JobManager(cfg, self.store, self.mailbox, identity, tls.ca)
         self.server, self.port = create_server(tls, cfg.listen)
         auth = _Auth(cfg)
         node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(auth, self.store, self.jobs), self.server)

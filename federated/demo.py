@@ -37,6 +37,7 @@ from .errors import ConfigError, DataError, TransportError
 __all__ = ["DemoOptions", "run_demo", "reference_models", "Cluster"]
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "data"
+PURPOSE = "financing.credit_risk_model"
 
 
 @dataclass
@@ -55,6 +56,7 @@ class DemoOptions:
     test_fraction: float = 0.2
     guest: str = "bank"
     host: str = "platform"
+    consent_registry: Path | None = None  # default: the example registry when the example data is used
 
 
 def _write_yaml(path: Path, data: dict[str, Any]) -> Path:
@@ -69,8 +71,10 @@ class Cluster:
 
     workdir: Path
     parties: dict[str, dict[str, DatasetConfig]]  # party -> dataset name -> config
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)  # party -> policy; default: auto-approve
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     port: int = 0
+
 
     @property
     def certs(self) -> Path:
@@ -79,6 +83,19 @@ class Cluster:
     def _tls(self, name: str) -> dict[str, str]:
         d = self.certs / name
         return {"ca": str(self.certs / "ca.crt"), "cert": str(d / "tls.crt"), "key": str(d / "tls.key")}
+
+    def _sign(self, name: str) -> dict[str, str]:
+        d = self.certs / name
+        return {"cert": str(d / "sign.crt"), "key": str(d / "sign.key")}
+
+    def party_config_path(self, party: str) -> Path:
+        return self.workdir / f"{party}.yaml"
+
+    def transcripts(self, job_id: str) -> list[Path]:
+        """The transcript files of a job: the coordinator's and each party's."""
+        found = [self.workdir / "transcripts" / f"{job_id}.coordinator.jsonl"]
+        found += [self.workdir / p / "transcripts" / f"{job_id}.{p}.jsonl" for p in self.parties]
+        return [f for f in found if f.exists()]
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.workdir / "logs" / f"{name}.log", "ab")
@@ -96,6 +113,7 @@ class Cluster:
         coord_cfg = _write_yaml(self.workdir / "coordinator.yaml", {
             "name": "coordinator", "listen": "127.0.0.1:0", "port_file": str(port_file),
             "database": str(self.workdir / "coordinator.sqlite"), "tls": self._tls("coordinator"),
+            "sign": self._sign("coordinator"), "transcripts": str(self.workdir / "transcripts"),
             "parties": list(self.parties), "operators": ["operator"],
         })
         coord = self._spawn("coordinator", ["coordinator", "serve", "--config", str(coord_cfg)])
@@ -108,11 +126,15 @@ class Cluster:
             time.sleep(0.1)
         self.port = int(port_file.read_text())
         for party, datasets in self.parties.items():
-            cfg = _write_yaml(self.workdir / f"{party}.yaml", {
+            policy = self.policies.get(party, {"auto_approve": True, "min_intersection": 10,
+                                               "allowed_purposes": ["financing.credit_risk_model"]})
+            cfg = _write_yaml(self.party_config_path(party), {
                 "name": party, "coordinator": f"127.0.0.1:{self.port}", "tls": self._tls(party),
                 "seal": {"cert": str(self.certs / party / "seal.crt"), "key": str(self.certs / party / "seal.key")},
+                "sign": self._sign(party),
                 "workdir": str(self.workdir / party),
                 "datasets": {k: json.loads(v.model_dump_json(exclude_defaults=False)) for k, v in datasets.items()},
+                "policy": policy,
             })
             self._spawn(party, ["party", "serve", "--config", str(cfg)])
         _write_yaml(self.workdir / "client.yaml", {"coordinator": f"127.0.0.1:{self.port}", "tls": self._tls("operator")})
@@ -151,13 +173,20 @@ class Cluster:
         self.stop()
 
 
-def reference_models(guest_cfg: DatasetConfig, host_cfg: DatasetConfig, seed: int, test_fraction: float) -> dict[str, Any]:
+def reference_models(guest_cfg: DatasetConfig, host_cfg: DatasetConfig, seed: int, test_fraction: float,
+                     purpose: str = PURPOSE, on: dt.date | None = None) -> dict[str, Any]:
     """Bank-only and centralized sklearn LR on the very split the job uses (demo reference only)."""
     from sklearn.linear_model import LogisticRegression
 
+    from .consent import apply_consent, load_consent_registry
+
     g = load_dataset(guest_cfg, require_label=True)
     h = load_dataset(host_cfg, require_label=False)
-    h_index = {i: k for k, i in enumerate(h.ids)}
+    h_ids = h.ids
+    if host_cfg.consent_registry is not None:
+        keep = apply_consent(h.ids, load_consent_registry(host_cfg.consent_registry), purpose, on or dt.date.today()).keep
+        h_ids = [i if k else None for i, k in zip(h.ids, keep)]
+    h_index = {i: k for k, i in enumerate(h_ids) if i is not None}
     g_rows = [k for k, i in enumerate(g.ids) if i in h_index]
     h_rows = [h_index[g.ids[k]] for k in g_rows]
     aligned = [g.ids[k] for k in g_rows]
@@ -193,15 +222,19 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         if not p.exists():
             raise DataError(f"{p}: file not found")
     workdir = opts.workdir.resolve()
+    consent = opts.consent_registry
+    if consent is None and opts.host_data is None:
+        consent = EXAMPLES / "default_credit_platform_consent.csv"
     guest_ds = DatasetConfig(path=guest_path, id_column=opts.id_column, label_column=opts.label_column)
-    host_ds = DatasetConfig(path=host_path, id_column=opts.id_column)
+    host_ds = DatasetConfig(path=host_path, id_column=opts.id_column, consent_registry=consent.resolve() if consent else None)
     # Validate both files up front, so a bad input fails here with one clear message.
-    load_dataset(guest_ds, require_label=True)
-    load_dataset(host_ds, require_label=False)
+    g_cols = load_dataset(guest_ds, require_label=True).feature_names
+    h_cols = load_dataset(host_ds, require_label=False).feature_names
 
     spec = parse_config(JobSpec, {
-        "kind": "train", "name": "demo",
-        "guest": {"party": opts.guest, "dataset": "credit"}, "host": {"party": opts.host, "dataset": "credit"},
+        "kind": "train", "name": "demo", "purpose": PURPOSE,
+        "guest": {"party": opts.guest, "dataset": "credit", "columns": g_cols},
+        "host": {"party": opts.host, "dataset": "credit", "columns": h_cols},
         "training": {"key_bits": opts.key_bits, "max_epochs": opts.max_epochs, "batch_size": opts.batch_size if opts.batch_size == "auto" else int(opts.batch_size),
                      "learning_rate": opts.learning_rate},
         "evaluation": {"test_fraction": opts.test_fraction}, "seed": opts.seed,
@@ -210,6 +243,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
 
     console.rule("[bold]fedcredit demo")
     console.print(f"guest ({opts.guest}): {guest_path}\nhost  ({opts.host}): {host_path}\nworkdir: {workdir}")
+    console.print(f"purpose: {PURPOSE}" + (f"; {opts.host}'s consent registry: {consent}" if consent else ""))
     cluster = Cluster(workdir, {opts.guest: {"credit": guest_ds}, opts.host: {"credit": host_ds}})
     with cluster:
         console.print(f"started coordinator (port {cluster.port}), {opts.guest} and {opts.host} as separate processes; mTLS on 127.0.0.1")
@@ -222,6 +256,16 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
     if info.state != "succeeded":
         console.print(f"[bold red]job {info.state}[/]: {info.error}\nlogs: {workdir / 'logs'}")
         return 1
+
+    from .audit import render_report, verify_transcripts
+
+    transcripts = cluster.transcripts(info.job_id)
+    ca_pem = (cluster.certs / "ca.crt").read_bytes()
+    verification = verify_transcripts(transcripts, ca_cert_pem=ca_pem)
+    report = workdir / "audit" / f"{info.job_id}.html"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(render_report(transcripts, ca_cert_pem=ca_pem, fmt="html"), encoding="utf-8")
+    excluded = _consent_excluded(transcripts)
 
     ref = reference_models(guest_ds, host_ds, opts.seed, opts.test_fraction)
     joint = result["metrics"]["joint"]
@@ -250,7 +294,15 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         "bytes": result.get("bytes", {}),
         "seconds": {"total": round(total, 2), **{k: v for k, v in result.get("seconds", {}).items()}},
         "process_exit_codes": codes,
+        "consent": {"excluded_by_host": excluded},
+        "audit": {"verified": verification.ok, "problems": [p.message for p in verification.problems]},
+        "artifacts": {"transcripts": [str(t) for t in transcripts], "audit_report": str(report)},
     }
+    if excluded is not None:
+        console.print(f"consent: {opts.host} excluded {excluded} enterprises without a valid consent for {PURPOSE} "
+                      f"(only {opts.host} learns this number; it is in {opts.host}'s own transcript)")
+    status = "[bold green]verified[/]" if verification.ok else f"[bold red]NOT verified[/] ({len(verification.problems)} problems)"
+    console.print(f"transcripts ({len(transcripts)}): {status}; audit report: {report}")
     console.print(f"artifacts: models in {workdir / opts.guest / 'jobs' / info.job_id} and {workdir / opts.host / 'jobs' / info.job_id}; "
                   f"logs in {workdir / 'logs'}; coordinator state {workdir / 'coordinator.sqlite'}")
     if opts.json_out:
@@ -258,4 +310,13 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         opts.json_out.write_text(json.dumps(out, indent=2), encoding="utf-8")
         console.print(f"results JSON: {opts.json_out}")
     console.print(f"total {total:.1f}s; all processes stopped (exit codes {codes})")
-    return 0
+    return 0 if verification.ok else 1
+
+
+def _consent_excluded(transcripts: list[Path]) -> int | None:
+    for t in transcripts:
+        for line in t.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            if rec.get("kind") == "event" and rec["body"].get("event") == "consent":
+                return int(rec["body"]["excluded"])
+    return None

@@ -8,6 +8,7 @@ weights never leave this process; the model is written to the node's workdir.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -25,12 +26,16 @@ from protocols.core import Progress, Role
 from protocols.hetero_lr import Standardizer, guest_program, host_program, split_train_test
 from protocols.psi import protocol as psi
 
+from .approval import check_policy, make_approval, my_role, require_own_approval
 from .certs import load_tls
 from .config import JobSpec, PartyConfig
+from .consent import apply_consent, load_consent_registry
 from .data import LocalDataset, load_dataset
-from .errors import ConfigError, FedCreditError, NotFoundError, TransportError, from_rpc_error
+from .errors import ConfigError, ConflictError, FedCreditError, NotFoundError, PermissionDeniedError, TransportError, from_rpc_error
 from .runtime import RelayEndpoint, describe_error, drive
 from .sealing import Sealer, load_seal_identity, verify_peer_seal_cert
+from .signing import envelope_fields, load_signing_identity, verify_signing_cert
+from .transcript import TranscriptWriter
 from .transport import DEFAULT_DEADLINE_S, create_channel, wait_healthy
 
 __all__ = ["PartyNode", "atomic_write_text"]
@@ -53,10 +58,14 @@ class PartyNode:
         self.seal = load_seal_identity(cfg.seal.cert, cfg.seal.key)
         if self.seal.name != cfg.name:
             raise ConfigError(f"seal certificate is for {self.seal.name!r}, but this node is {cfg.name!r}")
+        self.signer = load_signing_identity(cfg.sign.cert, cfg.sign.key)
+        if self.signer.name != cfg.name:
+            raise ConfigError(f"signing certificate is for {self.signer.name!r}, but this node is {cfg.name!r}")
         self.channel = create_channel(cfg.coordinator, self.tls, server_name=cfg.coordinator_name)
         self.jobs = job_pb2_grpc.JobServiceStub(self.channel)
         self.nodes = node_pb2_grpc.NodeServiceStub(self.channel)
         self._threads: dict[str, threading.Thread] = {}
+        self._decided: set[str] = set()
         self._stop = threading.Event()
 
     # -- lifecycle
@@ -72,7 +81,8 @@ class PartyNode:
             try:
                 wait_healthy(self.channel, timeout_s=5.0, target=self.cfg.coordinator)
                 resp = self._call(self.nodes.Register, node_pb2.RegisterRequest(
-                    seal_cert_pem=self.seal.cert_pem, software_version=VERSION, datasets=sorted(self.cfg.datasets)))
+                    seal_cert_pem=self.seal.cert_pem, sign_cert_pem=self.signer.cert_pem, software_version=VERSION,
+                    datasets=sorted(self.cfg.datasets)))
                 _LOG.info("registered with coordinator %s as %s", resp.coordinator, resp.node)
                 return
             except TransportError:
@@ -93,6 +103,9 @@ class PartyNode:
                 self._stop.wait(2.0)
                 continue
             for info in resp.jobs:
+                if info.state == "pending":
+                    self.decide(info)
+                    continue
                 if info.job_id not in self._threads:
                     t = threading.Thread(target=self.run_job, args=(info,), name=f"job-{info.job_id}", daemon=True)
                     self._threads[info.job_id] = t
@@ -100,6 +113,35 @@ class PartyNode:
         for t in self._threads.values():
             t.join(timeout=5.0)
         self.channel.close()
+
+    # -- approval
+    def decide(self, info: job_pb2.JobInfo) -> None:
+        """Check a pending job against the local policy; approve, reject, or wait for an operator."""
+        if info.job_id in self._decided:
+            return
+        try:
+            spec = JobSpec.model_validate_json(info.spec_json)
+            check = check_policy(spec, self.cfg)
+        except (FedCreditError, ValueError) as exc:
+            self._decide(info, False, "policy", f"the job spec is not acceptable: {exc}")
+            return
+        if not check.ok:
+            self._decide(info, False, "policy", "; ".join(check.violations))
+        elif self.cfg.policy.auto_approve:
+            self._decide(info, True, "policy", "; ".join(check.checks))
+        else:
+            _LOG.warning("job %s (purpose %s) awaits this node's approval: run `fedcredit job approve %s --config <this node's config>` "
+                         "or `fedcredit job reject ...`", info.job_id, spec.purpose, info.job_id)
+            self._decided.add(info.job_id)
+
+    def _decide(self, info: job_pb2.JobInfo, approve: bool, by: str, reason: str) -> None:
+        approval = make_approval(self.signer, info.job_id, info.spec_sha256, approve, by, reason)
+        try:
+            self._call(self.jobs.ApproveJob, job_pb2.ApproveJobRequest(job_id=info.job_id, approval=approval))
+            _LOG.info("job %s %s by %s: %s", info.job_id, "approved" if approve else "rejected", by, reason)
+        except ConflictError as exc:
+            _LOG.info("job %s: %s", info.job_id, exc)
+        self._decided.add(info.job_id)
 
     # -- one job
     def run_job(self, info: job_pb2.JobInfo) -> None:
@@ -140,7 +182,7 @@ class PartyNode:
 
         return report
 
-    def _sealer(self, job_id: str, peer: str, wait_s: float = 300.0) -> Sealer:
+    def _sealer(self, job_id: str, peer: str, wait_s: float = 300.0) -> tuple[Sealer, bytes]:
         """The peer's sealing key, verified against our own CA copy. Waits for the peer to register."""
         deadline = time.monotonic() + wait_s
         while True:
@@ -152,30 +194,84 @@ class PartyNode:
                     raise
                 self._stop.wait(0.5)
         peer_key = verify_peer_seal_cert(resp.seal_cert_pem, self.tls.ca, peer)
-        return Sealer(self.seal, peer, peer_key, job_id)
+        return Sealer(self.seal, peer, peer_key, job_id), resp.sign_cert_pem
+
+    def _sign_cert(self, name: str) -> bytes:
+        return self._call(self.nodes.GetPeer, node_pb2.GetPeerRequest(name=name)).sign_cert_pem
 
     def _run_job(self, info: job_pb2.JobInfo) -> dict[str, Any]:
         spec = JobSpec.model_validate_json(info.spec_json)
         me = self.cfg.name
-        if spec.guest.party == me:
-            role, mine, peer = Role.GUEST, spec.guest, spec.host.party
-        elif spec.host.party == me:
-            role, mine, peer = Role.HOST, spec.host, spec.guest.party
-        else:
-            raise NotFoundError(f"job {info.job_id} gives no role to {me}")
-        ds_cfg = self.cfg.datasets.get(mine.dataset)
-        if ds_cfg is None:
-            raise NotFoundError(f"{me} has no dataset {mine.dataset!r} (configured: {', '.join(sorted(self.cfg.datasets))})")
+        role_name, dataset_name, peer = my_role(spec, me)
+        role = Role(role_name)
+        # Nothing is read before this point: the job must carry our own signed approval of this exact spec,
+        # and still pass our policy (which may have changed since the approval).
+        approval = require_own_approval(info, self.signer)
+        check = check_policy(spec, self.cfg)
+        if not check.ok:
+            raise PermissionDeniedError("the job no longer passes this node's policy: " + "; ".join(check.violations))
+        ds_cfg = self.cfg.datasets[dataset_name]
         if spec.psi.validate_uscc and not ds_cfg.validate_uscc:
             ds_cfg = ds_cfg.model_copy(update={"validate_uscc": True})
-        _LOG.info("job %s: %s as %s on dataset %s", info.job_id, spec.kind, role.value, mine.dataset)
-        data = load_dataset(ds_cfg, require_label=(role is Role.GUEST and spec.kind == "train"))
+        mine = spec.guest if role is Role.GUEST else spec.host
+        if mine.columns is not None:
+            ds_cfg = ds_cfg.model_copy(update={"feature_columns": list(mine.columns)})
 
+        transcript_dir = self.cfg.transcripts.directory
+        if not transcript_dir.is_absolute():
+            transcript_dir = self.cfg.workdir / transcript_dir
+        transcript_dir.mkdir(parents=True, exist_ok=True)
+        writer = TranscriptWriter(transcript_dir / f"{info.job_id}.{me}.jsonl", job_id=info.job_id, identity=self.signer,
+                                  role=role.value, ca_cert_pem=self.tls.ca, keep_payloads=self.cfg.transcripts.keep_payloads)
+        try:
+            writer.event("job_spec", spec=json.loads(spec.canonical_json()), spec_sha256=info.spec_sha256, purpose=spec.purpose)
+            writer.event("approved", spec_sha256=approval.spec_sha256, by=approval.by, checks=check.checks,
+                         signature=approval.signature.hex())
+            try:
+                result = self._run_approved(info, spec, role, peer, ds_cfg, writer)
+            except Exception as exc:
+                writer.event("finished", ok=False, error=describe_error(exc)[1])
+                raise
+            writer.event("finished", ok=True, error="")
+            result.setdefault("artifacts", {})[me] = {"transcript": str(writer.path)}
+            return result
+        finally:
+            writer.close()
+
+    def _run_approved(self, info: job_pb2.JobInfo, spec: JobSpec, role: Role, peer: str, ds_cfg: Any,
+                      writer: TranscriptWriter) -> dict[str, Any]:
+        me = self.cfg.name
+        _LOG.info("job %s: %s as %s on dataset %s (purpose %s)", info.job_id, spec.kind, role.value, ds_cfg.path.name, spec.purpose)
+        data = load_dataset(ds_cfg, require_label=(role is Role.GUEST and spec.kind == "train"))
+        ids = data.ids
+        keep = None
+        if ds_cfg.consent_registry is not None:
+            registry = load_consent_registry(ds_cfg.consent_registry)
+            decision = apply_consent(ids, registry, spec.purpose, dt.date.today())  # read once per job: revocations apply from the next job
+            keep = np.flatnonzero(decision.keep)
+            ids = [ids[i] for i in keep]
+            writer.event("consent", purpose=spec.purpose, included=decision.included, excluded=decision.excluded,
+                         registry=str(ds_cfg.consent_registry))
+            _LOG.info("job %s: consent registry admits %d of %d enterprises for %s (%d excluded; only this node knows)",
+                      info.job_id, decision.included, len(data.ids), spec.purpose, decision.excluded)
+
+        sealer, peer_sign_pem = self._sealer(info.job_id, peer)
+        coord_sign_pem = self._sign_cert(self.cfg.coordinator_name)
+        verify_keys = {
+            peer: verify_signing_cert(peer_sign_pem, self.tls.ca, peer),
+            self.cfg.coordinator_name: verify_signing_cert(coord_sign_pem, self.tls.ca, self.cfg.coordinator_name),
+        }
+        writer.event("peer_certs", certs={peer: peer_sign_pem.decode(), self.cfg.coordinator_name: coord_sign_pem.decode()})
         names = {Role.GUEST: spec.guest.party, Role.HOST: spec.host.party, Role.COORDINATOR: self.cfg.coordinator_name}
+
+        def record(direction: str, env: Any, msg: Any, wire: bytes) -> None:
+            owner = getattr(type(msg), "key_owner", None) if env.classification == "ciphertext" else None
+            writer.message(direction, envelope_fields(env), env.signature, key_owner=str(owner) if owner else None,
+                           disclosed=msg.disclosed(), payload=wire)
+
         endpoint = RelayEndpoint(
-            self.channel, info.job_id, role, names,
-            sealers={peer: self._sealer(info.job_id, peer)},
-            on_progress=self._progress_reporter(info.job_id),
+            self.channel, info.job_id, role, names, signer=self.signer, verify_keys=verify_keys,
+            sealers={peer: sealer}, on_progress=self._progress_reporter(info.job_id), recorder=record,
             timeout_s=self.cfg.message_timeout_s,
         )
         rng = secrets.SystemRandom()
@@ -183,15 +279,21 @@ class PartyNode:
         t0 = time.monotonic()
 
         params = psi.PsiParams(salt=bytes.fromhex(info.psi_salt_hex), reveal=psi.Reveal(spec.psi.reveal))
-        program = psi.guest_program(data.ids, params, rng) if role is Role.GUEST else psi.host_program(data.ids, params, rng)
+        program = psi.guest_program(ids, params, rng) if role is Role.GUEST else psi.host_program(ids, params, rng)
         psi_result: psi.PsiResult = drive(role, program, endpoint)
         psi_seconds = time.monotonic() - t0
         result: dict[str, Any] = {"psi": {"seconds": {me: round(psi_seconds, 3)}}}
+        aligned: list[str] = []
         if psi_result.size >= 0:
             rows = np.asarray(psi_result.rows, dtype=np.int64)
+            if keep is not None:
+                rows = keep[rows]  # back to rows of the full file
             aligned = [data.ids[i] for i in rows]
             result["psi"]["intersection_size"] = len(aligned)
             atomic_write_text(outdir / "intersection.csv", "id\n" + "".join(f"{i}\n" for i in aligned))
+            if len(aligned) < self.cfg.policy.min_intersection:
+                raise PermissionDeniedError(
+                    f"the intersection has {len(aligned)} enterprises, below this node's minimum of {self.cfg.policy.min_intersection}")
         if spec.kind == "psi":
             result["bytes"] = {me: {"sent": endpoint.bytes_sent, "received": endpoint.bytes_received}}
             return result

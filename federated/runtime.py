@@ -30,7 +30,9 @@ from protocols.errors import ProtocolError
 
 from .codec import decode_payload, encode_payload
 from .errors import DeadlineError, FedCreditError, JobFailedError, TransportError, from_rpc_error
+from .errors import CryptoError
 from .sealing import Sealer
+from .signing import SigningIdentity, envelope_digest, envelope_fields, sign_digest, verify_digest
 from .transport import STREAM_DEADLINE_S, chunk_bytes
 
 __all__ = ["drive", "Endpoint", "RelayEndpoint", "LocalEndpoint", "envelope_aad"]
@@ -66,8 +68,17 @@ def drive(role: Role, program: RoleProgram, endpoint: "Endpoint") -> Any:
             raise ProtocolError(f"role {role} yielded {action!r}, not an action")
 
 
+Recorder = Callable[[str, envelope_pb2.Envelope, Message, bytes], None]
+
+
 class Endpoint(ABC):
-    """Builds and checks envelopes; subclasses move them."""
+    """Builds, signs and checks envelopes; subclasses move them.
+
+    Every envelope is signed by its sender (Ed25519 over the envelope digest,
+    which covers job, step, sequence and payload digest) and verified by its
+    receiver before anything else is trusted. ``recorder`` is the transcript
+    hook: it sees every message sent or received, with its decoded payload.
+    """
 
     def __init__(
         self,
@@ -75,17 +86,21 @@ class Endpoint(ABC):
         me: Role,
         names: Mapping[Role, str],
         *,
+        signer: SigningIdentity,
+        verify_keys: Mapping[str, Any],
         sealers: Mapping[str, Sealer] | None = None,
         on_progress: Callable[[Progress], None] | None = None,
-        on_message: Callable[[str, envelope_pb2.Envelope], None] | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.job_id = job_id
         self.me = me
         self.names = dict(names)
         self.name = self.names[me]
+        self.signer = signer
+        self.verify_keys = dict(verify_keys)
         self.sealers = dict(sealers or {})
         self._on_progress = on_progress
-        self._on_message = on_message  # ("sent" | "received", envelope): the audit hook
+        self._recorder = recorder
         self._send_seq: dict[tuple[str, str], int] = {}
         self._recv_seq: dict[tuple[str, str], int] = {}
         self.bytes_sent = 0
@@ -122,20 +137,28 @@ class Endpoint(ABC):
             env.sealed = True
         env.payload_size = len(data)
         env.payload_sha256 = hashlib.sha256(data).digest()
+        env.signature = sign_digest(self.signer, envelope_digest(envelope_fields(env)))
+        if self._recorder:
+            self._recorder("sent", env, payload, data)  # recorded before it leaves: nothing sent goes unrecorded
         self._deliver(env, data)
         self.bytes_sent += len(data)
-        if self._on_message:
-            self._on_message("sent", env)
 
     def recv(self, step: ProtocolStep, frm: Role) -> Message:
         sender = self.names[frm]
-        key = (step.wire, sender)
-        seq = self._recv_seq.get(key, 0)
+        seq = self._recv_seq.get((step.wire, sender), 0)
         env, data = self._fetch(sender, step.wire, seq)
         if (env.job_id, env.sender, env.receiver, env.step, env.sequence) != (self.job_id, sender, self.name, step.wire, seq):
             raise ProtocolError(f"relay returned the wrong message for {step.wire}#{seq} from {sender}")
+        key = self.verify_keys.get(sender)
+        if key is None:
+            raise CryptoError(f"no verified signing key for {sender}: cannot accept its messages")
+        try:
+            verify_digest(key, envelope_digest(envelope_fields(env)), env.signature)
+        except CryptoError:
+            raise CryptoError(f"{step.wire}#{seq}: the envelope is not signed by {sender} (altered, replayed or forged)") from None
         if len(data) != env.payload_size or hashlib.sha256(data).digest() != env.payload_sha256:
             raise ProtocolError(f"payload of {step.wire}#{seq} from {sender} does not match its digest")
+        wire = data  # as sent and digested; the transcript keeps these bytes
         sealer = self.sealers.get(sender)
         if sealer is not None:
             if not env.sealed:
@@ -146,10 +169,10 @@ class Endpoint(ABC):
         msg = decode_payload(env.payload_type, data, expected=step.spec.payload)
         if type(msg).classification.value != env.classification:
             raise ProtocolError(f"{step.wire}: envelope classification {env.classification!r} does not match the payload type")
-        self._recv_seq[key] = seq + 1
+        self._recv_seq[(step.wire, sender)] = seq + 1
         self.bytes_received += env.payload_size
-        if self._on_message:
-            self._on_message("received", env)
+        if self._recorder:
+            self._recorder("received", env, msg, wire)
         return msg
 
     def progress(self, p: Progress) -> None:

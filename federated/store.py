@@ -17,12 +17,13 @@ from typing import Any, Iterator
 __all__ = ["Store", "JobRow", "RoleRow", "ACTIVE_STATES", "FINAL_STATES"]
 
 ACTIVE_STATES = ("pending", "running")
-FINAL_STATES = ("succeeded", "failed", "cancelled")
+FINAL_STATES = ("succeeded", "failed", "rejected", "cancelled")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (
   name TEXT PRIMARY KEY,
   seal_cert_pem BLOB,
+  sign_cert_pem BLOB,
   software_version TEXT,
   datasets TEXT,
   registered_ms INTEGER,
@@ -63,6 +64,17 @@ CREATE TABLE IF NOT EXISTS job_events (
   detail TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS job_events_job ON job_events(job_id);
+CREATE TABLE IF NOT EXISTS job_approvals (
+  job_id TEXT NOT NULL REFERENCES jobs(job_id),
+  node TEXT NOT NULL,
+  approved INTEGER NOT NULL,
+  by TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  spec_sha256 TEXT NOT NULL,
+  signature BLOB NOT NULL,
+  unix_ms INTEGER NOT NULL,
+  PRIMARY KEY (job_id, node)
+);
 """
 
 
@@ -98,6 +110,11 @@ class JobRow:
     created_ms: int
     updated_ms: int
     roles: list[RoleRow] = field(default_factory=list)
+    approvals: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def purpose(self) -> str:
+        return str(json.loads(self.spec_json).get("purpose", ""))
 
 
 class Store:
@@ -127,14 +144,15 @@ class Store:
             self._db.close()
 
     # -- nodes
-    def upsert_node(self, name: str, seal_cert_pem: bytes, version: str, datasets: list[str]) -> None:
+    def upsert_node(self, name: str, seal_cert_pem: bytes, sign_cert_pem: bytes, version: str, datasets: list[str]) -> None:
         t = now_ms()
         with self.tx() as db:
             db.execute(
-                "INSERT INTO nodes(name, seal_cert_pem, software_version, datasets, registered_ms, last_seen_ms) VALUES(?,?,?,?,?,?) "
-                "ON CONFLICT(name) DO UPDATE SET seal_cert_pem=excluded.seal_cert_pem, software_version=excluded.software_version, "
-                "datasets=excluded.datasets, registered_ms=excluded.registered_ms, last_seen_ms=excluded.last_seen_ms",
-                (name, seal_cert_pem, version, json.dumps(datasets), t, t),
+                "INSERT INTO nodes(name, seal_cert_pem, sign_cert_pem, software_version, datasets, registered_ms, last_seen_ms) VALUES(?,?,?,?,?,?,?) "
+                "ON CONFLICT(name) DO UPDATE SET seal_cert_pem=excluded.seal_cert_pem, sign_cert_pem=excluded.sign_cert_pem, "
+                "software_version=excluded.software_version, datasets=excluded.datasets, registered_ms=excluded.registered_ms, "
+                "last_seen_ms=excluded.last_seen_ms",
+                (name, seal_cert_pem, sign_cert_pem, version, json.dumps(datasets), t, t),
             )
 
     def touch_node(self, name: str) -> None:
@@ -164,9 +182,10 @@ class Store:
                     None if r["ok"] is None else bool(r["ok"]), json.loads(r["result_json"]))
             for r in self._db.execute("SELECT * FROM job_roles WHERE job_id=? ORDER BY role", (row["job_id"],))
         ]
+        approvals = [dict(a) for a in self._db.execute("SELECT * FROM job_approvals WHERE job_id=? ORDER BY unix_ms", (row["job_id"],))]
         return JobRow(row["job_id"], row["kind"], row["name"], row["spec_json"], row["spec_sha256"], row["state"], row["stage"],
                       row["psi_salt"], json.loads(row["progress_json"]), json.loads(row["result_json"]), row["error"],
-                      row["created_ms"], row["updated_ms"], roles)
+                      row["created_ms"], row["updated_ms"], roles, approvals)
 
     def get_job(self, job_id: str) -> JobRow | None:
         with self._lock:
@@ -192,6 +211,14 @@ class Store:
             db.execute("UPDATE jobs SET state=?, error=COALESCE(?, error), updated_ms=? WHERE job_id=?", (state, error, now_ms(), job_id))
             db.execute("INSERT INTO job_events(job_id, ts_ms, node, kind, detail) VALUES(?,?,?,?,?)", (job_id, now_ms(), "", state, error or ""))
             return True
+
+    def add_approval(self, job_id: str, node: str, approved: bool, by: str, reason: str, spec_sha256: str, signature: bytes, unix_ms: int) -> None:
+        """Record a node's decision once; a second decision by the same node is refused by the primary key."""
+        with self.tx() as db:
+            db.execute("INSERT INTO job_approvals(job_id, node, approved, by, reason, spec_sha256, signature, unix_ms) VALUES(?,?,?,?,?,?,?,?)",
+                       (job_id, node, int(approved), by, reason, spec_sha256, signature, unix_ms))
+            db.execute("INSERT INTO job_events(job_id, ts_ms, node, kind, detail) VALUES(?,?,?,?,?)",
+                       (job_id, now_ms(), node, "approved" if approved else "rejected", f"{by}: {reason}"))
 
     def claim_role(self, job_id: str, role: str) -> None:
         with self.tx() as db:

@@ -78,6 +78,15 @@ class Message:
 
     classification: ClassVar[Classification]
 
+    def disclosed(self) -> dict[str, Any] | None:
+        """What the receiver learns in the clear, summarized for the audit transcript.
+
+        Public parameters and agreed aggregates return their (small) values;
+        ciphertexts and masked values return None; plaintext messages return
+        a summary and the reason they are sent.
+        """
+        return None
+
 
 class Ciphertext(Message):
     """Encrypted payload. ``key_owner`` names the role that can decrypt it."""

@@ -172,7 +172,7 @@ def test_other_inconsistent_payloads_raise_protocol_error():
     bad_points = psi_pb2.BlindedPoints(count=2, points=b"\x09" * 33).SerializeToString()
     with pytest.raises(ProtocolError):
         decode_payload("fedcredit.v1.BlindedPoints", bad_points)
-    bad_ints = lr_pb.MaskedGradient(values=lr_pb.IntVector(exponent=1, magnitudes=[b"\x01", b"\x02"], negative=[True]))
+    bad_ints = lr_pb.MaskedGradient(values=lr_pb.IntVector(exponent=1, count=2, width=32, data=b"\x01" * 40))
     with pytest.raises(ProtocolError):
         decode_payload("fedcredit.v1.MaskedGradient", bad_ints.SerializeToString())
     small_key = lr_pb.PaillierPublicKey(n=(2**511 + 1).to_bytes(64, "big")).SerializeToString()

@@ -29,10 +29,11 @@ PARTY = {
     "coordinator": "127.0.0.1:50051",
     "tls": TLS,
     "seal": {"cert": "seal/seal.crt", "key": "/abs/seal.key"},
+    "sign": {"cert": "sign.crt", "key": "sign.key"},
     "datasets": {"credit": {"path": "data/guest.csv", "label_column": "y"}},
 }
-COORD = {"tls": TLS, "parties": ["bank", "platform"]}
-JOB = {"guest": {"party": "bank", "dataset": "credit"}, "host": {"party": "platform", "dataset": "credit"}}
+COORD = {"tls": TLS, "sign": {"cert": "sign.crt", "key": "sign.key"}, "parties": ["bank", "platform"]}
+JOB = {"purpose": "financing.credit_risk_model", "guest": {"party": "bank", "dataset": "credit"}, "host": {"party": "platform", "dataset": "credit"}}
 
 
 def _write(folder: Path, name: str, data) -> Path:

@@ -54,7 +54,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, split_files: tuple[Path, P
 
 
 def _spec(**overrides: object) -> JobSpec:
-    base = {"kind": "train", "name": "it", "guest": {"party": "bank", "dataset": "breast"},
+    base = {"kind": "train", "name": "it", "purpose": "financing.credit_risk_model", "guest": {"party": "bank", "dataset": "breast"},
             "host": {"party": "platform", "dataset": "breast"},
             "training": {"key_bits": 1024, "max_epochs": 5}, "seed": 7}
     base.update(overrides)
@@ -103,15 +103,15 @@ def test_failure_is_reported_and_nobody_hangs(cluster: Cluster) -> None:
     with OperatorClient(cluster.client_config()) as client:
         info = client.submit(_spec(host={"party": "platform", "dataset": "no-such-dataset"}))
         info = client.wait(info.job_id, timeout_s=120)
-    assert info.state == "failed"
-    assert "no-such-dataset" in info.error
+    assert info.state == "rejected"  # the platform's policy check refuses it before touching any data
+    assert "no-such-dataset" in info.error and "platform" in info.error
     cluster.check_alive()  # the nodes survive a failed job
 
 
 def test_cli_submit_wait_status_list(cluster: Cluster, tmp_path: Path) -> None:
     job_file = tmp_path / "job.yaml"
     job_file.write_text(
-        "kind: psi\nname: cli\nguest: {party: bank, dataset: breast}\nhost: {party: platform, dataset: breast}\n", encoding="utf-8"
+        "kind: psi\nname: cli\npurpose: financing.credit_risk_model\nguest: {party: bank, dataset: breast}\nhost: {party: platform, dataset: breast}\n", encoding="utf-8"
     )
     cli = [sys.executable, "-m", "federated.cli"]
     cc = ["--client-config", str(cluster.workdir / "client.yaml")]

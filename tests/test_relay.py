@@ -9,11 +9,13 @@ import gmpy2
 import pytest
 
 from federated.certs import init_certs, load_tls
-from federated.config import CoordinatorConfig, JobSpec, TlsConfig, parse_config
+from federated.config import CoordinatorConfig, JobSpec, SignConfig, TlsConfig, parse_config
 from federated.coordinator import Coordinator
-from federated.errors import ConflictError, JobFailedError, ProtocolError
+from federated.errors import ConflictError, CryptoError, JobFailedError, ProtocolError
 from federated.runtime import RelayEndpoint
+from federated.approval import make_approval
 from federated.sealing import Sealer, load_seal_identity, verify_peer_seal_cert
+from federated.signing import load_signing_identity, verify_signing_cert
 from federated.transport import MAX_MESSAGE_BYTES, create_channel
 from protocols.core import Role
 from protocols.hetero_lr.protocol import EncryptedResiduals, EncryptedScores, EncryptedVector, LRStep
@@ -24,11 +26,20 @@ def coordinator(tmp_path: Path):
     layout = init_certs(tmp_path / "certs", ["bank", "platform"])
     c = layout.node("coordinator")
     cfg = CoordinatorConfig(tls=TlsConfig(ca=layout.ca_cert, cert=c.tls_cert, key=c.tls_key), listen="127.0.0.1:0",
+                            sign=SignConfig(cert=c.sign_cert, key=c.sign_key), transcripts=tmp_path / "transcripts",
                             database=tmp_path / "c.sqlite", parties=["bank", "platform"])
     coord = Coordinator(cfg)
     coord.start()
+    _LAYOUTS[id(coord)] = layout
     yield coord, layout
     coord.stop(0)
+
+
+_LAYOUTS: dict[int, object] = {}
+
+
+def layout_of(coord: Coordinator):
+    return _LAYOUTS[id(coord)]
 
 
 def _endpoint(coord: Coordinator, layout, me: str, role: Role, job_id: str, peer: str) -> RelayEndpoint:
@@ -38,12 +49,24 @@ def _endpoint(coord: Coordinator, layout, me: str, role: Role, job_id: str, peer
     peer_files = layout.node(peer)
     peer_key = verify_peer_seal_cert(peer_files.seal_cert.read_bytes(), layout.ca_cert.read_bytes(), peer)
     names = {Role.GUEST: "bank", Role.HOST: "platform", Role.COORDINATOR: "coordinator"}
-    return RelayEndpoint(channel, job_id, role, names, sealers={peer: Sealer(ident, peer, peer_key, job_id)}, timeout_s=20)
+    signer = load_signing_identity(files.sign_cert, files.sign_key)
+    verify = {n: verify_signing_cert(layout.node(n).sign_cert.read_bytes(), layout.ca_cert.read_bytes(), n) for n in ("bank", "platform", "coordinator")}
+    return RelayEndpoint(channel, job_id, role, names, signer=signer, verify_keys=verify,
+                         sealers={peer: Sealer(ident, peer, peer_key, job_id)}, timeout_s=20)
 
 
 def _job(coord: Coordinator) -> str:
-    spec = parse_config(JobSpec, {"kind": "psi", "guest": {"party": "bank", "dataset": "d"}, "host": {"party": "platform", "dataset": "d"}}, source="t")
-    return coord.jobs.submit(spec).job_id
+    spec = parse_config(JobSpec, {"kind": "psi", "purpose": "financing.credit_risk_model",
+                                  "guest": {"party": "bank", "dataset": "d"}, "host": {"party": "platform", "dataset": "d"}}, source="t")
+    job_id = coord.jobs.submit(spec).job_id
+    # Approve as each party would (signed with its own key), so the job runs.
+    for party in ("bank", "platform"):
+        files = layout_of(coord).node(party)
+        coord.jobs.set_sign_key(party, files.sign_cert.read_bytes())
+        ident = load_signing_identity(files.sign_cert, files.sign_key)
+        coord.jobs.approve(job_id, party, make_approval(ident, job_id, coord.jobs.get(job_id).spec_sha256, True, "policy"))
+    assert coord.jobs.get(job_id).state == "running"
+    return job_id
 
 
 def _big_scores(count: int) -> EncryptedScores:
@@ -90,9 +113,26 @@ def test_payload_sealed_for_another_job_is_rejected(coordinator) -> None:
     env, data = coord.mailbox.take(job_a, "bank", "platform", LRStep.HOST_SCORES.wire, 0, wait_s=5)
     env.job_id = job_b
     coord.mailbox.put(env, data)
-    with pytest.raises(Exception) as err:
+    # The sender's signature covers the job id, so the move is caught before the seal is even opened.
+    with pytest.raises(CryptoError, match="not signed by platform"):
         guest_b.recv(LRStep.HOST_SCORES, Role.HOST)
-    assert "seal" in str(err.value).lower() or isinstance(err.value, ProtocolError)
+
+
+def test_relay_cannot_reorder_messages(coordinator) -> None:
+    coord, layout = coordinator
+    job = _job(coord)
+    host = _endpoint(coord, layout, "platform", Role.HOST, job, "bank")
+    guest = _endpoint(coord, layout, "bank", Role.GUEST, job, "platform")
+    host.send(LRStep.HOST_SCORES, Role.GUEST, _big_scores(2))
+    host.send(LRStep.HOST_SCORES, Role.GUEST, _big_scores(3))
+    # A malicious relay swaps the sequence numbers of the two stored messages.
+    m0 = coord.mailbox.take(job, "bank", "platform", LRStep.HOST_SCORES.wire, 0, wait_s=5)
+    m1 = coord.mailbox.take(job, "bank", "platform", LRStep.HOST_SCORES.wire, 1, wait_s=5)
+    m0[0].sequence, m1[0].sequence = 1, 0
+    coord.mailbox.put(m1[0], m1[1], redeliver=True)
+    coord.mailbox.put(m0[0], m0[1], redeliver=True)
+    with pytest.raises(CryptoError):
+        guest.recv(LRStep.HOST_SCORES, Role.HOST)
 
 
 def test_wrong_payload_type_for_step_is_rejected(coordinator) -> None:

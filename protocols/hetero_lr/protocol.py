@@ -120,6 +120,9 @@ class PublicKeyMessage(Public):
 
     public_key: PaillierPublicKey
 
+    def disclosed(self) -> dict[str, Any]:
+        return {"paillier_key_bits": self.public_key.bits, "key_fingerprint": self.public_key.fingerprint().hex()}
+
 
 @dataclass(frozen=True)
 class TrainingPlan(Public):
@@ -128,6 +131,9 @@ class TrainingPlan(Public):
     n_train: int
     n_test: int
     batches_per_epoch: int
+
+    def disclosed(self) -> dict[str, Any]:
+        return {"training_rows": self.n_train, "test_rows": self.n_test, "batches_per_epoch": self.batches_per_epoch}
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,9 @@ class EpochDecision(Aggregate):
     stop: bool
     reason: str = ""
 
+    def disclosed(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "mean_training_loss": self.loss, "stop": self.stop}
+
 
 @dataclass(frozen=True)
 class HostTestScores(Plaintext):
@@ -185,6 +194,10 @@ class HostTestScores(Plaintext):
 
     scores: tuple[float, ...]
 
+    def disclosed(self) -> dict[str, Any]:
+        return {"rows": len(self.scores), "what": "the host's partial scores u_H on the held-out rows",
+                "why": "the guest needs z = u_G + u_H to score its held-out rows; every vertical LR has this leak"}
+
 
 @dataclass(frozen=True)
 class EvaluationMetrics(Aggregate):
@@ -192,6 +205,9 @@ class EvaluationMetrics(Aggregate):
     ks: float
     n_test: int
     positives: int
+
+    def disclosed(self) -> dict[str, Any]:
+        return {"test_auc": self.auc, "test_ks": self.ks, "test_rows": self.n_test, "test_positives": self.positives}
 
 
 class LRStep(ProtocolStep):

@@ -15,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import operator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol, runtime_checkable
+from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 
 import gmpy2
 from gmpy2 import mpz
 
 from ..errors import CryptoError
+from .parallel import MapFn, chunked, run_tasks
 
 __all__ = [
     "RandomSource",
@@ -30,6 +31,7 @@ __all__ = [
     "check_ciphertext",
     "SUPPORTED_KEY_BITS",
     "MIN_INSECURE_KEY_BITS",
+    "decrypt_task",
 ]
 
 #: Modulus sizes accepted without the ``insecure_allow_small`` flag.
@@ -38,6 +40,9 @@ SUPPORTED_KEY_BITS: tuple[int, ...] = (1024, 2048, 3072)
 
 #: Smallest modulus accepted even with ``insecure_allow_small=True``.
 MIN_INSECURE_KEY_BITS = 256
+
+#: Default ciphertexts per task for a parallel :meth:`PaillierPrivateKey.decrypt_raw_many`.
+DEFAULT_DECRYPT_CHUNK = 64
 
 # Miller-Rabin rounds on top of gmpy2.next_prime's own test (belt and braces).
 _EXTRA_PRIME_ROUNDS = 25
@@ -245,13 +250,34 @@ class PaillierPrivateKey:
         # Garner: m = mq + q·((mp - mq)·q⁻¹ mod p), which lies in [0, n).
         return int(mq + q * ((mp - mq) * self.q_inverse % p))
 
-    def decrypt_raw_many(self, cs: Iterable[Any]) -> list[int]:
+    def decrypt_raw_many(
+        self,
+        cs: Iterable[Any],
+        *,
+        map_fn: MapFn | None = None,
+        chunk_size: int = DEFAULT_DECRYPT_CHUNK,
+    ) -> list[int]:
         """Decrypt each ciphertext of ``cs`` (see :meth:`decrypt_raw`).
+
+        With ``map_fn`` (see :mod:`.parallel`) the work is split into tasks
+        ``(p, q, chunk)`` for :func:`decrypt_task`. **The tasks carry the
+        private factors**: pass only a ``map_fn`` whose workers run inside the
+        key holder's trust boundary (its own processes).
+
+        Args:
+            cs: ciphertexts.
+            map_fn: ``map``-like callable; ``None`` = serial in this process.
+            chunk_size: ciphertexts per task when ``map_fn`` is given.
 
         Raises:
             CryptoError: if any ciphertext is malformed.
         """
-        return [self.decrypt_raw(c) for c in cs]
+        if map_fn is None:
+            return [self.decrypt_raw(c) for c in cs]
+        p, q = int(self.p), int(self.q)
+        items = [int(check_ciphertext(self.public_key, c)) for c in cs]
+        tasks = [(p, q, tuple(chunk)) for chunk in chunked(items, chunk_size)]
+        return [m for part in run_tasks(map_fn, decrypt_task, tasks) for m in part]
 
     def to_phe(self) -> Any:
         """Return the equivalent :class:`phe.paillier.PaillierPrivateKey`."""
@@ -278,6 +304,18 @@ class PaillierPrivateKey:
 
     def __repr__(self) -> str:
         return f"PaillierPrivateKey(public_key={self.public_key!r})"
+
+
+def decrypt_task(task: tuple[int, int, Sequence[int]]) -> list[int]:
+    """Worker for a parallel :meth:`PaillierPrivateKey.decrypt_raw_many`: ``(p, q, cs) -> plaintexts``.
+
+    Plain ints in and out. Holds private key material: run it only in the key
+    holder's own processes.
+    """
+    p, q, cs = task
+    p_, q_ = mpz(p), mpz(q)
+    sk = PaillierPrivateKey(PaillierPublicKey(p_ * q_), p_, q_)
+    return [sk.decrypt_raw(c) for c in cs]
 
 
 def _random_prime(bits: int, rng: RandomSource) -> mpz:

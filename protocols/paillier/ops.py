@@ -27,6 +27,7 @@ from gmpy2 import mpz
 
 from ..errors import CryptoError, KeyMismatchError
 from .keys import PaillierPublicKey
+from .parallel import MapFn, run_tasks
 
 __all__ = [
     "check_same_key",
@@ -39,6 +40,7 @@ __all__ = [
     "sum_ciphertexts",
     "dot",
     "matvec_t",
+    "dot_task",
 ]
 
 _MAX_DOT_WINDOW = 16
@@ -246,6 +248,40 @@ def _multiexp(cs: list[mpz], xs: list[int], nsq: mpz) -> mpz | None:
     return acc
 
 
+def _signed_scalar_n(n: mpz, half: mpz, k: Any) -> int:
+    k = operator.index(k)
+    if -half <= k <= half:
+        return k
+    k = int(k % n)
+    return k - int(n) if k > half else k
+
+
+def _dot_raw(n: mpz, nsq: mpz, cs: Sequence[Any], xs: Sequence[Any]) -> mpz:
+    """:func:`dot` on a bare modulus (shared by the serial path and the worker)."""
+    half = n >> 1
+    pos_c: list[mpz] = []
+    pos_x: list[int] = []
+    neg_c: list[mpz] = []
+    neg_x: list[int] = []
+    for c, x in zip(cs, xs):
+        x = _signed_scalar_n(n, half, x)
+        if x > 0:
+            pos_c.append(_mpz(c))
+            pos_x.append(x)
+        elif x < 0:
+            neg_c.append(_mpz(c))
+            neg_x.append(-x)
+    result = _multiexp(pos_c, pos_x, nsq)
+    negative = _multiexp(neg_c, neg_x, nsq)
+    if negative is not None:
+        try:
+            negative = gmpy2.invert(negative, nsq)
+        except ZeroDivisionError:
+            raise CryptoError("ciphertext is not invertible mod n^2") from None
+        result = negative if result is None else result * negative % nsq
+    return mpz(1) if result is None else result
+
+
 def dot(public_key: PaillierPublicKey, cs: Sequence[Any], xs: Sequence[Any]) -> mpz:
     """Encrypted dot product ``Π cᵢ^{xᵢ} mod n² = E(Σ xᵢ·mᵢ)``.
 
@@ -269,35 +305,47 @@ def dot(public_key: PaillierPublicKey, cs: Sequence[Any], xs: Sequence[Any]) -> 
     """
     if len(cs) != len(xs):
         raise ValueError(f"length mismatch: {len(cs)} ciphertexts vs {len(xs)} scalars")
-    nsq = public_key.nsquare
-    pos_c: list[mpz] = []
-    pos_x: list[int] = []
-    neg_c: list[mpz] = []
-    neg_x: list[int] = []
-    for c, x in zip(cs, xs):
-        x = _signed_scalar(public_key, x)
-        if x > 0:
-            pos_c.append(_mpz(c))
-            pos_x.append(x)
-        elif x < 0:
-            neg_c.append(_mpz(c))
-            neg_x.append(-x)
-    result = _multiexp(pos_c, pos_x, nsq)
-    negative = _multiexp(neg_c, neg_x, nsq)
-    if negative is not None:
-        negative = _invert(public_key, negative)
-        result = negative if result is None else result * negative % nsq
-    return mpz(1) if result is None else result
+    return _dot_raw(public_key.n, public_key.nsquare, cs, xs)
 
 
-def matvec_t(public_key: PaillierPublicKey, cs: Sequence[Any], X: np.ndarray) -> list[mpz]:
+def dot_task(task: tuple[int, Sequence[int], Sequence[int]]) -> int:
+    """Worker for :func:`matvec_t`: ``(n, cs, xs) -> Π cᵢ^{xᵢ} mod n²`` on plain ints.
+
+    Module-level and free of key objects so that it pickles for any ``map_fn``.
+    """
+    n, cs, xs = task
+    n_ = mpz(n)
+    if len(cs) != len(xs):
+        raise ValueError(f"length mismatch: {len(cs)} ciphertexts vs {len(xs)} scalars")
+    return int(_dot_raw(n_, n_ * n_, cs, xs))
+
+
+def _column_ints(X: np.ndarray, j: int) -> list[int]:
+    col = X[:, j]
+    if col.dtype == object:
+        return [operator.index(v) for v in col.tolist()]
+    return col.tolist()
+
+
+def matvec_t(
+    public_key: PaillierPublicKey,
+    cs: Sequence[Any],
+    X: np.ndarray,
+    map_fn: MapFn | None = None,
+) -> list[mpz]:
     """Encrypted ``Xᵀ·m``: one :func:`dot` per column of ``X``.
+
+    With ``map_fn`` (see :mod:`.parallel`) each column is one task
+    ``(n, cs, column)`` of plain ints for :func:`dot_task`, so ``k`` worker
+    processes work on ``k`` columns at once; the result is identical to the
+    serial one.
 
     Args:
         public_key: the key the ``cs`` are under.
         cs: ciphertexts ``E(mᵢ)``, one per row of ``X``.
         X: an integer (e.g. int64) or object array of ints, shape
             ``(len(cs), m)``; fixed-point encode real features first.
+        map_fn: ``map``-like callable; ``None`` = serial in this process.
 
     Returns:
         ``[E(Σᵢ X[i, j]·mᵢ) for j in range(m)]``.
@@ -313,5 +361,10 @@ def matvec_t(public_key: PaillierPublicKey, cs: Sequence[Any], X: np.ndarray) ->
         raise ValueError(f"X has {X.shape[0]} rows but there are {len(cs)} ciphertexts")
     if not (np.issubdtype(X.dtype, np.integer) or X.dtype == object or X.dtype == bool):
         raise TypeError(f"X must hold integers (fixed-point encoded), got dtype {X.dtype}")
-    cs = [_mpz(c) for c in cs]
-    return [dot(public_key, cs, X[:, j].tolist()) for j in range(X.shape[1])]
+    if map_fn is None:
+        mcs = [_mpz(c) for c in cs]
+        return [dot(public_key, mcs, X[:, j].tolist()) for j in range(X.shape[1])]
+    n = int(public_key.n)
+    ics = [int(c) for c in cs]
+    tasks = [(n, ics, _column_ints(X, j)) for j in range(X.shape[1])]
+    return [mpz(v) for v in run_tasks(map_fn, dot_task, tasks)]

@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Generator, Iterable, Sequence
+from typing import Any, Generator, Iterable, Sequence
 
 from ..core import (
     Aggregate,
@@ -132,6 +132,9 @@ class MatchedPositions(Aggregate):
     """
 
     positions: tuple[int, ...]
+
+    def disclosed(self) -> dict[str, Any]:
+        return {"intersection_size": len(self.positions)}
 
     def __post_init__(self) -> None:
         if not isinstance(self.positions, tuple):

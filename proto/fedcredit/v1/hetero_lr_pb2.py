@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66\x65\x64\x63redit/v1/hetero_lr.proto\x12\x0c\x66\x65\x64\x63redit.v1\"\x1e\n\x11PaillierPublicKey\x12\t\n\x01n\x18\x01 \x01(\x0c\"o\n\x0f\x45ncryptedVector\x12\x17\n\x0fkey_fingerprint\x18\x01 \x01(\x0c\x12\x10\n\x08\x65xponent\x18\x02 \x01(\x05\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x13\n\x0b\x63iphertexts\x18\x05 \x01(\x0c\"C\n\tIntVector\x12\x10\n\x08\x65xponent\x18\x01 \x01(\x05\x12\x12\n\nmagnitudes\x18\x02 \x03(\x0c\x12\x10\n\x08negative\x18\x03 \x03(\x08\"J\n\x0cTrainingPlan\x12\x0f\n\x07n_train\x18\x01 \x01(\x04\x12\x0e\n\x06n_test\x18\x02 \x01(\x04\x12\x19\n\x11\x62\x61tches_per_epoch\x18\x03 \x01(\r\"\x82\x01\n\x0f\x45ncryptedScores\x12\x35\n\x0equarter_scores\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVector\x12\x38\n\x11\x65ighth_square_sum\x18\x02 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVector\"F\n\x12\x45ncryptedResiduals\x12\x30\n\tresiduals\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVector\"H\n\x17\x45ncryptedMaskedGradient\x12-\n\x06values\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVector\"9\n\x0eMaskedGradient\x12\'\n\x06values\x18\x01 \x01(\x0b\x32\x17.fedcredit.v1.IntVector\"=\n\rEncryptedLoss\x12,\n\x05value\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVector\"J\n\rEpochDecision\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x0c\n\x04loss\x18\x02 \x01(\x01\x12\x0c\n\x04stop\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"$\n\x0eHostTestScores\x12\x12\n\x06scores\x18\x01 \x03(\x01\x42\x02\x10\x01\"O\n\x11\x45valuationMetrics\x12\x0b\n\x03\x61uc\x18\x01 \x01(\x01\x12\n\n\x02ks\x18\x02 \x01(\x01\x12\x0e\n\x06n_test\x18\x03 \x01(\x04\x12\x11\n\tpositives\x18\x04 \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66\x65\x64\x63redit/v1/hetero_lr.proto\x12\x0c\x66\x65\x64\x63redit.v1\"\x1e\n\x11PaillierPublicKey\x12\t\n\x01n\x18\x01 \x01(\x0c\"o\n\x0f\x45ncryptedVector\x12\x17\n\x0fkey_fingerprint\x18\x01 \x01(\x0c\x12\x10\n\x08\x65xponent\x18\x02 \x01(\x05\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x13\n\x0b\x63iphertexts\x18\x05 \x01(\x0c\"I\n\tIntVector\x12\x10\n\x08\x65xponent\x18\x01 \x01(\x05\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"J\n\x0cTrainingPlan\x12\x0f\n\x07n_train\x18\x01 \x01(\x04\x12\x0e\n\x06n_test\x18\x02 \x01(\x04\x12\x19\n\x11\x62\x61tches_per_epoch\x18\x03 \x01(\r\"\x82\x01\n\x0f\x45ncryptedScores\x12\x35\n\x0equarter_scores\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVector\x12\x38\n\x11\x65ighth_square_sum\x18\x02 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVector\"F\n\x12\x45ncryptedResiduals\x12\x30\n\tresiduals\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVector\"H\n\x17\x45ncryptedMaskedGradient\x12-\n\x06values\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVector\"9\n\x0eMaskedGradient\x12\'\n\x06values\x18\x01 \x01(\x0b\x32\x17.fedcredit.v1.IntVector\"=\n\rEncryptedLoss\x12,\n\x05value\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVector\"J\n\rEpochDecision\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x0c\n\x04loss\x18\x02 \x01(\x01\x12\x0c\n\x04stop\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"$\n\x0eHostTestScores\x12\x12\n\x06scores\x18\x01 \x03(\x01\x42\x02\x10\x01\"O\n\x11\x45valuationMetrics\x12\x0b\n\x03\x61uc\x18\x01 \x01(\x01\x12\n\n\x02ks\x18\x02 \x01(\x01\x12\x0e\n\x06n_test\x18\x03 \x01(\x04\x12\x11\n\tpositives\x18\x04 \x01(\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,23 +38,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENCRYPTEDVECTOR']._serialized_start=78
   _globals['_ENCRYPTEDVECTOR']._serialized_end=189
   _globals['_INTVECTOR']._serialized_start=191
-  _globals['_INTVECTOR']._serialized_end=258
-  _globals['_TRAININGPLAN']._serialized_start=260
-  _globals['_TRAININGPLAN']._serialized_end=334
-  _globals['_ENCRYPTEDSCORES']._serialized_start=337
-  _globals['_ENCRYPTEDSCORES']._serialized_end=467
-  _globals['_ENCRYPTEDRESIDUALS']._serialized_start=469
-  _globals['_ENCRYPTEDRESIDUALS']._serialized_end=539
-  _globals['_ENCRYPTEDMASKEDGRADIENT']._serialized_start=541
-  _globals['_ENCRYPTEDMASKEDGRADIENT']._serialized_end=613
-  _globals['_MASKEDGRADIENT']._serialized_start=615
-  _globals['_MASKEDGRADIENT']._serialized_end=672
-  _globals['_ENCRYPTEDLOSS']._serialized_start=674
-  _globals['_ENCRYPTEDLOSS']._serialized_end=735
-  _globals['_EPOCHDECISION']._serialized_start=737
-  _globals['_EPOCHDECISION']._serialized_end=811
-  _globals['_HOSTTESTSCORES']._serialized_start=813
-  _globals['_HOSTTESTSCORES']._serialized_end=849
-  _globals['_EVALUATIONMETRICS']._serialized_start=851
-  _globals['_EVALUATIONMETRICS']._serialized_end=930
+  _globals['_INTVECTOR']._serialized_end=264
+  _globals['_TRAININGPLAN']._serialized_start=266
+  _globals['_TRAININGPLAN']._serialized_end=340
+  _globals['_ENCRYPTEDSCORES']._serialized_start=343
+  _globals['_ENCRYPTEDSCORES']._serialized_end=473
+  _globals['_ENCRYPTEDRESIDUALS']._serialized_start=475
+  _globals['_ENCRYPTEDRESIDUALS']._serialized_end=545
+  _globals['_ENCRYPTEDMASKEDGRADIENT']._serialized_start=547
+  _globals['_ENCRYPTEDMASKEDGRADIENT']._serialized_end=619
+  _globals['_MASKEDGRADIENT']._serialized_start=621
+  _globals['_MASKEDGRADIENT']._serialized_end=678
+  _globals['_ENCRYPTEDLOSS']._serialized_start=680
+  _globals['_ENCRYPTEDLOSS']._serialized_end=741
+  _globals['_EPOCHDECISION']._serialized_start=743
+  _globals['_EPOCHDECISION']._serialized_end=817
+  _globals['_HOSTTESTSCORES']._serialized_start=819
+  _globals['_HOSTTESTSCORES']._serialized_end=855
+  _globals['_EVALUATIONMETRICS']._serialized_start=857
+  _globals['_EVALUATIONMETRICS']._serialized_end=936
 # @@protoc_insertion_point(module_scope)

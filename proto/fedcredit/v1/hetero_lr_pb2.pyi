@@ -27,14 +27,16 @@ class EncryptedVector(_message.Message):
     def __init__(self, key_fingerprint: _Optional[bytes] = ..., exponent: _Optional[int] = ..., count: _Optional[int] = ..., width: _Optional[int] = ..., ciphertexts: _Optional[bytes] = ...) -> None: ...
 
 class IntVector(_message.Message):
-    __slots__ = ("exponent", "magnitudes", "negative")
+    __slots__ = ("exponent", "count", "width", "data")
     EXPONENT_FIELD_NUMBER: _ClassVar[int]
-    MAGNITUDES_FIELD_NUMBER: _ClassVar[int]
-    NEGATIVE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     exponent: int
-    magnitudes: _containers.RepeatedScalarFieldContainer[bytes]
-    negative: _containers.RepeatedScalarFieldContainer[bool]
-    def __init__(self, exponent: _Optional[int] = ..., magnitudes: _Optional[_Iterable[bytes]] = ..., negative: _Optional[_Iterable[bool]] = ...) -> None: ...
+    count: int
+    width: int
+    data: bytes
+    def __init__(self, exponent: _Optional[int] = ..., count: _Optional[int] = ..., width: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class TrainingPlan(_message.Message):
     __slots__ = ("n_train", "n_test", "batches_per_epoch")

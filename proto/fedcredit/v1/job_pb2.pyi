@@ -16,8 +16,26 @@ class JobRole(_message.Message):
     dataset: str
     def __init__(self, role: _Optional[str] = ..., node: _Optional[str] = ..., dataset: _Optional[str] = ...) -> None: ...
 
+class JobApproval(_message.Message):
+    __slots__ = ("node", "approved", "by", "reason", "spec_sha256", "signature", "unix_ms")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SPEC_SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    approved: bool
+    by: str
+    reason: str
+    spec_sha256: str
+    signature: bytes
+    unix_ms: int
+    def __init__(self, node: _Optional[str] = ..., approved: _Optional[bool] = ..., by: _Optional[str] = ..., reason: _Optional[str] = ..., spec_sha256: _Optional[str] = ..., signature: _Optional[bytes] = ..., unix_ms: _Optional[int] = ...) -> None: ...
+
 class JobInfo(_message.Message):
-    __slots__ = ("job_id", "kind", "state", "stage", "spec_json", "spec_sha256", "roles", "progress_json", "result_json", "error", "created_unix_ms", "updated_unix_ms", "psi_salt_hex")
+    __slots__ = ("job_id", "kind", "state", "stage", "spec_json", "spec_sha256", "roles", "progress_json", "result_json", "error", "created_unix_ms", "updated_unix_ms", "psi_salt_hex", "approvals", "purpose")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +49,8 @@ class JobInfo(_message.Message):
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     UPDATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     PSI_SALT_HEX_FIELD_NUMBER: _ClassVar[int]
+    APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     kind: str
     state: str
@@ -44,7 +64,9 @@ class JobInfo(_message.Message):
     created_unix_ms: int
     updated_unix_ms: int
     psi_salt_hex: str
-    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., spec_json: _Optional[str] = ..., spec_sha256: _Optional[str] = ..., roles: _Optional[_Iterable[_Union[JobRole, _Mapping]]] = ..., progress_json: _Optional[str] = ..., result_json: _Optional[str] = ..., error: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., updated_unix_ms: _Optional[int] = ..., psi_salt_hex: _Optional[str] = ...) -> None: ...
+    approvals: _containers.RepeatedCompositeFieldContainer[JobApproval]
+    purpose: str
+    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., spec_json: _Optional[str] = ..., spec_sha256: _Optional[str] = ..., roles: _Optional[_Iterable[_Union[JobRole, _Mapping]]] = ..., progress_json: _Optional[str] = ..., result_json: _Optional[str] = ..., error: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., updated_unix_ms: _Optional[int] = ..., psi_salt_hex: _Optional[str] = ..., approvals: _Optional[_Iterable[_Union[JobApproval, _Mapping]]] = ..., purpose: _Optional[str] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
     __slots__ = ("spec_json",)
@@ -91,6 +113,20 @@ class CancelJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CancelJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: JobInfo
+    def __init__(self, job: _Optional[_Union[JobInfo, _Mapping]] = ...) -> None: ...
+
+class ApproveJobRequest(_message.Message):
+    __slots__ = ("approval", "job_id")
+    APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    approval: JobApproval
+    job_id: str
+    def __init__(self, approval: _Optional[_Union[JobApproval, _Mapping]] = ..., job_id: _Optional[str] = ...) -> None: ...
+
+class ApproveJobResponse(_message.Message):
     __slots__ = ("job",)
     JOB_FIELD_NUMBER: _ClassVar[int]
     job: JobInfo

@@ -54,6 +54,11 @@ class JobServiceStub:
                 request_serializer=fedcredit_dot_v1_dot_job__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=fedcredit_dot_v1_dot_job__pb2.CancelJobResponse.FromString,
                 _registered_method=True)
+        self.ApproveJob = channel.unary_unary(
+                '/fedcredit.v1.JobService/ApproveJob',
+                request_serializer=fedcredit_dot_v1_dot_job__pb2.ApproveJobRequest.SerializeToString,
+                response_deserializer=fedcredit_dot_v1_dot_job__pb2.ApproveJobResponse.FromString,
+                _registered_method=True)
         self.PollAssignments = channel.unary_unary(
                 '/fedcredit.v1.JobService/PollAssignments',
                 request_serializer=fedcredit_dot_v1_dot_job__pb2.PollAssignmentsRequest.SerializeToString,
@@ -94,6 +99,13 @@ class JobServiceServicer:
 
     def CancelJob(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveJob(self, request, context):
+        """Party side: approve or reject a pending job, signed by the party's own key.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -139,6 +151,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=fedcredit_dot_v1_dot_job__pb2.CancelJobRequest.FromString,
                     response_serializer=fedcredit_dot_v1_dot_job__pb2.CancelJobResponse.SerializeToString,
+            ),
+            'ApproveJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveJob,
+                    request_deserializer=fedcredit_dot_v1_dot_job__pb2.ApproveJobRequest.FromString,
+                    response_serializer=fedcredit_dot_v1_dot_job__pb2.ApproveJobResponse.SerializeToString,
             ),
             'PollAssignments': grpc.unary_unary_rpc_method_handler(
                     servicer.PollAssignments,
@@ -264,6 +281,33 @@ class JobService:
             '/fedcredit.v1.JobService/CancelJob',
             fedcredit_dot_v1_dot_job__pb2.CancelJobRequest.SerializeToString,
             fedcredit_dot_v1_dot_job__pb2.CancelJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.JobService/ApproveJob',
+            fedcredit_dot_v1_dot_job__pb2.ApproveJobRequest.SerializeToString,
+            fedcredit_dot_v1_dot_job__pb2.ApproveJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

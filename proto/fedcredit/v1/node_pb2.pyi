@@ -7,14 +7,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("seal_cert_pem", "software_version", "datasets")
+    __slots__ = ("seal_cert_pem", "software_version", "datasets", "sign_cert_pem")
     SEAL_CERT_PEM_FIELD_NUMBER: _ClassVar[int]
     SOFTWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
     DATASETS_FIELD_NUMBER: _ClassVar[int]
+    SIGN_CERT_PEM_FIELD_NUMBER: _ClassVar[int]
     seal_cert_pem: bytes
     software_version: str
     datasets: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, seal_cert_pem: _Optional[bytes] = ..., software_version: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ...) -> None: ...
+    sign_cert_pem: bytes
+    def __init__(self, seal_cert_pem: _Optional[bytes] = ..., software_version: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ..., sign_cert_pem: _Optional[bytes] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
     __slots__ = ("node", "coordinator")
@@ -41,11 +43,13 @@ class GetPeerRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class GetPeerResponse(_message.Message):
-    __slots__ = ("name", "seal_cert_pem", "online")
+    __slots__ = ("name", "seal_cert_pem", "online", "sign_cert_pem")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SEAL_CERT_PEM_FIELD_NUMBER: _ClassVar[int]
     ONLINE_FIELD_NUMBER: _ClassVar[int]
+    SIGN_CERT_PEM_FIELD_NUMBER: _ClassVar[int]
     name: str
     seal_cert_pem: bytes
     online: bool
-    def __init__(self, name: _Optional[str] = ..., seal_cert_pem: _Optional[bytes] = ..., online: _Optional[bool] = ...) -> None: ...
+    sign_cert_pem: bytes
+    def __init__(self, name: _Optional[str] = ..., seal_cert_pem: _Optional[bytes] = ..., online: _Optional[bool] = ..., sign_cert_pem: _Optional[bytes] = ...) -> None: ...

@@ -1,0 +1,104 @@
+"""A party's local policy and its signed approval of a job.
+
+Before a node touches any data for a job, it checks the job against its own
+policy (purpose, peer, role, columns) and the job must carry the node's own
+approval of *this exact spec* (its SHA-256), signed with the node's Ed25519
+key. An approval comes from the policy (``auto_approve``) or from an operator
+at the party (``fedcredit job approve ID --config party.yaml``), never from the
+coordinator, which cannot forge the signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from fedcredit.v1 import job_pb2
+
+from .config import JobSpec, PartyConfig
+from .errors import PermissionDeniedError
+from .signing import SigningIdentity, canonical_json, sign_digest, verify_digest
+
+__all__ = ["PolicyCheck", "check_policy", "my_role", "approval_digest", "make_approval", "verify_approval", "require_own_approval"]
+
+
+@dataclass
+class PolicyCheck:
+    role: str
+    dataset: str
+    violations: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def my_role(spec: JobSpec, node: str) -> tuple[str, str, str]:
+    """(role, dataset, peer) of ``node`` in the job."""
+    if spec.guest.party == node:
+        return "guest", spec.guest.dataset, spec.host.party
+    if spec.host.party == node:
+        return "host", spec.host.dataset, spec.guest.party
+    raise PermissionDeniedError(f"{node} has no role in this job")
+
+
+def check_policy(spec: JobSpec, cfg: PartyConfig) -> PolicyCheck:
+    """Check a job against this node's policy. Reads no data."""
+    role, dataset, peer = my_role(spec, cfg.name)
+    pol = cfg.policy
+    pc = PolicyCheck(role, dataset)
+    mine = spec.guest if role == "guest" else spec.host
+
+    def check(ok: bool, passed: str, failed: str) -> None:
+        (pc.checks if ok else pc.violations).append(passed if ok else failed)
+
+    check(spec.purpose in pol.allowed_purposes, f"purpose {spec.purpose!r} is allowed",
+          f"purpose {spec.purpose!r} is not among this node's allowed purposes {pol.allowed_purposes}")
+    check(role in pol.allowed_roles, f"role {role} is allowed", f"this node may not act as {role}")
+    check(pol.allowed_peers is None or peer in pol.allowed_peers, f"peer {peer!r} is allowed",
+          f"peer {peer!r} is not among the allowed peers {pol.allowed_peers}")
+    check(dataset in cfg.datasets, f"dataset {dataset!r} exists", f"this node has no dataset {dataset!r}")
+    if pol.allowed_columns is not None:
+        allowed = pol.allowed_columns.get(dataset)
+        if allowed is None:
+            pc.violations.append(f"no columns of dataset {dataset!r} are allowed for joint jobs")
+        elif mine.columns is None:
+            pc.violations.append(f"the job must name the columns it uses from {dataset!r} (allowed: {allowed})")
+        else:
+            extra = [c for c in mine.columns if c not in allowed]
+            check(not extra, f"columns {mine.columns} are allowed", f"columns {extra} of {dataset!r} are not allowed")
+    elif mine.columns is not None:
+        pc.checks.append(f"columns {mine.columns} (no column restriction in policy)")
+    pc.checks.append(f"minimum intersection {pol.min_intersection} is checked after PSI")
+    return pc
+
+
+def approval_digest(job_id: str, spec_sha256: str, node: str, approved: bool, by: str, reason: str) -> bytes:
+    body = {"job_id": job_id, "spec_sha256": spec_sha256, "node": node, "approved": approved, "by": by, "reason": reason,
+            "statement": "fedcredit/v1/job-approval"}
+    return hashlib.sha256(canonical_json(body)).digest()
+
+
+def make_approval(identity: SigningIdentity, job_id: str, spec_sha256: str, approved: bool, by: str, reason: str = "") -> job_pb2.JobApproval:
+    digest = approval_digest(job_id, spec_sha256, identity.name, approved, by, reason)
+    return job_pb2.JobApproval(node=identity.name, approved=approved, by=by, reason=reason, spec_sha256=spec_sha256,
+                               signature=sign_digest(identity, digest), unix_ms=int(time.time() * 1000))
+
+
+def verify_approval(job_id: str, approval: job_pb2.JobApproval, key: Ed25519PublicKey) -> None:
+    """Raises CryptoError unless ``approval`` was signed by ``key``."""
+    digest = approval_digest(job_id, approval.spec_sha256, approval.node, approval.approved, approval.by, approval.reason)
+    verify_digest(key, digest, approval.signature)
+
+
+def require_own_approval(info: job_pb2.JobInfo, identity: SigningIdentity) -> job_pb2.JobApproval:
+    """The node's own valid approval of exactly this spec, or PermissionDeniedError."""
+    for a in info.approvals:
+        if a.node == identity.name and a.approved and a.spec_sha256 == info.spec_sha256:
+            verify_approval(info.job_id, a, identity.private_key.public_key())
+            return a
+    raise PermissionDeniedError(f"{identity.name} has not approved job {info.job_id} (spec {info.spec_sha256[:16]}…); it will not run")

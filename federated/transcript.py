@@ -1,0 +1,359 @@
+"""Signed, hash-chained, append-only transcripts: one JSON Lines file per (job, node).
+
+Each line is one record, canonical JSON (see :func:`federated.signing.canonical_json`)::
+
+    {"index": i, "kind": "header" | "event" | "message", "job_id": J, "node": N,
+     "ts_ms": int, "prev_hash": hex (64 zeros for index 0), "body": {...},
+     "hash": hex SHA-256(canonical_json({index, kind, job_id, node, ts_ms, prev_hash, body})),
+     "signature": hex Ed25519(node's signing key, bytes.fromhex(hash))}
+
+* ``header`` (always index 0): ``{"format": "fedcredit-transcript/1", "role":
+  "guest" | "host" | "coordinator", "signing_cert_pem": str, "ca_fingerprint":
+  hex, "keep_payloads": bool}``.
+* ``event``: ``{"event": name, ...fields}``. The runtime uses ``job_spec``
+  ``{spec, spec_sha256, purpose}``, ``approved`` ``{spec_sha256, by, checks}``,
+  ``peer_certs`` ``{certs: {name: pem}}``, ``consent`` ``{purpose, included,
+  excluded}`` and ``finished`` ``{ok, error}``; any name is accepted.
+* ``message``: ``{"direction": "sent" | "received" | "relayed", "envelope":
+  {ENVELOPE_FIELDS}, "envelope_signature": hex (the SENDER's signature over
+  envelope_digest(envelope)), "key_owner": str | null, "disclosed": dict |
+  null, "payload_file": str | null}``.
+
+Payload bodies are kept only when the writer's policy says so
+(``keep_payloads``), as ``<stem>.payloads/<sha256>.bin`` beside the
+transcript; the digest and size are always in the envelope.
+
+A record is written with a single ``write`` of one full line, then
+``flush`` + ``fsync``; if the write fails the file is cut back to the last
+complete record. :mod:`federated.audit` verifies transcripts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Callable
+
+from federated.certs import NAME_PATTERN
+from federated.errors import ConflictError, DataError
+from federated.signing import (
+    ENVELOPE_FIELDS,
+    SigningIdentity,
+    canonical_json,
+    cert_fingerprint,
+    sign_digest,
+    verify_signing_cert,
+)
+
+__all__ = [
+    "FORMAT",
+    "ZERO_HASH",
+    "ROLES",
+    "KINDS",
+    "DIRECTIONS",
+    "HASHED_FIELDS",
+    "TranscriptWriter",
+    "record_hash",
+    "read_transcript",
+    "transcript_name",
+]
+
+FORMAT = "fedcredit-transcript/1"
+ZERO_HASH = "0" * 64
+ROLES = ("guest", "host", "coordinator")
+KINDS = ("header", "event", "message")
+DIRECTIONS = ("sent", "received", "relayed")
+#: The record fields covered by ``hash`` (everything but ``hash`` and ``signature``).
+HASHED_FIELDS = ("index", "kind", "job_id", "node", "ts_ms", "prev_hash", "body")
+
+
+def record_hash(record: dict[str, Any]) -> str:
+    """Hex SHA-256 of the canonical JSON of the record's :data:`HASHED_FIELDS`.
+
+    Raises:
+        KeyError: a hashed field is missing.
+    """
+    return hashlib.sha256(canonical_json({k: record[k] for k in HASHED_FIELDS})).hexdigest()
+
+
+def transcript_name(job_id: str, node: str) -> str:
+    """The conventional file name for a transcript: ``<job>.<node>.transcript.jsonl``."""
+    return f"{job_id}.{node}.transcript.jsonl"
+
+
+class TranscriptWriter:
+    """Append signed, hash-chained records to one job's transcript for one node.
+
+    Args:
+        path: the ``.jsonl`` file to create. Refused if it exists and is not
+            empty: a transcript belongs to exactly one job run.
+        job_id: the job.
+        identity: this node's signing identity (``sign.crt``/``sign.key``).
+        role: ``guest``, ``host`` or ``coordinator``.
+        ca_cert_pem: the job's CA; the writer checks its own certificate
+            against it and records the CA's fingerprint in the header.
+        keep_payloads: keep payload bodies in a sidecar folder (digests are
+            always kept).
+        clock: seconds since the epoch; records carry ``int(clock() * 1000)``.
+
+    Raises:
+        ConflictError: ``path`` already holds records.
+        ConfigError / CryptoError: bad node name, role or job id, or the
+            signing certificate does not verify against ``ca_cert_pem``.
+        OSError: the file cannot be created.
+
+    Thread-safe: records from several threads are serialised by a lock.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        job_id: str,
+        identity: SigningIdentity,
+        role: str,
+        ca_cert_pem: bytes,
+        keep_payloads: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(job_id, str) or not job_id:
+            raise ValueError("a transcript needs a non-empty job id")
+        if NAME_PATTERN.fullmatch(identity.name) is None:
+            raise ValueError(f"invalid node name {identity.name!r} for a transcript")
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        # Fails early (CryptoError) rather than writing a transcript nobody can verify.
+        verify_signing_cert(identity.cert_pem, ca_cert_pem, identity.name)
+
+        self.path = Path(path)
+        self.job_id = job_id
+        self.node = identity.name
+        self.role = role
+        self.keep_payloads = bool(keep_payloads)
+        self._identity = identity
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._index = 0
+        self._prev_hash = ZERO_HASH
+        self._fd: int | None = None
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = self._open_new(self.path)
+        try:
+            self._append(
+                "header",
+                {
+                    "format": FORMAT,
+                    "role": role,
+                    "signing_cert_pem": identity.cert_pem.decode("ascii"),
+                    "ca_fingerprint": cert_fingerprint(ca_cert_pem),
+                    "keep_payloads": self.keep_payloads,
+                },
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _open_new(path: Path) -> int:
+        flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+        try:
+            return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        fd = os.open(path, flags)
+        if os.fstat(fd).st_size > 0:
+            os.close(fd)
+            raise ConflictError(
+                f"transcript {path} already has records; a transcript belongs to one job run "
+                "and is never overwritten or appended to by another writer"
+            )
+        return fd
+
+    # -- properties
+    @property
+    def next_index(self) -> int:
+        return self._index
+
+    @property
+    def last_hash(self) -> str:
+        return self._prev_hash
+
+    @property
+    def payload_dir(self) -> Path:
+        """Where kept payloads go: ``<transcript stem>.payloads`` beside the transcript."""
+        return self.path.parent / f"{self.path.stem}.payloads"
+
+    # -- writing
+    def _append(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            if self._fd is None:
+                raise ValueError(f"transcript {self.path} is closed")
+            record: dict[str, Any] = {
+                "index": self._index,
+                "kind": kind,
+                "job_id": self.job_id,
+                "node": self.node,
+                "ts_ms": int(self._clock() * 1000),
+                "prev_hash": self._prev_hash,
+                "body": body,
+            }
+            try:
+                digest_hex = record_hash(record)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"transcript record is not JSON-serialisable: {exc}") from None
+            record["hash"] = digest_hex
+            record["signature"] = sign_digest(self._identity, bytes.fromhex(digest_hex)).hex()
+            line = canonical_json(record) + b"\n"
+            self._write_line(line)
+            self._index += 1
+            self._prev_hash = digest_hex
+            return record
+
+    def _write_line(self, line: bytes) -> None:
+        assert self._fd is not None
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(line)
+            while view:  # one call for a regular file; the loop only guards short writes
+                written = os.write(self._fd, view)
+                view = view[written:]
+            os.fsync(self._fd)
+        except BaseException:
+            try:  # never leave half a record behind
+                os.ftruncate(self._fd, start)
+            except OSError:
+                pass
+            raise
+
+    def event(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Append an event record ``{"event": name, **fields}`` and return it."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("an event needs a non-empty name")
+        return self._append("event", {"event": name, **fields})
+
+    def message(
+        self,
+        direction: str,
+        envelope: dict[str, Any],
+        envelope_signature: bytes,
+        *,
+        key_owner: str | None = None,
+        disclosed: dict[str, Any] | None = None,
+        payload: bytes | None = None,
+    ) -> dict[str, Any]:
+        """Append a message record and return it.
+
+        Args:
+            direction: ``sent``, ``received`` or ``relayed``.
+            envelope: the :func:`~federated.signing.envelope_fields` dict.
+            envelope_signature: the sender's signature over its digest.
+            key_owner: for ciphertexts, the role whose key decrypts it.
+            disclosed: small summary of what a public/aggregate/plaintext
+                payload reveals (e.g. ``{"auc": 0.72}``).
+            payload: the payload bytes as sent; kept only with ``keep_payloads``
+                (it must match ``envelope["payload_sha256"]``).
+        """
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        if not isinstance(envelope, dict) or set(envelope) != set(ENVELOPE_FIELDS):
+            got = sorted(envelope) if isinstance(envelope, dict) else type(envelope).__name__
+            raise ValueError(f"envelope must have exactly the fields {list(ENVELOPE_FIELDS)}, got {got}")
+        if disclosed is not None and not isinstance(disclosed, dict):
+            raise ValueError("disclosed must be a dict or None")
+        payload_file = None
+        if self.keep_payloads and payload is not None:
+            payload_file = self._keep_payload(bytes(payload), str(envelope["payload_sha256"]))
+        body = {
+            "direction": direction,
+            "envelope": {k: envelope[k] for k in ENVELOPE_FIELDS},
+            "envelope_signature": bytes(envelope_signature).hex(),
+            "key_owner": key_owner,
+            "disclosed": disclosed,
+            "payload_file": payload_file,
+        }
+        return self._append("message", body)
+
+    def _keep_payload(self, payload: bytes, expected_sha256: str) -> str:
+        digest = hashlib.sha256(payload).hexdigest()
+        if digest != expected_sha256:
+            raise ValueError("payload does not match the envelope's payload_sha256")
+        folder = self.payload_dir
+        target = folder / f"{digest}.bin"
+        if not target.exists():
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{digest}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(payload)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+                raise
+        return f"{folder.name}/{target.name}"
+
+    # -- lifecycle
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def __enter__(self) -> TranscriptWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"TranscriptWriter({str(self.path)!r}, job={self.job_id!r}, node={self.node!r}, next={self._index})"
+
+
+def read_transcript(path: Path) -> list[dict[str, Any]]:
+    """Parse a transcript file into its records (no verification).
+
+    Lines are split on ``\\n`` only (record JSON escapes newlines; other Unicode
+    line separators may appear raw inside strings).
+
+    Raises:
+        DataError: the file cannot be read, or a line is not a JSON object;
+            the message names the file and the 1-based line number.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read transcript {path}: {exc.strerror or exc}") from None
+    records: list[dict[str, Any]] = []
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    for number, raw in enumerate(lines, start=1):
+        try:
+            value = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise DataError(f"{path} line {number}: not a complete JSON record (cut off or edited)") from None
+        if not isinstance(value, dict):
+            raise DataError(f"{path} line {number}: not a transcript record (expected a JSON object)")
+        records.append(value)
+    return records
