@@ -390,10 +390,9 @@ def _read_file(path: Path, f: _Findings, ca_pem: bytes | None, counts: Counter[s
         elif rec["kind"] == "message":
             _read_message(tf, rec, number, f)
 
-    if tf.role is None and tf.records:
+    if tf.role is None and tf.records and not any(p.file == label and p.line == 1 for p in f.problems):
         f.problem("FORMAT", "the first record is not a transcript header, so nothing in this file can be "
                   "attributed to a signer", file=label, line=1)
-        tf.key = None
     return tf
 
 

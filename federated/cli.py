@@ -16,7 +16,7 @@ from rich.console import Console
 
 from .errors import FedCreditError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="fedcredit: privacy-preserving joint credit modeling (PSI + vertical LR over mTLS gRPC).")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="fedcredit: privacy-preserving joint credit modeling (PSI + vertical LR over mTLS gRPC).")
 certs_app = typer.Typer(no_args_is_help=True, help="Development certificates (a CA, a TLS certificate per node, a sealing key per party).")
 coord_app = typer.Typer(no_args_is_help=True, help="Run the coordinator.")
 party_app = typer.Typer(no_args_is_help=True, help="Run a party node (dials out only).")
@@ -229,7 +229,7 @@ def _party_decision(job_id: str, config: Path, approve: bool, reason: str) -> No
     cfg = load_config(PartyConfig, config)
     node = PartyNode(cfg)
     try:
-        info = node._call(node.jobs.GetJob, job_pb2.GetJobRequest(job_id=job_id))
+        info = node._call(node.jobs.GetJob, job_pb2.GetJobRequest(job_id=job_id)).job
         spec = JobSpec.model_validate_json(info.spec_json)
         check = check_policy(spec, cfg)
         if approve and not check.ok:
@@ -341,7 +341,18 @@ def demo(
 
 
 def main() -> None:
-    app()
+    """Entry point. Unexpected errors print one line (set FEDCREDIT_DEBUG=1 for the traceback)."""
+    try:
+        app()
+    except FedCreditError as exc:
+        err_console.print(f"[bold red]error[/] [{exc.code}] {exc.message}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence for users
+        if os.environ.get("FEDCREDIT_DEBUG"):
+            raise
+        err_console.print(f"[bold red]internal error[/] {type(exc).__name__}: {exc} (set FEDCREDIT_DEBUG=1 for details)",
+                          highlight=False, soft_wrap=True)
+        sys.exit(70)
 
 
 if __name__ == "__main__":

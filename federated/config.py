@@ -126,7 +126,7 @@ class PartyPolicy(_Model):
 
 
 class TranscriptPolicy(_Model):
-    directory: Path = Path("transcripts")
+    directory: Path | None = None  # default: <workdir>/transcripts
     keep_payloads: bool = False  # digests are always kept
 
 

@@ -217,9 +217,7 @@ class PartyNode:
         if mine.columns is not None:
             ds_cfg = ds_cfg.model_copy(update={"feature_columns": list(mine.columns)})
 
-        transcript_dir = self.cfg.transcripts.directory
-        if not transcript_dir.is_absolute():
-            transcript_dir = self.cfg.workdir / transcript_dir
+        transcript_dir = self.cfg.transcripts.directory or self.cfg.workdir / "transcripts"
         transcript_dir.mkdir(parents=True, exist_ok=True)
         writer = TranscriptWriter(transcript_dir / f"{info.job_id}.{me}.jsonl", job_id=info.job_id, identity=self.signer,
                                   role=role.value, ca_cert_pem=self.tls.ca, keep_payloads=self.cfg.transcripts.keep_payloads)
