@@ -9,8 +9,9 @@ key of the same size.
 Measured, each the median of ``--repeats`` runs:
 
 * encrypt/s: this engine (a) online, with a randomness pool filled beforehand
-  (the fill is reported separately as an offline rate), (b) no pool, one core,
-  (c) no pool, ``--workers`` processes; phe ``raw_encrypt``; HEU ``encrypt_raw``.
+  (the fill is reported separately as an offline rate), (b) no pool, one core
+  (default table, and a wider ``--wide-window-bits`` table), (c) no pool,
+  ``--workers`` processes; phe ``raw_encrypt``; HEU ``encrypt_raw``.
   Plaintexts are signed 48-bit fixed-point values (residues mod n).
 * decrypt per value: CRT decryption, one ciphertext per value (all engines),
   and this engine with packing: masked-gradient-sized values (``--pack-value-bits``,
@@ -149,11 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-sample", type=int, default=2000, help="kernel elements per repeat for phe/HEU")
     parser.add_argument("--pack-value-bits", type=int, default=None, help="signed value width for packing (default: LR plan)")
     parser.add_argument("--window-bits", type=int, default=8, help="Encryptor table window")
+    parser.add_argument("--wide-window-bits", type=int, default=12,
+                        help="also measure 1-core encryption with this (larger) table window; 0 = skip")
     parser.add_argument("--seed", type=int, default=0, help="seed for keys and data (benchmark only)")
     parser.add_argument("--no-heu", action="store_true", help="skip HEU even if installed")
     parser.add_argument("--json", type=Path, default=None, help="write results as JSON here")
     args = parser.parse_args(argv)
 
+    load_start = os.getloadavg()
     rng = random.Random(args.seed)  # reproducible benchmark data; never for real keys
     n, reps = args.n, args.repeats
     started = time.perf_counter()
@@ -167,6 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     setup["encryptor_table"] = time.perf_counter() - t0
     phe_pk, phe_sk = pk.to_phe(), sk.to_phe()
 
+    t0 = time.perf_counter()
+    executor = ProcessPoolExecutor(args.workers)
+    # Warm-up: starts the workers (they inherit or build the fixed-base table),
+    # before HEU's native library is loaded, so no process is forked after it.
+    enc.random_factors(2 * args.workers, map_fn=executor.map, chunk_size=1)
+    setup["process_pool_start"] = time.perf_counter() - t0
+
     heu_phe, heu_status = (None, "skipped (--no-heu)") if args.no_heu else load_heu()
     heu = None
     if heu_phe is not None:
@@ -174,12 +185,6 @@ def main(argv: list[str] | None = None) -> int:
         kit = heu_phe.setup(heu_phe.SchemaType.ZPaillier, args.bits)
         heu = {"enc": kit.encryptor(), "dec": kit.decryptor(), "ev": kit.evaluator()}
         setup["heu_keygen"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    executor = ProcessPoolExecutor(args.workers)
-    # Warm-up: starts the workers (they inherit or build the fixed-base table).
-    enc.random_factors(2 * args.workers, map_fn=executor.map, chunk_size=1)
-    setup["process_pool_start"] = time.perf_counter() - t0
 
     results: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
@@ -232,6 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     record("encrypt_1core", "encrypt, no pool, 1 core", "ops/s", rate(ours_encrypt, n, reps), phe_enc, h, r)
     record("encrypt_parallel", f"encrypt, no pool, {args.workers} processes", "ops/s",
            rate(lambda: ours_encrypt(map_fn=executor.map, chunk_size=chunk), n, reps), phe_enc, h, r)
+    if args.wide_window_bits:
+        t0 = time.perf_counter()
+        wide = Encryptor(pk, rng, window_bits=args.wide_window_bits)
+        setup["encryptor_table_wide"] = time.perf_counter() - t0
+        record("encrypt_1core_wide", f"encrypt, no pool, 1 core, w={args.wide_window_bits}", "ops/s",
+               rate(lambda: wide.encrypt_raw_many(plaintexts), n, reps), phe_enc, h, r)
+        notes.append(f"w={args.wide_window_bits} table: {wide.table_entries * pk.ciphertext_bytes / 2**20:.0f} MiB, "
+                     f"built in {setup['encryptor_table_wide']:.2f} s (the engine's default is w=8, "
+                     f"{enc.table_entries * pk.ciphertext_bytes / 2**20:.0f} MiB)")
+        del wide
     record("pool_fill_offline", f"pool fill (offline), {args.workers} processes", "factors/s", fill_rate, phe_enc, h, r)
     assert [phe_sk.raw_decrypt(int(c)) for c in cts[:5]] == plaintexts[:5]
 
@@ -379,7 +394,9 @@ def main(argv: list[str] | None = None) -> int:
 
     src = "measured" if heu is not None else "issue reference"
     heu_enc_rate = heu_enc[0] if heu_enc else ISSUE_HEU_REFERENCE["encrypt"]
-    for key in ("encrypt_online_pool", "encrypt_parallel", "encrypt_1core"):
+    for key in ("encrypt_online_pool", "encrypt_parallel", "encrypt_1core", "encrypt_1core_wide"):
+        if key not in results:
+            continue
         row = results[key]
         goal(f"{row['label']} >= 20x phe", row["vs_phe"], 20.0, f"{row['fedcredit']:,.0f}/s = {row['vs_phe']:.1f}x phe ({row['phe']:,.0f}/s)")
         goal(f"{row['label']} >= 1x HEU", row["fedcredit"] / heu_enc_rate, 1.0,
@@ -398,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
         row = results[key]
         goal(f"{row['label']} >= 3x HEU scalar multiply", row["fedcredit"] / heu_mul_rate, 3.0,
              f"{row['fedcredit']:,.0f} elements/s = {row['fedcredit'] / heu_mul_rate:.1f}x HEU mul ({heu_mul_rate:,.0f}/s, {mul_src})")
-    print(f"total {total_s:.1f} s")
+    load_end = os.getloadavg()
+    print(f"total {total_s:.1f} s; 1-min load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end "
+          f"(above ~0 means other work shared the {os.cpu_count()} CPUs)")
 
     if args.json is not None:
         report = {
@@ -414,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
                 "pack": {"value_bits": value_bits, "slot_bits": plan.slot_bits, "slots": plan.slots, "why": why},
             },
             "setup_seconds": {**setup, "total": total_s},
+            "load_average_1min": {"start": load_start[0], "end": load_end[0]},
             "encryptor_table_entries": enc.table_entries,
             "results": results,
             "goals": goals,

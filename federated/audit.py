@@ -10,8 +10,8 @@
   its own transcript or from a ``peer_certs`` event;
 * across files: the sender's ``sent``, the receiver's ``received`` and the
   coordinator's ``relayed`` record of each message agree, and none is missing;
-* the job spec: every ``job_spec``/``approved`` event names the same spec hash,
-  and that hash is the hash of the recorded spec.
+* the job spec: every ``job_spec``/``approved``/``rejected`` event names the
+  same spec hash, and that hash is the hash of the recorded spec.
 
 It never raises for bad input: every unreadable file, line or field becomes a
 :class:`Problem` with a stable ``code`` and a plain-words ``message``.
@@ -632,7 +632,7 @@ def _check_spec(files: list[_File], f: _Findings) -> None:
     seen: list[tuple[_File, _Event, str]] = []
     for tf in files:
         for ev in tf.events:
-            if ev.name not in ("job_spec", "approved"):
+            if ev.name not in ("job_spec", "approved", "rejected"):
                 continue
             sha = ev.body.get("spec_sha256")
             if not isinstance(sha, str):
@@ -654,7 +654,7 @@ def _check_spec(files: list[_File], f: _Findings) -> None:
                     f.problem("SPEC_MISMATCH", f"record {ev.index} states the purpose {purpose!r}, but the "
                               f"specification says {spec['purpose']!r}", file=tf.label, record=ev.index, line=ev.line)
             seen.append((tf, ev, sha))
-        if tf.role in ("guest", "host") and not tf.events_named("approved"):
+        if tf.role in ("guest", "host") and not (tf.events_named("approved") or tf.events_named("rejected")):
             f.warn("SPEC_MISMATCH", f"{tf.who} has no record of approving the job specification", file=tf.label)
     if not seen:
         return
@@ -824,21 +824,45 @@ def _job_data(job: str, jf: list[_File], by_node: dict[str, _File], result: Veri
 
     # -- spec and approvals
     spec = purpose = spec_sha = None
-    approvals = []
+    spec_key: str | None = None
+    other_specs: list[dict[str, Any]] = []
+    approvals: list[dict[str, Any]] = []
+    approvals_by: dict[tuple[Any, ...], dict[str, Any]] = {}
     for tf in by_node.values():
         for ev in tf.events:
-            if ev.name == "job_spec" and spec is None:
-                spec, purpose, spec_sha = ev.body.get("spec"), ev.body.get("purpose"), ev.body.get("spec_sha256")
-            elif ev.name == "approved":
-                by = ev.body.get("by")
-                checks = ev.body.get("checks")
-                approvals.append({
-                    "node": tf.node, "by": str(by) if by is not None else None,
-                    "by_text": {"policy": "automatically, by the node's local policy",
-                                "operator": "by an operator, explicitly"}.get(str(by), f"by {by}"),
-                    "checks": [str(c) for c in checks] if isinstance(checks, list) else [],
-                    "spec_sha256": ev.body.get("spec_sha256"), "time": _ts_text(ev.ts_ms),
-                })
+            if ev.name == "job_spec":
+                try:
+                    key = canonical_json([ev.body.get("spec"), ev.body.get("spec_sha256"), ev.body.get("purpose")]).decode()
+                except (TypeError, ValueError):
+                    key = repr(ev.body)
+                if spec_key is None:
+                    spec_key = key
+                    spec, purpose, spec_sha = ev.body.get("spec"), ev.body.get("purpose"), ev.body.get("spec_sha256")
+                elif key != spec_key:
+                    other_specs.append({"node": tf.node, "record": ev.index, "spec": _json_safe(ev.body.get("spec")),
+                                        "purpose": ev.body.get("purpose"), "spec_sha256": ev.body.get("spec_sha256")})
+            elif ev.name in ("approved", "rejected"):
+                # A party records its own decision; the coordinator records each party's
+                # decision with ``node`` set to that party. Merge the copies.
+                by, checks, reason = ev.body.get("by"), ev.body.get("checks"), ev.body.get("reason")
+                decider = ev.body.get("node") if isinstance(ev.body.get("node"), str) else tf.node
+                ident = (decider, ev.name, ev.body.get("spec_sha256"), str(by))
+                row = approvals_by.get(ident)
+                if row is None:
+                    row = approvals_by[ident] = {
+                        "node": decider, "decision": ev.name, "by": str(by) if by is not None else None,
+                        "by_text": {"policy": "automatically, by the node's local policy",
+                                    "operator": "by an operator, explicitly"}.get(str(by), f"by {by}"),
+                        "checks": [], "reason": str(reason) if reason else "",
+                        "spec_sha256": ev.body.get("spec_sha256"), "time": _ts_text(ev.ts_ms), "recorded_by": [],
+                    }
+                    approvals.append(row)
+                if isinstance(checks, list) and not row["checks"]:
+                    row["checks"] = [str(c) for c in checks]
+                if reason and not row["reason"]:
+                    row["reason"] = str(reason)
+                if tf.node not in row["recorded_by"]:
+                    row["recorded_by"].append(tf.node)
     if purpose is None and isinstance(spec, dict):
         purpose = spec.get("purpose")
 
@@ -908,6 +932,8 @@ def _job_data(job: str, jf: list[_File], by_node: dict[str, _File], result: Veri
         "purpose": purpose,
         "spec": _json_safe(spec),
         "spec_sha256": spec_sha,
+        "spec_recorded_by": next((tf.node for tf in by_node.values() if tf.events_named("job_spec")), None),
+        "other_specs": other_specs,
         "approvals": approvals,
         "flows": flow_rows,
         "totals_by_classification": sorted(totals.values(), key=lambda r: _CLASS_ORDER.index(r["classification"])
@@ -959,14 +985,15 @@ def _plural(n: int, word: str) -> str:
 
 
 def _bytes_text(n: int) -> str:
+    """``512 B``, ``1.5 KiB (1,536 bytes)``, ``11.1 MiB (11,639,000 bytes)``."""
     if n < 1024:
         return f"{n} B"
-    for unit in ("KiB", "MiB", "GiB"):
-        n_f = n / 1024
-        if n_f < 1024 or unit == "GiB":
-            return f"{n_f:.1f} {unit} ({n:,} bytes)"
-        n = int(n_f)
-    return f"{n} B"
+    scaled = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        scaled /= 1024
+        if scaled < 1024 or unit == "TiB":
+            return f"{scaled:.1f} {unit} ({n:,} bytes)"
+    raise AssertionError("unreachable")
 
 
 def _where(p: dict[str, Any]) -> str:
@@ -1062,15 +1089,24 @@ def _render_html(d: dict[str, Any]) -> str:
         out.append(f"<p>Purpose: <strong>{_h(job['purpose'] or 'not recorded')}</strong></p>")
         out.append(f"<p>Specification fingerprint (SHA-256): <code>{_h(job['spec_sha256'] or 'not recorded')}</code></p>")
         if job["approvals"]:
-            out.append("<table><tr><th>Node</th><th>Approved</th><th>Checks passed</th><th>When</th></tr>")
+            out.append("<table><tr><th>Node</th><th>Decision</th><th>Checks passed</th><th>When</th>"
+                       "<th>Recorded in the transcript of</th></tr>")
             for a in job["approvals"]:
-                out.append(f"<tr><td>{_h(a['node'])}</td><td>{_h(a['by_text'])}</td><td>{_h(', '.join(a['checks']) or '-')}</td>"
-                           f"<td>{_h(a['time'])}</td></tr>")
+                decision = (f"approved {a['by_text']}" if a["decision"] == "approved"
+                            else f"REJECTED {a['by_text']}" + (f": {a['reason']}" if a["reason"] else ""))
+                out.append(f"<tr><td>{_h(a['node'])}</td><td>{_h(decision)}</td><td>{_h(', '.join(a['checks']) or '-')}</td>"
+                           f"<td>{_h(a['time'])}</td><td>{_h(', '.join(a['recorded_by']))}</td></tr>")
             out.append("</table>")
         else:
             out.append("<p><strong>No approval is recorded.</strong></p>")
         if job["spec"] is not None:
+            out.append(f"<p class=\"note\">The specification as recorded by {_h(job['spec_recorded_by'])}:</p>")
             out.append(f"<pre>{_h(json.dumps(job['spec'], indent=2, sort_keys=True, ensure_ascii=False))}</pre>")
+        for o in job["other_specs"]:
+            out.append(f"<div class=\"plaintext\"><strong class=\"warn\">&#9888; {_h(o['node'])} recorded a DIFFERENT "
+                       f"specification (record {_h(o['record'])})</strong>, purpose {_h(o['purpose'])}, fingerprint "
+                       f"<code>{_h(o['spec_sha256'])}</code>:<pre>"
+                       f"{_h(json.dumps(o['spec'], indent=2, sort_keys=True, ensure_ascii=False))}</pre></div>")
 
         out.append("<h3>What each node sent to whom</h3>")
         out.append("<table><tr><th>From</th><th>To</th><th>Kind of information</th><th>Messages</th><th>Bytes</th>"
@@ -1174,12 +1210,20 @@ def _render_md(d: dict[str, Any]) -> str:
                 f"- Purpose: **{_md(job['purpose'] or 'not recorded')}**",
                 f"- Specification fingerprint (SHA-256): `{_md(job['spec_sha256'] or 'not recorded')}`"]
         for a in job["approvals"]:
-            out.append(f"- Approved by {_md(a['node'])} {_md(a['by_text'])} at {a['time']}"
-                       + (f"; checks passed: {_md(', '.join(a['checks']))}" if a["checks"] else ""))
+            decision = (f"approved {_md(a['by_text'])}" if a["decision"] == "approved"
+                        else f"**REJECTED** {_md(a['by_text'])}" + (f": {_md(a['reason'])}" if a["reason"] else ""))
+            out.append(f"- {_md(a['node'])}: {decision}, at {a['time']}"
+                       + (f"; checks passed: {_md(', '.join(a['checks']))}" if a["checks"] else "")
+                       + f" (recorded by {_md(', '.join(a['recorded_by']))})")
         if not job["approvals"]:
             out.append("- **No approval is recorded.**")
         if job["spec"] is not None:
-            out += ["", "```json", json.dumps(job["spec"], indent=2, sort_keys=True, ensure_ascii=False), "```"]
+            out += ["", f"The specification as recorded by {_md(job['spec_recorded_by'])}:", "",
+                    "```json", json.dumps(job["spec"], indent=2, sort_keys=True, ensure_ascii=False), "```"]
+        for o in job["other_specs"]:
+            out += ["", f"**⚠ {_md(o['node'])} recorded a DIFFERENT specification (record {o['record']})**, purpose "
+                    f"{_md(o['purpose'])}, fingerprint `{_md(o['spec_sha256'])}`:", "",
+                    "```json", json.dumps(o["spec"], indent=2, sort_keys=True, ensure_ascii=False), "```"]
         out += ["", "### What each node sent to whom", "",
                 "| From | To | Kind of information | Messages | Bytes | Sealed end to end | Protocol steps |",
                 "|---|---|---|---:|---:|---:|---|"]

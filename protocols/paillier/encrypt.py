@@ -367,7 +367,9 @@ class Encryptor:
         """``count`` fresh obfuscators, optionally computed through ``map_fn``.
 
         The exponents are drawn here, in order, before any work is handed out,
-        so the result does not depend on ``map_fn``.
+        so the result does not depend on ``map_fn``. With a ``map_fn`` this
+        encryptor's table is also memoized for in-process workers (and for
+        workers forked afterwards); :func:`clear_table_cache` releases it.
 
         Args:
             count: how many.

@@ -14,6 +14,8 @@ Costs (2048-bit n): a multiplication mod n² is the unit. Negative scalars never
 use an exponent ``n - |k|``; they use one modular inverse instead. Column sums
 ``Σ xᵢ·mᵢ`` are done by :func:`dot` as a bucketed multi-exponentiation, about
 ``N·⌈b/w⌉ + 2^(w+1)·⌈b/w⌉`` multiplications for N b-bit scalars.
+:func:`matvec_t` takes an optional ``map_fn`` (see :mod:`.parallel`) and
+hands one column per task to :func:`dot_task`.
 """
 
 from __future__ import annotations
