@@ -70,6 +70,7 @@ PROBLEM_CODES: dict[str, str] = {
     "MISMATCH": "two transcripts describe the same message differently",
     "MISSING": "a message recorded by one side is not recorded by the other",
     "SPEC_MISMATCH": "the nodes did not record and approve the same job specification",
+    "APPROVAL_SIGNATURE": "a recorded approval or rejection is not signed by the party it names",
     "JOB_MISMATCH": "a transcript mixes records of different jobs or nodes",
     "DUPLICATE": "two transcripts claim to be the same node's record of the same job",
     "INTERNAL": "the report could not be completed",
@@ -676,6 +677,40 @@ class _Audit:
     by_job_node: dict[str, dict[str, _File]]
 
 
+def _check_approval_signatures(files: list[_File], by_node: dict[str, _File], f: _Findings, counts: Counter[str]) -> None:
+    """Every recorded approval/rejection must carry the named party's own signature over exactly that decision.
+
+    This is what stops a coordinator from recording an approval a party never gave.
+    """
+    from .approval import approval_digest
+
+    for tf in files:
+        for ev in tf.events_named("approved") + tf.events_named("rejected"):
+            b = ev.body
+            node = b.get("node", tf.node)
+            sig = b.get("signature")
+            if not isinstance(sig, str) or node is None or "by" not in b or "spec_sha256" not in b:
+                continue
+            own = by_node.get(node)
+            key = own.key if own is not None and own.trusted and own.key is not None else tf.peer_keys.get(node)
+            if key is None and node == tf.node and tf.trusted:
+                key = tf.key
+            if key is None:
+                f.warn("APPROVAL_SIGNATURE", f"the {ev.name} decision of {node} in record {ev.index} could not be checked: "
+                       f"no trusted signing certificate for {node}", file=tf.label, record=ev.index)
+                continue
+            digest = approval_digest(tf.job_id or "", str(b["spec_sha256"]), node, ev.name == "approved", str(b["by"]),
+                                     str(b.get("reason", "")))
+            try:
+                verify_digest(key, digest, bytes.fromhex(sig))
+            except (FedCreditError, ValueError):
+                f.problem("APPROVAL_SIGNATURE", f"record {ev.index} says {node} {ev.name} the job "
+                          f"(spec {str(b['spec_sha256'])[:16]}…), but the decision is not signed by {node}",
+                          file=tf.label, record=ev.index, line=ev.line)
+                continue
+            counts["approval_signatures_verified"] += 1
+
+
 def _audit(paths: Sequence[Path], ca_cert_pem: bytes | None) -> _Audit:
     f = _Findings()
     counts: Counter[str] = Counter()
@@ -721,11 +756,13 @@ def _audit(paths: Sequence[Path], ca_cert_pem: bytes | None) -> _Audit:
                 f.warn("MISSING", f"{tf.who} ends without a 'finished' record: the node stopped early, the job is "
                        "still running, or the end of the file was cut off", file=tf.label)
         _check_envelope_signatures(jf, by_node, f, counts)
+        _check_approval_signatures(jf, by_node, f, counts)
         _check_cross(jf, by_node, f, counts)
         _check_spec(jf, f)
 
     checked = {k: counts.get(k, 0) for k in ("files", "records", "messages_cross_checked",
-                                              "envelope_signatures_verified", "envelope_signatures_unverifiable")}
+                                              "envelope_signatures_verified", "envelope_signatures_unverifiable",
+                                              "approval_signatures_verified")}
     result = VerificationResult(ok=not f.problems, problems=f.problems, warnings=f.warnings,
                                 checked=checked, jobs=sorted(jobs))
     return _Audit(result, files, jobs, by_job_node)

@@ -223,8 +223,8 @@ class PartyNode:
                                   role=role.value, ca_cert_pem=self.tls.ca, keep_payloads=self.cfg.transcripts.keep_payloads)
         try:
             writer.event("job_spec", spec=json.loads(spec.canonical_json()), spec_sha256=info.spec_sha256, purpose=spec.purpose)
-            writer.event("approved", spec_sha256=approval.spec_sha256, by=approval.by, checks=check.checks,
-                         signature=approval.signature.hex())
+            writer.event("approved", spec_sha256=approval.spec_sha256, by=approval.by, reason=approval.reason,
+                         checks=check.checks, signature=approval.signature.hex())
             try:
                 result = self._run_approved(info, spec, role, peer, ds_cfg, writer)
             except Exception as exc:

@@ -35,6 +35,7 @@ from federated.signing import (
     load_signing_identity,
     sign_digest,
 )
+from federated.approval import make_approval
 from federated.transcript import (
     FORMAT,
     ZERO_HASH,
@@ -180,16 +181,18 @@ def build_job(
         w.event("job_spec", spec=spec, spec_sha256=spec_sha(SPEC), purpose=PURPOSE)
         if n != "coordinator":
             approved = (approved_spec or {}).get(n, SPEC)
-            w.event("approved", spec_sha256=spec_sha(approved), by="operator" if n == "bank" else "policy",
+            by = "operator" if n == "bank" else "policy"
+            sig = make_approval(ids[n], job_id, spec_sha(approved), True, by).signature.hex()
+            w.event("approved", spec_sha256=spec_sha(approved), by=by, reason="", signature=sig,
                     checks=["purpose allowed", "peer allowed", "columns allowed", "min intersection"])
         w.event("peer_certs", certs={p: ids[p].cert_pem.decode() for p in NODES if p != n})
     if "coordinator" in writers:  # as the runtime does: the coordinator records each party's signed decision
         for party in ("bank", "platform"):
             approved = (approved_spec or {}).get(party, SPEC)
             if approved == SPEC:  # the real coordinator refuses a decision on another spec
-                writers["coordinator"].event("approved", node=party, spec_sha256=spec_sha(approved),
-                                             by="operator" if party == "bank" else "policy", reason="",
-                                             signature="ab" * 64)
+                by = "operator" if party == "bank" else "policy"
+                writers["coordinator"].event("approved", node=party, spec_sha256=spec_sha(approved), by=by, reason="",
+                                             signature=make_approval(ids[party], job_id, spec_sha(approved), True, by).signature.hex())
     if "platform" in writers:
         writers["platform"].event("consent", purpose=PURPOSE, included=449, excluded=37)
 
@@ -715,3 +718,22 @@ def test_header_cert_from_another_ca(layout: CertLayout, other_layout: CertLayou
     assert result.checked["envelope_signatures_unverifiable"] > 0
     # with the other CA, the bank's file is fine and the others' are not
     assert problems(verify(paths, other_layout.ca_cert.read_bytes()), "CERT", paths["platform"])
+
+
+def test_coordinator_cannot_record_an_approval_the_party_never_gave(layout: CertLayout, ca: bytes, tmp_path: Path) -> None:
+    """A coordinator's transcript claiming the bank approved, signed by anyone but the bank, fails verification."""
+    paths = build_job(layout, tmp_path)
+    coord = identity(layout, "coordinator")
+    forged = tmp_path / "forged"
+    forged.mkdir()
+    w = TranscriptWriter(forged / transcript_name(JOB, "coordinator"), job_id=JOB, identity=coord, role="coordinator", ca_cert_pem=ca)
+    w.event("job_spec", spec=SPEC, spec_sha256=spec_sha(SPEC), purpose=PURPOSE)
+    fake = make_approval(coord, JOB, spec_sha(SPEC), True, "operator")  # signed by the coordinator, not the bank
+    w.event("approved", node="bank", spec_sha256=spec_sha(SPEC), by="operator", reason="", signature=fake.signature.hex())
+    w.event("peer_certs", certs={p: identity(layout, p).cert_pem.decode() for p in ("bank", "platform")})
+    w.event("finished", ok=True, error="")
+    w.close()
+    result = verify_transcripts([paths["bank"], paths["platform"], forged / transcript_name(JOB, "coordinator")], ca_cert_pem=ca)
+    assert "APPROVAL_SIGNATURE" in result.codes()
+    honest = verify_transcripts(list(paths.values()), ca_cert_pem=ca)
+    assert honest.ok and honest.checked["approval_signatures_verified"] >= 4
