@@ -325,14 +325,18 @@ def demo(
     batch_size: str = typer.Option("auto", "--batch-size", help="Rows per mini-batch, or auto."),
     learning_rate: float = typer.Option(0.2, "--learning-rate"),
     seed: int = typer.Option(42, "--seed"),
+    mode: str = typer.Option("paillier", "--mode", help="paillier (default, the fast engine) or ckks (TenSEAL)."),
     consent_registry: Optional[Path] = typer.Option(None, "--consent-registry", help="The host's consent registry CSV (default: the example one, with the example data)."),
 ) -> None:
     """The main job: coordinator + bank + platform as separate processes over mTLS gRPC; PSI, training, report."""
     from .demo import DemoOptions, run_demo
 
+    if mode not in ("paillier", "ckks"):
+        _fail(FedCreditError("--mode must be paillier or ckks"))
+
     opts = DemoOptions(guest_data=guest_data, host_data=host_data, id_column=id_column, label_column=label_column,
                        workdir=workdir, json_out=json_out, key_bits=key_bits, max_epochs=max_epochs,
-                       batch_size=batch_size, learning_rate=learning_rate, seed=seed, consent_registry=consent_registry)
+                       batch_size=batch_size, learning_rate=learning_rate, seed=seed, consent_registry=consent_registry, mode=mode)
     try:
         code = run_demo(opts, console)
     except FedCreditError as exc:

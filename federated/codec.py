@@ -14,10 +14,12 @@ import gmpy2
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as PbMessage
 
+from fedcredit.v1 import ckks_pb2
 from fedcredit.v1 import hetero_lr_pb2 as lr_pb
 from fedcredit.v1 import psi_pb2
 from protocols.core import Message
 from protocols.errors import ProtocolError
+from protocols.hetero_lr import ckks_protocol as ck
 from protocols.hetero_lr import protocol as lr
 from protocols.paillier import PaillierPublicKey
 from protocols.psi import protocol as psi
@@ -218,4 +220,41 @@ _register(
     lr_pb.EvaluationMetrics,
     lambda m: lr_pb.EvaluationMetrics(auc=m.auc, ks=m.ks, n_test=m.n_test, positives=m.positives),
     lambda pb: lr.EvaluationMetrics(float(pb.auc), float(pb.ks), int(pb.n_test), int(pb.positives)),
+)
+
+
+# --------------------------------------------------------------------------- vertical LR, CKKS mode
+
+_register(
+    ck.CkksPublicContext,
+    ckks_pb2.CkksPublicContext,
+    lambda m: ckks_pb2.CkksPublicContext(context=m.context),
+    lambda pb: ck.CkksPublicContext(bytes(pb.context)),
+)
+_register(
+    ck.CkksEncryptedScores,
+    ckks_pb2.CkksEncryptedScores,
+    lambda m: ckks_pb2.CkksEncryptedScores(key_fingerprint=m.key_fingerprint, quarter_scores=m.quarter_scores,
+                                           eighth_square_sum=m.eighth_square_sum),
+    lambda pb: ck.CkksEncryptedScores(bytes(pb.key_fingerprint), bytes(pb.quarter_scores), bytes(pb.eighth_square_sum)),
+)
+_register(
+    ck.CkksEncryptedResiduals,
+    ckks_pb2.CkksEncryptedResiduals,
+    lambda m: ckks_pb2.CkksEncryptedResiduals(key_fingerprint=m.key_fingerprint, residuals=m.residuals),
+    lambda pb: ck.CkksEncryptedResiduals(bytes(pb.key_fingerprint), bytes(pb.residuals)),
+)
+_register(
+    ck.CkksMaskedCiphertexts,
+    ckks_pb2.CkksMaskedCiphertexts,
+    lambda m: ckks_pb2.CkksMaskedCiphertexts(key_fingerprint=m.key_fingerprint, rows=m.rows, block=m.block,
+                                             n_values=m.n_values, ciphertexts=list(m.ciphertexts)),
+    lambda pb: ck.CkksMaskedCiphertexts(bytes(pb.key_fingerprint), int(pb.rows), int(pb.block), int(pb.n_values),
+                                        tuple(bytes(c) for c in pb.ciphertexts)),
+)
+_register(
+    ck.CkksEpochLoss,
+    ckks_pb2.CkksEpochLoss,
+    lambda m: ckks_pb2.CkksEpochLoss(loss=m.loss),
+    lambda pb: ck.CkksEpochLoss(float(pb.loss)),
 )

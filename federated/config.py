@@ -165,8 +165,18 @@ class PsiSpec(_Model):
     validate_uscc: bool = False
 
 
+class CkksSpec(_Model):
+    """CKKS parameters (engine: ckks). Validated against the batch and the masks before the job starts."""
+
+    poly_modulus_degree: int = 8192
+    coeff_mod_bit_sizes: list[int] = [60, 58, 40, 60]
+    global_scale_bits: int = 40
+    mask_security_bits: int = 40
+
+
 class TrainingSpec(_Model):
-    engine: Literal["paillier"] = "paillier"
+    engine: Literal["paillier", "ckks"] = "paillier"
+    ckks: CkksSpec = CkksSpec()
     key_bits: int = 2048
     optimizer: Literal["sgd", "adam"] = "sgd"
     learning_rate: float = 0.2
@@ -213,6 +223,8 @@ class JobSpec(_Model):
         if self.kind == "train" and self.psi.reveal != "both":
             raise ValueError("a train job needs psi.reveal: both (the host must know its aligned rows)")
         self.lr_params()  # validates ranges
+        if self.training.engine == "ckks":
+            self.ckks_params()
         return self
 
     def lr_params(self) -> HeteroLRParams:
@@ -234,6 +246,18 @@ class JobSpec(_Model):
             )
         except BudgetError as exc:
             raise ValueError(str(exc)) from None
+
+    def ckks_params(self) -> Any:
+        from protocols.ckks import CkksParams
+
+        c = self.training.ckks
+        try:
+            params = CkksParams(poly_modulus_degree=c.poly_modulus_degree, coeff_mod_bit_sizes=tuple(c.coeff_mod_bit_sizes),
+                                global_scale_bits=c.global_scale_bits, mask_security_bits=c.mask_security_bits)
+            params.check()
+        except BudgetError as exc:
+            raise ValueError(str(exc)) from None
+        return params
 
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

@@ -23,6 +23,7 @@ import grpc
 from fedcredit.v1 import envelope_pb2, job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc, relay_pb2, relay_pb2_grpc
 from protocols.core import Role
 from protocols.hetero_lr import coordinator_program
+from protocols.hetero_lr import ckks_protocol as ckks_lr
 
 from .approval import verify_approval
 from .certs import load_tls
@@ -312,7 +313,12 @@ class JobManager:
                                      verify_keys={n: self.sign_key(n) for n in (spec.guest.party, spec.host.party)},
                                      recorder=lambda d, env, msg, data: self.record(job_id, d, env, msg))
             try:
-                summary = drive(Role.COORDINATOR, coordinator_program(spec.lr_params(), secrets.SystemRandom()), endpoint)
+                rng = secrets.SystemRandom()
+                if spec.training.engine == "ckks":
+                    program = ckks_lr.coordinator_program(spec.lr_params(), spec.ckks_params(), rng)
+                else:
+                    program = coordinator_program(spec.lr_params(), rng)
+                summary = drive(Role.COORDINATOR, program, endpoint)
             except JobFailedError:
                 return
             except Exception as exc:  # report, never crash the server
@@ -323,7 +329,8 @@ class JobManager:
                     self.role_result(job_id, self.cfg.name, False, {}, message, code)
                 return
             result = {
-                "training": {"epochs": summary.epochs, "losses": list(summary.losses), "key_bits": summary.key_bits},
+                "training": {"epochs": summary.epochs, "losses": list(summary.losses), "key_bits": summary.key_bits,
+                             "engine": spec.training.engine},
                 "metrics": {"joint": {"auc": summary.metrics.auc, "ks": summary.metrics.ks, "n_test": summary.metrics.n_test}},
                 "bytes": {self.cfg.name: {"sent": endpoint.bytes_sent, "received": endpoint.bytes_received}},
             }

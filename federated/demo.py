@@ -57,6 +57,7 @@ class DemoOptions:
     guest: str = "bank"
     host: str = "platform"
     consent_registry: Path | None = None  # default: the example registry when the example data is used
+    mode: str = "paillier"  # or ckks
 
 
 def _write_yaml(path: Path, data: dict[str, Any]) -> Path:
@@ -235,7 +236,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         "kind": "train", "name": "demo", "purpose": PURPOSE,
         "guest": {"party": opts.guest, "dataset": "credit", "columns": g_cols},
         "host": {"party": opts.host, "dataset": "credit", "columns": h_cols},
-        "training": {"key_bits": opts.key_bits, "max_epochs": opts.max_epochs, "batch_size": opts.batch_size if opts.batch_size == "auto" else int(opts.batch_size),
+        "training": {"engine": opts.mode, "key_bits": opts.key_bits, "max_epochs": opts.max_epochs, "batch_size": opts.batch_size if opts.batch_size == "auto" else int(opts.batch_size),
                      "learning_rate": opts.learning_rate},
         "evaluation": {"test_fraction": opts.test_fraction}, "seed": opts.seed,
     }, source="demo job")
@@ -243,7 +244,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
 
     console.rule("[bold]fedcredit demo")
     console.print(f"guest ({opts.guest}): {guest_path}\nhost  ({opts.host}): {host_path}\nworkdir: {workdir}")
-    console.print(f"purpose: {PURPOSE}" + (f"; {opts.host}'s consent registry: {consent}" if consent else ""))
+    console.print(f"mode: {opts.mode}; purpose: {PURPOSE}" + (f"; {opts.host}'s consent registry: {consent}" if consent else ""))
     cluster = Cluster(workdir, {opts.guest: {"credit": guest_ds}, opts.host: {"credit": host_ds}})
     with cluster:
         console.print(f"started coordinator (port {cluster.port}), {opts.guest} and {opts.host} as separate processes; mTLS on 127.0.0.1")

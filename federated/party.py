@@ -24,6 +24,7 @@ import numpy as np
 from fedcredit.v1 import job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc
 from protocols.core import Progress, Role
 from protocols.hetero_lr import Standardizer, guest_program, host_program, split_train_test
+from protocols.hetero_lr import ckks_protocol as ckks_lr
 from protocols.psi import protocol as psi
 
 from .approval import check_policy, make_approval, my_role, require_own_approval
@@ -303,18 +304,27 @@ class PartyNode:
         std = Standardizer.fit(x[train_pos])
         x_train, x_test = std.transform(x[train_pos]), std.transform(x[test_pos])
         lr_params = spec.lr_params()
+        ckks = spec.training.engine == "ckks"
         t1 = time.monotonic()
         if role is Role.GUEST:
             y = data.labels[rows]
-            model = drive(role, guest_program(x_train, y[train_pos], x_test, y[test_pos], lr_params, rng), endpoint)
+            if ckks:
+                program = ckks_lr.guest_program(x_train, y[train_pos], x_test, y[test_pos], lr_params, spec.ckks_params(), rng)
+            else:
+                program = guest_program(x_train, y[train_pos], x_test, y[test_pos], lr_params, rng)
+            model = drive(role, program, endpoint)
             weights = {n: float(w) for n, w in zip(data.feature_names, model.weights)}
             metrics = {"auc": model.metrics.auc, "ks": model.metrics.ks, "n_test": model.metrics.n_test}
             artifact = {"job_id": info.job_id, "role": "guest", "features": weights, "intercept": model.intercept,
                         "standardizer": _std_json(data, std), "epochs": model.epochs, "losses": list(model.losses), "metrics": metrics}
             result["metrics"] = {"joint": metrics}
-            result["training"] = {"n_train": int(len(train_pos)), "n_test": int(len(test_pos))}
+            result["training"] = {"n_train": int(len(train_pos)), "n_test": int(len(test_pos)), "engine": spec.training.engine}
         else:
-            model = drive(role, host_program(x_train, x_test, lr_params, rng), endpoint)
+            if ckks:
+                program = ckks_lr.host_program(x_train, x_test, lr_params, spec.ckks_params(), rng)
+            else:
+                program = host_program(x_train, x_test, lr_params, rng)
+            model = drive(role, program, endpoint)
             weights = {n: float(w) for n, w in zip(data.feature_names, model.weights)}
             artifact = {"job_id": info.job_id, "role": "host", "features": weights, "standardizer": _std_json(data, std),
                         "epochs": model.epochs, "losses": list(model.losses)}

@@ -206,7 +206,7 @@ def test_ct_plus_pt_would_expose_the_labels(session, fp, ckks):
     own = replicate_blocks(0.25 * u_g - 0.5 * y_pm, block_size(len(u_g)), session.slots)
     try:
         diff = (quarter + own) - quarter
-    except ValueError as exc:  # SEAL refuses to produce a transparent ciphertext
+    except (ValueError, RuntimeError) as exc:  # SEAL refuses to produce a transparent ciphertext: c1 = 0
         assert "transparent" in str(exc)
         return
     assert not np.any(read_ciphertext(session.seal, diff.ciphertext()[0]).c1)
@@ -306,7 +306,7 @@ def test_validate_refuses_a_batch_bigger_than_the_slots():
     "params, match",
     [
         (CkksParams(global_scale_bits=20), "scale too small"),
-        (CkksParams(coeff_mod_bit_sizes=(60, 58, 50, 60), global_scale_bits=30), "scale too small"),
+        (CkksParams(coeff_mod_bit_sizes=(60, 48, 50, 60), global_scale_bits=30), "scale too small"),
         (CkksParams(coeff_mod_bit_sizes=(60, 40, 40, 60)), "modulus too small"),
         (CkksParams(coeff_mod_bit_sizes=(40, 40, 40)), "modulus too small"),
     ],

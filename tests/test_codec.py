@@ -18,6 +18,9 @@ from protocols.hetero_lr import protocol as lr
 from protocols.hetero_lr.params import HeteroLRParams, plan_budget
 from protocols.paillier import Encryptor, generate_keypair, ops
 from protocols.psi.ecdh import blind, hash_to_point, random_scalar
+from protocols.hetero_lr import ckks_protocol as ck
+from protocols.hetero_lr.ckks_protocol import CkksLRStep
+from protocols.psi import protocol as psi
 from protocols.psi.protocol import BlindedPoints, MatchedPositions, PsiStep
 
 SALT = bytes(range(16))
@@ -69,6 +72,14 @@ def _samples(pk, sk) -> dict[type, list]:
                            lr.EpochDecision(5, 0.123456789012345, True, "loss changed by 1e-05 < tol — ünïcode")],
         lr.HostTestScores: [lr.HostTestScores(()), lr.HostTestScores((0.0, -1.5, 3.14159e-300, 1e300, -0.1))],
         lr.EvaluationMetrics: [lr.EvaluationMetrics(0.9993606138107417, 0.985, 114, 68), lr.EvaluationMetrics(0.5, 0.0, 0, 0)],
+        # CKKS payloads carry opaque serialized bytes: the codec must move them unchanged.
+        ck.CkksPublicContext: [ck.CkksPublicContext(b""), ck.CkksPublicContext(bytes(range(256)) * 3)],
+        ck.CkksEncryptedScores: [ck.CkksEncryptedScores(b"f" * 16, b"\x00q" * 50, b"s")],
+        ck.CkksEncryptedResiduals: [ck.CkksEncryptedResiduals(b"f" * 16, b"r" * 99), ck.CkksEncryptedResiduals(b"", b"")],
+        ck.CkksMaskedCiphertexts: [ck.CkksMaskedCiphertexts(b"f" * 16, 512, 512, 14, (b"a" * 10, b"", b"\xff" * 3)),
+                                   ck.CkksMaskedCiphertexts(b"f" * 16, 0, 0, 0, ())],
+        ck.CkksEpochLoss: [ck.CkksEpochLoss(0.6931471805599453), ck.CkksEpochLoss(-0.0)],
+        **({psi.SetSize: [psi.SetSize(0), psi.SetSize(2**20)]} if hasattr(psi, "SetSize") else {}),
     }
 
 
@@ -202,7 +213,7 @@ def test_even_public_key_modulus_raises_protocol_error():
 _BASES = (Ciphertext, Masked, Public, Aggregate, Plaintext)
 
 
-@pytest.mark.parametrize("step", list(PsiStep) + list(lr.LRStep), ids=lambda s: s.wire)
+@pytest.mark.parametrize("step", list(PsiStep) + list(lr.LRStep) + list(CkksLRStep), ids=lambda s: s.wire)
 def test_every_step_payload_has_a_codec_and_a_classification(step):
     payload = step.spec.payload
     assert payload in registered_types()

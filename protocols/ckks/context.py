@@ -13,11 +13,9 @@ does not accept an external generator); every value fedcredit chooses -- masks
 from __future__ import annotations
 
 import hashlib
-from typing import Any
-
 import tenseal as ts
 
-from ..errors import CryptoError, KeyMismatchError, ProtocolError
+from ..errors import KeyMismatchError, ProtocolError
 from .params import CkksParams
 
 __all__ = [
@@ -30,8 +28,9 @@ __all__ = [
     "vector_from_bytes",
 ]
 
-# TenSEAL's thread pool is created per context; one worker keeps the work on the
-# calling thread's schedule and the results independent of the machine.
+# TenSEAL builds a C++ thread pool per context. With one worker, TenSEAL runs every
+# job inline on the calling thread (its worker stays idle), so results and timing do
+# not depend on the machine's core count. fedcredit's own code starts no threads.
 _N_THREADS = 1
 
 
@@ -124,10 +123,3 @@ def vector_from_bytes(ctx: ts.Context, data: bytes, *, size: int | None = None) 
         raise ProtocolError(f"CKKS vector has {vec.size()} slots, expected {size}")
     return vec
 
-
-def _seal(ctx: ts.Context) -> Any:
-    """The underlying SEAL context (for the low layer in :mod:`.rns`)."""
-    try:
-        return ctx.seal_context().data
-    except Exception as exc:  # pragma: no cover - defensive
-        raise CryptoError(f"TenSEAL context has no SEAL context: {exc}") from None

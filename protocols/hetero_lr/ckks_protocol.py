@@ -161,6 +161,9 @@ class CkksPublicContext(Public):
 
     context: bytes
 
+    def disclosed(self) -> dict[str, Any]:
+        return {"ckks_context_bytes": len(self.context), "contains_secret_key": False}
+
 
 @dataclass(frozen=True)
 class CkksEncryptedScores(Ciphertext):
@@ -203,6 +206,9 @@ class CkksEpochLoss(Aggregate):
     """The epoch's mean Taylor loss over the training rows (an agreed aggregate)."""
 
     loss: float
+
+    def disclosed(self) -> dict[str, Any]:
+        return {"mean_training_loss": self.loss}
 
 
 class CkksLRStep(ProtocolStep):
