@@ -321,7 +321,7 @@ def demo(
     workdir: Path = typer.Option(Path("fedcredit-demo"), "--workdir", help="Where certificates, configs, logs and models go."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
     key_bits: int = typer.Option(2048, "--key-bits", help="Paillier key size (1024 only for quick tries)."),
-    max_epochs: int = typer.Option(5, "--max-epochs"),
+    max_epochs: int = typer.Option(6, "--max-epochs"),
     batch_size: str = typer.Option("auto", "--batch-size", help="Rows per mini-batch, or auto."),
     learning_rate: float = typer.Option(0.2, "--learning-rate"),
     seed: int = typer.Option(42, "--seed"),

@@ -176,15 +176,17 @@ class CkksSpec(_Model):
 
 class TrainingSpec(_Model):
     engine: Literal["paillier", "ckks"] = "paillier"
+    paillier_engine: Literal["fast", "phe"] = "fast"  # phe: python-paillier's arithmetic (benchmark baseline)
     ckks: CkksSpec = CkksSpec()
     key_bits: int = 2048
     optimizer: Literal["sgd", "adam"] = "sgd"
     learning_rate: float = 0.2
     lr_decay: float = 1.0
     batch_size: Annotated[int, Field(strict=True, ge=1)] | Literal["auto"] = "auto"
-    max_epochs: int = 5
+    max_epochs: int = 6
     tol: float = 1e-4
     l2: float = 1e-3
+    clip: float | None = Field(3.0, gt=0)  # winsorize standardized features at ±clip (local; null: off)
     residual_frac_bits: int = 32
     feature_frac_bits: int = 16
     mask_security_bits: int = 80
@@ -243,6 +245,7 @@ class JobSpec(_Model):
                 feature_frac_bits=t.feature_frac_bits,
                 mask_security_bits=t.mask_security_bits,
                 seed=self.seed,
+                paillier_engine=t.paillier_engine,
             )
         except BudgetError as exc:
             raise ValueError(str(exc)) from None

@@ -49,7 +49,7 @@ class DemoOptions:
     workdir: Path = Path("fedcredit-demo")
     json_out: Path | None = None
     key_bits: int = 2048
-    max_epochs: int = 5
+    max_epochs: int = 6
     batch_size: int | str = "auto"
     learning_rate: float = 0.2
     seed: int = 42

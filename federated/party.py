@@ -301,7 +301,7 @@ class PartyNode:
             raise FedCreditError("the intersection is empty: nothing to train on")
         train_pos, test_pos = split_train_test(aligned, spec.seed, spec.evaluation.test_fraction)
         x = data.features[rows]
-        std = Standardizer.fit(x[train_pos])
+        std = Standardizer.fit(x[train_pos], clip=spec.training.clip)
         x_train, x_test = std.transform(x[train_pos]), std.transform(x[test_pos])
         lr_params = spec.lr_params()
         ckks = spec.training.engine == "ckks"
@@ -335,4 +335,4 @@ class PartyNode:
 
 
 def _std_json(data: LocalDataset, std: Standardizer) -> dict[str, Any]:
-    return {n: {"mean": float(m), "scale": float(s)} for n, m, s in zip(data.feature_names, std.mean, std.scale)}
+    return {n: {"mean": float(m), "scale": float(s), "clip": std.clip} for n, m, s in zip(data.feature_names, std.mean, std.scale)}

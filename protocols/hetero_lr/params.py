@@ -37,7 +37,7 @@ class HeteroLRParams:
     learning_rate: float = 0.2
     lr_decay: float = 1.0
     batch_size: int = 0
-    max_epochs: int = 5
+    max_epochs: int = 6
     tol: float = 1e-4
     l2: float = 1e-3
     optimizer: Literal["sgd", "adam"] = "sgd"
@@ -47,6 +47,7 @@ class HeteroLRParams:
     mask_security_bits: int = 80
     max_abs_score: float = 2.0**20
     seed: int = 42
+    paillier_engine: Literal["fast", "phe"] = "fast"  # "phe": python-paillier's arithmetic, for benchmarks
 
     def __post_init__(self) -> None:
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
@@ -59,6 +60,8 @@ class HeteroLRParams:
             raise BudgetError("max_epochs must be >= 1")
         if self.l2 < 0 or self.tol < 0:
             raise BudgetError("l2 and tol must be >= 0")
+        if self.paillier_engine not in ("fast", "phe"):
+            raise BudgetError(f"paillier_engine must be fast or phe, not {self.paillier_engine!r}")
         if self.optimizer not in ("sgd", "adam"):
             raise BudgetError(f"optimizer must be sgd or adam, not {self.optimizer!r}")
         if self.mask_security_bits < 40:

@@ -58,6 +58,7 @@ from ..paillier import Encryptor, FixedPoint, PaillierPrivateKey, PaillierPublic
 from ..paillier import ops
 from .metrics import ks_statistic, roc_auc
 from .optim import apply_gradient, init_optimizer
+from .engines import Engine, FastEngine, make_engine
 from .params import BudgetPlan, HeteroLRParams, plan_budget
 from .preprocess import epoch_batches
 
@@ -276,12 +277,12 @@ def _check_scores(u: np.ndarray, params: HeteroLRParams) -> None:
         )
 
 
-def _encrypt_ints(pk: PaillierPublicKey, encryptor: Encryptor, ints: Sequence[int]) -> tuple[Any, ...]:
+def _encrypt_ints(pk: PaillierPublicKey, encryptor: Engine, ints: Sequence[int]) -> tuple[Any, ...]:
     return tuple(encryptor.encrypt_raw_many([to_residue(pk, int(v)) for v in ints]))
 
 
 def host_encrypt_scores(
-    pk: PaillierPublicKey, encryptor: Encryptor, u_host: np.ndarray, params: HeteroLRParams
+    pk: PaillierPublicKey, encryptor: Engine, u_host: np.ndarray, params: HeteroLRParams
 ) -> EncryptedScores:
     """Host step: encrypt ``u_H/4`` per row and ``sum u_H^2 / 8`` at the gradient scale."""
     _check_scores(u_host, params)
@@ -297,7 +298,7 @@ def host_encrypt_scores(
 
 def guest_residuals(
     pk: PaillierPublicKey,
-    encryptor: Encryptor,
+    encryptor: Engine,
     scores: EncryptedScores,
     u_guest: np.ndarray,
     y_pm: np.ndarray,
@@ -312,16 +313,19 @@ def guest_residuals(
     return EncryptedResiduals(EncryptedVector(pk.fingerprint(), q.exponent, tuple(ops.add_many(pk, q.values, own))))
 
 
-def encrypted_gradient(pk: PaillierPublicKey, residuals: EncryptedResiduals, xq: np.ndarray, feature_frac_bits: int) -> EncryptedVector:
+def encrypted_gradient(
+    pk: PaillierPublicKey, residuals: EncryptedResiduals, xq: np.ndarray, feature_frac_bits: int, engine: Engine | None = None
+) -> EncryptedVector:
     """``[[X^T d]]`` by one multi-exponentiation per feature column (scale fr + fx)."""
     r = residuals.residuals.check_key(pk)
     if len(r) != xq.shape[0]:
         raise ProtocolError("residuals do not match the batch length")
-    return EncryptedVector(pk.fingerprint(), r.exponent + feature_frac_bits, tuple(ops.matvec_t(pk, list(r.values), xq)))
+    engine = engine if engine is not None else FastEngine(pk, None)
+    return EncryptedVector(pk.fingerprint(), r.exponent + feature_frac_bits, tuple(engine.matvec_t(r.values, xq)))
 
 
 def mask_gradient(
-    pk: PaillierPublicKey, encryptor: Encryptor, grad: EncryptedVector, plan: BudgetPlan, rng: Any
+    pk: PaillierPublicKey, encryptor: Engine, grad: EncryptedVector, plan: BudgetPlan, rng: Any
 ) -> tuple[EncryptedMaskedGradient, tuple[int, ...]]:
     """Add a fresh uniform mask of ``plan.mask_bits`` bits to every component, then rerandomize.
 
@@ -386,7 +390,7 @@ def guest_program(
     n_batches = len(epoch_batches(n_train, params.batch_size_for(n_train), params.seed, 0))
 
     pk = _receive_key((yield Recv(LRStep.PUBLIC_KEY)), params)
-    encryptor = Encryptor(pk, rng)
+    encryptor = make_engine(params.paillier_engine, pk, rng)
     yield Send(LRStep.PLAN, TrainingPlan(n_train, len(y_test), n_batches))
 
     opt = init_optimizer(params.optimizer, m + 1)
@@ -403,12 +407,12 @@ def guest_program(
             resid = guest_residuals(pk, encryptor, scores, u_g, yb, params)
             yield Send(LRStep.RESIDUALS, resid)
 
-            masked, masks = mask_gradient(pk, encryptor, encrypted_gradient(pk, resid, xq[rows], fx), plan, rng)
+            masked, masks = mask_gradient(pk, encryptor, encrypted_gradient(pk, resid, xq[rows], fx, encryptor), plan, rng)
             yield Send(LRStep.MASKED_GRADIENT, masked)
 
             # Taylor loss of the batch at scale fr+fx, while the coordinator decrypts:
             # sum(log2 - y u_G/2 + u_G^2/8) + sum((u_G - 2y) * u_H/4) + sum(u_H^2/8)
-            cross = ops.dot(pk, list(scores.quarter_scores.values), [int(v) for v in quantize(u_g - 2.0 * yb, fx)])
+            cross = encryptor.dot(scores.quarter_scores.values, [int(v) for v in quantize(u_g - 2.0 * yb, fx)])
             own = float(np.sum(LOG2 - 0.5 * yb * u_g + u_g * u_g / 8.0))
             sq = scores.eighth_square_sum.check_key(pk)
             if sq.exponent != fr + fx or len(sq) != 1:
@@ -446,7 +450,7 @@ def host_program(x_train: np.ndarray, x_test: np.ndarray, params: HeteroLRParams
     n_batches = len(epoch_batches(n_train, params.batch_size_for(n_train), params.seed, 0))
 
     pk = _receive_key((yield Recv(LRStep.PUBLIC_KEY)), params)
-    encryptor = Encryptor(pk, rng)
+    encryptor = make_engine(params.paillier_engine, pk, rng)
     opt = init_optimizer(params.optimizer, m)
     losses: list[float] = []
     epoch = 0
@@ -457,7 +461,7 @@ def host_program(x_train: np.ndarray, x_test: np.ndarray, params: HeteroLRParams
             u_h = x_train[rows] @ opt.weights
             yield Send(LRStep.HOST_SCORES, host_encrypt_scores(pk, encryptor, u_h, params))
             resid: EncryptedResiduals = yield Recv(LRStep.RESIDUALS)
-            masked, masks = mask_gradient(pk, encryptor, encrypted_gradient(pk, resid, xq[rows], fx), plan, rng)
+            masked, masks = mask_gradient(pk, encryptor, encrypted_gradient(pk, resid, xq[rows], fx, encryptor), plan, rng)
             yield Send(LRStep.MASKED_GRADIENT, masked)
             grad = unmask_gradient((yield Recv(LRStep.DECRYPTED, frm=C)), masks, len(rows))
             opt = apply_gradient(opt, grad, learning_rate=lr, l2=params.l2)
