@@ -312,8 +312,13 @@ def audit_report(
     console.print(f"report written to {out}")
 
 
-@app.command("demo")
+demo_app = typer.Typer(help="Local demos: three processes over mTLS gRPC on localhost.")
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.callback(invoke_without_command=True)
 def demo(
+    ctx: typer.Context,
     guest_data: Optional[Path] = typer.Option(None, "--guest-data", help="Guest (bank) CSV with ids, labels and features. Default: examples/data/default_credit_hetero_guest.csv"),
     host_data: Optional[Path] = typer.Option(None, "--host-data", help="Host (platform) CSV with ids and features."),
     id_column: str = typer.Option("id", "--id-column"),
@@ -328,17 +333,43 @@ def demo(
     mode: str = typer.Option("paillier", "--mode", help="paillier (default, the fast engine) or ckks (TenSEAL)."),
     consent_registry: Optional[Path] = typer.Option(None, "--consent-registry", help="The host's consent registry CSV (default: the example one, with the example data)."),
 ) -> None:
-    """The main job: coordinator + bank + platform as separate processes over mTLS gRPC; PSI, training, report."""
+    """The main job: coordinator + bank + platform as separate processes over mTLS gRPC; PSI, training, report.
+
+    `fedcredit demo psi ...` runs PSI alone.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from .demo import DemoOptions, run_demo
 
     if mode not in ("paillier", "ckks"):
         _fail(FedCreditError("--mode must be paillier or ckks"))
-
     opts = DemoOptions(guest_data=guest_data, host_data=host_data, id_column=id_column, label_column=label_column,
                        workdir=workdir, json_out=json_out, key_bits=key_bits, max_epochs=max_epochs,
                        batch_size=batch_size, learning_rate=learning_rate, seed=seed, consent_registry=consent_registry, mode=mode)
     try:
         code = run_demo(opts, console)
+    except FedCreditError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
+@demo_app.command("psi")
+def demo_psi(
+    left: Path = typer.Option(..., "--left", help="The guest's (bank's) CSV."),
+    right: Path = typer.Option(..., "--right", help="The host's (platform's) CSV."),
+    id_column: str = typer.Option("id", "--id-column"),
+    protocol: str = typer.Option("ecdh", "--protocol", help="PSI protocol: ecdh."),
+    reveal: str = typer.Option("both", "--reveal", help="both | guest | cardinality"),
+    dedupe: bool = typer.Option(False, "--dedupe", help="Drop duplicate ids (and report how many) instead of refusing them."),
+    workdir: Path = typer.Option(Path("fedcredit-psi"), "--workdir"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
+) -> None:
+    """PSI alone, with real processes over mTLS gRPC; the intersection goes to a CSV in the workdir."""
+    from .demo import run_psi_demo
+
+    try:
+        code = run_psi_demo(left, right, id_column=id_column, protocol=protocol, reveal=reveal, dedupe=dedupe,
+                            workdir=workdir, json_out=json_out, console=console)
     except FedCreditError as exc:
         _fail(exc)
     raise typer.Exit(code)

@@ -91,6 +91,7 @@ def _points_msg(pb: psi_pb2.BlindedPoints) -> psi.BlindedPoints:
 
 
 _register(psi.BlindedPoints, psi_pb2.BlindedPoints, _points_pb, _points_msg)
+_register(psi.SetSize, psi_pb2.SetSize, lambda m: psi_pb2.SetSize(count=m.count), lambda pb: psi.SetSize(int(pb.count)))
 _register(
     psi.MatchedPositions,
     psi_pb2.MatchedPositions,

@@ -102,6 +102,7 @@ class DatasetConfig(_Model):
     feature_columns: list[str] | None = None  # default: every other column
     missing_values: Literal["impute_mean", "error"] = "impute_mean"
     validate_uscc: bool = False
+    duplicates: Literal["reject", "dedupe"] = "reject"  # dedupe: keep the first row of each id and report the count
     # CSV of enterprise_id, purpose, valid_from, valid_to, revoked: only ids with valid
     # consent for the job's purpose enter PSI and training (see federated/consent.py).
     consent_registry: Path | None = None
@@ -161,7 +162,7 @@ class RoleSpec(_Model):
 
 
 class PsiSpec(_Model):
-    reveal: Literal["both", "guest"] = "both"
+    reveal: Literal["both", "guest", "cardinality"] = "both"  # cardinality: only the count, only to the guest
     validate_uscc: bool = False
 
 

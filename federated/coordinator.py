@@ -42,38 +42,63 @@ MAX_PAYLOAD_BYTES = 1 << 30  # one relayed message may not exceed 1 GiB
 VERSION = "0.1.0"
 
 
+Key = tuple[str, str, str, str, int]
+
+
 class Mailbox:
     """Relayed messages waiting for their receiver, keyed by (job, receiver, sender, step, sequence).
 
-    Every key is accepted once per job: a replayed or duplicated message is
-    refused even after the original was delivered.
+    Delivery is exactly-once per key: a message with a key already seen in the
+    job (a replay, or a resumed sender sending a batch again) is not delivered
+    a second time. Delivered messages are kept, within ``retain_bytes`` per job,
+    so a receiver that restarts from a checkpoint can fetch them again.
     """
 
-    def __init__(self) -> None:
-        self._items: dict[tuple[str, str, str, str, int], tuple[envelope_pb2.Envelope, bytes]] = {}
-        self._seen: dict[str, set[tuple[str, str, str, str, int]]] = {}
+    def __init__(self, retain_bytes: int = 512 << 20) -> None:
+        self._items: dict[Key, tuple[envelope_pb2.Envelope, bytes]] = {}
+        self._seen: dict[str, set[Key]] = {}
+        self._delivered: dict[str, dict[Key, tuple[envelope_pb2.Envelope, bytes]]] = {}
+        self._delivered_bytes: dict[str, int] = {}
+        self._retain = retain_bytes
         self._cond = threading.Condition()
 
-    def put(self, env: envelope_pb2.Envelope, data: bytes, *, redeliver: bool = False) -> None:
+    def put(self, env: envelope_pb2.Envelope, data: bytes, *, redeliver: bool = False) -> bool:
+        """Store a message; False if its key was already seen in this job (it is then dropped)."""
         key = (env.job_id, env.receiver, env.sender, env.step, env.sequence)
         with self._cond:
             seen = self._seen.setdefault(env.job_id, set())
             if key in self._items or (key in seen and not redeliver):
-                raise ConflictError(f"message {env.step}#{env.sequence} from {env.sender} in {env.job_id} was already sent (replay refused)")
+                return False
             seen.add(key)
             self._items[key] = (env, data)
             self._cond.notify_all()
+            return True
+
+    def _retain_delivered(self, key: Key, item: tuple[envelope_pb2.Envelope, bytes]) -> None:
+        job = key[0]
+        kept = self._delivered.setdefault(job, {})
+        kept[key] = item
+        total = self._delivered_bytes.get(job, 0) + len(item[1])
+        while total > self._retain and kept:
+            oldest = next(iter(kept))
+            total -= len(kept.pop(oldest)[1])
+        self._delivered_bytes[job] = total
 
     def take(self, job_id: str, receiver: str, sender: str, step: str, seq: int, wait_s: float) -> tuple[envelope_pb2.Envelope, bytes] | None:
         key = (job_id, receiver, sender, step, seq)
         deadline = time.monotonic() + wait_s
         with self._cond:
             while key not in self._items:
+                again = self._delivered.get(job_id, {}).get(key)
+                if again is not None:  # the receiver restarted from a checkpoint
+                    return again
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
                 self._cond.wait(left)
-            return self._items.pop(key)
+            item = self._items.pop(key)
+            self._retain_delivered(key, item)
+            return item
 
     def wake(self) -> None:
         with self._cond:
@@ -85,6 +110,8 @@ class Mailbox:
             for k in keys:
                 del self._items[k]
             self._seen.pop(job_id, None)
+            self._delivered.pop(job_id, None)
+            self._delivered_bytes.pop(job_id, None)
             self._cond.notify_all()
             return len(keys)
 
@@ -261,7 +288,12 @@ class JobManager:
         for job in self.store.jobs_in_state("running"):
             for r in job.roles:
                 if r.node == node and r.claimed_ms is not None and r.finished_ms is None:
-                    self.fail(job.job_id, f"{node} restarted while running its {r.role} role")
+                    if job.progress.get(node, {}).get("stage") in ("psi", None):
+                        # PSI checkpoints after every batch: the node picks the role up again and resumes.
+                        self.store.unclaim_role(job.job_id, r.role, node)
+                        _LOG.warning("%s restarted during PSI of %s; it will resume from its checkpoint", node, job.job_id)
+                    else:
+                        self.fail(job.job_id, f"{node} restarted while running its {r.role} role ({job.progress.get(node, {}).get('stage')})")
 
     def progress(self, job_id: str, node: str, stage: str, done: int, total: int, detail: dict[str, Any]) -> str:
         job = self.get(job_id)
@@ -506,9 +538,11 @@ class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
         data = b"".join(parts)
         if hashlib.sha256(data).digest() != env.payload_sha256:
             raise ProtocolError("payload does not match the digest in its signed envelope")
+        if not self.mailbox.put(env, data):
+            _LOG.info("dropped a second copy of %s#%d from %s in %s (already relayed)", env.step, env.sequence, name, env.job_id)
+            return relay_pb2.SendResponse(message_id=env.message_id, received_bytes=size)
         if env.receiver != self.auth.cfg.name:
             self.jobs.record(env.job_id, "relayed", env)  # what the coordinator passed on: envelope only
-        self.mailbox.put(env, data)
         return relay_pb2.SendResponse(message_id=env.message_id, received_bytes=size)
 
     def Receive(self, request: relay_pb2.ReceiveRequest, context: grpc.ServicerContext) -> Iterator[relay_pb2.ReceiveResponse]:

@@ -25,6 +25,7 @@ class LocalDataset:
     features: np.ndarray  # float64, NaN where missing
     feature_names: list[str]
     labels: np.ndarray | None  # 0/1 int
+    duplicates_removed: int = 0
 
 
 def _bad_cells(series: pd.Series, mask: np.ndarray, lines: np.ndarray) -> str:
@@ -34,7 +35,7 @@ def _bad_cells(series: pd.Series, mask: np.ndarray, lines: np.ndarray) -> str:
     return shown + more
 
 
-def load_dataset(cfg: DatasetConfig, *, require_label: bool) -> LocalDataset:
+def load_dataset(cfg: DatasetConfig, *, require_label: bool, require_features: bool = True) -> LocalDataset:
     """Read the CSV named by ``cfg``. Raises :class:`DataError` naming file, line and column."""
     path = cfg.path
     try:
@@ -70,10 +71,18 @@ def load_dataset(cfg: DatasetConfig, *, require_label: bool) -> LocalDataset:
         feature_names = list(cfg.feature_columns)
     else:
         feature_names = [c for c in columns if c not in (cfg.id_column, label_col)]
-    if not feature_names:
+    if not feature_names and require_features:
         raise DataError(f"{path}: no feature columns")
 
-    ids = prepare_ids(list(frame[cfg.id_column]), source=str(path), validate_uscc=cfg.validate_uscc, lines=line_numbers)
+    removed = 0
+    if cfg.duplicates == "dedupe":
+        d = prepare_ids(list(frame[cfg.id_column]), source=str(path), validate_uscc=cfg.validate_uscc, lines=line_numbers, dedupe=True)
+        ids, removed = list(d.ids), d.removed
+        if removed:
+            frame = frame.iloc[list(d.kept)].reset_index(drop=True)
+            line_numbers = line_numbers[list(d.kept)]
+    else:
+        ids = prepare_ids(list(frame[cfg.id_column]), source=str(path), validate_uscc=cfg.validate_uscc, lines=line_numbers)
 
     x = np.empty((len(frame), len(feature_names)), dtype=float)
     for j, col in enumerate(feature_names):
@@ -101,4 +110,4 @@ def load_dataset(cfg: DatasetConfig, *, require_label: bool) -> LocalDataset:
         if bad.any():
             raise DataError(f"{path}: label column {label_col!r} must be 0/1; bad values at {_bad_cells(frame[label_col], bad, line_numbers)}")
         labels = mapped.to_numpy(dtype=np.int64)
-    return LocalDataset(path, ids, x, feature_names, labels)
+    return LocalDataset(path, ids, x, feature_names, labels, removed)

@@ -68,6 +68,8 @@ class PartyNode:
         self._threads: dict[str, threading.Thread] = {}
         self._decided: set[str] = set()
         self._stop = threading.Event()
+        self._pool: Any = None
+        self._pool_lock = threading.Lock()
 
     # -- lifecycle
     def _call(self, fn: Any, request: Any, timeout: float = DEFAULT_DEADLINE_S) -> Any:
@@ -113,6 +115,8 @@ class PartyNode:
                     t.start()
         for t in self._threads.values():
             t.join(timeout=5.0)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self.channel.close()
 
     # -- approval
@@ -169,19 +173,44 @@ class PartyNode:
 
     def _progress_reporter(self, job_id: str) -> Any:
         last = [0.0]
+        started: dict[str, tuple[float, int]] = {}  # stage -> (time, done) when first seen
 
         def report(p: Progress) -> None:
             now = time.monotonic()
+            t0, d0 = started.setdefault(p.stage, (now, p.done))
             if now - last[0] < 0.5 and p.done < p.total:
                 return
             last[0] = now
-            req = job_pb2.ReportProgressRequest(job_id=job_id, stage=p.stage, done=p.done, total=p.total, detail_json=json.dumps(dict(p.detail)))
+            detail = {k: v for k, v in dict(p.detail).items() if isinstance(v, (int, float, str, bool))}
+            if now > t0 and p.done > d0:
+                rate = (p.done - d0) / (now - t0)
+                detail["rate_per_s"] = round(rate, 1)
+                if p.total > p.done:
+                    detail["eta_s"] = round((p.total - p.done) / rate, 1)
+            _LOG.info("job %s: %s %d/%d%s", job_id, p.stage, p.done, p.total,
+                      "".join(f" {k}={v}" for k, v in detail.items() if k in ("rate_per_s", "eta_s", "epoch")))
+            req = job_pb2.ReportProgressRequest(job_id=job_id, stage=p.stage, done=p.done, total=p.total, detail_json=json.dumps(detail))
             try:
                 self._call(self.jobs.ReportProgress, req, timeout=10.0)
             except FedCreditError as exc:
                 _LOG.debug("progress report failed: %s", exc)
 
         return report
+
+    def _checkpoint_path(self, job_id: str) -> Path:
+        return self.cfg.workdir / "jobs" / job_id / "psi.checkpoint.json"
+
+    def _map_fn(self, n_ids: int) -> Any:
+        """Scalar multiplications on all cores: a process pool (spawned, never forked: gRPC is threaded)."""
+        if n_ids < 20_000 or (os.cpu_count() or 1) < 2:
+            return None
+        with self._pool_lock:
+            if self._pool is None:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                self._pool = ProcessPoolExecutor(max_workers=os.cpu_count(), mp_context=multiprocessing.get_context("spawn"))
+            return self._pool.map
 
     def _sealer(self, job_id: str, peer: str, wait_s: float = 300.0) -> tuple[Sealer, bytes]:
         """The peer's sealing key, verified against our own CA copy. Waits for the peer to register."""
@@ -220,12 +249,15 @@ class PartyNode:
 
         transcript_dir = self.cfg.transcripts.directory or self.cfg.workdir / "transcripts"
         transcript_dir.mkdir(parents=True, exist_ok=True)
+        resuming = self._checkpoint_path(info.job_id).exists()
         writer = TranscriptWriter(transcript_dir / f"{info.job_id}.{me}.jsonl", job_id=info.job_id, identity=self.signer,
-                                  role=role.value, ca_cert_pem=self.tls.ca, keep_payloads=self.cfg.transcripts.keep_payloads)
+                                  role=role.value, ca_cert_pem=self.tls.ca, keep_payloads=self.cfg.transcripts.keep_payloads,
+                                  resume=resuming)
         try:
-            writer.event("job_spec", spec=json.loads(spec.canonical_json()), spec_sha256=info.spec_sha256, purpose=spec.purpose)
-            writer.event("approved", spec_sha256=approval.spec_sha256, by=approval.by, reason=approval.reason,
-                         checks=check.checks, signature=approval.signature.hex())
+            if not resuming:
+                writer.event("job_spec", spec=json.loads(spec.canonical_json()), spec_sha256=info.spec_sha256, purpose=spec.purpose)
+                writer.event("approved", spec_sha256=approval.spec_sha256, by=approval.by, reason=approval.reason,
+                             checks=check.checks, signature=approval.signature.hex())
             try:
                 result = self._run_approved(info, spec, role, peer, ds_cfg, writer)
             except Exception as exc:
@@ -233,6 +265,7 @@ class PartyNode:
                 raise
             writer.event("finished", ok=True, error="")
             result.setdefault("artifacts", {})[me] = {"transcript": str(writer.path)}
+            result["peak_rss_mb"] = {me: round(peak_rss_mb(), 1)}
             return result
         finally:
             writer.close()
@@ -241,7 +274,7 @@ class PartyNode:
                       writer: TranscriptWriter) -> dict[str, Any]:
         me = self.cfg.name
         _LOG.info("job %s: %s as %s on dataset %s (purpose %s)", info.job_id, spec.kind, role.value, ds_cfg.path.name, spec.purpose)
-        data = load_dataset(ds_cfg, require_label=(role is Role.GUEST and spec.kind == "train"))
+        data = load_dataset(ds_cfg, require_label=(role is Role.GUEST and spec.kind == "train"), require_features=spec.kind == "train")
         ids = data.ids
         keep = None
         if ds_cfg.consent_registry is not None:
@@ -268,9 +301,18 @@ class PartyNode:
             writer.message(direction, envelope_fields(env), env.signature, key_owner=str(owner) if owner else None,
                            disclosed=msg.disclosed(), payload=wire)
 
+        report = self._progress_reporter(info.job_id)
+        ckpt_path = self._checkpoint_path(info.job_id)
+
+        def on_progress(p: Progress) -> None:
+            ck = p.detail.get("checkpoint") if isinstance(p.detail, dict) else None
+            if ck is not None:  # persisted before the program goes on; it holds secrets, so it stays here (0600)
+                _write_private_json(ckpt_path, ck)
+            report(p)
+
         endpoint = RelayEndpoint(
             self.channel, info.job_id, role, names, signer=self.signer, verify_keys=verify_keys,
-            sealers={peer: sealer}, on_progress=self._progress_reporter(info.job_id), recorder=record,
+            sealers={peer: sealer}, on_progress=on_progress, recorder=record,
             timeout_s=self.cfg.message_timeout_s,
         )
         rng = secrets.SystemRandom()
@@ -278,12 +320,32 @@ class PartyNode:
         t0 = time.monotonic()
 
         params = psi.PsiParams(salt=bytes.fromhex(info.psi_salt_hex), reveal=psi.Reveal(spec.psi.reveal))
-        program = psi.guest_program(ids, params, rng) if role is Role.GUEST else psi.host_program(ids, params, rng)
+        role_program = psi.guest_program if role is Role.GUEST else psi.host_program
+        resume = None
+        if ckpt_path.exists():
+            resume = psi.PsiCheckpoint.from_dict(json.loads(ckpt_path.read_text(encoding="utf-8")))
+            endpoint.restore_counters(psi.PsiStep, resume.sent, resume.recv_from)
+            for line in writer.path.read_text(encoding="utf-8").splitlines():
+                rec = json.loads(line)
+                if rec.get("kind") == "message":
+                    e = rec["body"]["envelope"]
+                    if rec["body"]["direction"] == "sent":
+                        endpoint.already_sent.add((e["step"], e["receiver"], int(e["sequence"])))
+                    elif rec["body"]["direction"] == "received":
+                        endpoint.already_received.add((e["step"], e["sender"], int(e["sequence"])))
+            writer.event("resumed_psi", sent=dict(resume.sent), recv_from=dict(resume.recv_from))
+            _LOG.warning("job %s: resuming PSI from its checkpoint (sent %s)", info.job_id, dict(resume.sent))
+        program = role_program(ids, params, rng, map_fn=self._map_fn(len(ids)), checkpoint=True, resume=resume)
         psi_result: psi.PsiResult = drive(role, program, endpoint)
+        ckpt_path.unlink(missing_ok=True)  # the scalar is no longer needed: do not keep it
         psi_seconds = time.monotonic() - t0
         result: dict[str, Any] = {"psi": {"seconds": {me: round(psi_seconds, 3)}}}
+        if data.duplicates_removed:
+            result["psi"]["duplicates_removed"] = {me: data.duplicates_removed}
         aligned: list[str] = []
-        if psi_result.size >= 0:
+        if psi_result.size >= 0 and spec.psi.reveal == "cardinality":
+            result["psi"]["intersection_size"] = psi_result.size  # the count only; no rows are known
+        elif psi_result.size >= 0:
             rows = np.asarray(psi_result.rows, dtype=np.int64)
             if keep is not None:
                 rows = keep[rows]  # back to rows of the full file
@@ -332,6 +394,25 @@ class PartyNode:
         result["seconds"] = {me: {"psi": round(psi_seconds, 3), "train": round(time.monotonic() - t1, 3)}}
         result["bytes"] = {me: {"sent": endpoint.bytes_sent, "received": endpoint.bytes_received}}
         return result
+
+
+def _write_private_json(path: Path, obj: Any) -> None:
+    """Atomically write JSON readable by this user only (fsync before rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _std_json(data: LocalDataset, std: Standardizer) -> dict[str, Any]:

@@ -12,6 +12,16 @@ from .client import OperatorClient, job_dict
 __all__ = ["follow_job"]
 
 
+def _fmt(key: str, value: Any) -> str:
+    if key == "rate_per_s":
+        return f"{value:,.0f}/s"
+    if key == "eta_s":
+        return f"ETA {value:,.0f}s"
+    if isinstance(value, float):
+        return f"{key}={value:.4f}"
+    return f"{key}={value}"
+
+
 def follow_job(client: OperatorClient, job_id: str, *, console: Console | None, timeout_s: float = 7200.0) -> Any:
     """Poll the job until it ends; show one bar per node if a console is given."""
     if console is None:
@@ -26,7 +36,7 @@ def follow_job(client: OperatorClient, job_id: str, *, console: Console | None, 
                 stage = p.get("stage", "")
                 detail = p.get("detail", {})
                 label = f"{node}: {stage}"
-                info_txt = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in detail.items())
+                info_txt = " ".join(_fmt(k, v) for k, v in detail.items() if k not in ("checkpoint",))
                 if node not in tasks:
                     tasks[node] = bars.add_task(label, total=p.get("total") or None, info=info_txt)
                 bars.update(tasks[node], description=label, completed=p.get("done", 0), total=p.get("total") or None, info=info_txt)

@@ -103,6 +103,9 @@ class Endpoint(ABC):
         self._recorder = recorder
         self._send_seq: dict[tuple[str, str], int] = {}
         self._recv_seq: dict[tuple[str, str], int] = {}
+        # After a restart: (step, peer, sequence) already sent / recorded as received before the crash.
+        self.already_sent: set[tuple[str, str, int]] = set()
+        self.already_received: set[tuple[str, str, int]] = set()
         self.bytes_sent = 0
         self.bytes_received = 0
 
@@ -119,6 +122,8 @@ class Endpoint(ABC):
         key = (step.wire, receiver)
         seq = self._send_seq.get(key, 0)
         self._send_seq[key] = seq + 1
+        if (step.wire, receiver, seq) in self.already_sent:
+            return  # sent before a restart; the relay has it (and would drop a second copy)
         payload_type, data = encode_payload(payload)
         env = envelope_pb2.Envelope(
             job_id=self.job_id,
@@ -171,13 +176,25 @@ class Endpoint(ABC):
             raise ProtocolError(f"{step.wire}: envelope classification {env.classification!r} does not match the payload type")
         self._recv_seq[(step.wire, sender)] = seq + 1
         self.bytes_received += env.payload_size
-        if self._recorder:
+        if self._recorder and (step.wire, sender, seq) not in self.already_received:
             self._recorder("received", env, msg, wire)
         return msg
 
     def progress(self, p: Progress) -> None:
         if self._on_progress:
             self._on_progress(p)
+
+    def restore_counters(self, steps: Any, sent: Mapping[str, int], recv_from: Mapping[str, int]) -> None:
+        """After a restart: continue each step's sequence numbers where the checkpoint says."""
+        by_wire = {s.wire: s.spec for s in steps}
+        for wire, n in sent.items():
+            spec = by_wire[wire]
+            for to in spec.receivers:
+                self._send_seq[(wire, self.names[to])] = int(n)
+        for wire, n in recv_from.items():
+            spec = by_wire[wire]
+            for frm in spec.senders:
+                self._recv_seq[(wire, self.names[frm])] = int(n)
 
 
 class RelayEndpoint(Endpoint):

@@ -220,6 +220,12 @@ class Store:
             db.execute("INSERT INTO job_events(job_id, ts_ms, node, kind, detail) VALUES(?,?,?,?,?)",
                        (job_id, now_ms(), node, "approved" if approved else "rejected", f"{by}: {reason}"))
 
+    def unclaim_role(self, job_id: str, role: str, node: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE job_roles SET claimed_ms=NULL WHERE job_id=? AND role=? AND finished_ms IS NULL", (job_id, role))
+            db.execute("INSERT INTO job_events(job_id, ts_ms, node, kind, detail) VALUES(?,?,?,?,?)",
+                       (job_id, now_ms(), node, "resuming", f"{node} restarted; its {role} role resumes from its checkpoint"))
+
     def claim_role(self, job_id: str, role: str) -> None:
         with self.tx() as db:
             db.execute("UPDATE job_roles SET claimed_ms=? WHERE job_id=? AND role=? AND claimed_ms IS NULL", (now_ms(), job_id, role))

@@ -43,6 +43,7 @@ from typing import Any, Callable
 from federated.certs import NAME_PATTERN
 from federated.errors import ConflictError, DataError
 from federated.signing import (
+    verify_digest,
     ENVELOPE_FIELDS,
     SigningIdentity,
     canonical_json,
@@ -121,6 +122,7 @@ class TranscriptWriter:
         ca_cert_pem: bytes,
         keep_payloads: bool = False,
         clock: Callable[[], float] = time.time,
+        resume: bool = False,
     ) -> None:
         if not isinstance(job_id, str) or not job_id:
             raise ValueError("a transcript needs a non-empty job id")
@@ -144,6 +146,9 @@ class TranscriptWriter:
         self._fd: int | None = None
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume and self.path.exists() and self.path.stat().st_size > 0:
+            self._resume_existing()
+            return
         self._fd = self._open_new(self.path)
         try:
             self._append(
@@ -159,6 +164,35 @@ class TranscriptWriter:
         except BaseException:
             self.close()
             raise
+
+    def _resume_existing(self) -> None:
+        """Continue this node's own chain after a restart (the record before continues to verify).
+
+        A record half-written when the process was killed is cut off first; every
+        remaining record must chain, hash and carry this node's signature.
+        """
+        data = self.path.read_bytes()
+        complete = data[: data.rfind(b"\n") + 1] if b"\n" in data else b""
+        key = self._identity.private_key.public_key()
+        prev = ZERO_HASH
+        records = [json.loads(line) for line in complete.splitlines() if line.strip()]
+        for i, rec in enumerate(records):
+            if rec.get("index") != i or rec.get("prev_hash") != prev or rec.get("node") != self.node or rec.get("job_id") != self.job_id:
+                raise ConflictError(f"transcript {self.path} record {i} does not continue this node's chain; not resuming")
+            if record_hash(rec) != rec.get("hash"):
+                raise ConflictError(f"transcript {self.path} record {i} fails its hash; not resuming")
+            verify_digest(key, bytes.fromhex(rec["hash"]), bytes.fromhex(rec["signature"]))
+            prev = rec["hash"]
+        if not records:
+            raise ConflictError(f"transcript {self.path} has no complete record to resume from")
+        flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+        self._fd = os.open(self.path, flags)
+        if len(complete) != len(data):
+            os.ftruncate(self._fd, len(complete))
+        self._index = len(records)
+        self._prev_hash = prev
+        self._append("event", {"event": "resumed", "after_record": len(records) - 1,
+                               "cut_bytes": len(data) - len(complete)})
 
     @staticmethod
     def _open_new(path: Path) -> int:

@@ -1,10 +1,15 @@
-"""Tests for protocols.psi: id preparation, X25519 primitives and the PSI protocol."""
+"""Tests for protocols.psi: id preparation, X25519 primitives, the streamed PSI and its resume.
+
+Modes, the unbalanced mode, parallel blinding and de-duplication are in test_psi_modes.py.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
-from typing import Any
+from collections import defaultdict
+from typing import Any, Callable
 
 import pytest
 from hypothesis import given, settings
@@ -35,12 +40,15 @@ from protocols.psi.ids import (
 from protocols.psi.protocol import (
     BlindedPoints,
     MatchedPositions,
+    PsiCheckpoint,
     PsiParams,
     PsiResult,
     PsiStep,
     Reveal,
+    SetSize,
     guest_program,
     host_program,
+    seeded_permutation,
 )
 
 SALT = bytes(range(16))
@@ -86,6 +94,11 @@ def run_psi(
 
 def sends(log: list[tuple[Role, Any]]) -> list[Send]:
     return [a for _, a in log if isinstance(a, Send)]
+
+
+def stream(log: list[tuple[Role, Any]], step: PsiStep) -> tuple[bytes, ...]:
+    """All points sent on ``step``, batches concatenated in order."""
+    return tuple(p for a in sends(log) if a.step is step for p in a.payload.points)
 
 
 def assert_aligned(guest_ids, host_ids, g: PsiResult, h: PsiResult) -> None:
@@ -384,9 +397,7 @@ def test_reveal_guest_sends_no_matches() -> None:
     g, h, log = run_psi(common + make_ids(rng, 5, "G"), common, PsiParams(salt=SALT, reveal="guest"))
     steps = [s.step for s in sends(log)]
     assert PsiStep.GUEST_MATCHES not in steps
-    assert sorted(s.wire for s in steps) == sorted(
-        [PsiStep.GUEST_BLINDED.wire, PsiStep.HOST_BLINDED.wire, PsiStep.HOST_DOUBLE_BLINDED.wire]
-    )
+    assert set(steps) == set(PsiStep) - {PsiStep.GUEST_MATCHES}
     assert h.rows == () and h.size == -1
     assert g.size == 5
 
@@ -408,8 +419,7 @@ def test_deterministic_with_seeded_rng_and_salt_sensitive() -> None:
     assert other_salt[0] == run1[0] and other_salt[1] == run1[1]
 
     def points(log, step):
-        (s,) = [a for a in sends(log) if a.step is step]
-        return s.payload.points
+        return stream(log, step)
 
     for step in (PsiStep.GUEST_BLINDED, PsiStep.HOST_BLINDED, PsiStep.HOST_DOUBLE_BLINDED):
         assert not set(points(run1[2], step)) & set(points(other_salt[2], step))
@@ -432,8 +442,11 @@ def test_wire_carries_no_plaintext_or_unblinded_hashes() -> None:
     messages = sends(log)
     assert {m.step for m in messages} == set(PsiStep)
     for m in messages:
-        assert m.payload.classification in (Classification.MASKED, Classification.AGGREGATE)
-        if isinstance(m.payload, BlindedPoints):
+        assert m.payload.classification in (Classification.MASKED, Classification.AGGREGATE, Classification.PUBLIC)
+        if isinstance(m.payload, SetSize):
+            assert isinstance(m.payload, Public)
+            assert m.payload.count in (len(guest_ids), len(host_ids))
+        elif isinstance(m.payload, BlindedPoints):
             assert isinstance(m.payload, Masked)
             for p in m.payload.points:
                 assert p not in hashes
@@ -454,7 +467,7 @@ def test_guest_shuffles_its_blinded_points() -> None:
     assert_aligned(guest_ids, host_ids, g, h)
     assert list(g.rows) == list(range(40, 60))
 
-    (sent,) = [a.payload.points for a in sends(log) if a.step is PsiStep.GUEST_BLINDED]
+    sent = stream(log, PsiStep.GUEST_BLINDED)
     # The guest's scalar is the first draw of its rng (seed 1).
     in_row_order = blind(random_scalar(random.Random(1)), [hash_to_point(SALT, x) for x in guest_ids])
     assert sorted(sent) == sorted(in_row_order)  # the same points ...
@@ -487,10 +500,66 @@ def test_progress_reported_per_batch() -> None:
     guest = [a for r, a in log if r is Role.GUEST and isinstance(a, Progress)]
     host = [a for r, a in log if r is Role.HOST and isinstance(a, Progress)]
     assert all(p.stage == "psi" for p in guest + host)
-    # guest: 25 own points in 3 batches, then 10 host points in 1 batch
-    assert [(p.done, p.total) for p in guest] == [(10, 25), (20, 25), (25, 25), (35, 35)]
+    # guest: 25 own points in 3 batches, then 10 host points in 1 batch, then done
+    assert [(p.done, p.total) for p in guest] == [(10, 25), (20, 25), (25, 25), (35, 35), (35, 35)]
+    assert [p.detail["phase"] for p in guest] == ["guest_blind"] * 3 + ["guest_reblind", "done"]
     # host: 10 own points in 1 batch, then 25 guest points in 3 batches
     assert [(p.done, p.total) for p in host] == [(10, 10), (20, 35), (30, 35), (35, 35)]
+    # Without checkpoint=True no secret goes into a Progress (the runtime forwards details).
+    assert not any("checkpoint" in p.detail for p in guest + host)
+
+
+def test_messages_are_batches_with_sizes_first() -> None:
+    rng = random.Random(31)
+    common = make_ids(rng, 7, "C")
+    guest_ids = common + make_ids(rng, 16, "G")  # 23 = 5 + 5 + 5 + 5 + 3
+    host_ids = make_ids(rng, 4, "H") + common  # 11 = 5 + 5 + 1
+    g, h, log = run_psi(guest_ids, host_ids, PsiParams(salt=SALT, batch_size=5))
+    assert_aligned(guest_ids, host_ids, g, h)
+    for role, first, steps in (
+        (Role.GUEST, PsiStep.GUEST_SIZE, {PsiStep.GUEST_BLINDED: [5, 5, 5, 5, 3]}),
+        (Role.HOST, PsiStep.HOST_SIZE, {PsiStep.HOST_BLINDED: [5, 5, 1], PsiStep.HOST_DOUBLE_BLINDED: [5, 5, 5, 5, 3]}),
+    ):
+        mine = [a for r, a in log if r is role and isinstance(a, Send)]
+        assert mine[0].step is first
+        assert mine[0].payload == SetSize(len(guest_ids) if role is Role.GUEST else len(host_ids))
+        for step, lengths in steps.items():
+            assert [len(a.payload.points) for a in mine if a.step is step] == lengths
+    # Both roles send their size and all their own batches before their first receive.
+    for role, own in ((Role.GUEST, PsiStep.GUEST_BLINDED), (Role.HOST, PsiStep.HOST_BLINDED)):
+        actions = [a for r, a in log if r is role and not isinstance(a, Progress)]
+        first_recv = next(i for i, a in enumerate(actions) if isinstance(a, Recv))
+        assert sum(1 for a in actions[:first_recv] if isinstance(a, Send) and a.step is own) == len(
+            [a for a in actions if isinstance(a, Send) and a.step is own]
+        )
+
+
+def test_host_double_blinds_each_batch_as_it_arrives() -> None:
+    """The host answers guest batch k right after receiving batch k+1 (one ahead), never all at the end."""
+    rng = random.Random(37)
+    ids = make_ids(rng, 40, "X")
+    _, _, log = run_psi(ids, ids[:10], PsiParams(salt=SALT, batch_size=8))
+    host = [a for r, a in log if r is Role.HOST and not isinstance(a, Progress)]
+    order = [("recv" if isinstance(a, Recv) else "send", a.step) for a in host]
+    received = [i for i, (kind, step) in enumerate(order) if kind == "recv" and step is PsiStep.GUEST_BLINDED]
+    replied = [i for i, (kind, step) in enumerate(order) if kind == "send" and step is PsiStep.HOST_DOUBLE_BLINDED]
+    assert len(received) == len(replied) == 5
+    for k in range(3):
+        assert received[k + 1] < replied[k] < received[k + 2]
+    assert received[4] < replied[3] < replied[4]
+
+
+def test_seeded_permutation() -> None:
+    seed = bytes(range(32))
+    p = seeded_permutation(1000, seed, b"a")
+    assert sorted(p) == list(range(1000))
+    assert list(p) == list(seeded_permutation(1000, seed, b"a"))  # deterministic
+    assert list(p) != list(seeded_permutation(1000, seed, b"b"))  # labels separate
+    assert list(p) != list(seeded_permutation(1000, bytes(32), b"a"))
+    assert list(seeded_permutation(0, seed, b"a")) == [] and list(seeded_permutation(1, seed, b"a")) == [0]
+    # Roughly uniform: each element lands in the first half about half of the time.
+    firsts = [seeded_permutation(4, i.to_bytes(32, "little"), b"u")[0] for i in range(800)]
+    assert all(150 < firsts.count(v) < 250 for v in range(4))
 
 
 # --------------------------------------------------------------------------- validation
@@ -514,6 +583,18 @@ def test_params_and_payload_validation() -> None:
         MatchedPositions((1, -1))
     with pytest.raises(ProtocolError):
         MatchedPositions((True,))
+    for bad in (-1, True, 2**32 + 1, 1.0):
+        with pytest.raises(ProtocolError):
+            SetSize(bad)  # type: ignore[arg-type]
+    assert SetSize(5).disclosed() == {"set_size": 5}
+    # mode and reveal are one setting
+    assert PsiParams(salt=SALT, mode="cardinality").reveal is Reveal.CARDINALITY
+    assert PsiParams(salt=SALT, reveal="guest").mode is Reveal.GUEST
+    assert PsiParams(salt=SALT).mode is Reveal.BOTH
+    with pytest.raises(ProtocolError):
+        PsiParams(salt=SALT, reveal="guest", mode="cardinality")
+    with pytest.raises(ProtocolError):
+        PsiParams(salt=SALT, mode="everyone")  # type: ignore[arg-type]
 
 
 def test_duplicate_ids_rejected() -> None:
@@ -575,7 +656,9 @@ def test_bad_matches_rejected_by_host() -> None:
 
         def bogus_guest(positions=positions) -> RoleProgram:
             pts = blind(random_scalar(random.Random(4)), [hash_to_point(SALT, "A")])
+            yield Send(PsiStep.GUEST_SIZE, SetSize(1))
             yield Send(PsiStep.GUEST_BLINDED, BlindedPoints(tuple(pts)))
+            yield Recv(PsiStep.HOST_SIZE)
             yield Recv(PsiStep.HOST_BLINDED)
             yield Recv(PsiStep.HOST_DOUBLE_BLINDED)
             yield Send(PsiStep.GUEST_MATCHES, MatchedPositions(positions))
@@ -588,16 +671,27 @@ def test_short_reply_rejected_by_guest() -> None:
     params = PsiParams(salt=SALT)
 
     def short_host() -> RoleProgram:
-        yield Send(PsiStep.HOST_BLINDED, BlindedPoints(()))
+        yield Send(PsiStep.HOST_SIZE, SetSize(0))
+        yield Recv(PsiStep.GUEST_SIZE)
         got = yield Recv(PsiStep.GUEST_BLINDED)
         yield Send(PsiStep.HOST_DOUBLE_BLINDED, BlindedPoints(got.points[:-1]))
 
     with pytest.raises(ProtocolError, match="expected 3"):
         run_local({Role.GUEST: guest_program(["A", "B", "C"], params, random.Random(1)), Role.HOST: short_host()})
 
+    def short_batch_host() -> RoleProgram:
+        yield Send(PsiStep.HOST_SIZE, SetSize(2))  # announces 2, sends 1
+        p = blind(random_scalar(random.Random(8)), [hash_to_point(SALT, "Z")])[0]
+        yield Send(PsiStep.HOST_BLINDED, BlindedPoints((p,)))
+
+    with pytest.raises(ProtocolError, match="batch 0 carries 1 points, expected 2"):
+        run_local({Role.GUEST: guest_program(["A"], params, random.Random(1)), Role.HOST: short_batch_host()})
+
     def repeating_host() -> RoleProgram:
         p = blind(random_scalar(random.Random(8)), [hash_to_point(SALT, "Z")])[0]
+        yield Send(PsiStep.HOST_SIZE, SetSize(2))
         yield Send(PsiStep.HOST_BLINDED, BlindedPoints((p, p)))
+        yield Recv(PsiStep.GUEST_SIZE)
         got = yield Recv(PsiStep.GUEST_BLINDED)
         yield Send(PsiStep.HOST_DOUBLE_BLINDED, BlindedPoints(got.points))
 
@@ -605,9 +699,201 @@ def test_short_reply_rejected_by_guest() -> None:
         run_local({Role.GUEST: guest_program(["A"], params, random.Random(1)), Role.HOST: repeating_host()})
 
     def low_order_host() -> RoleProgram:
+        yield Send(PsiStep.HOST_SIZE, SetSize(1))
         yield Send(PsiStep.HOST_BLINDED, BlindedPoints((bytes(32),)))
+        yield Recv(PsiStep.GUEST_SIZE)
         got = yield Recv(PsiStep.GUEST_BLINDED)
         yield Send(PsiStep.HOST_DOUBLE_BLINDED, BlindedPoints(got.points))
 
     with pytest.raises(CryptoError):
         run_local({Role.GUEST: guest_program(["A"], params, random.Random(1)), Role.HOST: low_order_host()})
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def run_resumable(
+    make: dict[Role, Callable[[PsiCheckpoint | None], RoleProgram]],
+    kills: dict[Role, list[int]] | None = None,
+) -> tuple[dict[Role, Any], dict[str, int]]:
+    """Drive role programs as the runtime must when a party process dies and restarts.
+
+    Like run_local, but: every message ever sent stays available per (step, sender)
+    -- the relay plus the receiver's local spool; each role has its own next
+    send/receive sequence number per step; and after the role's n-th action
+    (for each n in ``kills[role]``, counted over the role's whole life) the
+    action is dropped and the generator closed, as if the process died right
+    there. The role is then re-created from the last checkpoint it reported:
+    receive counters restart at ``recv_from``, send counters at ``sent``, and a
+    send whose sequence number was already delivered must repeat the delivered
+    payload exactly and is skipped.
+    """
+    kills = kills or {}
+    logs: dict[tuple[str, Role], list[Any]] = defaultdict(list)
+    gens = {r: f(None) for r, f in make.items()}
+    started: set[Role] = set()
+    pending: dict[Role, Recv | None] = {r: None for r in make}
+    inbox: dict[Role, Any] = {r: None for r in make}
+    send_seq: dict[Role, dict[str, int]] = {r: defaultdict(int) for r in make}
+    recv_seq: dict[Role, dict[str, int]] = {r: defaultdict(int) for r in make}
+    last_cp: dict[Role, dict | None] = {r: None for r in make}
+    actions = {r: 0 for r in make}
+    results: dict[Role, Any] = {}
+    stats = {"restarts": 0, "resent": 0}
+
+    def restart(role: Role) -> None:
+        gens[role].close()
+        cp = last_cp[role]
+        resume = PsiCheckpoint.from_dict(json.loads(json.dumps(cp))) if cp is not None else None
+        gens[role] = make[role](resume)
+        started.discard(role)
+        pending[role], inbox[role] = None, None
+        send_seq[role] = defaultdict(int, resume.sent if resume else {})
+        recv_seq[role] = defaultdict(int, resume.recv_from if resume else {})
+        stats["restarts"] += 1
+
+    def advance(role: Role) -> bool:
+        moved = False
+        while role not in results:
+            want = pending[role]
+            if want is not None:
+                frm = check_recv(role, want)
+                queue = logs[(want.step.wire, frm)]
+                seq = recv_seq[role][want.step.wire]
+                if seq >= len(queue):
+                    return moved
+                inbox[role] = queue[seq]
+                recv_seq[role][want.step.wire] = seq + 1
+                pending[role] = None
+            try:
+                if role in started:
+                    action = gens[role].send(inbox[role])
+                else:
+                    started.add(role)
+                    action = next(gens[role])
+                inbox[role] = None
+            except StopIteration as stop:
+                results[role] = stop.value
+                return True
+            moved = True
+            actions[role] += 1
+            if actions[role] in kills.get(role, ()):
+                restart(role)
+                continue
+            if isinstance(action, Send):
+                check_send(role, action)
+                wire = action.step.wire
+                seq = send_seq[role][wire]
+                send_seq[role][wire] = seq + 1
+                queue = logs[(wire, role)]
+                if seq < len(queue):
+                    assert queue[seq] == action.payload, f"{role} re-sent {wire}#{seq} with a different payload"
+                    stats["resent"] += 1
+                else:
+                    assert seq == len(queue), f"{role} skipped {wire}#{len(queue)}"
+                    queue.append(action.payload)
+            elif isinstance(action, Recv):
+                pending[role] = action
+            elif isinstance(action, Progress):
+                cp = action.detail.get("checkpoint")
+                if cp is not None:
+                    assert json.loads(json.dumps(cp)) == cp  # plain JSON
+                    last_cp[role] = cp
+        return moved
+
+    for _ in range(100_000):
+        if len(results) == len(make):
+            return results, stats
+        if not any([advance(r) for r in make if r not in results]):
+            raise AssertionError(f"deadlock; waiting: {[(r, p.step.wire) for r, p in pending.items() if p]}")
+    raise AssertionError("did not finish")
+
+
+RESUME_CASE = {
+    "guest": make_ids(random.Random(41), 30, "C") + make_ids(random.Random(42), 17, "G"),
+    "host": make_ids(random.Random(43), 21, "H") + make_ids(random.Random(41), 30, "C")[5:],
+}
+
+
+def _resume_programs(mode: Reveal, map_fn: Any = None) -> dict[Role, Callable[[PsiCheckpoint | None], RoleProgram]]:
+    params = PsiParams(salt=SALT, mode=mode, batch_size=6)
+    return {
+        Role.GUEST: lambda cp: guest_program(RESUME_CASE["guest"], params, random.Random(51), resume=cp, checkpoint=True),
+        Role.HOST: lambda cp: host_program(RESUME_CASE["host"], params, random.Random(52), resume=cp, checkpoint=True),
+    }
+
+
+@pytest.mark.parametrize("mode", list(Reveal))
+def test_resume_after_kill_gives_the_same_result(mode: Reveal) -> None:
+    baseline, stats = run_resumable(_resume_programs(mode))
+    assert stats == {"restarts": 0, "resent": 0}
+    assert baseline[Role.GUEST].size == 25
+    # The role's whole life, action by action, to pick kill points in every phase.
+    counts = {}
+    for role in (Role.GUEST, Role.HOST):
+        log: list = []
+        progs = _resume_programs(mode)
+        wrapped = {r: (lambda cp, r=r, f=f: recording(f(cp), r, log)) for r, f in progs.items()}
+        run_resumable(wrapped)
+        counts[role] = sum(1 for r, _ in log if r is role)
+    for role in (Role.GUEST, Role.HOST):
+        n = counts[role]
+        for at in sorted({1, 2, 3, 4, n // 5, n // 3, n // 2, 2 * n // 3, 4 * n // 5, n - 2, n - 1, n}):
+            out, stats = run_resumable(_resume_programs(mode), kills={role: [at]})
+            assert out == baseline, (role, at)
+            assert stats["restarts"] == 1
+            # Only what was sent after the last checkpoint goes again: at most one
+            # batch (plus the size message, which shares the first batch's checkpoint).
+            assert stats["resent"] <= 2
+    # Both roles die, the guest twice, at different phases.
+    out, stats = run_resumable(
+        _resume_programs(mode), kills={Role.GUEST: [counts[Role.GUEST] // 3, counts[Role.GUEST]], Role.HOST: [counts[Role.HOST] // 2]}
+    )
+    assert out == baseline and stats["restarts"] == 3
+
+
+def test_resumed_role_continues_after_its_last_batch() -> None:
+    """A guest killed after sending 5 of its 8 batches does not blind or send them again."""
+    params = PsiParams(salt=SALT, batch_size=6)
+    log: list = []
+
+    def guest(cp: PsiCheckpoint | None) -> RoleProgram:
+        return recording(guest_program(RESUME_CASE["guest"], params, random.Random(51), resume=cp, checkpoint=True), Role.GUEST, log)
+
+    def host(cp: PsiCheckpoint | None) -> RoleProgram:
+        return host_program(RESUME_CASE["host"], params, random.Random(52), resume=cp, checkpoint=True)
+
+    # Actions: start progress, size, then (send, progress) per batch. Action 13 is
+    # the send of batch 5: the process dies before it leaves, after the
+    # checkpoint that recorded 5 batches sent.
+    out, stats = run_resumable({Role.GUEST: guest, Role.HOST: host}, kills={Role.GUEST: [13]})
+    assert stats == {"restarts": 1, "resent": 0}
+    blinded = [a.payload for r, a in log if isinstance(a, Send) and a.step is PsiStep.GUEST_BLINDED]
+    assert len(blinded) == 6 + 3  # batches 0-5 (5 lost), then only 5, 6, 7 after the restart
+    assert blinded[6] == blinded[5]  # batch 5 recomputed identically from the checkpoint
+    assert out[Role.GUEST].size == 25
+
+
+def test_checkpoint_format_and_checks() -> None:
+    params = PsiParams(salt=SALT, batch_size=6)
+    gen = guest_program(RESUME_CASE["guest"], params, random.Random(51), checkpoint=True)
+    first = next(gen)
+    assert isinstance(first, Progress) and first.detail["phase"] == "start"
+    cp = first.detail["checkpoint"]
+    assert set(cp) == {"version", "protocol", "role", "job", "secret", "peer_size", "sent", "recv_from"}
+    assert cp["secret"]["scalar"] == random_scalar(random.Random(51)).hex()  # the secret is in there ...
+    parsed = PsiCheckpoint.from_dict(cp)
+    assert "secret" not in parsed.public_view()  # ... and can be stripped for logs
+    assert cp["secret"]["scalar"] not in json.dumps(parsed.public_view())
+    assert parsed.to_dict() == cp
+    gen.close()
+
+    with pytest.raises(ProtocolError, match="other ids"):
+        next(guest_program(RESUME_CASE["guest"][:-1], params, random.Random(1), resume=parsed))
+    with pytest.raises(ProtocolError, match="other ids"):
+        next(guest_program(RESUME_CASE["guest"], PsiParams(salt=SALT, batch_size=7), random.Random(1), resume=parsed))
+    with pytest.raises(ProtocolError, match="not the host"):
+        next(host_program(RESUME_CASE["guest"], params, random.Random(1), resume=parsed))
+    for broken in ({**cp, "version": 99}, {**cp, "sent": {"psi.guest_blinded": -1}}, {**cp, "job": "zz"}, {"role": "guest"}):
+        with pytest.raises(ProtocolError):
+            PsiCheckpoint.from_dict(broken)

@@ -1,37 +1,78 @@
 """Two-party ECDH-PSI over X25519.
 
-* :mod:`protocols.psi.ids` -- id normalization and validation.
-* :mod:`protocols.psi.ecdh` -- hazmat primitives: hashing ids onto Curve25519
-  and blinding.
-* :mod:`protocols.psi.protocol` -- the message table and both role programs.
+* :mod:`protocols.psi.ids` -- id normalization, validation and de-duplication.
+* :mod:`protocols.psi.ecdh` -- hazmat primitives: hashing ids onto Curve25519,
+  blinding (optionally on a process pool), invertible scalars.
+* :mod:`protocols.psi.protocol` -- the balanced, streamed PSI: message table,
+  modes (both / guest / cardinality), checkpoints and both role programs.
+* :mod:`protocols.psi.unbalanced` -- a large host set cached under a
+  long-lived key, small guest queries online.
 """
 
-from .ecdh import blind, hash_to_point, is_on_curve
-from .ids import is_valid_uscc, normalize_id, prepare_ids
+from .ecdh import blind, hash_and_blind, hash_points, hash_to_point, invertible_scalar, is_on_curve
+from .ids import DedupedIds, is_valid_uscc, normalize_id, prepare_ids
 from .protocol import (
     BlindedPoints,
     MatchedPositions,
+    Mode,
+    PsiCheckpoint,
     PsiParams,
     PsiResult,
     PsiStep,
     Reveal,
+    SetSize,
     guest_program,
     host_program,
+)
+from .unbalanced import (
+    CacheDigest,
+    CachedDigests,
+    CacheStatus,
+    UnbalancedCache,
+    UnbalancedParams,
+    UnbalancedResult,
+    UnbalancedStep,
+    unbalanced_build_cache,
+    unbalanced_cache_digest,
+    unbalanced_guest_program,
+    unbalanced_host_program,
+    unbalanced_key_id,
+    unbalanced_new_key,
 )
 
 __all__ = [
     "normalize_id",
     "prepare_ids",
+    "DedupedIds",
     "is_valid_uscc",
     "hash_to_point",
+    "hash_points",
+    "hash_and_blind",
     "is_on_curve",
     "blind",
+    "invertible_scalar",
     "PsiStep",
     "PsiParams",
     "PsiResult",
+    "PsiCheckpoint",
     "Reveal",
+    "Mode",
+    "SetSize",
     "BlindedPoints",
     "MatchedPositions",
     "guest_program",
     "host_program",
+    "UnbalancedStep",
+    "UnbalancedParams",
+    "UnbalancedCache",
+    "UnbalancedResult",
+    "CacheDigest",
+    "CacheStatus",
+    "CachedDigests",
+    "unbalanced_new_key",
+    "unbalanced_key_id",
+    "unbalanced_build_cache",
+    "unbalanced_cache_digest",
+    "unbalanced_host_program",
+    "unbalanced_guest_program",
 ]

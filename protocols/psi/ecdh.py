@@ -48,23 +48,77 @@ effective clamped scalar 2^251 ≤ k/8 < 2^252 < ℓ is never a multiple of ℓ,
 blinding an honest point -- once or twice -- never fails. A point received from
 a peer is not checked for curve membership: a peer deviating from the protocol
 is outside the semi-honest model (and X25519 is twist-secure regardless).
+
+Inverting a blinding (unbalanced PSI)
+-------------------------------------
+On the order-ℓ subgroup only a scalar's class mod ℓ matters, so a clamped
+scalar s with s ≡ r⁻¹ (mod ℓ) undoes r. Clamping restricts s to 2^254 + 8·t,
+which covers about half of all classes; :func:`invertible_scalar` draws r until
+its inverse is among them.
+
+Parallelism
+-----------
+:func:`blind`, :func:`hash_points` and :func:`hash_and_blind` split their input
+into chunks and run a module-level worker (:func:`blind_worker`,
+:func:`hash_worker`, :func:`hash_blind_worker`) over them with ``map_fn`` --
+builtin ``map`` by default, or a process pool's ``Executor.map``. Tasks and
+results are plain bytes, so they pickle; the output never depends on
+``map_fn`` or the chunk size. The ``*_async`` variants return a
+:class:`Pending` so a caller can queue the next batch before collecting this
+one. Nothing here starts processes or threads.
 """
 
 from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import gmpy2
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from ..errors import CryptoError
 
-__all__ = ["POINT_BYTES", "RandomSource", "hash_to_point", "is_on_curve", "random_scalar", "blind"]
+__all__ = [
+    "POINT_BYTES",
+    "DIGEST_BYTES",
+    "SUBGROUP_ORDER",
+    "DEFAULT_CHUNK",
+    "MapFn",
+    "RandomSource",
+    "hash_to_point",
+    "hash_points",
+    "hash_and_blind",
+    "is_on_curve",
+    "random_scalar",
+    "clamp_scalar",
+    "invertible_scalar",
+    "blind",
+    "blind_async",
+    "hash_and_blind_async",
+    "Pending",
+    "truncate",
+    "blind_worker",
+    "hash_worker",
+    "hash_blind_worker",
+]
 
 #: Size of an X25519 u-coordinate and of a scalar.
 POINT_BYTES = 32
+#: Size of a stored (truncated) double-blinded value; see :func:`truncate`.
+DIGEST_BYTES = 16
+#: ℓ, the order of Curve25519's prime-order subgroup (RFC 7748).
+SUBGROUP_ORDER = 2**252 + 27742317777372353535851937790883648493
+#: Points per task handed to ``map_fn`` by :func:`blind` and friends. A task
+#: of 1024 X25519 multiplications takes ~40 ms, far above a process pool's
+#: per-task overhead (~0.1 ms), and a batch of 8192 still splits into 8 tasks.
+DEFAULT_CHUNK = 1024
+
+#: ``map_fn(worker, tasks)`` -> results in task order: builtin ``map`` or
+#: ``concurrent.futures.Executor.map``. Tasks and results are plain bytes
+#: (tuples of bytes and ints), and workers are module-level functions, so a
+#: process pool can pickle both.
+MapFn = Callable[[Callable[[Any], bytes], Iterable[Any]], Iterable[bytes]]
 
 #: Domain-separation tag of :func:`hash_to_point`.
 _H2C_TAG = b"fedcredit/v1/psi-h2c"
@@ -161,8 +215,12 @@ def hash_to_point(salt: bytes, normalized_id: str) -> bytes:
     Returns:
         32 bytes, to be blinded with :func:`blind`. Never send it unblinded.
     """
+    return _hash_bytes_to_point(salt, normalized_id.encode("utf-8"))
+
+
+def _hash_bytes_to_point(salt: bytes, data: bytes) -> bytes:
+    """:func:`hash_to_point` of an id already encoded as UTF-8."""
     prefix = _salted_prefix(salt)
-    data = normalized_id.encode("utf-8")
     for counter in range(_MAX_TRIES):
         digest = prefix.copy()
         digest.update(counter.to_bytes(4, "big"))
@@ -182,12 +240,208 @@ def random_scalar(rng: RandomSource) -> bytes:
     return rng.getrandbits(8 * POINT_BYTES).to_bytes(POINT_BYTES, "little")
 
 
-def blind(scalar: bytes, points: Sequence[bytes]) -> list[bytes]:
+
+
+def clamp_scalar(scalar: bytes) -> int:
+    """The integer X25519 multiplies by for ``scalar`` (RFC 7748 clamping).
+
+    Clears the three low bits and bit 255 and sets bit 254, so the result is
+    2^254 + 8·t with 0 ≤ t < 2^251: always a multiple of the cofactor 8.
+    """
+    if not isinstance(scalar, bytes) or len(scalar) != POINT_BYTES:
+        raise CryptoError(f"bad X25519 scalar: expected {POINT_BYTES} bytes")
+    k = int.from_bytes(scalar, "little")
+    return (k & ~7 & ((1 << 255) - 1)) | (1 << 254)
+
+
+def _clamped_representative(residue: int) -> int | None:
+    """The clamped scalar s ≡ ``residue`` (mod ℓ), if one exists (it is then unique).
+
+    Clamped scalars are s = 2^254 + 8·t, i.e. s in [2^254, 2^255) with
+    8 | s. That interval holds about four integers ≡ residue (mod ℓ), which are
+    consecutive in the class s = residue + m·ℓ; since ℓ is odd, 8 | s fixes m
+    mod 8, so at most one of them qualifies, and one does for about half of all
+    residues.
+    """
+    lo, hi = 1 << 254, 1 << 255
+    m = -(-(lo - residue) // SUBGROUP_ORDER)  # smallest m with residue + m·ℓ ≥ 2^254
+    s = residue + m * SUBGROUP_ORDER
+    while s < hi:
+        if s % 8 == 0:
+            return s
+        s += SUBGROUP_ORDER
+    return None
+
+
+def invertible_scalar(rng: RandomSource) -> tuple[bytes, bytes]:
+    """Draw a scalar r whose inverse mod ℓ is also an X25519 scalar: ``(r, r_inv)``.
+
+    For every point P of the prime-order subgroup (every point a clamped
+    scalar has multiplied at least once -- the cofactor is cleared by the
+    clamping),
+
+        X25519(r_inv, X25519(k, X25519(r, P)))  ==  X25519(k, P)
+
+    because clamp(r_inv)·clamp(r) ≡ 1 (mod ℓ). This is what unbalanced PSI
+    needs to strip its blinding off the server's answer. X25519 cannot take
+    r⁻¹ mod ℓ directly, because a scalar is always clamped to 2^254 + 8·t; but
+    on the subgroup only the class mod ℓ matters, and about half of all r have
+    a clamped representative of r⁻¹ mod ℓ (see :func:`_clamped_representative`).
+    So r is drawn like :func:`random_scalar` and redrawn until it qualifies
+    (two draws on average). The conditioning leaves about 2^250 possible
+    scalars, and is independent of any id, so it reveals nothing about P.
+
+    ``clamp_scalar(r) % ℓ`` is never 0: no clamped integer is a multiple of ℓ
+    (ℓ ≡ 5 mod 8 and 8·ℓ > 2^255), so the inverse always exists.
+    """
+    for _ in range(1 << 16):  # each try succeeds with probability ~1/2
+        r = random_scalar(rng)
+        inv = pow(clamp_scalar(r), -1, SUBGROUP_ORDER)
+        s = _clamped_representative(inv)
+        if s is not None:
+            return r, s.to_bytes(POINT_BYTES, "little")
+    raise CryptoError("no invertible X25519 scalar in 2^16 draws")  # probability 2^-(2^16)
+
+
+def truncate(point: bytes) -> bytes:
+    """The first :data:`DIGEST_BYTES` (16) bytes of a blinded point, for lookup tables.
+
+    A blinded point is a pseudorandom element of the order-ℓ subgroup (DDH),
+    and the low 128 bits of its u-coordinate (little-endian) are modelled as
+    uniform -- the same random-oracle-style heuristic every truncated-hash
+    PSI uses. Two different ids then collide after truncation with
+    probability 2^-128 per pair, so a lookup of |X| values against a table of |Y| values
+    reports a false match with probability at most |X|·|Y|·2^-128 -- below
+    2^-88 for 2^20 × 2^20 -- and a table of |Y| values has an internal
+    collision with probability below |Y|²·2^-129. Halves the memory of every
+    table of double-blinded values (and of the unbalanced cache) against the
+    full 32 bytes, with no observable loss of correctness.
+    """
+    return point[:DIGEST_BYTES]
+
+
+# --------------------------------------------------------------------------- workers
+#
+# Module-level functions with plain-bytes tasks, so that a process pool's
+# ``map`` can pickle them. They are the only place scalar multiplications and
+# hashes happen; everything above chunks the input and joins the results.
+
+
+def _x25519_key(scalar: bytes) -> X25519PrivateKey:
+    try:
+        return X25519PrivateKey.from_private_bytes(scalar)
+    except (ValueError, TypeError) as exc:
+        raise CryptoError(f"bad X25519 scalar: {exc}") from None
+
+
+def _blind_packed(key: X25519PrivateKey, packed: bytes, offset: int) -> bytes:
+    """X25519 of each 32-byte u in ``packed``; raises naming the global index."""
+    out = bytearray()
+    for i in range(0, len(packed), POINT_BYTES):
+        try:
+            out += key.exchange(X25519PublicKey.from_public_bytes(packed[i : i + POINT_BYTES]))
+        except (ValueError, TypeError):
+            raise CryptoError(
+                f"point {offset + i // POINT_BYTES} was rejected by X25519 (wrong size or low order)"
+            ) from None
+    return bytes(out)
+
+
+def blind_worker(task: tuple[bytes, bytes, int]) -> bytes:
+    """Worker: ``(scalar, concatenated 32-byte points, index of the first)`` -> concatenated results."""
+    scalar, packed, offset = task
+    return _blind_packed(_x25519_key(scalar), packed, offset)
+
+
+def hash_worker(task: tuple[bytes, tuple[bytes, ...]]) -> bytes:
+    """Worker: ``(salt, UTF-8 ids)`` -> concatenated :func:`hash_to_point` results."""
+    salt, ids = task
+    return b"".join(_hash_bytes_to_point(salt, x) for x in ids)
+
+
+def hash_blind_worker(task: tuple[bytes, bytes, tuple[bytes, ...]]) -> bytes:
+    """Worker: ``(salt, scalar, UTF-8 ids)`` -> concatenated scalar·h(id).
+
+    Hashing and blinding in one task saves sending the hashed points back and
+    forth; the unblinded hash never leaves the worker.
+    """
+    salt, scalar, ids = task
+    key = _x25519_key(scalar)
+    return _blind_packed(key, b"".join(_hash_bytes_to_point(salt, x) for x in ids), 0)
+
+
+def _split(packed: bytes, width: int) -> list[bytes]:
+    return [packed[i : i + width] for i in range(0, len(packed), width)]
+
+
+def _chunks(n: int, chunk: int) -> Iterator[tuple[int, int]]:
+    for lo in range(0, n, chunk):
+        yield lo, min(n, lo + chunk)
+
+
+class Pending:
+    """Work handed to ``map_fn``, collected by :meth:`result`.
+
+    With ``Executor.map`` the tasks are already queued when this is created, so
+    a role can start batch k+1 and then send batch k while the pool computes.
+    With builtin ``map`` (or none) the work happens inside :meth:`result`.
+    """
+
+    def __init__(self, results: Iterable[bytes]) -> None:
+        self._results: Iterable[bytes] | None = results
+
+    def result(self) -> list[bytes]:
+        """The 32-byte outputs, in input order (call once)."""
+        if self._results is None:
+            raise RuntimeError("Pending.result() was already called")
+        out: list[bytes] = []
+        for packed in self._results:
+            out.extend(_split(packed, POINT_BYTES))
+        self._results = None
+        return out
+
+
+def _submit(worker: Callable[[Any], bytes], tasks: list[Any], map_fn: MapFn | None) -> Pending:
+    if map_fn is None or not tasks:
+        return Pending(map(worker, tasks))
+    return Pending(map_fn(worker, tasks))
+
+
+#: With a ``map_fn``, inputs are split into at least this many tasks (chunks
+#: of at least :data:`_MIN_CHUNK`), so that a small batch still spreads over
+#: the pool's processes.
+_MIN_TASKS = 8
+_MIN_CHUNK = 64
+
+
+def _task_chunk(n: int, chunk_size: int, map_fn: MapFn | None) -> int:
+    if map_fn is None:
+        return max(n, 1)  # one task, run here: no point splitting
+    return min(chunk_size, max(_MIN_CHUNK, -(-n // _MIN_TASKS)))
+
+
+def _check_chunk(chunk_size: int) -> None:
+    if type(chunk_size) is not int or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+
+
+def blind(
+    scalar: bytes,
+    points: Sequence[bytes],
+    map_fn: MapFn | None = None,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> list[bytes]:
     """Multiply each point by ``scalar``: X25519(scalar, u) for each u.
 
     Args:
         scalar: 32 bytes from :func:`random_scalar`.
         points: 32-byte u-coordinates (hashed ids or a peer's blinded points).
+        map_fn: runs :func:`blind_worker` over chunks of the points, e.g.
+            ``ProcessPoolExecutor(cores).map``; when None, everything runs
+            here in one task. The result does not depend on it.
+        chunk_size: at most this many points per task (with ``map_fn``,
+            smaller inputs are split into 8 tasks of at least 64 points).
 
     Returns:
         The blinded u-coordinates, in the same order.
@@ -197,14 +451,70 @@ def blind(scalar: bytes, points: Sequence[bytes]) -> list[bytes]:
             low order (the shared value would be all zeros). Never for points
             from :func:`hash_to_point` or blinded ones derived from them.
     """
-    try:
-        key = X25519PrivateKey.from_private_bytes(scalar)
-    except (ValueError, TypeError) as exc:
-        raise CryptoError(f"bad X25519 scalar: {exc}") from None
-    out: list[bytes] = []
+    return blind_async(scalar, points, map_fn, chunk_size=chunk_size).result()
+
+
+def blind_async(
+    scalar: bytes,
+    points: Sequence[bytes],
+    map_fn: MapFn | None = None,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> Pending:
+    """:func:`blind`, started now and collected by ``.result()`` (see :class:`Pending`)."""
+    _check_chunk(chunk_size)
+    _x25519_key(scalar)  # fail early, in this process, on a bad scalar
     for i, u in enumerate(points):
-        try:
-            out.append(key.exchange(X25519PublicKey.from_public_bytes(u)))
-        except (ValueError, TypeError):
-            raise CryptoError(f"point {i} was rejected by X25519 (wrong size or low order)") from None
-    return out
+        if not isinstance(u, bytes) or len(u) != POINT_BYTES:
+            raise CryptoError(f"point {i} was rejected by X25519 (wrong size or low order)")
+    chunk = _task_chunk(len(points), chunk_size, map_fn)
+    tasks = [(scalar, b"".join(points[lo:hi]), lo) for lo, hi in _chunks(len(points), chunk)]
+    return _submit(blind_worker, tasks, map_fn)
+
+
+def _encode_ids(ids: Sequence[str]) -> list[bytes]:
+    return [x.encode("utf-8") for x in ids]
+
+
+def hash_points(
+    salt: bytes,
+    ids: Sequence[str],
+    map_fn: MapFn | None = None,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> list[bytes]:
+    """:func:`hash_to_point` of each id, in order, optionally in parallel (see :func:`blind`)."""
+    _check_chunk(chunk_size)
+    raw = _encode_ids(ids)
+    chunk = _task_chunk(len(raw), chunk_size, map_fn)
+    tasks = [(salt, tuple(raw[lo:hi])) for lo, hi in _chunks(len(raw), chunk)]
+    return _submit(hash_worker, tasks, map_fn).result()
+
+
+def hash_and_blind(
+    salt: bytes,
+    scalar: bytes,
+    ids: Sequence[str],
+    map_fn: MapFn | None = None,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> list[bytes]:
+    """``blind(scalar, hash_points(salt, ids))`` in one pass per chunk (same result, less IPC)."""
+    return hash_and_blind_async(salt, scalar, ids, map_fn, chunk_size=chunk_size).result()
+
+
+def hash_and_blind_async(
+    salt: bytes,
+    scalar: bytes,
+    ids: Sequence[str],
+    map_fn: MapFn | None = None,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> Pending:
+    """:func:`hash_and_blind`, started now and collected by ``.result()``."""
+    _check_chunk(chunk_size)
+    _x25519_key(scalar)
+    raw = _encode_ids(ids)
+    chunk = _task_chunk(len(raw), chunk_size, map_fn)
+    tasks = [(salt, scalar, tuple(raw[lo:hi])) for lo, hi in _chunks(len(raw), chunk)]
+    return _submit(hash_blind_worker, tasks, map_fn)

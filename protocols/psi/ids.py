@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from typing import Sequence
+from typing import Literal, NamedTuple, Sequence, overload
 
 from ..errors import DataError
 
@@ -29,6 +29,7 @@ __all__ = [
     "uscc_check_digit",
     "is_valid_uscc",
     "prepare_ids",
+    "DedupedIds",
 ]
 
 #: GB 32100-2015 code characters (digits and upper-case letters without I, O, Z, S, V).
@@ -122,6 +123,45 @@ def _is_missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+class DedupedIds(NamedTuple):
+    """What :func:`prepare_ids` returns with ``dedupe=True``.
+
+    Attributes:
+        ids: the normalized ids, first occurrence of each, in input order.
+        removed: how many later duplicates (after normalization) were dropped.
+        kept: for each of ``ids``, its position in the input, so the caller
+            can drop the same rows from the rest of the file.
+    """
+
+    ids: list[str]
+    removed: int
+    kept: tuple[int, ...]
+
+
+@overload
+def prepare_ids(
+    raw_ids: Sequence[str],
+    *,
+    source: str,
+    validate_uscc: bool = ...,
+    first_line: int = ...,
+    lines: Sequence[int] | None = ...,
+    dedupe: Literal[False] = ...,
+) -> list[str]: ...
+
+
+@overload
+def prepare_ids(
+    raw_ids: Sequence[str],
+    *,
+    source: str,
+    validate_uscc: bool = ...,
+    first_line: int = ...,
+    lines: Sequence[int] | None = ...,
+    dedupe: Literal[True],
+) -> DedupedIds: ...
+
+
 def prepare_ids(
     raw_ids: Sequence[str],
     *,
@@ -129,7 +169,8 @@ def prepare_ids(
     validate_uscc: bool = False,
     first_line: int = 2,
     lines: Sequence[int] | None = None,
-) -> list[str]:
+    dedupe: bool = False,
+) -> list[str] | DedupedIds:
     """Normalize a column of ids and reject empty, duplicate or invalid ones.
 
     Args:
@@ -141,9 +182,14 @@ def prepare_ids(
             one-line CSV header.
         lines: the file line number of each id, when rows are not contiguous
             (e.g. blank lines were skipped); overrides ``first_line``.
+        dedupe: instead of rejecting duplicates (after normalization), keep the
+            first occurrence of each id and drop the later ones, and return a
+            :class:`DedupedIds` ``(ids, removed, kept)`` that counts them.
+            Empty and invalid ids are still rejected.
 
     Returns:
-        The normalized ids, in input order.
+        The normalized ids, in input order; with ``dedupe=True`` a
+        :class:`DedupedIds`.
 
     Raises:
         DataError: one error listing how many rows are unusable and the first
@@ -159,6 +205,8 @@ def prepare_ids(
     out: list[str] = []
     problems: list[tuple[int, str]] = []
     first_seen: dict[str, int] = {}
+    kept: list[int] = []
+    removed = 0
     if lines is not None and len(lines) != len(raw_ids):
         raise ValueError("lines must give one line number per id")
     for i, raw in enumerate(raw_ids):
@@ -172,9 +220,9 @@ def prepare_ids(
             out.append("")
             continue
         norm = normalize_id(raw)
-        out.append(norm)
         if not norm:
             problems.append((line, "empty id"))
+            out.append(norm)
             continue
         issues: list[str] = []
         if validate_uscc:
@@ -184,16 +232,25 @@ def prepare_ids(
         earlier = first_seen.get(norm)
         if earlier is None:
             first_seen[norm] = line
+        elif dedupe:
+            removed += 1
+            if issues:
+                problems.append((line, ", ".join(issues)))
+            continue
         else:
             issues.append(f"duplicate of line {earlier}")
+        out.append(norm)
+        kept.append(i)
         if issues:
             problems.append((line, ", ".join(issues)))
     if problems:
         shown = problems[:_MAX_LISTED]
         listed = "; ".join(f"line {line}: {what}" for line, what in shown)
-        kinds = "empty, duplicate after normalization" + (" or invalid USCC" if validate_uscc else "")
+        kinds = "empty" + ("" if dedupe else ", duplicate after normalization") + (" or invalid USCC" if validate_uscc else "")
         raise DataError(
             f"{source}: {len(problems)} unusable id{'s' if len(problems) != 1 else ''} "
             f"({kinds}); first {len(shown)}: {listed}"
         )
+    if dedupe:
+        return DedupedIds(out, removed, tuple(kept))
     return out

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x65\x64\x63redit/v1/psi.proto\x12\x0c\x66\x65\x64\x63redit.v1\".\n\rBlindedPoints\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x0e\n\x06points\x18\x02 \x01(\x0c\"%\n\x10MatchedPositions\x12\x11\n\tpositions\x18\x01 \x03(\rb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x65\x64\x63redit/v1/psi.proto\x12\x0c\x66\x65\x64\x63redit.v1\".\n\rBlindedPoints\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x0e\n\x06points\x18\x02 \x01(\x0c\"%\n\x10MatchedPositions\x12\x11\n\tpositions\x18\x01 \x03(\r\"\x18\n\x07SetSize\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,4 +35,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BLINDEDPOINTS']._serialized_end=86
   _globals['_MATCHEDPOSITIONS']._serialized_start=88
   _globals['_MATCHEDPOSITIONS']._serialized_end=125
+  _globals['_SETSIZE']._serialized_start=127
+  _globals['_SETSIZE']._serialized_end=151
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,395 @@
+#!/usr/bin/env python
+"""Benchmark fedcredit's ECDH-PSI against its floor and OpenMined PSI, on the same id sets.
+
+Everything runs in ONE invocation. Each measurement runs in a forked child
+process (so its peak memory is its own) on id sets generated from the same
+seed: at every size N, guest and host hold N ids each, N/2 of them in common.
+
+Measured:
+
+(a) the X25519 scalar-multiplication rate of one core (``cryptography``), and
+    of a pool of ``--cores`` processes. The floor of a balanced ECDH-PSI is
+    4N multiplications ÷ (per-core rate × cores): each side blinds its own set
+    and re-blinds the other's, and both sides share this machine's cores.
+(b) fedcredit PSI (mode ``--mode``, default both), **in-process**: both roles
+    driven by ``run_local`` in one process, their hashing and blinding on one
+    ``ProcessPoolExecutor(cores).map``. No network, no serialization, no
+    relay: a lower bound for the real runtime, whose column the runtime owner
+    adds. Bytes are the protobuf payload sizes (``federated.codec`` when it
+    can encode the payload, else the raw 32 bytes per point).
+(c) OpenMined PSI (``pip install openmined-psi``; C++, P-256, one thread),
+    RAW, intersection revealed: client ``CreateRequest``, server
+    ``CreateSetupMessage`` + ``ProcessRequest``, client ``GetIntersection``;
+    bytes are the three serialized messages. Only up to ``--openmined-max``
+    (2^17: it takes ~70 s there).
+(d) unbalanced mode: the offline build of a 2^``--unbalanced-cache`` cache
+    (hash + multiply every platform id, sort, digest), then an online job of
+    ``--unbalanced-queries`` queries with the cache already on the guest, and
+    the one-time bytes of shipping the cache.
+
+Peak memory: ``ru_maxrss`` of the measuring child (both roles, in-process)
+and of its pool workers (``RUSAGE_CHILDREN``: the largest worker).
+
+Usage::
+
+    python benchmarks/psi_bench.py                          # 2^14 and 2^17, < 5 minutes
+    python benchmarks/psi_bench.py --sizes 14,17,20 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import resource
+import statistics
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from protocols.core import Role, RoleProgram, Send, run_local  # noqa: E402
+from protocols.psi.ecdh import blind_worker, hash_points, random_scalar  # noqa: E402
+from protocols.psi.protocol import BlindedPoints, MatchedPositions, PsiParams, Reveal, guest_program, host_program  # noqa: E402
+from protocols.psi.unbalanced import (  # noqa: E402
+    CachedDigests,
+    UnbalancedCache,
+    UnbalancedParams,
+    unbalanced_build_cache,
+    unbalanced_cache_digest,
+    unbalanced_guest_program,
+    unbalanced_host_program,
+    unbalanced_new_key,
+)
+
+SALT = b"fedcredit-psi-bench-salt"
+SEED = 20260517
+IN_PROCESS_NOTE = "in-process (run_local; the runtime owner will add a real-process column)"
+
+
+# --------------------------------------------------------------------------- data
+
+
+def id_sets(exponent: int, seed: int = SEED) -> tuple[list[str], list[str]]:
+    """Guest and host sets of 2^exponent ids each, half in common (18-character ids, shuffled)."""
+    n = 1 << exponent
+    half = n // 2
+    rng = random.Random(seed * 100 + exponent)
+    pool = [f"{x:018X}" for x in rng.sample(range(1 << 60), 3 * half)]  # distinct
+    guest = pool[:half] + pool[half : 2 * half]
+    host = pool[:half] + pool[2 * half :]
+    rng.shuffle(guest)
+    rng.shuffle(host)
+    return guest, host
+
+
+# --------------------------------------------------------------------------- isolation
+
+
+def _child(conn: Any, fn: Callable[..., dict[str, Any]], args: tuple) -> None:
+    try:
+        out = fn(*args)
+        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out["peak_rss_workers_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        conn.send(("ok", out))
+    except BaseException:  # report anything, including KeyboardInterrupt, to the parent
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def isolated(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run ``fn(*args)`` in a forked child; return its dict plus the child's peak RSS."""
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, fn, args))
+    proc.start()
+    child.close()
+    status, out = parent.recv()
+    proc.join()
+    if status != "ok":
+        raise RuntimeError(f"{fn.__name__} failed in its child process:\n{out}")
+    return out
+
+
+# --------------------------------------------------------------------------- (a) rate
+
+
+def measure_rate(cores: int, points: int = 8192, repeats: int = 3) -> dict[str, Any]:
+    pts = hash_points(SALT, [f"RATE{i:012d}" for i in range(points)])
+    scalar = random_scalar(random.Random(1))
+    packed = b"".join(pts)
+    single = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        blind_worker((scalar, packed, 0))
+        single.append(points / (time.perf_counter() - t))
+    t = time.perf_counter()
+    hash_points(SALT, [f"H{i:012d}" for i in range(points)])
+    hash_rate = points / (time.perf_counter() - t)
+    with ProcessPoolExecutor(cores) as ex:
+        list(ex.map(abs, range(cores)))  # start the workers
+        tasks = [(scalar, packed[i : i + 32 * 1024], 0) for i in range(0, len(packed), 32 * 1024)] * cores
+        t = time.perf_counter()
+        list(ex.map(blind_worker, tasks))
+        pool_rate = points * cores / (time.perf_counter() - t)
+    return {"per_core": statistics.median(single), "per_core_runs": single, "pool": pool_rate,
+            "pool_processes": cores, "hash_to_point_per_core": hash_rate}
+
+
+# --------------------------------------------------------------------------- (b) fedcredit
+
+
+def _wire_bytes(payload: Any) -> int:
+    try:
+        from federated.codec import encode_payload
+
+        return len(encode_payload(payload)[1])
+    except Exception:  # codec not (yet) registered for this payload: raw size
+        if isinstance(payload, BlindedPoints):
+            return 32 * len(payload.points)
+        if isinstance(payload, CachedDigests):
+            return 16 * len(payload.values)
+        if isinstance(payload, MatchedPositions):
+            return 4 * len(payload.positions)
+        return 8
+
+
+def _counting(gen: RoleProgram, tally: dict[str, int]) -> RoleProgram:
+    reply: Any = None
+    while True:
+        try:
+            action = gen.send(reply)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(action, Send):
+            tally["messages"] += 1
+            tally["bytes"] += _wire_bytes(action.payload)
+        reply = yield action
+
+
+def measure_fedcredit(exponent: int, cores: int, mode: str, batch_size: int) -> dict[str, Any]:
+    guest_ids, host_ids = id_sets(exponent)
+    params = PsiParams(salt=SALT, mode=Reveal(mode), batch_size=batch_size)
+    tally = {Role.GUEST: {"messages": 0, "bytes": 0}, Role.HOST: {"messages": 0, "bytes": 0}}
+    with ProcessPoolExecutor(cores) as ex:
+        list(ex.map(abs, range(cores)))
+        t = time.perf_counter()
+        out = run_local({
+            Role.GUEST: _counting(guest_program(guest_ids, params, random.Random(1), map_fn=ex.map), tally[Role.GUEST]),
+            Role.HOST: _counting(host_program(host_ids, params, random.Random(2), map_fn=ex.map), tally[Role.HOST]),
+        })
+        seconds = time.perf_counter() - t
+    size = out[Role.GUEST].size
+    assert size == len(guest_ids) // 2, (size, len(guest_ids))
+    return {"seconds": seconds, "intersection_size": size,
+            "bytes_sent": {str(r): v["bytes"] for r, v in tally.items()},
+            "messages": {str(r): v["messages"] for r, v in tally.items()},
+            "bytes_total": sum(v["bytes"] for v in tally.values())}
+
+
+# --------------------------------------------------------------------------- (c) OpenMined
+
+
+def openmined_version() -> str | None:
+    try:
+        import private_set_intersection.python as om
+
+        return str(getattr(om, "__version__", "unknown"))
+    except Exception:
+        return None
+
+
+def measure_openmined(exponent: int) -> dict[str, Any]:
+    import private_set_intersection.python as om
+
+    guest_ids, host_ids = id_sets(exponent)
+    t = time.perf_counter()
+    client = om.client.CreateWithNewKey(True)  # reveal_intersection=True: RAW intersection
+    server = om.server.CreateWithNewKey(True)
+    request = client.CreateRequest(guest_ids)
+    setup = server.CreateSetupMessage(1e-9, len(guest_ids), host_ids, om.DataStructure.RAW)
+    response = server.ProcessRequest(request)
+    got = client.GetIntersection(setup, response)
+    seconds = time.perf_counter() - t
+    assert len(got) == len(guest_ids) // 2, len(got)
+    sizes = {"request": len(request.SerializeToString()), "setup": len(setup.SerializeToString()),
+             "response": len(response.SerializeToString())}
+    return {"seconds": seconds, "intersection_size": len(got), "bytes": sizes, "bytes_total": sum(sizes.values())}
+
+
+# --------------------------------------------------------------------------- (d) unbalanced
+
+
+def measure_unbalanced(cache_exponent: int, queries: int, cores: int) -> dict[str, Any]:
+    rng = random.Random(SEED)
+    n = 1 << cache_exponent
+    platform_ids = [f"{x:018X}" for x in rng.sample(range(1 << 60), n)]
+    key = unbalanced_new_key(rng)
+    salt = b"fedcredit-ub-salt-" + bytes(4)
+    hits = queries // 2
+    query_ids = rng.sample(platform_ids, hits) + [f"Q{x:017X}" for x in rng.sample(range(1 << 60), queries - hits)]
+    rng.shuffle(query_ids)
+    params = UnbalancedParams()
+    with ProcessPoolExecutor(cores) as ex:
+        list(ex.map(abs, range(cores)))
+        t = time.perf_counter()
+        cache = unbalanced_build_cache(platform_ids, key, salt, ex.map)
+        build = time.perf_counter() - t
+        t = time.perf_counter()
+        digest = unbalanced_cache_digest(platform_ids, key, salt)
+        digest_s = time.perf_counter() - t
+        t = time.perf_counter()
+        guest_cache = UnbalancedCache.from_values(digest, cache)
+        load_s = time.perf_counter() - t
+        tally = {Role.GUEST: {"messages": 0, "bytes": 0}, Role.HOST: {"messages": 0, "bytes": 0}}
+        t = time.perf_counter()
+        out = run_local({
+            Role.GUEST: _counting(unbalanced_guest_program(query_ids, params, random.Random(1), cache=guest_cache, map_fn=ex.map),
+                                  tally[Role.GUEST]),
+            Role.HOST: _counting(unbalanced_host_program(key, cache, digest, params, random.Random(2), map_fn=ex.map),
+                                 tally[Role.HOST]),
+        })
+        online = time.perf_counter() - t
+    res = out[Role.GUEST]
+    assert res.result.size == hits and not res.cache_updated, (res.result.size, hits)
+    cache_bytes = sum(_wire_bytes(CachedDigests(tuple(cache[i : i + params.cache_batch_size])))
+                      for i in range(0, len(cache), params.cache_batch_size))
+    return {"cache_ids": n, "queries": queries, "intersection_size": res.result.size,
+            "offline_build_seconds": build, "offline_digest_seconds": digest_s, "guest_cache_load_seconds": load_s,
+            "online_seconds": online, "online_bytes": sum(v["bytes"] for v in tally.values()),
+            "cache_ship_bytes": cache_bytes}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def machine_info(cores: int) -> dict[str, Any]:
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    import cryptography
+
+    return {"platform": platform.platform(), "machine": platform.machine(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "cores_used": cores, "python": sys.version.split()[0], "cryptography": cryptography.__version__,
+            "openmined_psi": openmined_version(), "memory_gb": _memory_gb()}
+
+
+def _memory_gb() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:,.1f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="14,17", help="comma-separated exponents: N = 2^e ids per side (default 14,17)")
+    parser.add_argument("--json", type=Path, default=None, help="write results as JSON here")
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="pool processes (default: all cores)")
+    parser.add_argument("--mode", default="both", choices=[m.value for m in Reveal], help="fedcredit PSI mode")
+    parser.add_argument("--batch-size", type=int, default=8192, help="fedcredit points per message")
+    parser.add_argument("--openmined-max", type=int, default=17, help="largest exponent run with OpenMined PSI")
+    parser.add_argument("--unbalanced-cache", type=int, default=20, help="exponent of the cached platform set; 0 skips (d)")
+    parser.add_argument("--unbalanced-queries", type=int, default=10_000, help="online queries in (d)")
+    args = parser.parse_args(argv)
+    sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+    cores = args.cores
+    t_start = time.perf_counter()
+
+    load_start = _loadavg()
+    print(f"psi_bench: sizes {', '.join(f'2^{e}' for e in sizes)}, {cores} cores, mode {args.mode}", flush=True)
+    if load_start and load_start[0] > 0.5:
+        print(f"warning: load average {load_start[0]:.2f} before starting: other processes compete for the cores", flush=True)
+    rate = isolated(measure_rate, cores)
+    print(f"(a) X25519: {rate['per_core']:,.0f}/s per core, {rate['pool']:,.0f}/s on a {cores}-process pool "
+          f"(×{rate['pool'] / rate['per_core']:.2f}); hash_to_point {rate['hash_to_point_per_core']:,.0f}/s per core", flush=True)
+
+    om_version = openmined_version()
+    rows: list[dict[str, Any]] = []
+    for e in sizes:
+        n = 1 << e
+        floor = 4 * n / (rate["per_core"] * cores)
+        ours = isolated(measure_fedcredit, e, cores, args.mode, args.batch_size)
+        row: dict[str, Any] = {"exponent": e, "n": n, "floor_seconds": floor, "fedcredit": ours,
+                               "fedcredit_ratio_to_floor": ours["seconds"] / floor, "fedcredit_setting": IN_PROCESS_NOTE}
+        print(f"(b) fedcredit 2^{e}: {ours['seconds']:.2f} s (floor {floor:.2f} s, ×{ours['seconds'] / floor:.2f}), "
+              f"{_mb(ours['bytes_total'])} MiB, peak RSS {ours['peak_rss_mb']:.0f} MB", flush=True)
+        if om_version is not None and e <= args.openmined_max:
+            om = isolated(measure_openmined, e)
+            row["openmined"] = om
+            row["speedup_vs_openmined"] = om["seconds"] / ours["seconds"]
+            print(f"(c) OpenMined 2^{e}: {om['seconds']:.2f} s, {_mb(om['bytes_total'])} MiB, "
+                  f"peak RSS {om['peak_rss_mb']:.0f} MB", flush=True)
+        rows.append(row)
+
+    ub = None
+    if args.unbalanced_cache > 0:
+        ub = isolated(measure_unbalanced, args.unbalanced_cache, args.unbalanced_queries, cores)
+        print(f"(d) unbalanced: offline 2^{args.unbalanced_cache} build {ub['offline_build_seconds']:.2f} s; "
+              f"online {ub['queries']:,} queries {ub['online_seconds']:.2f} s", flush=True)
+
+    # ---- table
+    print()
+    print(f"fedcredit: {IN_PROCESS_NOTE}; OpenMined PSI {om_version or 'not installed'} (RAW, intersection revealed, 1 thread)")
+    print(f"X25519 per core {rate['per_core']:,.0f}/s × {cores} cores; floor = 4N / (rate × cores)")
+    head = f"{'N':>8} {'fedcredit s':>12} {'MiB':>8} {'RSS MB':>7} {'floor s':>8} {'×floor':>7} {'OpenMined s':>12} {'MiB':>8} {'RSS MB':>7} {'speedup':>8}"
+    print(head)
+    print("-" * len(head))
+    for row in rows:
+        f, om = row["fedcredit"], row.get("openmined")
+        om_cols = (f"{om['seconds']:>12.2f} {_mb(om['bytes_total']):>8} {om['peak_rss_mb']:>7.0f} {row['speedup_vs_openmined']:>7.2f}×"
+                   if om else f"{'-':>12} {'-':>8} {'-':>7} {'-':>8}")
+        print(f"{'2^' + str(row['exponent']):>8} {f['seconds']:>12.2f} {_mb(f['bytes_total']):>8} {f['peak_rss_mb']:>7.0f} "
+              f"{row['floor_seconds']:>8.2f} {row['fedcredit_ratio_to_floor']:>6.2f}× {om_cols}")
+    if ub:
+        print()
+        print(f"unbalanced: cache 2^{args.unbalanced_cache} ids: offline build {ub['offline_build_seconds']:.2f} s "
+              f"+ digest {ub['offline_digest_seconds']:.2f} s; shipping it once: {_mb(ub['cache_ship_bytes'])} MiB")
+        print(f"            online {ub['queries']:,} queries: {ub['online_seconds']:.2f} s, {_mb(ub['online_bytes'])} MiB "
+              f"({ub['intersection_size']:,} found); peak RSS {ub['peak_rss_mb']:.0f} MB")
+    total = time.perf_counter() - t_start
+    load_end = _loadavg()
+    print(f"\ntotal {total:.0f} s; load average {load_start[0] if load_start else float('nan'):.2f} before, "
+          f"{load_end[0] if load_end else float('nan'):.2f} after (1 min)")
+
+    if args.json:
+        doc = {"benchmark": "psi", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+               "machine": machine_info(cores), "args": vars(args) | {"json": str(args.json)},
+               "rate": rate, "sizes": rows, "unbalanced": ub, "total_seconds": total,
+               "load_average": {"before": load_start, "after": load_end},
+               "notes": {"fedcredit": IN_PROCESS_NOTE,
+                         "floor": "4N X25519 multiplications / (per-core rate measured in this run × cores)",
+                         "openmined": "RAW data structure, reveal_intersection=True, single-threaded C++",
+                         "peak_rss_mb": "ru_maxrss of the measuring child process (both roles for fedcredit)",
+                         "peak_rss_workers_mb": "largest ru_maxrss among that child's pool workers"}}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
