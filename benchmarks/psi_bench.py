@@ -135,6 +135,7 @@ def measure_rate(cores: int, points: int = 8192, repeats: int = 3) -> dict[str, 
     t = time.perf_counter()
     hash_points(SALT, [f"H{i:012d}" for i in range(points)])
     hash_rate = points / (time.perf_counter() - t)
+    p256 = _p256_xonly_rate()
     with ProcessPoolExecutor(cores) as ex:
         list(ex.map(abs, range(cores)))  # start the workers
         tasks = [(scalar, packed[i : i + 32 * 1024], 0) for i in range(0, len(packed), 32 * 1024)] * cores
@@ -142,7 +143,21 @@ def measure_rate(cores: int, points: int = 8192, repeats: int = 3) -> dict[str, 
         list(ex.map(blind_worker, tasks))
         pool_rate = points * cores / (time.perf_counter() - t)
     return {"per_core": statistics.median(single), "per_core_runs": single, "pool": pool_rate,
-            "pool_processes": cores, "hash_to_point_per_core": hash_rate}
+            "pool_processes": cores, "hash_to_point_per_core": hash_rate, "p256_xonly_per_core": p256}
+
+
+def _p256_xonly_rate(count: int = 2000) -> float:
+    """The alternative group for unbalanced PSI (see protocols/psi/unbalanced.py): P-256 ECDH on a
+    received x-coordinate, i.e. decompress x (either y) and multiply, through ``cryptography``."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    curve = ec.SECP256R1()
+    key = ec.generate_private_key(curve)
+    xs = [ec.generate_private_key(curve).public_key().public_numbers().x.to_bytes(32, "big") for _ in range(count)]
+    t = time.perf_counter()
+    for x in xs:
+        key.exchange(ec.ECDH(), ec.EllipticCurvePublicKey.from_encoded_point(curve, b"\x02" + x))
+    return count / (time.perf_counter() - t)
 
 
 # --------------------------------------------------------------------------- (b) fedcredit
@@ -325,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: load average {load_start[0]:.2f} before starting: other processes compete for the cores", flush=True)
     rate = isolated(measure_rate, cores)
     print(f"(a) X25519: {rate['per_core']:,.0f}/s per core, {rate['pool']:,.0f}/s on a {cores}-process pool "
-          f"(×{rate['pool'] / rate['per_core']:.2f}); hash_to_point {rate['hash_to_point_per_core']:,.0f}/s per core", flush=True)
+          f"(×{rate['pool'] / rate['per_core']:.2f}); hash_to_point {rate['hash_to_point_per_core']:,.0f}/s per core; "
+          f"P-256 x-only ECDH {rate['p256_xonly_per_core']:,.0f}/s per core", flush=True)
 
     om_version = openmined_version()
     rows: list[dict[str, Any]] = []

@@ -32,7 +32,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from federated.errors import ConfigError
+from cryptography.exceptions import InvalidSignature
+
+from federated.errors import ConfigError, CryptoError
 
 __all__ = [
     "NAME_PATTERN",
@@ -393,3 +395,52 @@ def load_tls(ca: Path, cert: Path, key: Path) -> TlsMaterial:
     if private.public_key() != leaf.public_key():
         raise ConfigError(f"TLS private key {key} does not match certificate {cert}")
     return TlsMaterial(ca=ca_pem, cert=cert_pem, key=key_pem)
+
+
+def single_cn(cert: x509.Certificate) -> str | None:
+    """The certificate's one common name, or None if it has none or several."""
+    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(attrs) != 1:
+        return None
+    value = attrs[0].value
+    return value if isinstance(value, str) else None
+
+
+def verify_issued_cert(pem: bytes, ca_cert_pem: bytes, expected_name: str, *, what: str, usage: str,
+                       now: _dt.datetime | None = None) -> x509.Certificate:
+    """Check that ``pem`` was issued by the CA to ``expected_name``, is valid ``now`` and allows ``usage``.
+
+    ``what`` names the certificate in messages ("sealing", "signing"); ``usage`` is a
+    :class:`x509.KeyUsage` attribute (``key_agreement``, ``digital_signature``). The
+    caller checks the key type. Any failure raises :class:`CryptoError`.
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except (ValueError, TypeError):
+        raise CryptoError(f"{what} certificate for {expected_name!r} is not a PEM certificate") from None
+    try:
+        ca = x509.load_pem_x509_certificate(ca_cert_pem)
+    except (ValueError, TypeError):
+        raise CryptoError("the CA certificate is not a PEM certificate") from None
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        raise CryptoError(f"{what} certificate for {expected_name!r} is not signed by the job's CA") from None
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=_dt.timezone.utc)
+    if now < cert.not_valid_before_utc:
+        raise CryptoError(f"{what} certificate for {expected_name!r} is not valid before {cert.not_valid_before_utc.isoformat()}")
+    if now > cert.not_valid_after_utc:
+        raise CryptoError(f"{what} certificate for {expected_name!r} expired at {cert.not_valid_after_utc.isoformat()}")
+    cn = single_cn(cert)
+    if cn != expected_name:
+        raise CryptoError(f"{what} certificate belongs to {cn!r}, expected {expected_name!r}")
+    try:
+        key_usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        raise CryptoError(f"{what} certificate for {expected_name!r} has no keyUsage extension") from None
+    if not getattr(key_usage, usage):
+        words = {"key_agreement": "key agreement", "digital_signature": "digital signatures"}.get(usage, usage)
+        raise CryptoError(f"{what} certificate for {expected_name!r} does not allow {words}")
+    return cert

@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.x509.oid import NameOID
 
 from federated.certs import NAME_PATTERN
+from federated.certs import single_cn, verify_issued_cert
 from federated.errors import ConfigError, CryptoError
 
 __all__ = [
@@ -55,14 +55,6 @@ class SealIdentity:
     name: str
     private_key: X25519PrivateKey = field(repr=False)
     cert_pem: bytes = field(repr=False)
-
-
-def _single_cn(cert: x509.Certificate) -> str | None:
-    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if len(attrs) != 1:
-        return None
-    value = attrs[0].value
-    return value if isinstance(value, str) else None
 
 
 def load_seal_identity(cert: Path, key: Path) -> SealIdentity:
@@ -91,7 +83,7 @@ def load_seal_identity(cert: Path, key: Path) -> SealIdentity:
         raise ConfigError(f"sealing key {key} is not an unencrypted PEM private key") from None
     if not isinstance(private, X25519PrivateKey):
         raise ConfigError(f"sealing key {key} is not an X25519 key")
-    name = _single_cn(certificate)
+    name = single_cn(certificate)
     if name is None:
         raise ConfigError(f"sealing certificate {cert} has no single common name")
     try:
@@ -125,45 +117,7 @@ def verify_peer_seal_cert(
     Raises:
         CryptoError: any check fails; the message says which.
     """
-    try:
-        cert = x509.load_pem_x509_certificate(pem)
-    except ValueError:
-        raise CryptoError(f"sealing certificate for {expected_name!r} is not a PEM certificate") from None
-    try:
-        ca = x509.load_pem_x509_certificate(ca_cert_pem)
-    except ValueError:
-        raise CryptoError("the CA certificate is not a PEM certificate") from None
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        raise CryptoError(
-            f"sealing certificate for {expected_name!r} is not signed by the job's CA"
-        ) from None
-
-    now = now or _dt.datetime.now(_dt.timezone.utc)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=_dt.timezone.utc)
-    if now < cert.not_valid_before_utc:
-        raise CryptoError(
-            f"sealing certificate for {expected_name!r} is not valid before "
-            f"{cert.not_valid_before_utc.isoformat()}"
-        )
-    if now > cert.not_valid_after_utc:
-        raise CryptoError(
-            f"sealing certificate for {expected_name!r} expired at {cert.not_valid_after_utc.isoformat()}"
-        )
-
-    cn = _single_cn(cert)
-    if cn != expected_name:
-        raise CryptoError(f"sealing certificate belongs to {cn!r}, expected {expected_name!r}")
-
-    try:
-        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        raise CryptoError(f"sealing certificate for {expected_name!r} has no keyUsage extension") from None
-    if not usage.key_agreement:
-        raise CryptoError(f"sealing certificate for {expected_name!r} does not allow key agreement")
-
+    cert = verify_issued_cert(pem, ca_cert_pem, expected_name, what="sealing", usage="key_agreement", now=now)
     try:
         public = cert.public_key()
     except Exception:  # noqa: BLE001

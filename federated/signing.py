@@ -29,8 +29,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.x509.oid import NameOID
 
+from federated.certs import single_cn, verify_issued_cert
 from federated.errors import ConfigError, CryptoError
 
 __all__ = [
@@ -78,14 +78,6 @@ class SigningIdentity:
     cert_pem: bytes = field(repr=False)
 
 
-def _single_cn(cert: x509.Certificate) -> str | None:
-    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if len(attrs) != 1:
-        return None
-    value = attrs[0].value
-    return value if isinstance(value, str) else None
-
-
 def load_signing_identity(cert: Path, key: Path) -> SigningIdentity:
     """Load this node's signing certificate and Ed25519 private key.
 
@@ -115,7 +107,7 @@ def load_signing_identity(cert: Path, key: Path) -> SigningIdentity:
         raise ConfigError(f"signing key {key} is not an unencrypted PEM private key") from None
     if not isinstance(private, Ed25519PrivateKey):
         raise ConfigError(f"signing key {key} is not an Ed25519 key")
-    name = _single_cn(certificate)
+    name = single_cn(certificate)
     if name is None:
         raise ConfigError(f"signing certificate {cert} has no single common name")
     try:
@@ -147,7 +139,7 @@ def signing_public_key(pem: bytes, expected_name: str | None = None) -> Ed25519P
     who = expected_name or "?"
     cert = _load_cert(pem, who)
     if expected_name is not None:
-        cn = _single_cn(cert)
+        cn = single_cn(cert)
         if cn != expected_name:
             raise CryptoError(f"signing certificate belongs to {cn!r}, expected {expected_name!r}")
     try:
@@ -182,42 +174,7 @@ def verify_signing_cert(
     Raises:
         CryptoError: any check fails; the message says which.
     """
-    cert = _load_cert(pem, expected_name)
-    try:
-        ca = x509.load_pem_x509_certificate(ca_cert_pem)
-    except (ValueError, TypeError):
-        raise CryptoError("the CA certificate is not a PEM certificate") from None
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        raise CryptoError(
-            f"signing certificate for {expected_name!r} is not signed by the job's CA"
-        ) from None
-
-    now = now or _dt.datetime.now(_dt.timezone.utc)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=_dt.timezone.utc)
-    if now < cert.not_valid_before_utc:
-        raise CryptoError(
-            f"signing certificate for {expected_name!r} is not valid before "
-            f"{cert.not_valid_before_utc.isoformat()}"
-        )
-    if now > cert.not_valid_after_utc:
-        raise CryptoError(
-            f"signing certificate for {expected_name!r} expired at {cert.not_valid_after_utc.isoformat()}"
-        )
-
-    cn = _single_cn(cert)
-    if cn != expected_name:
-        raise CryptoError(f"signing certificate belongs to {cn!r}, expected {expected_name!r}")
-
-    try:
-        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        raise CryptoError(f"signing certificate for {expected_name!r} has no keyUsage extension") from None
-    if not usage.digital_signature:
-        raise CryptoError(f"certificate for {expected_name!r} does not allow digital signatures")
-
+    verify_issued_cert(pem, ca_cert_pem, expected_name, what="signing", usage="digital_signature", now=now)
     return signing_public_key(pem, expected_name)
 
 
