@@ -72,7 +72,7 @@ from protocols.psi.unbalanced import (  # noqa: E402
 
 SALT = b"fedcredit-psi-bench-salt"
 SEED = 20260517
-IN_PROCESS_NOTE = "in-process (run_local; the runtime owner will add a real-process column)"
+IN_PROCESS_NOTE = "in-process (run_local, both roles in one process tree); 'real' = fedcredit demo psi, three processes over mTLS gRPC"
 
 
 # --------------------------------------------------------------------------- data
@@ -214,6 +214,26 @@ def measure_fedcredit(exponent: int, cores: int, mode: str, batch_size: int) -> 
 # --------------------------------------------------------------------------- (c) OpenMined
 
 
+def measure_real(exponent: int, workdir: Path) -> dict[str, Any]:
+    """fedcredit PSI as deployed: `fedcredit demo psi`, i.e. a coordinator and two party
+    processes over mTLS gRPC, data load included. Returns the job's seconds, bytes and
+    each party's peak RSS (reported by the parties themselves)."""
+    import subprocess
+
+    guest, host = id_sets(exponent)
+    d = workdir / f"real-{exponent}"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "left.csv").write_text("id\n" + "\n".join(guest) + "\n", encoding="utf-8")
+    (d / "right.csv").write_text("id\n" + "\n".join(host) + "\n", encoding="utf-8")
+    out = d / "result.json"
+    subprocess.run([sys.executable, "-m", "federated.cli", "demo", "psi", "--left", str(d / "left.csv"), "--right", str(d / "right.csv"),
+                    "--workdir", str(d / "work"), "--json", str(out)], check=True, capture_output=True, timeout=3600)
+    r = json.loads(out.read_text())
+    return {"seconds": r["seconds"]["job"], "seconds_with_startup": r["seconds"]["total"],
+            "bytes_total": sum(r["bytes_sent"].values()), "peak_rss_mb_per_party": r["peak_rss_mb"],
+            "intersection_size": r["intersection_size"]}
+
+
 def openmined_version() -> str | None:
     try:
         import private_set_intersection.python as om
@@ -329,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--openmined-max", type=int, default=17, help="largest exponent run with OpenMined PSI")
     parser.add_argument("--unbalanced-cache", type=int, default=20, help="exponent of the cached platform set; 0 skips (d)")
     parser.add_argument("--unbalanced-queries", type=int, default=10_000, help="online queries in (d)")
+    parser.add_argument("--no-real", action="store_true", help="skip the real-process runs (fedcredit demo psi)")
     args = parser.parse_args(argv)
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
     cores = args.cores
@@ -353,6 +374,15 @@ def main(argv: list[str] | None = None) -> int:
                                "fedcredit_ratio_to_floor": ours["seconds"] / floor, "fedcredit_setting": IN_PROCESS_NOTE}
         print(f"(b) fedcredit 2^{e}: {ours['seconds']:.2f} s (floor {floor:.2f} s, ×{ours['seconds'] / floor:.2f}), "
               f"{_mb(ours['bytes_total'])} MiB, peak RSS {ours['peak_rss_mb']:.0f} MB", flush=True)
+        if not args.no_real:
+            import tempfile
+
+            real = measure_real(e, Path(tempfile.mkdtemp(prefix="psi-bench-")))
+            row["fedcredit_real"] = real
+            row["fedcredit_real_ratio_to_floor"] = real["seconds"] / floor
+            print(f"(b') fedcredit 2^{e}, real processes over mTLS gRPC: {real['seconds']:.2f} s "
+                  f"(×{real['seconds'] / floor:.2f} floor), {_mb(real['bytes_total'])} MiB, "
+                  f"peak RSS per party {real['peak_rss_mb_per_party']}", flush=True)
         if om_version is not None and e <= args.openmined_max:
             om = isolated(measure_openmined, e)
             row["openmined"] = om
@@ -371,15 +401,20 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"fedcredit: {IN_PROCESS_NOTE}; OpenMined PSI {om_version or 'not installed'} (RAW, intersection revealed, 1 thread)")
     print(f"X25519 per core {rate['per_core']:,.0f}/s × {cores} cores; floor = 4N / (rate × cores)")
-    head = f"{'N':>8} {'fedcredit s':>12} {'MiB':>8} {'RSS MB':>7} {'floor s':>8} {'×floor':>7} {'OpenMined s':>12} {'MiB':>8} {'RSS MB':>7} {'speedup':>8}"
+    head = (f"{'N':>8} {'fedcredit s':>12} {'MiB':>8} {'RSS MB':>7} {'floor s':>8} {'×floor':>7} {'real s':>8} {'×floor':>7} "
+            f"{'party MB':>9} {'OpenMined s':>12} {'MiB':>8} {'RSS MB':>7} {'speedup':>8}")
     print(head)
     print("-" * len(head))
     for row in rows:
         f, om = row["fedcredit"], row.get("openmined")
         om_cols = (f"{om['seconds']:>12.2f} {_mb(om['bytes_total']):>8} {om['peak_rss_mb']:>7.0f} {row['speedup_vs_openmined']:>7.2f}×"
                    if om else f"{'-':>12} {'-':>8} {'-':>7} {'-':>8}")
+        real = row.get("fedcredit_real")
+        real_cols = (f"{real['seconds']:>8.2f} {row['fedcredit_real_ratio_to_floor']:>6.2f}× {max(real['peak_rss_mb_per_party'].values()):>9.0f}"
+                     if real else f"{'-':>8} {'-':>7} {'-':>9}")
         print(f"{'2^' + str(row['exponent']):>8} {f['seconds']:>12.2f} {_mb(f['bytes_total']):>8} {f['peak_rss_mb']:>7.0f} "
-              f"{row['floor_seconds']:>8.2f} {row['fedcredit_ratio_to_floor']:>6.2f}× {om_cols}")
+              f"{row['floor_seconds']:>8.2f} {row['fedcredit_ratio_to_floor']:>6.2f}× {real_cols} {om_cols}")
+    print("speedup = OpenMined s / fedcredit s (in-process); real s = `fedcredit demo psi` job time, party MB = largest party peak RSS")
     if ub:
         print()
         print(f"unbalanced: cache 2^{args.unbalanced_cache} ids: offline build {ub['offline_build_seconds']:.2f} s "
