@@ -23,6 +23,7 @@ from protocols.hetero_lr import ckks_protocol as ck
 from protocols.hetero_lr import protocol as lr
 from protocols.paillier import PaillierPublicKey
 from protocols.psi import protocol as psi
+from protocols.psi import unbalanced as ub
 
 __all__ = ["encode_payload", "decode_payload", "payload_type_name", "registered_types"]
 
@@ -92,6 +93,28 @@ def _points_msg(pb: psi_pb2.BlindedPoints) -> psi.BlindedPoints:
 
 _register(psi.BlindedPoints, psi_pb2.BlindedPoints, _points_pb, _points_msg)
 _register(psi.SetSize, psi_pb2.SetSize, lambda m: psi_pb2.SetSize(count=m.count), lambda pb: psi.SetSize(int(pb.count)))
+
+
+def _cached_pb(m: ub.CachedDigests) -> psi_pb2.CachedDigests:
+    width = len(m.values[0]) if m.values else 16
+    return psi_pb2.CachedDigests(count=len(m.values), width=width, values=b"".join(m.values))
+
+
+def _cached_msg(pb: psi_pb2.CachedDigests) -> ub.CachedDigests:
+    w, data = pb.width, pb.values
+    if (w == 0 and pb.count) or len(data) != w * pb.count:
+        raise ProtocolError("CachedDigests: byte length does not match count * width")
+    return ub.CachedDigests(tuple(data[i : i + w] for i in range(0, len(data), w)) if w else ())
+
+
+_register(
+    ub.CacheDigest,
+    psi_pb2.CacheDigest,
+    lambda m: psi_pb2.CacheDigest(key_id=m.key_id, set_digest=m.set_digest, count=m.count, salt=m.salt),
+    lambda pb: ub.CacheDigest(bytes(pb.key_id), bytes(pb.set_digest), int(pb.count), bytes(pb.salt)),
+)
+_register(ub.CacheStatus, psi_pb2.CacheStatus, lambda m: psi_pb2.CacheStatus(have=m.have), lambda pb: ub.CacheStatus(bool(pb.have)))
+_register(ub.CachedDigests, psi_pb2.CachedDigests, _cached_pb, _cached_msg)
 _register(
     psi.MatchedPositions,
     psi_pb2.MatchedPositions,

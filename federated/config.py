@@ -126,6 +126,13 @@ class PartyPolicy(_Model):
         return v
 
 
+class UnbalancedConfig(_Model):
+    """The host's long-lived unbalanced-PSI key: where it is kept and how often it rotates."""
+
+    key_rotation_days: float = Field(30.0, gt=0)
+    directory: Path | None = None  # default: <workdir>/unbalanced
+
+
 class TranscriptPolicy(_Model):
     directory: Path | None = None  # default: <workdir>/transcripts
     keep_payloads: bool = False  # digests are always kept
@@ -142,6 +149,7 @@ class PartyConfig(_Model):
     datasets: dict[str, DatasetConfig] = Field(min_length=1)
     policy: PartyPolicy = PartyPolicy()
     transcripts: TranscriptPolicy = TranscriptPolicy()
+    unbalanced: UnbalancedConfig = UnbalancedConfig()
     message_timeout_s: float = 900.0
 
     _names = field_validator("name", "coordinator_name")(_check_name)
@@ -163,6 +171,9 @@ class RoleSpec(_Model):
 
 class PsiSpec(_Model):
     reveal: Literal["both", "guest", "cardinality"] = "both"  # cardinality: only the count, only to the guest
+    # Unbalanced: the host answers from its cached, long-lived-key blinding of its whole set
+    # (psi jobs only, reveal guest or cardinality). See protocols/psi/unbalanced.py.
+    unbalanced: bool = False
     validate_uscc: bool = False
 
 
@@ -225,6 +236,8 @@ class JobSpec(_Model):
             raise ValueError("guest and host must be different parties")
         if self.kind == "train" and self.psi.reveal != "both":
             raise ValueError("a train job needs psi.reveal: both (the host must know its aligned rows)")
+        if self.psi.unbalanced and (self.kind != "psi" or self.psi.reveal == "both"):
+            raise ValueError("psi.unbalanced needs kind: psi and psi.reveal: guest or cardinality")
         self.lr_params()  # validates ranges
         if self.training.engine == "ckks":
             self.ckks_params()

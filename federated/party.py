@@ -26,6 +26,7 @@ from protocols.core import Progress, Role
 from protocols.hetero_lr import Standardizer, guest_program, host_program, split_train_test
 from protocols.hetero_lr import ckks_protocol as ckks_lr
 from protocols.psi import protocol as psi
+from protocols.psi import unbalanced as ub
 
 from .approval import check_policy, make_approval, my_role, require_own_approval
 from .certs import load_tls
@@ -46,9 +47,13 @@ VERSION = "0.1.0"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
@@ -197,6 +202,79 @@ class PartyNode:
 
         return report
 
+    # -- unbalanced PSI
+    def _ub_dir(self) -> Path:
+        return self.cfg.unbalanced.directory or self.cfg.workdir / "unbalanced"
+
+    def _ub_key(self, dataset: str, rng: Any) -> tuple[bytes, bytes]:
+        """The host's long-lived key and salt for ``dataset``, rotated on the configured schedule."""
+        path = self._ub_dir() / dataset / "key.json"
+        if path.exists():
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            age_days = (time.time() - float(saved["created_unix"])) / 86400.0
+            if age_days < self.cfg.unbalanced.key_rotation_days:
+                return bytes.fromhex(saved["key"]), bytes.fromhex(saved["salt"])
+            _LOG.info("unbalanced key for %s is %.1f days old: rotating (the cache is rebuilt)", dataset, age_days)
+        key, salt = ub.unbalanced_new_key(rng), rng.getrandbits(256).to_bytes(32, "big")
+        _write_private_json(path, {"key": key.hex(), "salt": salt.hex(), "created_unix": time.time()})
+        return key, salt
+
+    def _run_unbalanced(self, spec: JobSpec, role: Role, peer: str, ds_cfg: Any, ids: list[str], rng: Any,
+                        endpoint: RelayEndpoint) -> dict[str, Any]:
+        me = self.cfg.name
+        params = ub.UnbalancedParams(mode=psi.Reveal(spec.psi.reveal))
+        mine = spec.guest if role is Role.GUEST else spec.host
+        out: dict[str, Any] = {"psi": {"unbalanced": True}}
+        t_off = time.monotonic()
+        if role is Role.HOST:
+            key, salt = self._ub_key(mine.dataset, rng)
+            digest = ub.unbalanced_cache_digest(ids, key, salt)
+            store = self._ub_dir() / mine.dataset
+            cache_file, digest_file = store / "cache.bin", store / "cache.digest"
+            if digest_file.exists() and digest_file.read_bytes() == digest.digest and cache_file.exists():
+                data = cache_file.read_bytes()
+                cache = [data[i : i + 16] for i in range(0, len(data), 16)]
+                rebuilt = False
+            else:  # the set or the key changed: blind the whole set again (offline work)
+                cache = ub.unbalanced_build_cache(ids, key, salt, map_fn=self._map_fn(len(ids)))
+                store.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(cache_file, b"".join(cache))
+                atomic_write_bytes(digest_file, digest.digest)
+                rebuilt = True
+            offline = time.monotonic() - t_off
+            t_on = time.monotonic()
+            drive(role, ub.unbalanced_host_program(key, cache, digest, params, rng, map_fn=self._map_fn(len(ids))), endpoint)
+            out["psi"]["seconds"] = {me: {"offline": round(offline, 3), "online": round(time.monotonic() - t_on, 3)}}
+            out["psi"]["cache_rebuilt"] = {me: rebuilt}
+        else:
+            store = self._ub_dir() / f"peer-{peer}-{spec.host.dataset}"
+            cache = None
+            if (store / "cache.bin").exists() and (store / "digest.json").exists():
+                d = json.loads((store / "digest.json").read_text(encoding="utf-8"))
+                dig = ub.CacheDigest(bytes.fromhex(d["key_id"]), bytes.fromhex(d["set_digest"]), int(d["count"]), bytes.fromhex(d["salt"]))
+                data = (store / "cache.bin").read_bytes()
+                cache = ub.UnbalancedCache.from_values(dig, (data[i : i + 16] for i in range(0, len(data), 16)))
+            t_on = time.monotonic()
+            res = drive(role, ub.unbalanced_guest_program(ids, params, rng, cache=cache, map_fn=self._map_fn(len(ids))), endpoint)
+            if res.cache_updated:
+                c = res.cache
+                store.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(store / "cache.bin", b"".join(sorted(c.values)))
+                atomic_write_text(store / "digest.json", json.dumps({"key_id": c.digest.key_id.hex(), "set_digest": c.digest.set_digest.hex(),
+                                                                     "count": c.digest.count, "salt": c.digest.salt.hex()}))
+            out["psi"]["seconds"] = {me: {"online": round(time.monotonic() - t_on, 3)}}
+            out["psi"]["cache_received"] = res.cache_updated
+            r = res.result
+            if spec.psi.reveal == "cardinality":
+                out["psi"]["intersection_size"] = r.size
+            else:
+                aligned = [ids[i] for i in r.rows]
+                out["psi"]["intersection_size"] = len(aligned)
+                atomic_write_text(self.cfg.workdir / "jobs" / endpoint.job_id / "intersection.csv",
+                                  "id\n" + "".join(f"{i}\n" for i in aligned))
+        out["bytes"] = {me: {"sent": endpoint.bytes_sent, "received": endpoint.bytes_received}}
+        return out
+
     def _checkpoint_path(self, job_id: str) -> Path:
         return self.cfg.workdir / "jobs" / job_id / "psi.checkpoint.json"
 
@@ -319,6 +397,8 @@ class PartyNode:
         outdir = self.cfg.workdir / "jobs" / info.job_id
         t0 = time.monotonic()
 
+        if spec.psi.unbalanced:
+            return self._run_unbalanced(spec, role, peer, ds_cfg, ids, rng, endpoint)
         params = psi.PsiParams(salt=bytes.fromhex(info.psi_salt_hex), reveal=psi.Reveal(spec.psi.reveal))
         role_program = psi.guest_program if role is Role.GUEST else psi.host_program
         resume = None

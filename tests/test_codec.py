@@ -21,6 +21,7 @@ from protocols.psi.ecdh import blind, hash_to_point, random_scalar
 from protocols.hetero_lr import ckks_protocol as ck
 from protocols.hetero_lr.ckks_protocol import CkksLRStep
 from protocols.psi import protocol as psi
+from protocols.psi import unbalanced as ub
 from protocols.psi.protocol import BlindedPoints, MatchedPositions, PsiStep
 
 SALT = bytes(range(16))
@@ -79,7 +80,10 @@ def _samples(pk, sk) -> dict[type, list]:
         ck.CkksMaskedCiphertexts: [ck.CkksMaskedCiphertexts(b"f" * 16, 512, 512, 14, (b"a" * 10, b"", b"\xff" * 3)),
                                    ck.CkksMaskedCiphertexts(b"f" * 16, 0, 0, 0, ())],
         ck.CkksEpochLoss: [ck.CkksEpochLoss(0.6931471805599453), ck.CkksEpochLoss(-0.0)],
-        **({psi.SetSize: [psi.SetSize(0), psi.SetSize(2**20)]} if hasattr(psi, "SetSize") else {}),
+        psi.SetSize: [psi.SetSize(0), psi.SetSize(2**20)],
+        ub.CacheDigest: [ub.CacheDigest(b"k" * 32, b"d" * 32, 1 << 20, b"s" * 32), ub.CacheDigest(b"k" * 32, b"d" * 32, 0, b"s" * 16)],
+        ub.CacheStatus: [ub.CacheStatus(True), ub.CacheStatus(False)],
+        ub.CachedDigests: [ub.CachedDigests(()), ub.CachedDigests(tuple(bytes([i]) * 16 for i in range(5)))],
     }
 
 
@@ -213,7 +217,7 @@ def test_even_public_key_modulus_raises_protocol_error():
 _BASES = (Ciphertext, Masked, Public, Aggregate, Plaintext)
 
 
-@pytest.mark.parametrize("step", list(PsiStep) + list(lr.LRStep) + list(CkksLRStep), ids=lambda s: s.wire)
+@pytest.mark.parametrize("step", list(PsiStep) + list(ub.UnbalancedStep) + list(lr.LRStep) + list(CkksLRStep), ids=lambda s: s.wire)
 def test_every_step_payload_has_a_codec_and_a_classification(step):
     payload = step.spec.payload
     assert payload in registered_types()

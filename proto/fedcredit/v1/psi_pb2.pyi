@@ -25,3 +25,31 @@ class SetSize(_message.Message):
     COUNT_FIELD_NUMBER: _ClassVar[int]
     count: int
     def __init__(self, count: _Optional[int] = ...) -> None: ...
+
+class CacheDigest(_message.Message):
+    __slots__ = ("key_id", "set_digest", "count", "salt")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SET_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    SALT_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    set_digest: bytes
+    count: int
+    salt: bytes
+    def __init__(self, key_id: _Optional[bytes] = ..., set_digest: _Optional[bytes] = ..., count: _Optional[int] = ..., salt: _Optional[bytes] = ...) -> None: ...
+
+class CacheStatus(_message.Message):
+    __slots__ = ("have",)
+    HAVE_FIELD_NUMBER: _ClassVar[int]
+    have: bool
+    def __init__(self, have: _Optional[bool] = ...) -> None: ...
+
+class CachedDigests(_message.Message):
+    __slots__ = ("count", "width", "values")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    width: int
+    values: bytes
+    def __init__(self, count: _Optional[int] = ..., width: _Optional[int] = ..., values: _Optional[bytes] = ...) -> None: ...
