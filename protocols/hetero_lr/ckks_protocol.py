@@ -114,6 +114,7 @@ from .optim import apply_gradient, init_optimizer
 from .params import HeteroLRParams
 from .preprocess import epoch_batches
 from .protocol import (
+    decide_epoch,
     CoordinatorSummary,
     EpochDecision,
     EvaluationMetrics,
@@ -543,17 +544,9 @@ def coordinator_program(
         masked_loss: CkksMaskedCiphertexts = yield Recv(CkksLRStep.MASKED_LOSS)
         yield Send(CkksLRStep.DECRYPTED_LOSS, decrypt_masked(holder, fp, masked_loss, loss_rows=plan.n_train))
         loss = float((yield Recv(CkksLRStep.EPOCH_LOSS)).loss)
-        if not math.isfinite(loss):
-            raise BudgetError("the training loss is not finite")
-        change = abs(losses[-1] - loss) if losses else math.inf
+        decision = decide_epoch(losses, loss, epoch, params)
         losses.append(loss)
-        if change < params.tol:
-            stop, reason = True, f"loss changed by {change:.2e} < tol {params.tol:g}"
-        elif epoch + 1 >= params.max_epochs:
-            stop, reason = True, "max_epochs reached"
-        else:
-            stop, reason = False, ""
-        decision = EpochDecision(epoch + 1, loss, stop, reason)
+        stop = decision.stop
         yield Send(CkksLRStep.EPOCH_DECISION, decision, to=G)
         yield Send(CkksLRStep.EPOCH_DECISION, decision, to=H)
         yield Progress("train", epoch + 1, params.max_epochs, {"epoch": epoch + 1, "loss": loss})

@@ -359,6 +359,18 @@ def _decrypt_scalar(sk: PaillierPrivateKey, v: EncryptedVector) -> float:
     return float(FixedPoint(0).decode([from_residue(pk, sk.decrypt_raw(v.values[0]))], v.exponent)[0])
 
 
+def decide_epoch(previous_losses: Sequence[float], loss: float, epoch: int, params: HeteroLRParams) -> EpochDecision:
+    """The coordinator's stop rule (both engines): stop when the mean loss changes by less than tol, or at max_epochs."""
+    if not math.isfinite(loss):
+        raise BudgetError("the training loss is not finite")
+    change = abs(previous_losses[-1] - loss) if previous_losses else math.inf
+    if change < params.tol:
+        return EpochDecision(epoch + 1, loss, True, f"loss changed by {change:.2e} < tol {params.tol:g}")
+    if epoch + 1 >= params.max_epochs:
+        return EpochDecision(epoch + 1, loss, True, "max_epochs reached")
+    return EpochDecision(epoch + 1, loss, False, "")
+
+
 def _receive_key(msg: PublicKeyMessage, params: HeteroLRParams) -> PaillierPublicKey:
     pk = msg.public_key
     if pk.bits < params.key_bits:
@@ -497,17 +509,9 @@ def coordinator_program(
                 yield Send(LRStep.DECRYPTED, decrypt_masked(sk, masked), to=role)
         loss_msg: EncryptedLoss = yield Recv(LRStep.EPOCH_LOSS)
         loss = _decrypt_scalar(sk, loss_msg.value) / plan.n_train
-        if not math.isfinite(loss):
-            raise BudgetError("the training loss is not finite")
-        change = abs(losses[-1] - loss) if losses else math.inf
+        decision = decide_epoch(losses, loss, epoch, params)
         losses.append(loss)
-        if change < params.tol:
-            stop, reason = True, f"loss changed by {change:.2e} < tol {params.tol:g}"
-        elif epoch + 1 >= params.max_epochs:
-            stop, reason = True, "max_epochs reached"
-        else:
-            stop, reason = False, ""
-        decision = EpochDecision(epoch + 1, loss, stop, reason)
+        stop = decision.stop
         yield Send(LRStep.EPOCH_DECISION, decision, to=G)
         yield Send(LRStep.EPOCH_DECISION, decision, to=H)
         yield Progress("train", epoch + 1, params.max_epochs, {"epoch": epoch + 1, "loss": loss})
