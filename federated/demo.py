@@ -73,6 +73,7 @@ class Cluster:
     workdir: Path
     parties: dict[str, dict[str, DatasetConfig]]  # party -> dataset name -> config
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)  # party -> policy; default: auto-approve
+    party_settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # party -> extra config keys (e.g. unbalanced)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     port: int = 0
 
@@ -136,6 +137,7 @@ class Cluster:
                 "workdir": str(self.workdir / party),
                 "datasets": {k: json.loads(v.model_dump_json(exclude_defaults=False)) for k, v in datasets.items()},
                 "policy": policy,
+                **self.party_settings.get(party, {}),
             })
             self._spawn(party, ["party", "serve", "--config", str(cfg)])
         _write_yaml(self.workdir / "client.yaml", {"coordinator": f"127.0.0.1:{self.port}", "tls": self._tls("operator")})

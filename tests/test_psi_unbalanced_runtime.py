@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +31,8 @@ def test_unbalanced_cache_is_shipped_once_reused_and_invalidated(tmp_path: Path)
     (tmp_path / "applicants.csv").write_text("id\n" + "\n".join(applicants) + "\n")
     cluster = Cluster(tmp_path / "cluster", {"bank": {"applicants": DatasetConfig(path=tmp_path / "applicants.csv")},
                                               "platform": {"register": DatasetConfig(path=tmp_path / "register.csv")}},
-                      policies={p: {"auto_approve": True, "min_intersection": 0} for p in ("bank", "platform")})
+                      policies={p: {"auto_approve": True, "min_intersection": 0} for p in ("bank", "platform")},
+                      party_settings={"platform": {"unbalanced": {"key_rotation_days": 30}}})
     expected = set(applicants) & set(register)
     with cluster:
         with OperatorClient(cluster.client_config()) as client:
@@ -53,5 +55,15 @@ def test_unbalanced_cache_is_shipped_once_reused_and_invalidated(tmp_path: Path)
             card, job4 = run("cardinality")
             assert card["psi"]["intersection_size"] == len(expected)
             assert not (cluster.workdir / "bank" / "jobs" / job4 / "intersection.csv").exists()
+            # The key rotates on schedule: the next job finds it too old, draws a new one, rebuilds and re-ships the cache.
+            key_file = cluster.workdir / "platform" / "unbalanced" / "register" / "key.json"
+            saved = json.loads(key_file.read_text())
+            old_key = saved["key"]
+            saved["created_unix"] = time.time() - 31 * 86400  # the key is now 31 days old
+            key_file.write_text(json.dumps(saved))
+            rotated, _ = run()
+            assert json.loads(key_file.read_text())["key"] != old_key
+            assert rotated["psi"]["cache_rebuilt"] == {"platform": True} and rotated["psi"]["cache_received"] is True
+            assert rotated["psi"]["intersection_size"] == len(expected)
     key = cluster.workdir / "platform" / "unbalanced" / "register" / "key.json"
     assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
