@@ -358,7 +358,7 @@ def demo_psi(
     left: Path = typer.Option(..., "--left", help="The guest's (bank's) CSV."),
     right: Path = typer.Option(..., "--right", help="The host's (platform's) CSV."),
     id_column: str = typer.Option("id", "--id-column"),
-    protocol: str = typer.Option("ecdh", "--protocol", help="PSI protocol: ecdh."),
+    protocol: str = typer.Option("auto", "--protocol", help="auto (the fastest that serves the mode), ot (OT extension) or ecdh."),
     reveal: str = typer.Option("both", "--reveal", help="both | guest | cardinality"),
     dedupe: bool = typer.Option(False, "--dedupe", help="Drop duplicate ids (and report how many) instead of refusing them."),
     workdir: Path = typer.Option(Path("fedcredit-psi"), "--workdir"),

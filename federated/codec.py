@@ -16,7 +16,7 @@ from google.protobuf.message import Message as PbMessage
 
 from fedcredit.v1 import ckks_pb2
 from fedcredit.v1 import hetero_lr_pb2 as lr_pb
-from fedcredit.v1 import psi_pb2
+from fedcredit.v1 import psi_ot_pb2, psi_pb2
 from protocols.core import Message
 from protocols.errors import ProtocolError
 from protocols.hetero_lr import ckks_protocol as ck
@@ -24,6 +24,7 @@ from protocols.hetero_lr import protocol as lr
 from protocols.paillier import PaillierPublicKey
 from protocols.psi import protocol as psi
 from protocols.psi import unbalanced as ub
+from protocols.psi.ot import protocol as ot
 
 __all__ = ["encode_payload", "decode_payload", "payload_type_name", "registered_types"]
 
@@ -282,3 +283,18 @@ _register(
     lambda m: ckks_pb2.CkksEpochLoss(loss=m.loss),
     lambda pb: ck.CkksEpochLoss(float(pb.loss)),
 )
+
+
+# --------------------------------------------------------------------------- OT-extension PSI
+
+_register(ot.OtHostSetup, psi_ot_pb2.OtHostSetup, lambda m: psi_ot_pb2.OtHostSetup(count=m.count, code_key=m.code_key),
+          lambda pb: ot.OtHostSetup(int(pb.count), bytes(pb.code_key)))
+_register(ot.OtGuestSetup, psi_ot_pb2.OtGuestSetup,
+          lambda m: psi_ot_pb2.OtGuestSetup(count=m.count, bins=m.bins, cuckoo_seed=m.cuckoo_seed, base_ot_setup=m.base_ot_setup),
+          lambda pb: ot.OtGuestSetup(int(pb.count), int(pb.bins), bytes(pb.cuckoo_seed), bytes(pb.base_ot_setup)))
+_register(ot.BaseOtElements, psi_ot_pb2.BaseOtElements, lambda m: psi_ot_pb2.BaseOtElements(elements=m.elements),
+          lambda pb: ot.BaseOtElements(bytes(pb.elements)))
+_register(ot.CorrectionRows, psi_ot_pb2.CorrectionRows, lambda m: psi_ot_pb2.CorrectionRows(rows=m.rows),
+          lambda pb: ot.CorrectionRows(bytes(pb.rows)))
+_register(ot.OprfValues, psi_ot_pb2.OprfValues, lambda m: psi_ot_pb2.OprfValues(values=m.values),
+          lambda pb: ot.OprfValues(bytes(pb.values)))

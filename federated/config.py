@@ -174,6 +174,14 @@ class PsiSpec(_Model):
     # Unbalanced: the host answers from its cached, long-lived-key blinding of its whole set
     # (psi jobs only, reveal guest or cardinality). See protocols/psi/unbalanced.py.
     unbalanced: bool = False
+    # ot: OT-extension PSI (KKRT16), the fastest for both/guest; ecdh: X25519, needed for cardinality
+    # and unbalanced, and the only one that resumes after a restart. auto: the fastest that serves the job.
+    protocol: Literal["auto", "ecdh", "ot"] = "auto"
+
+    def resolved_protocol(self) -> str:
+        if self.protocol != "auto":
+            return self.protocol
+        return "ecdh" if self.unbalanced or self.reveal == "cardinality" else "ot"
     validate_uscc: bool = False
 
 
@@ -238,6 +246,8 @@ class JobSpec(_Model):
             raise ValueError("a train job needs psi.reveal: both (the host must know its aligned rows)")
         if self.psi.unbalanced and (self.kind != "psi" or self.psi.reveal == "both"):
             raise ValueError("psi.unbalanced needs kind: psi and psi.reveal: guest or cardinality")
+        if self.psi.protocol == "ot" and (self.psi.unbalanced or self.psi.reveal == "cardinality"):
+            raise ValueError("psi.protocol: ot serves reveal both or guest; cardinality and unbalanced jobs use ecdh")
         self.lr_params()  # validates ranges
         if self.training.engine == "ckks":
             self.ckks_params()

@@ -288,7 +288,8 @@ class JobManager:
         for job in self.store.jobs_in_state("running"):
             for r in job.roles:
                 if r.node == node and r.claimed_ms is not None and r.finished_ms is None:
-                    if job.progress.get(node, {}).get("stage") in ("psi", None):
+                    resumable = JobSpec.model_validate_json(job.spec_json).psi.resolved_protocol() == "ecdh"
+                    if resumable and job.progress.get(node, {}).get("stage") in ("psi", None):
                         # PSI checkpoints after every batch: the node picks the role up again and resumes.
                         self.store.unclaim_role(job.job_id, r.role, node)
                         _LOG.warning("%s restarted during PSI of %s; it will resume from its checkpoint", node, job.job_id)

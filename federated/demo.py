@@ -341,8 +341,8 @@ def run_psi_demo(left: Path, right: Path, *, id_column: str, protocol: str, reve
     from .client import OperatorClient
     from .progress import follow_job
 
-    if protocol != "ecdh":
-        raise ConfigError(f"--protocol {protocol!r} is not available (choose: ecdh)")
+    if protocol not in ("auto", "ecdh", "ot"):
+        raise ConfigError(f"--protocol {protocol!r} is not available (choose: auto, ecdh, ot)")
     for p in (left, right):
         if not p.exists():
             raise DataError(f"{p}: file not found")
@@ -352,8 +352,8 @@ def run_psi_demo(left: Path, right: Path, *, id_column: str, protocol: str, reve
           "platform": DatasetConfig(path=right.resolve(), id_column=id_column, duplicates="dedupe" if dedupe else "reject")}
     spec = parse_config(JobSpec, {"kind": "psi", "name": "psi-demo", "purpose": PURPOSE,
                                   "guest": {"party": "bank", "dataset": "ids"}, "host": {"party": "platform", "dataset": "ids"},
-                                  "psi": {"reveal": reveal}}, source="psi demo")
-    console.rule(f"[bold]fedcredit PSI demo ({protocol}, reveal {reveal})")
+                                  "psi": {"reveal": reveal, "protocol": protocol}}, source="psi demo")
+    console.rule(f"[bold]fedcredit PSI demo ({spec.psi.resolved_protocol()}, reveal {reveal})")
     cluster = Cluster(workdir, {"bank": {"ids": ds["bank"]}, "platform": {"ids": ds["platform"]}},
                       policies={p: {"auto_approve": True, "min_intersection": 0, "allowed_purposes": [PURPOSE]} for p in ("bank", "platform")})
     with cluster:
@@ -372,7 +372,7 @@ def run_psi_demo(left: Path, right: Path, *, id_column: str, protocol: str, reve
         out_csv.write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
     size = result["psi"].get("intersection_size")
     out = {
-        "job_id": info.job_id, "protocol": protocol, "reveal": reveal,
+        "job_id": info.job_id, "protocol": spec.psi.resolved_protocol(), "reveal": reveal,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "intersection_size": size,

@@ -27,6 +27,7 @@ from protocols.hetero_lr import Standardizer, guest_program, host_program, split
 from protocols.hetero_lr import ckks_protocol as ckks_lr
 from protocols.psi import protocol as psi
 from protocols.psi import unbalanced as ub
+from protocols.psi.ot import protocol as ot_psi
 
 from .approval import check_policy, make_approval, my_role, require_own_approval
 from .certs import load_tls
@@ -394,11 +395,15 @@ class PartyNode:
             timeout_s=self.cfg.message_timeout_s,
         )
         rng = secrets.SystemRandom()
-        outdir = self.cfg.workdir / "jobs" / info.job_id
         t0 = time.monotonic()
 
         if spec.psi.unbalanced:
             return self._run_unbalanced(spec, role, peer, ds_cfg, ids, rng, endpoint)
+        if spec.psi.resolved_protocol() == "ot":
+            ot_params = ot_psi.OtPsiParams(salt=bytes.fromhex(info.psi_salt_hex), mode=psi.Reveal(spec.psi.reveal))
+            ot_program = ot_psi.ot_guest_program if role is Role.GUEST else ot_psi.ot_host_program
+            psi_result = drive(role, ot_program(ids, ot_params, rng), endpoint)
+            return self._after_psi(info, spec, role, data, keep, psi_result, t0, endpoint, rng)
         params = psi.PsiParams(salt=bytes.fromhex(info.psi_salt_hex), reveal=psi.Reveal(spec.psi.reveal))
         role_program = psi.guest_program if role is Role.GUEST else psi.host_program
         resume = None
@@ -418,8 +423,15 @@ class PartyNode:
         program = role_program(ids, params, rng, map_fn=self._map_fn(len(ids)), checkpoint=True, resume=resume)
         psi_result: psi.PsiResult = drive(role, program, endpoint)
         ckpt_path.unlink(missing_ok=True)  # the scalar is no longer needed: do not keep it
+        return self._after_psi(info, spec, role, data, keep, psi_result, t0, endpoint, rng)
+
+    def _after_psi(self, info: job_pb2.JobInfo, spec: JobSpec, role: Role, data: LocalDataset, keep: Any,
+                   psi_result: psi.PsiResult, t0: float, endpoint: RelayEndpoint, rng: Any) -> dict[str, Any]:
+        """Align rows from the PSI result; for a train job, train and evaluate."""
+        me = self.cfg.name
+        outdir = self.cfg.workdir / "jobs" / info.job_id
         psi_seconds = time.monotonic() - t0
-        result: dict[str, Any] = {"psi": {"seconds": {me: round(psi_seconds, 3)}}}
+        result: dict[str, Any] = {"psi": {"seconds": {me: round(psi_seconds, 3)}, "protocol": spec.psi.resolved_protocol()}}
         if data.duplicates_removed:
             result["psi"]["duplicates_removed"] = {me: data.duplicates_removed}
         aligned: list[str] = []

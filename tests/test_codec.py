@@ -22,6 +22,7 @@ from protocols.hetero_lr import ckks_protocol as ck
 from protocols.hetero_lr.ckks_protocol import CkksLRStep
 from protocols.psi import protocol as psi
 from protocols.psi import unbalanced as ub
+from protocols.psi.ot import protocol as ot
 from protocols.psi.protocol import BlindedPoints, MatchedPositions, PsiStep
 
 SALT = bytes(range(16))
@@ -84,6 +85,11 @@ def _samples(pk, sk) -> dict[type, list]:
         ub.CacheDigest: [ub.CacheDigest(b"k" * 32, b"d" * 32, 1 << 20, b"s" * 32), ub.CacheDigest(b"k" * 32, b"d" * 32, 0, b"s" * 16)],
         ub.CacheStatus: [ub.CacheStatus(True), ub.CacheStatus(False)],
         ub.CachedDigests: [ub.CachedDigests(()), ub.CachedDigests(tuple(bytes([i]) * 16 for i in range(5)))],
+        ot.OtHostSetup: [ot.OtHostSetup(1 << 20, b"k" * 16), ot.OtHostSetup(0, b"k" * 16)],
+        ot.OtGuestSetup: [ot.OtGuestSetup(1000, 2048, b"s" * 16, b"\x01" * 384)],
+        ot.BaseOtElements: [ot.BaseOtElements(b"\x02" * 384 * 3)],
+        ot.CorrectionRows: [ot.CorrectionRows(b"\x03" * 56 * 10)],
+        ot.OprfValues: [ot.OprfValues(b"\x04" * 11 * 6)],
     }
 
 
@@ -217,7 +223,7 @@ def test_even_public_key_modulus_raises_protocol_error():
 _BASES = (Ciphertext, Masked, Public, Aggregate, Plaintext)
 
 
-@pytest.mark.parametrize("step", list(PsiStep) + list(ub.UnbalancedStep) + list(lr.LRStep) + list(CkksLRStep), ids=lambda s: s.wire)
+@pytest.mark.parametrize("step", list(PsiStep) + list(ub.UnbalancedStep) + list(ot.OtPsiStep) + list(lr.LRStep) + list(CkksLRStep), ids=lambda s: s.wire)
 def test_every_step_payload_has_a_codec_and_a_classification(step):
     payload = step.spec.payload
     assert payload in registered_types()

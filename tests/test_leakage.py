@@ -70,7 +70,7 @@ def test_platform_receives_only_ciphertexts_masked_public_and_aggregates(runs) -
             assert m["key_owner"] == "coordinator"  # never a key the platform holds
     # No plaintext and nothing label-derived in the clear: the only aggregates are agreed ones.
     disclosed_keys = {k for m in received if m["disclosed"] for k in m["disclosed"]}
-    assert disclosed_keys <= {"set_size", "intersection_size", "paillier_key_bits", "key_fingerprint", "epoch", "mean_training_loss", "stop"}, disclosed_keys
+    assert disclosed_keys <= {"set_size", "bins", "intersection_size", "paillier_key_bits", "key_fingerprint", "epoch", "mean_training_loss", "stop"}, disclosed_keys
 
 
 def test_coordinator_receives_only_envelopes_masked_values_and_aggregates(runs) -> None:

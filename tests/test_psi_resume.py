@@ -38,7 +38,8 @@ def test_party_killed_mid_psi_resumes(tmp_path: Path, sets) -> None:
     cluster = Cluster(tmp_path / "cluster", {"bank": {"ids": DatasetConfig(path=left)}, "platform": {"ids": DatasetConfig(path=right)}},
                       policies={p: {"auto_approve": True, "min_intersection": 0} for p in ("bank", "platform")})
     spec = parse_config(JobSpec, {"kind": "psi", "purpose": "financing.credit_risk_model",
-                                  "guest": {"party": "bank", "dataset": "ids"}, "host": {"party": "platform", "dataset": "ids"}},
+                                  "guest": {"party": "bank", "dataset": "ids"}, "host": {"party": "platform", "dataset": "ids"},
+                                  "psi": {"protocol": "ecdh"}},  # ECDH checkpoints per batch; OT jobs do not resume
                         source="resume test")
     with cluster:
         with OperatorClient(cluster.client_config()) as client:
