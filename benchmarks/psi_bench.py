@@ -214,20 +214,20 @@ def measure_fedcredit(exponent: int, cores: int, mode: str, batch_size: int) -> 
 # --------------------------------------------------------------------------- (c) OpenMined
 
 
-def measure_real(exponent: int, workdir: Path) -> dict[str, Any]:
+def measure_real(exponent: int, workdir: Path, protocol: str = "ecdh") -> dict[str, Any]:
     """fedcredit PSI as deployed: `fedcredit demo psi`, i.e. a coordinator and two party
     processes over mTLS gRPC, data load included. Returns the job's seconds, bytes and
     each party's peak RSS (reported by the parties themselves)."""
     import subprocess
 
     guest, host = id_sets(exponent)
-    d = workdir / f"real-{exponent}"
+    d = workdir / f"real-{protocol}-{exponent}"
     d.mkdir(parents=True, exist_ok=True)
     (d / "left.csv").write_text("id\n" + "\n".join(guest) + "\n", encoding="utf-8")
     (d / "right.csv").write_text("id\n" + "\n".join(host) + "\n", encoding="utf-8")
     out = d / "result.json"
     subprocess.run([sys.executable, "-m", "federated.cli", "demo", "psi", "--left", str(d / "left.csv"), "--right", str(d / "right.csv"),
-                    "--workdir", str(d / "work"), "--json", str(out)], check=True, capture_output=True, timeout=3600)
+                    "--workdir", str(d / "work"), "--json", str(out), "--protocol", protocol], check=True, capture_output=True, timeout=3600)
     r = json.loads(out.read_text())
     return {"seconds": r["seconds"]["job"], "seconds_with_startup": r["seconds"]["total"],
             "bytes_total": sum(r["bytes_sent"].values()), "peak_rss_mb_per_party": r["peak_rss_mb"],
@@ -377,12 +377,17 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_real:
             import tempfile
 
-            real = measure_real(e, Path(tempfile.mkdtemp(prefix="psi-bench-")))
+            tmp = Path(tempfile.mkdtemp(prefix="psi-bench-"))
+            real = measure_real(e, tmp, "ecdh")
             row["fedcredit_real"] = real
             row["fedcredit_real_ratio_to_floor"] = real["seconds"] / floor
             print(f"(b') fedcredit 2^{e}, real processes over mTLS gRPC: {real['seconds']:.2f} s "
                   f"(×{real['seconds'] / floor:.2f} floor), {_mb(real['bytes_total'])} MiB, "
                   f"peak RSS per party {real['peak_rss_mb_per_party']}", flush=True)
+            real_ot = measure_real(e, tmp, "ot")
+            row["fedcredit_ot_real"] = real_ot
+            print(f"(b'') fedcredit OT mode 2^{e}, real processes over mTLS gRPC: {real_ot['seconds']:.2f} s, "
+                  f"{_mb(real_ot['bytes_total'])} MiB, peak RSS per party {real_ot['peak_rss_mb_per_party']}", flush=True)
         if om_version is not None and e <= args.openmined_max:
             om = isolated(measure_openmined, e)
             row["openmined"] = om
@@ -415,6 +420,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'2^' + str(row['exponent']):>8} {f['seconds']:>12.2f} {_mb(f['bytes_total']):>8} {f['peak_rss_mb']:>7.0f} "
               f"{row['floor_seconds']:>8.2f} {row['fedcredit_ratio_to_floor']:>6.2f}× {real_cols} {om_cols}")
     print("speedup = OpenMined s / fedcredit s (in-process); real s = `fedcredit demo psi` job time, party MB = largest party peak RSS")
+    ot_rows = [(r["exponent"], r["fedcredit_ot_real"]) for r in rows if "fedcredit_ot_real" in r]
+    if ot_rows:
+        print("\nOT-extension mode (KKRT16), real processes over mTLS gRPC, same id sets:")
+        for e, r in ot_rows:
+            ecdh = next(x for x in rows if x["exponent"] == e).get("fedcredit_real")
+            vs = f"; {ecdh['seconds'] / r['seconds']:.1f}x faster than ECDH over real processes" if ecdh else ""
+            print(f"  2^{e}: {r['seconds']:.2f} s, {_mb(r['bytes_total'])} MiB, largest party {max(r['peak_rss_mb_per_party'].values()):.0f} MB{vs}")
     if ub:
         print()
         print(f"unbalanced: cache 2^{args.unbalanced_cache} ids: offline build {ub['offline_build_seconds']:.2f} s "
