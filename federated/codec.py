@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import gmpy2
+import numpy as np
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as PbMessage
 
@@ -116,11 +117,17 @@ _register(
 )
 _register(ub.CacheStatus, psi_pb2.CacheStatus, lambda m: psi_pb2.CacheStatus(have=m.have), lambda pb: ub.CacheStatus(bool(pb.have)))
 _register(ub.CachedDigests, psi_pb2.CachedDigests, _cached_pb, _cached_msg)
+def _positions_msg(pb: psi_pb2.MatchedPositions) -> psi.MatchedPositions:
+    if len(pb.positions) != 4 * pb.count:
+        raise ProtocolError("MatchedPositions: byte length does not match count")
+    return psi.MatchedPositions(tuple(int(v) for v in np.frombuffer(pb.positions, dtype="<u4")))
+
+
 _register(
     psi.MatchedPositions,
     psi_pb2.MatchedPositions,
-    lambda m: psi_pb2.MatchedPositions(positions=list(m.positions)),
-    lambda pb: psi.MatchedPositions(tuple(int(p) for p in pb.positions)),
+    lambda m: psi_pb2.MatchedPositions(count=len(m.positions), positions=np.asarray(m.positions, dtype="<u4").tobytes()),
+    _positions_msg,
 )
 
 
