@@ -444,3 +444,40 @@ def verify_issued_cert(pem: bytes, ca_cert_pem: bytes, expected_name: str, *, wh
         words = {"key_agreement": "key agreement", "digital_signature": "digital signatures"}.get(usage, usage)
         raise CryptoError(f"{what} certificate for {expected_name!r} does not allow {words}")
     return cert
+
+
+def load_key_pair(cert: Path, key: Path, *, what: str, key_type: type, key_name: str,
+                  missing_hint: str = "") -> tuple[str, object, bytes]:
+    """Load a node's certificate and matching private key: (CN, private key, certificate PEM).
+
+    ``what`` names the pair in messages ("sealing", "signing"); the key must be a
+    ``key_type`` (named ``key_name``) and match the certificate. Raises ConfigError.
+    """
+    try:
+        cert_pem = Path(cert).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} certificate {cert}: {exc.strerror or exc}{missing_hint}") from None
+    try:
+        key_pem = Path(key).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} key {key}: {exc.strerror or exc}") from None
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        raise ConfigError(f"{what} certificate {cert} is not a PEM certificate") from None
+    try:
+        private = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{what} key {key} is not an unencrypted PEM private key") from None
+    if not isinstance(private, key_type):
+        raise ConfigError(f"{what} key {key} is not an {key_name} key")
+    name = single_cn(certificate)
+    if name is None:
+        raise ConfigError(f"{what} certificate {cert} has no single common name")
+    try:
+        cert_public = certificate.public_key()
+    except Exception:  # noqa: BLE001 - unsupported key types raise various errors
+        raise ConfigError(f"{what} certificate {cert} has an unsupported public key") from None
+    if cert_public != private.public_key():  # type: ignore[attr-defined]
+        raise ConfigError(f"{what} key {key} does not match certificate {cert}")
+    return name, private, cert_pem

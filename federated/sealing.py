@@ -22,15 +22,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from federated.certs import NAME_PATTERN
-from federated.certs import single_cn, verify_issued_cert
+from federated.certs import load_key_pair, verify_issued_cert
 from federated.errors import ConfigError, CryptoError
 
 __all__ = [
@@ -65,33 +64,7 @@ def load_seal_identity(cert: Path, key: Path) -> SealIdentity:
             X25519, the certificate has no single CN, or key and certificate
             do not match.
     """
-    try:
-        cert_pem = Path(cert).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read sealing certificate {cert}: {exc.strerror or exc}") from None
-    try:
-        key_pem = Path(key).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read sealing key {key}: {exc.strerror or exc}") from None
-    try:
-        certificate = x509.load_pem_x509_certificate(cert_pem)
-    except ValueError:
-        raise ConfigError(f"sealing certificate {cert} is not a PEM certificate") from None
-    try:
-        private = serialization.load_pem_private_key(key_pem, password=None)
-    except (ValueError, TypeError):
-        raise ConfigError(f"sealing key {key} is not an unencrypted PEM private key") from None
-    if not isinstance(private, X25519PrivateKey):
-        raise ConfigError(f"sealing key {key} is not an X25519 key")
-    name = single_cn(certificate)
-    if name is None:
-        raise ConfigError(f"sealing certificate {cert} has no single common name")
-    try:
-        cert_public = certificate.public_key()
-    except Exception:  # noqa: BLE001 - unsupported key types raise various errors
-        raise ConfigError(f"sealing certificate {cert} has an unsupported public key") from None
-    if cert_public != private.public_key():
-        raise ConfigError(f"sealing key {key} does not match certificate {cert}")
+    name, private, cert_pem = load_key_pair(cert, key, what="sealing", key_type=X25519PrivateKey, key_name="X25519")
     return SealIdentity(name=name, private_key=private, cert_pem=cert_pem)
 
 

@@ -30,7 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from federated.certs import single_cn, verify_issued_cert
+from federated.certs import load_key_pair, single_cn, verify_issued_cert
 from federated.errors import ConfigError, CryptoError
 
 __all__ = [
@@ -86,36 +86,9 @@ def load_signing_identity(cert: Path, key: Path) -> SigningIdentity:
             Ed25519, the certificate has no single CN, or key and certificate
             do not match.
     """
-    try:
-        cert_pem = Path(cert).read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read signing certificate {cert}: {exc.strerror or exc} "
-            "(certificates made before signing keys existed need `fedcredit certs init --force`)"
-        ) from None
-    try:
-        key_pem = Path(key).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read signing key {key}: {exc.strerror or exc}") from None
-    try:
-        certificate = x509.load_pem_x509_certificate(cert_pem)
-    except ValueError:
-        raise ConfigError(f"signing certificate {cert} is not a PEM certificate") from None
-    try:
-        private = serialization.load_pem_private_key(key_pem, password=None)
-    except (ValueError, TypeError):
-        raise ConfigError(f"signing key {key} is not an unencrypted PEM private key") from None
-    if not isinstance(private, Ed25519PrivateKey):
-        raise ConfigError(f"signing key {key} is not an Ed25519 key")
-    name = single_cn(certificate)
-    if name is None:
-        raise ConfigError(f"signing certificate {cert} has no single common name")
-    try:
-        cert_public = certificate.public_key()
-    except Exception:  # noqa: BLE001 - unsupported key types raise various errors
-        raise ConfigError(f"signing certificate {cert} has an unsupported public key") from None
-    if cert_public != private.public_key():
-        raise ConfigError(f"signing key {key} does not match certificate {cert}")
+    name, private, cert_pem = load_key_pair(
+        cert, key, what="signing", key_type=Ed25519PrivateKey, key_name="Ed25519",
+        missing_hint=" (certificates made before signing keys existed need `fedcredit certs init --force`)")
     return SigningIdentity(name=name, private_key=private, cert_pem=cert_pem)
 
 
