@@ -76,13 +76,13 @@ def load_dataset(cfg: DatasetConfig, *, require_label: bool, require_features: b
 
     removed = 0
     if cfg.duplicates == "dedupe":
-        d = prepare_ids(list(frame[cfg.id_column]), source=str(path), validate_uscc=cfg.validate_uscc, lines=line_numbers, dedupe=True)
+        d = prepare_ids(frame[cfg.id_column].tolist(), source=str(path), validate_uscc=cfg.validate_uscc, lines=line_numbers, dedupe=True)
         ids, removed = list(d.ids), d.removed
         if removed:
             frame = frame.iloc[list(d.kept)].reset_index(drop=True)
             line_numbers = line_numbers[list(d.kept)]
     else:
-        ids = prepare_ids(list(frame[cfg.id_column]), source=str(path), validate_uscc=cfg.validate_uscc, lines=line_numbers)
+        ids = prepare_ids(frame[cfg.id_column].tolist(), source=str(path), validate_uscc=cfg.validate_uscc, lines=line_numbers)
 
     x = np.empty((len(frame), len(feature_names)), dtype=float)
     for j, col in enumerate(feature_names):

@@ -180,6 +180,35 @@ def test_prepare_ids_normalizes() -> None:
     assert prepare_ids([], source="x.csv") == []
 
 
+_ID_PARTS = st.sampled_from(["a", "Z", "9", " ", "\u3000", "\u200b", "\ufeff", "Ａ", "９", "-", "Ä", "ß", "\t", "ﬁ"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_ID_PARTS, max_size=6).map("".join), max_size=12), st.booleans())
+def test_prepare_ids_fast_path_equals_row_by_row(raw: list[str], dedupe: bool) -> None:
+    """The all-clean fast path and the checking loop agree: same ids, or the same error."""
+    norm = [normalize_id(r) for r in raw]
+    clean = all(norm) and len(set(norm)) == len(norm)
+    if clean:
+        got = prepare_ids(raw, source="p.csv", dedupe=dedupe)
+        assert (got.ids if dedupe else got) == norm
+        if dedupe:
+            assert got.removed == 0 and got.kept == tuple(range(len(raw)))
+    else:
+        if dedupe and all(norm):  # duplicates only: dropped, first occurrence kept
+            got = prepare_ids(raw, source="p.csv", dedupe=True)
+            assert got.ids == list(dict.fromkeys(norm)) and got.removed == len(norm) - len(set(norm))
+        else:
+            with pytest.raises(DataError, match="^p.csv: "):
+                prepare_ids(raw, source="p.csv", dedupe=dedupe)
+
+
+def test_prepare_ids_non_text_cells_are_named() -> None:
+    for cell, what in ((b"A1", "id is bytes, not text"), (7, "id is int, not text"), (float("nan"), "empty id")):
+        with pytest.raises(DataError, match=f"line 3: {what}"):
+            prepare_ids(["B2", cell], source="n.csv")  # type: ignore[list-item]
+
+
 def test_prepare_ids_duplicates_and_empties() -> None:
     raw = ["A1", "b 2", "", "a1", "B2", "   ", None, "C3"]
     with pytest.raises(DataError) as err:
