@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test venv proto bench clean
+.PHONY: demo test venv proto bench bench-psi spu-venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "fedcredit needs Python >= 3.11, found " + sys.version'
@@ -28,5 +28,20 @@ proto: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/paillier_bench.py
 
+# SecretFlow SPU in its own venv (it pins numpy<2): the SPU columns of psi_bench.py.
+SPU_VENV := .venv-spu
+$(SPU_VENV)/.installed-stamp: benchmarks/requirements-spu.txt
+	$(PYTHON) -m venv $(SPU_VENV)
+	$(SPU_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SPU_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements-spu.txt
+	touch $@
+
+spu-venv: $(SPU_VENV)/.installed-stamp
+
+# Every PSI column at 2^17 and 2^20: fedcredit ECDH and OT, SPU ECDH and KKRT, OpenMined.
+bench-psi: $(STAMP) spu-venv
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/psi_bench.py --sizes 17,20 --json psi_bench.json $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info fedcredit-demo
+	rm -rf $(VENV) $(SPU_VENV) build *.egg-info fedcredit-demo

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark fedcredit's ECDH-PSI against its floor and OpenMined PSI, on the same id sets.
+"""Benchmark fedcredit's PSI modes (ECDH, OT-extension) against their floor, SecretFlow SPU and OpenMined PSI.
 
 Everything runs in ONE invocation. Each measurement runs in a forked child
 process (so its peak memory is its own) on id sets generated from the same
@@ -17,11 +17,23 @@ Measured:
     relay: a lower bound for the real runtime, whose column the runtime owner
     adds. Bytes are the protobuf payload sizes (``federated.codec`` when it
     can encode the payload, else the raw 32 bytes per point).
+(b') fedcredit as deployed: ``fedcredit demo psi`` (a coordinator and two party processes over
+    mTLS gRPC, CSV load included), ECDH once, and the OT-extension mode ``--repeats`` times
+    (median reported).
 (c) OpenMined PSI (``pip install openmined-psi``; C++, P-256, one thread),
     RAW, intersection revealed: client ``CreateRequest``, server
     ``CreateSetupMessage`` + ``ProcessRequest``, client ``GetIntersection``;
     bytes are the three serialized messages. Only up to ``--openmined-max``
     (2^17: it takes ~70 s there).
+(e) SecretFlow SPU PSI (``spu`` 0.9.5: ECDH on Curve25519 and KKRT16, C++), two party
+    processes over loopback, through ``benchmarks/spu_psi.py`` run by an interpreter that
+    has ``spu``: this one if it imports, else ``.venv-spu/bin/python`` (``make spu-venv``;
+    spu pins numpy<2, so it gets its own venv), else ``--spu-python``. Same CSV files as
+    fedcredit's real-process runs, intersection on both sides (as ``reveal: both``); bytes
+    counted by a relay on the loopback path. ``--repeats`` runs, median reported.
+
+The goals of the OT mode (issue #6) are checked at the largest size with both the OT mode
+and SPU: faster than SPU ECDH, within 1.5x of SPU KKRT, under 2 GB per party.
 (d) unbalanced mode: the offline build of a 2^``--unbalanced-cache`` cache
     (hash + multiply every platform id, sort, digest), then an online job of
     ``--unbalanced-queries`` queries with the cache already on the guest, and
@@ -34,6 +46,7 @@ Usage::
 
     python benchmarks/psi_bench.py                          # 2^14 and 2^17, < 5 minutes
     python benchmarks/psi_bench.py --sizes 14,17,20 --json out.json
+    make bench-psi                                           # 2^17 and 2^20 with every column (~8 minutes)
 """
 
 from __future__ import annotations
@@ -214,24 +227,78 @@ def measure_fedcredit(exponent: int, cores: int, mode: str, batch_size: int) -> 
 # --------------------------------------------------------------------------- (c) OpenMined
 
 
+def write_sets(exponent: int, workdir: Path) -> tuple[Path, Path]:
+    """The id sets of size 2^exponent as two one-column CSV files (written once per size)."""
+    d = workdir / f"sets-{exponent}"
+    left, right = d / "left.csv", d / "right.csv"
+    if not left.exists():
+        guest, host = id_sets(exponent)
+        d.mkdir(parents=True, exist_ok=True)
+        left.write_text("id\n" + "\n".join(guest) + "\n", encoding="utf-8")
+        right.write_text("id\n" + "\n".join(host) + "\n", encoding="utf-8")
+    return left, right
+
+
 def measure_real(exponent: int, workdir: Path, protocol: str = "ecdh") -> dict[str, Any]:
     """fedcredit PSI as deployed: `fedcredit demo psi`, i.e. a coordinator and two party
     processes over mTLS gRPC, data load included. Returns the job's seconds, bytes and
     each party's peak RSS (reported by the parties themselves)."""
     import subprocess
 
-    guest, host = id_sets(exponent)
+    left, right = write_sets(exponent, workdir)
     d = workdir / f"real-{protocol}-{exponent}"
     d.mkdir(parents=True, exist_ok=True)
-    (d / "left.csv").write_text("id\n" + "\n".join(guest) + "\n", encoding="utf-8")
-    (d / "right.csv").write_text("id\n" + "\n".join(host) + "\n", encoding="utf-8")
     out = d / "result.json"
-    subprocess.run([sys.executable, "-m", "federated.cli", "demo", "psi", "--left", str(d / "left.csv"), "--right", str(d / "right.csv"),
+    subprocess.run([sys.executable, "-m", "federated.cli", "demo", "psi", "--left", str(left), "--right", str(right),
                     "--workdir", str(d / "work"), "--json", str(out), "--protocol", protocol], check=True, capture_output=True, timeout=3600)
     r = json.loads(out.read_text())
     return {"seconds": r["seconds"]["job"], "seconds_with_startup": r["seconds"]["total"],
             "bytes_total": sum(r["bytes_sent"].values()), "peak_rss_mb_per_party": r["peak_rss_mb"],
             "intersection_size": r["intersection_size"]}
+
+
+# --------------------------------------------------------------------------- (e) SPU
+
+SPU_HARNESS = Path(__file__).resolve().parent / "spu_psi.py"
+SPU_VENV_PYTHON = Path(__file__).resolve().parents[1] / ".venv-spu" / "bin" / "python"
+
+
+def find_spu_python(explicit: str | None) -> str | None:
+    """An interpreter that imports ``spu``: ``explicit``, this one, or ``.venv-spu``; None if none."""
+    import subprocess
+
+    candidates = [explicit] if explicit else [sys.executable, str(SPU_VENV_PYTHON)]
+    for python in candidates:
+        if python and Path(python).exists():
+            probe = subprocess.run([python, "-c", "import spu.psi, spu.libspu.link"], capture_output=True, timeout=120)
+            if probe.returncode == 0:
+                return python
+    return None
+
+
+def spu_version(python: str) -> str:
+    import subprocess
+
+    probe = subprocess.run([python, "-c", "import spu; print(getattr(spu, '__version__', 'unknown'))"],
+                           capture_output=True, text=True, timeout=120)
+    return probe.stdout.strip() or "unknown"
+
+
+def measure_spu(exponent: int, workdir: Path, protocol: str, python: str) -> dict[str, Any]:
+    """SPU PSI (``ECDH`` or ``KKRT``) on the same CSV files, two processes over loopback."""
+    import subprocess
+
+    left, right = write_sets(exponent, workdir)
+    d = workdir / f"spu-{protocol}-{exponent}"
+    d.mkdir(parents=True, exist_ok=True)
+    out = d / "result.json"
+    run = subprocess.run([python, str(SPU_HARNESS), "--protocol", protocol, "--left", str(left), "--right", str(right),
+                          "--workdir", str(d), "--json", str(out)], capture_output=True, text=True, timeout=3600)
+    if run.returncode != 0:
+        raise RuntimeError(f"SPU {protocol} at 2^{exponent} failed:\n{run.stderr[-3000:]}")
+    r = json.loads(out.read_text())
+    assert r["intersection_size"] == (1 << exponent) // 2, r["intersection_size"]
+    return r
 
 
 def openmined_version() -> str | None:
@@ -335,8 +402,72 @@ def _loadavg() -> list[float] | None:
         return None
 
 
+def _runs(r: dict[str, Any]) -> str:
+    return ", ".join(f"{x:.2f}" for x in r.get("runs_seconds", [r["seconds"]]))
+
+
 def _mb(n: float) -> str:
     return f"{n / 2**20:,.1f}"
+
+
+GOAL_MEMORY_MB = 2048
+GOAL_KKRT_RATIO = 1.5
+
+
+def side_by_side(rows: list[dict[str, Any]], spu_ver: str | None, om_version: str | None) -> dict[str, Any]:
+    """Print the real-process table (every system at every size) and check the OT mode's goals
+    at the largest size that has both the OT mode and SPU."""
+    table = []
+    for row in rows:
+        e = row["exponent"]
+        for name, r in (("fedcredit ECDH", row.get("fedcredit_real")), ("fedcredit OT (KKRT16)", row.get("fedcredit_ot_real"))):
+            if r:
+                table.append((e, name, r["seconds"], r["bytes_total"], max(r["peak_rss_mb_per_party"].values())))
+        for proto, r in (row.get("spu") or {}).items():
+            table.append((e, f"SPU {spu_ver} {proto}", r["seconds"], r["bytes_total"], max(r["peak_rss_mb_per_party"].values())))
+        if row.get("openmined"):
+            om = row["openmined"]
+            table.append((e, f"OpenMined {om_version} (1 process)", om["seconds"], om["bytes_total"], om["peak_rss_mb"]))
+    if not table:
+        return {}
+    print("\nSame id sets, each party its own process (OpenMined: both in one):")
+    head = f"{'N':>6}  {'system':<28} {'seconds':>8} {'MiB wire':>9} {'party MB':>9}"
+    print(head)
+    print("-" * len(head))
+    for e, name, sec, nbytes, mem in table:
+        print(f"{'2^' + str(e):>6}  {name:<28} {sec:>8.2f} {_mb(nbytes):>9} {mem:>9.0f}")
+    goals: dict[str, Any] = {}
+    both = [r for r in rows if r.get("fedcredit_ot_real") and r.get("spu")]
+    if both:
+        row = max(both, key=lambda r: r["exponent"])
+        ot, spu = row["fedcredit_ot_real"], row["spu"]
+        mem = max(ot["peak_rss_mb_per_party"].values())
+        goals = {"exponent": row["exponent"], "ot_seconds": ot["seconds"], "ot_peak_rss_mb": mem,
+                 "memory_below_2gb": mem < GOAL_MEMORY_MB}
+        if "ECDH" in spu:
+            goals["spu_ecdh_seconds"] = spu["ECDH"]["seconds"]
+            goals["faster_than_spu_ecdh"] = ot["seconds"] < spu["ECDH"]["seconds"]
+        if "KKRT" in spu:
+            goals["spu_kkrt_seconds"] = spu["KKRT"]["seconds"]
+            goals["ratio_to_spu_kkrt"] = ot["seconds"] / spu["KKRT"]["seconds"]
+            goals["within_1_5x_spu_kkrt"] = goals["ratio_to_spu_kkrt"] <= GOAL_KKRT_RATIO
+        print(f"\nGoals at 2^{goals['exponent']} (fedcredit OT mode, real processes: {ot['seconds']:.2f} s):")
+        if "faster_than_spu_ecdh" in goals:
+            print(f"  faster than SPU ECDH ({goals['spu_ecdh_seconds']:.2f} s): {'met' if goals['faster_than_spu_ecdh'] else 'MISSED'} "
+                  f"({goals['spu_ecdh_seconds'] / ot['seconds']:.2f}x)")
+        if "ratio_to_spu_kkrt" in goals:
+            print(f"  within {GOAL_KKRT_RATIO}x of SPU KKRT ({goals['spu_kkrt_seconds']:.2f} s): "
+                  f"{'met' if goals['within_1_5x_spu_kkrt'] else 'MISSED'} ({goals['ratio_to_spu_kkrt']:.2f}x)")
+        print(f"  peak memory below 2 GB per party: {'met' if goals['memory_below_2gb'] else 'MISSED'} ({mem:.0f} MB)")
+    return goals
+
+
+def median_of(runs: int, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``fn`` ``runs`` times; return the run with the median seconds, plus every run's seconds."""
+    results = sorted((fn() for _ in range(max(1, runs))), key=lambda r: r["seconds"])
+    out = dict(results[(len(results) - 1) // 2])
+    out["runs_seconds"] = [r["seconds"] for r in results]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -350,6 +481,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unbalanced-cache", type=int, default=20, help="exponent of the cached platform set; 0 skips (d)")
     parser.add_argument("--unbalanced-queries", type=int, default=10_000, help="online queries in (d)")
     parser.add_argument("--no-real", action="store_true", help="skip the real-process runs (fedcredit demo psi)")
+    parser.add_argument("--spu-python", default=None, help="interpreter with spu installed (default: this one, else .venv-spu)")
+    parser.add_argument("--spu-protocols", default="ECDH,KKRT", help="SPU protocols to run (ECDH, KKRT, RR22); empty skips (e)")
+    parser.add_argument("--spu-max", type=int, default=20, help="largest exponent run with SPU")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of the OT mode and of SPU per size; the median is reported")
     args = parser.parse_args(argv)
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
     cores = args.cores
@@ -365,6 +500,14 @@ def main(argv: list[str] | None = None) -> int:
           f"P-256 x-only ECDH {rate['p256_xonly_per_core']:,.0f}/s per core", flush=True)
 
     om_version = openmined_version()
+    spu_protocols = [p.strip().upper() for p in args.spu_protocols.split(",") if p.strip()]
+    spu_python = find_spu_python(args.spu_python) if spu_protocols else None
+    spu_ver = spu_version(spu_python) if spu_python else None
+    if spu_protocols and spu_python is None:
+        print("(e) SPU: not installed (make spu-venv, or --spu-python PATH); its columns are skipped", flush=True)
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="psi-bench-"))
     rows: list[dict[str, Any]] = []
     for e in sizes:
         n = 1 << e
@@ -375,19 +518,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(b) fedcredit 2^{e}: {ours['seconds']:.2f} s (floor {floor:.2f} s, ×{ours['seconds'] / floor:.2f}), "
               f"{_mb(ours['bytes_total'])} MiB, peak RSS {ours['peak_rss_mb']:.0f} MB", flush=True)
         if not args.no_real:
-            import tempfile
-
-            tmp = Path(tempfile.mkdtemp(prefix="psi-bench-"))
             real = measure_real(e, tmp, "ecdh")
             row["fedcredit_real"] = real
             row["fedcredit_real_ratio_to_floor"] = real["seconds"] / floor
             print(f"(b') fedcredit 2^{e}, real processes over mTLS gRPC: {real['seconds']:.2f} s "
                   f"(×{real['seconds'] / floor:.2f} floor), {_mb(real['bytes_total'])} MiB, "
                   f"peak RSS per party {real['peak_rss_mb_per_party']}", flush=True)
-            real_ot = measure_real(e, tmp, "ot")
+            real_ot = median_of(args.repeats, lambda: measure_real(e, tmp, "ot"))
             row["fedcredit_ot_real"] = real_ot
-            print(f"(b'') fedcredit OT mode 2^{e}, real processes over mTLS gRPC: {real_ot['seconds']:.2f} s, "
+            print(f"(b'') fedcredit OT mode 2^{e}, real processes over mTLS gRPC: {real_ot['seconds']:.2f} s "
+                  f"(median of {_runs(real_ot)}), "
                   f"{_mb(real_ot['bytes_total'])} MiB, peak RSS per party {real_ot['peak_rss_mb_per_party']}", flush=True)
+        if spu_python is not None and e <= args.spu_max:
+            row["spu"] = {}
+            for proto in spu_protocols:
+                r = median_of(args.repeats, lambda: measure_spu(e, tmp, proto, spu_python))
+                row["spu"][proto] = r
+                print(f"(e) SPU {spu_ver} {proto} 2^{e}, two processes over loopback: {r['seconds']:.2f} s (median of {_runs(r)}), "
+                      f"{_mb(r['bytes_total'])} MiB, peak RSS per party {r['peak_rss_mb_per_party']}", flush=True)
         if om_version is not None and e <= args.openmined_max:
             om = isolated(measure_openmined, e)
             row["openmined"] = om
@@ -427,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
             ecdh = next(x for x in rows if x["exponent"] == e).get("fedcredit_real")
             vs = f"; {ecdh['seconds'] / r['seconds']:.1f}x faster than ECDH over real processes" if ecdh else ""
             print(f"  2^{e}: {r['seconds']:.2f} s, {_mb(r['bytes_total'])} MiB, largest party {max(r['peak_rss_mb_per_party'].values()):.0f} MB{vs}")
+    goals = side_by_side(rows, spu_ver, om_version)
     if ub:
         print()
         print(f"unbalanced: cache 2^{args.unbalanced_cache} ids: offline build {ub['offline_build_seconds']:.2f} s "
@@ -440,12 +589,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.json:
         doc = {"benchmark": "psi", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               "machine": machine_info(cores), "args": vars(args) | {"json": str(args.json)},
-               "rate": rate, "sizes": rows, "unbalanced": ub, "total_seconds": total,
+               "machine": machine_info(cores) | {"spu": spu_ver}, "args": vars(args) | {"json": str(args.json)},
+               "rate": rate, "sizes": rows, "unbalanced": ub, "goals": goals, "total_seconds": total,
                "load_average": {"before": load_start, "after": load_end},
                "notes": {"fedcredit": IN_PROCESS_NOTE,
                          "floor": "4N X25519 multiplications / (per-core rate measured in this run × cores)",
                          "openmined": "RAW data structure, reveal_intersection=True, single-threaded C++",
+                         "spu": "benchmarks/spu_psi.py: two processes over loopback, broadcast_result=True, CSV in and out; "
+                                "seconds = the slower party's psi_execute; bytes through a counting relay",
                          "peak_rss_mb": "ru_maxrss of the measuring child process (both roles for fedcredit)",
                          "peak_rss_workers_mb": "largest ru_maxrss among that child's pool workers"}}
         args.json.parent.mkdir(parents=True, exist_ok=True)
