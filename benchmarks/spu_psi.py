@@ -41,10 +41,12 @@ from pathlib import Path
 from typing import Any
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def reserve_port() -> socket.socket:
+    """A socket bound to a free loopback port, not listening: the port stays ours (connections
+    to it are refused) until the socket is closed."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    return s
 
 
 class CountingRelay:
@@ -157,7 +159,8 @@ def run(protocol: str, left: Path, right: Path, id_column: str, workdir: Path, *
     import spu
 
     workdir.mkdir(parents=True, exist_ok=True)
-    ports = [free_port(), free_port()]
+    reserved = [reserve_port(), reserve_port()]  # held while the relays pick their own ports
+    ports = [int(r.getsockname()[1]) for r in reserved]
     relays: list[CountingRelay] = []
     if direct:
         views = [[f"127.0.0.1:{p}" for p in ports]] * 2
@@ -166,6 +169,8 @@ def run(protocol: str, left: Path, right: Path, id_column: str, workdir: Path, *
         relays = [CountingRelay(ports[0]), CountingRelay(ports[1])]
         views = [[f"127.0.0.1:{ports[0]}", f"127.0.0.1:{relays[1].port}"],
                  [f"127.0.0.1:{relays[0].port}", f"127.0.0.1:{ports[1]}"]]
+    for r in reserved:  # released just before the parties bind them
+        r.close()
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     files = [left.resolve(), right.resolve()]

@@ -70,13 +70,11 @@ def test_counting_relay_forwards_and_counts_every_byte() -> None:
 
 
 def test_counting_relay_survives_a_peer_that_is_not_listening_yet() -> None:
-    port = spu_psi.free_port()
-    relay = spu_psi.CountingRelay(port)  # nothing listens on `port` yet
+    server = spu_psi.reserve_port()  # bound, not listening: connections to it are refused
+    relay = spu_psi.CountingRelay(server.getsockname()[1])
     with socket.create_connection(("127.0.0.1", relay.port)) as c:
         c.settimeout(5)
         assert c.recv(1) == b""  # refused upstream: the relay closes this connection...
-    server = socket.socket()
-    server.bind(("127.0.0.1", port))
     server.listen(1)
     with socket.create_connection(("127.0.0.1", relay.port)) as c:  # ...and keeps accepting
         c.sendall(b"hello")
