@@ -279,9 +279,10 @@ class PartyNode:
     def _checkpoint_path(self, job_id: str) -> Path:
         return self.cfg.workdir / "jobs" / job_id / "psi.checkpoint.json"
 
-    def _map_fn(self, n_ids: int) -> Any:
-        """Scalar multiplications on all cores: a process pool (spawned, never forked: gRPC is threaded)."""
-        if n_ids < 20_000 or (os.cpu_count() or 1) < 2:
+    def _map_fn(self, n_items: int, minimum: int = 20_000) -> Any:
+        """Work on all cores (PSI's scalar multiplications, Paillier encryption randomness): a process
+        pool, spawned, never forked (gRPC is threaded). None below ``minimum`` items or on one core."""
+        if n_items < minimum or (os.cpu_count() or 1) < 2:
             return None
         with self._pool_lock:
             if self._pool is None:
@@ -465,7 +466,8 @@ class PartyNode:
             if ckks:
                 program = ckks_lr.guest_program(x_train, y[train_pos], x_test, y[test_pos], lr_params, spec.ckks_params(), rng)
             else:
-                program = guest_program(x_train, y[train_pos], x_test, y[test_pos], lr_params, rng)
+                program = guest_program(x_train, y[train_pos], x_test, y[test_pos], lr_params, rng,
+                                        map_fn=self._map_fn(len(train_pos), minimum=2048))
             model = drive(role, program, endpoint)
             weights = {n: float(w) for n, w in zip(data.feature_names, model.weights)}
             metrics = {"auc": model.metrics.auc, "ks": model.metrics.ks, "n_test": model.metrics.n_test}
@@ -477,7 +479,7 @@ class PartyNode:
             if ckks:
                 program = ckks_lr.host_program(x_train, x_test, lr_params, spec.ckks_params(), rng)
             else:
-                program = host_program(x_train, x_test, lr_params, rng)
+                program = host_program(x_train, x_test, lr_params, rng, map_fn=self._map_fn(len(train_pos), minimum=2048))
             model = drive(role, program, endpoint)
             weights = {n: float(w) for n, w in zip(data.feature_names, model.weights)}
             artifact = {"job_id": info.job_id, "role": "host", "features": weights, "standardizer": _std_json(data, std),

@@ -530,3 +530,46 @@ def test_ks_statistic_matches_roc_curve_with_ties():
     # perfect separation
     assert ks_statistic(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9])) == pytest.approx(1.0)
     assert math.isnan(ks_statistic(np.zeros(4), np.arange(4.0)))
+
+
+def _recording(gen, sent: list):
+    """Pass a role program through, keeping every payload it sends."""
+    reply = None
+    while True:
+        try:
+            action = gen.send(reply)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(action, Send):
+            sent.append((action.step, action.payload))
+        reply = yield action
+
+
+def test_pool_encryption_sends_exactly_the_serial_ciphertexts(keypair):
+    """With a process pool for the encryption randomness, every message equals the serial run's."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    rng = np.random.default_rng(5)
+    n = 2200
+    xg, xh = rng.normal(size=(n, 3)), rng.normal(size=(n, 2))
+    y = (xg[:, 0] + xh[:, 0] + rng.normal(size=n) > 0).astype(int)
+    p = HeteroLRParams(key_bits=1024, batch_size=1100, max_epochs=1)
+
+    def run(map_fn):
+        sent = {Role.GUEST: [], Role.HOST: []}
+        out = run_local({
+            Role.GUEST: _recording(guest_program(xg, y, xg[:50], y[:50], p, random.Random(1), map_fn=map_fn), sent[Role.GUEST]),
+            Role.HOST: _recording(host_program(xh, xh[:50], p, random.Random(2), map_fn=map_fn), sent[Role.HOST]),
+            Role.COORDINATOR: coordinator_program(p, random.Random(3), keypair=keypair),
+        })
+        return out, sent
+
+    serial, serial_sent = run(None)
+    with ProcessPoolExecutor(2) as pool:
+        pooled, pooled_sent = run(pool.map)
+    assert any(s == LRStep.HOST_SCORES for s, _ in serial_sent[Role.HOST])
+    for role in (Role.GUEST, Role.HOST):
+        assert len(pooled_sent[role]) == len(serial_sent[role])
+        for (s1, a), (s2, b) in zip(serial_sent[role], pooled_sent[role]):
+            assert s1 == s2 and a == b, s1
+    assert np.array_equal(serial[Role.GUEST].weights, pooled[Role.GUEST].weights)

@@ -56,6 +56,7 @@ from ..core import Aggregate, Ciphertext, Masked, Plaintext, Progress, ProtocolS
 from ..errors import BudgetError, KeyMismatchError, ProtocolError
 from ..paillier import Encryptor, FixedPoint, PaillierPrivateKey, PaillierPublicKey, from_residue, generate_keypair, to_residue
 from ..paillier import ops
+from ..paillier.parallel import MapFn
 from .metrics import ks_statistic, roc_auc
 from .optim import apply_gradient, init_optimizer
 from .engines import Engine, FastEngine, make_engine
@@ -388,8 +389,13 @@ def guest_program(
     y_test: np.ndarray,
     params: HeteroLRParams,
     rng: Any,
+    *,
+    map_fn: MapFn | None = None,
 ) -> RoleProgram:
-    """The guest (label holder). ``x_*`` are standardized; ``y`` in {0, 1}. Returns :class:`GuestModel`."""
+    """The guest (label holder). ``x_*`` are standardized; ``y`` in {0, 1}. Returns :class:`GuestModel`.
+
+    ``map_fn`` (optional, see :mod:`protocols.paillier.parallel`) computes encryption
+    randomness on the caller's pool; the messages do not depend on it."""
     n_train, m = x_train.shape
     if n_train < 1:
         raise ProtocolError("nothing to train: the aligned training set is empty")
@@ -402,7 +408,7 @@ def guest_program(
     n_batches = len(epoch_batches(n_train, params.batch_size_for(n_train), params.seed, 0))
 
     pk = _receive_key((yield Recv(LRStep.PUBLIC_KEY)), params)
-    encryptor = make_engine(params.paillier_engine, pk, rng)
+    encryptor = make_engine(params.paillier_engine, pk, rng, map_fn)
     yield Send(LRStep.PLAN, TrainingPlan(n_train, len(y_test), n_batches))
 
     opt = init_optimizer(params.optimizer, m + 1)
@@ -451,8 +457,11 @@ def guest_program(
     return GuestModel(opt.weights[:m].copy(), float(opt.weights[m]), epoch + 1, tuple(losses), metrics, z)
 
 
-def host_program(x_train: np.ndarray, x_test: np.ndarray, params: HeteroLRParams, rng: Any) -> RoleProgram:
-    """The host (feature holder, no labels). ``x_*`` are standardized. Returns :class:`HostModel`."""
+def host_program(x_train: np.ndarray, x_test: np.ndarray, params: HeteroLRParams, rng: Any, *,
+                 map_fn: MapFn | None = None) -> RoleProgram:
+    """The host (feature holder, no labels). ``x_*`` are standardized. Returns :class:`HostModel`.
+
+    ``map_fn`` as for :func:`guest_program`."""
     n_train, m = x_train.shape
     if n_train < 1:
         raise ProtocolError("nothing to train: the aligned training set is empty")
@@ -462,7 +471,7 @@ def host_program(x_train: np.ndarray, x_test: np.ndarray, params: HeteroLRParams
     n_batches = len(epoch_batches(n_train, params.batch_size_for(n_train), params.seed, 0))
 
     pk = _receive_key((yield Recv(LRStep.PUBLIC_KEY)), params)
-    encryptor = make_engine(params.paillier_engine, pk, rng)
+    encryptor = make_engine(params.paillier_engine, pk, rng, map_fn)
     opt = init_optimizer(params.optimizer, m)
     losses: list[float] = []
     epoch = 0
