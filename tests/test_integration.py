@@ -161,3 +161,31 @@ def test_roles_are_enforced(cluster: Cluster) -> None:
     assert isinstance(from_rpc_error(err.value), NotFoundError)
     op.close()
     bank.close()
+
+
+@pytest.mark.parametrize("protocol", ["ot", "ecdh"])
+def test_demo_psi_cli_selects_the_protocol(protocol: str, split_files: tuple[Path, Path, set[str]], tmp_path: Path) -> None:
+    """`fedcredit demo psi --protocol ot|ecdh`: three processes, the named protocol, the exact intersection."""
+    gp, hp, common = split_files
+    out = tmp_path / "psi.json"
+    run = subprocess.run([sys.executable, "-m", "federated.cli", "demo", "psi", "--left", str(gp), "--right", str(hp),
+                          "--id-column", "id", "--protocol", protocol, "--workdir", str(tmp_path / "w"), "--json", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert r["protocol"] == protocol and r["reveal"] == "both"
+    assert r["intersection_size"] == len(common)
+    assert set(pd.read_csv(r["intersection_csv"], dtype=str)["id"]) == common
+    assert 0 < r["seconds"]["job"] <= r["seconds"]["job_polled"] + 0.5 and r["seconds"]["job"] < r["seconds"]["total"]
+    assert set(r["peak_rss_mb"]) == {"bank", "platform"}
+    # the transcripts name the protocol's steps: OT's corrections, or ECDH's blinded points
+    step = "psi_ot.corrections" if protocol == "ot" else "psi.guest_blinded"
+    transcripts = list((tmp_path / "w").rglob("*.bank.jsonl"))
+    assert transcripts and step in transcripts[0].read_text(encoding="utf-8")
+
+
+def test_demo_psi_cli_refuses_an_unknown_protocol(split_files: tuple[Path, Path, set[str]], tmp_path: Path) -> None:
+    gp, hp, _ = split_files
+    run = subprocess.run([sys.executable, "-m", "federated.cli", "demo", "psi", "--left", str(gp), "--right", str(hp),
+                          "--protocol", "rr22", "--workdir", str(tmp_path / "w")], capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "rr22" in (run.stdout + run.stderr) and "choose: auto, ecdh, ot" in (run.stdout + run.stderr)
