@@ -69,7 +69,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from protocols.core import Role, RoleProgram, Send, run_local  # noqa: E402
+from protocols.core import Role, RoleProgram, Send, run_local, tap  # noqa: E402
 from protocols.psi.ecdh import blind_worker, hash_points, random_scalar  # noqa: E402
 from protocols.psi.protocol import BlindedPoints, MatchedPositions, PsiParams, Reveal, guest_program, host_program  # noqa: E402
 from protocols.psi.unbalanced import (  # noqa: E402
@@ -192,16 +192,12 @@ def _wire_bytes(payload: Any) -> int:
 
 
 def _counting(gen: RoleProgram, tally: dict[str, int]) -> RoleProgram:
-    reply: Any = None
-    while True:
-        try:
-            action = gen.send(reply)
-        except StopIteration as stop:
-            return stop.value
+    def count(action: Any) -> None:
         if isinstance(action, Send):
             tally["messages"] += 1
             tally["bytes"] += _wire_bytes(action.payload)
-        reply = yield action
+
+    return tap(gen, count)
 
 
 def measure_fedcredit(exponent: int, cores: int, mode: str, batch_size: int) -> dict[str, Any]:

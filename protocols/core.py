@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generator, Mapping
+from typing import Any, Callable, ClassVar, Generator, Mapping
 
 from .errors import ProtocolError
 
@@ -46,6 +46,7 @@ __all__ = [
     "check_send",
     "check_recv",
     "run_local",
+    "tap",
 ]
 
 
@@ -200,6 +201,30 @@ def check_payload(step: ProtocolStep, payload: object) -> Message:
             f"step {step.wire} expects {step.spec.payload.__name__}, got {type(payload).__name__}"
         )
     return payload
+
+
+def tap(
+    program: RoleProgram,
+    on_action: Callable[[Action], None],
+    on_reply: Callable[[Recv, Any], None] | None = None,
+) -> RoleProgram:
+    """Run ``program`` unchanged, showing each action it yields to ``on_action`` and,
+    with ``on_reply``, each received payload with the ``Recv`` it answers.
+
+    For tests and benchmarks that record or count messages without touching the
+    protocol: ``run_local({role: tap(program, log.append)})``. Returns what
+    ``program`` returns.
+    """
+    reply: Any = None
+    while True:
+        try:
+            action = program.send(reply)
+        except StopIteration as stop:
+            return stop.value
+        on_action(action)
+        reply = yield action
+        if on_reply is not None and isinstance(action, Recv):
+            on_reply(action, reply)
 
 
 def run_local(programs: Mapping[Role, RoleProgram], max_rounds: int = 10_000_000) -> dict[Role, Any]:

@@ -13,7 +13,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from protocols.core import Role, Send, run_local
+from protocols.core import Role, Send, run_local, tap
 from protocols.errors import BudgetError, FedCreditError, KeyMismatchError, ProtocolError
 from protocols.hetero_lr import (
     HeteroLRParams,
@@ -534,15 +534,7 @@ def test_ks_statistic_matches_roc_curve_with_ties():
 
 def _recording(gen, sent: list):
     """Pass a role program through, keeping every payload it sends."""
-    reply = None
-    while True:
-        try:
-            action = gen.send(reply)
-        except StopIteration as stop:
-            return stop.value
-        if isinstance(action, Send):
-            sent.append((action.step, action.payload))
-        reply = yield action
+    return tap(gen, lambda a: sent.append((a.step, a.payload)) if isinstance(a, Send) else None)
 
 
 def test_pool_encryption_sends_exactly_the_serial_ciphertexts(keypair):

@@ -27,6 +27,7 @@ from protocols.core import (
     check_recv,
     check_send,
     run_local,
+    tap,
 )
 from protocols.errors import CryptoError, DataError, ProtocolError
 from protocols.psi.ecdh import blind, hash_to_point, is_on_curve, random_scalar
@@ -65,14 +66,7 @@ def make_ids(rng: random.Random, n: int, prefix: str) -> list[str]:
 
 def recording(gen: RoleProgram, role: Role, log: list[tuple[Role, Any]]) -> RoleProgram:
     """Forward every action of ``gen`` unchanged, recording what it yields."""
-    reply: Any = None
-    while True:
-        try:
-            action = gen.send(reply)
-        except StopIteration as stop:
-            return stop.value
-        log.append((role, action))
-        reply = yield action
+    return tap(gen, lambda action: log.append((role, action)))
 
 
 def run_psi(
@@ -926,3 +920,22 @@ def test_checkpoint_format_and_checks() -> None:
     for broken in ({**cp, "version": 99}, {**cp, "sent": {"psi.guest_blinded": -1}}, {**cp, "job": "zz"}, {"role": "guest"}):
         with pytest.raises(ProtocolError):
             PsiCheckpoint.from_dict(broken)
+
+
+def test_tap_shows_every_action_and_reply_without_changing_the_run() -> None:
+    """core.tap: the tapped run returns what the plain run returns; it sees sends, receives and replies."""
+    ids_g, ids_h = make_ids(random.Random(4), 30, "G"), make_ids(random.Random(5), 30, "H")
+    ids_h[:10] = ids_g[:10]
+    params = PsiParams(salt=SALT)
+    plain = run_local({Role.GUEST: guest_program(ids_g, params, random.Random(1)),
+                       Role.HOST: host_program(ids_h, params, random.Random(2))})
+    actions: list[Any] = []
+    replies: list[tuple[Any, Any]] = []
+    tapped = run_local({Role.GUEST: tap(guest_program(ids_g, params, random.Random(1)), actions.append,
+                                        lambda recv, reply: replies.append((recv.step, reply))),
+                        Role.HOST: host_program(ids_h, params, random.Random(2))})
+    assert tapped[Role.GUEST] == plain[Role.GUEST] and tapped[Role.GUEST].size == 10
+    recvs = [a for a in actions if isinstance(a, Recv)]
+    assert any(isinstance(a, Send) for a in actions) and recvs
+    assert [step for step, _ in replies] == [r.step for r in recvs]
+    assert all(reply is not None for _, reply in replies)

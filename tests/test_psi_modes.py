@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from protocols.core import Classification, Progress, Recv, Role, RoleProgram, Send, run_local
+from protocols.core import Classification, Progress, Recv, Role, RoleProgram, Send, run_local, tap
 from protocols.errors import CryptoError, DataError, ProtocolError
 from protocols.psi.ecdh import (
     SUBGROUP_ORDER,
@@ -55,16 +55,9 @@ def make_ids(rng: random.Random, n: int, prefix: str) -> list[str]:
 
 
 def recording(gen: RoleProgram, role: Role, log: list[tuple[Role, Any]]) -> RoleProgram:
-    reply: Any = None
-    while True:
-        try:
-            action = gen.send(reply)
-        except StopIteration as stop:
-            return stop.value
-        log.append((role, action))
-        reply = yield action
-        if isinstance(action, Recv):
-            log.append((role, ("received", action.step, reply)))
+    """Forward ``gen`` unchanged; log what it yields and, after each Recv, what it received."""
+    return tap(gen, lambda action: log.append((role, action)),
+               lambda recv, reply: log.append((role, ("received", recv.step, reply))))
 
 
 def received(log: list[tuple[Role, Any]], role: Role) -> list[tuple[Any, Any]]:
