@@ -428,7 +428,7 @@ class PartyNode:
 
     def _after_psi(self, info: job_pb2.JobInfo, spec: JobSpec, role: Role, data: LocalDataset, keep: Any,
                    psi_result: psi.PsiResult, t0: float, endpoint: RelayEndpoint, rng: Any) -> dict[str, Any]:
-        """Align rows from the PSI result; for a train job, train and evaluate."""
+        """Align rows from the PSI result and write ``intersection.csv``; for a train job, then :meth:`_train`."""
         me = self.cfg.name
         outdir = self.cfg.workdir / "jobs" / info.job_id
         psi_seconds = time.monotonic() - t0
@@ -454,13 +454,25 @@ class PartyNode:
 
         if len(aligned) == 0:
             raise FedCreditError("the intersection is empty: nothing to train on")
+        t1 = time.monotonic()
+        result.update(self._train(info, spec, role, data, rows, aligned, endpoint, rng))
+        result["seconds"] = {me: {"psi": round(psi_seconds, 3), "train": round(time.monotonic() - t1, 3)}}
+        result["bytes"] = {me: {"sent": endpoint.bytes_sent, "received": endpoint.bytes_received}}
+        return result
+
+    def _train(self, info: job_pb2.JobInfo, spec: JobSpec, role: Role, data: LocalDataset, rows: np.ndarray,
+               aligned: list[str], endpoint: RelayEndpoint, rng: Any) -> dict[str, Any]:
+        """Split the aligned rows, standardize, run this node's LR role, write ``model.json``.
+
+        Returns the result fields this role contributes (the guest: metrics and training sizes)."""
+        result: dict[str, Any] = {}
+        outdir = self.cfg.workdir / "jobs" / info.job_id
         train_pos, test_pos = split_train_test(aligned, spec.seed, spec.evaluation.test_fraction)
         x = data.features[rows]
         std = Standardizer.fit(x[train_pos], clip=spec.training.clip)
         x_train, x_test = std.transform(x[train_pos]), std.transform(x[test_pos])
         lr_params = spec.lr_params()
         ckks = spec.training.engine == "ckks"
-        t1 = time.monotonic()
         if role is Role.GUEST:
             y = data.labels[rows]
             if ckks:
@@ -485,8 +497,6 @@ class PartyNode:
             artifact = {"job_id": info.job_id, "role": "host", "features": weights, "standardizer": _std_json(data, std),
                         "epochs": model.epochs, "losses": list(model.losses)}
         atomic_write_text(outdir / "model.json", json.dumps(artifact, indent=2))
-        result["seconds"] = {me: {"psi": round(psi_seconds, 3), "train": round(time.monotonic() - t1, 3)}}
-        result["bytes"] = {me: {"sent": endpoint.bytes_sent, "received": endpoint.bytes_received}}
         return result
 
 
