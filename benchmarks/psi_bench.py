@@ -528,7 +528,12 @@ def main(argv: list[str] | None = None) -> int:
         if spu_python is not None and e <= args.spu_max:
             row["spu"] = {}
             for proto in spu_protocols:
-                r = median_of(args.repeats, lambda: measure_spu(e, tmp, proto, spu_python))
+                try:
+                    r = median_of(args.repeats, lambda: measure_spu(e, tmp, proto, spu_python))
+                except Exception as exc:  # a baseline failing (or timing out) must not cost the whole run
+                    row.setdefault("spu_errors", {})[proto] = str(exc)
+                    print(f"(e) SPU {proto} 2^{e} FAILED: {str(exc)[-500:]}", flush=True)
+                    continue
                 row["spu"][proto] = r
                 print(f"(e) SPU {spu_ver} {proto} 2^{e}, two processes over loopback: {r['seconds']:.2f} s (median of {_runs(r)}), "
                       f"{_mb(r['bytes_total'])} MiB, peak RSS per party {r['peak_rss_mb_per_party']}", flush=True)
