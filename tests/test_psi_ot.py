@@ -5,13 +5,16 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import gmpy2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocols.core import Classification, Masked, Public, Role, RoleProgram, Send, run_local
 from protocols.errors import BudgetError, CryptoError, DataError, ProtocolError
 from protocols.psi.ot import OtPsiParams, OtPsiStep, ot_guest_program, ot_host_program, plan
-from protocols.psi.ot.base_ot import GROUP14_P, GROUP15_P, BaseOtReceiver, BaseOtSender, ot_decrypt, ot_encrypt
+from protocols.psi.ot.base_ot import GROUP14_P, GROUP15_P, BaseOtReceiver, BaseOtSender, FixedBase, ot_decrypt, ot_encrypt
 from protocols.psi.ot.bits import PrgStream, prg_columns, transpose_bits, transpose_bits_reference
 from protocols.psi.ot.cuckoo import (
     CuckooError,
@@ -47,6 +50,19 @@ def test_base_ot_receiver_gets_exactly_its_choice(modulus: int) -> None:
         assert k == (k1 if c else k0)
         assert k != (k0 if c else k1)
     assert len({k for pair in pairs for k in pair}) == 128  # all keys distinct
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=2, max_value=GROUP15_P - 2), st.integers(min_value=0, max_value=(1 << 256) - 1),
+       st.sampled_from([1, 5, 8]))
+def test_fixed_base_table_equals_powmod(base: int, e: int, window: int) -> None:
+    table = FixedBase(base, GROUP15_P, window_bits=window)
+    assert table.pow(e) == gmpy2.powmod(base, e, GROUP15_P)
+
+
+def test_fixed_base_refuses_wide_exponents() -> None:
+    with pytest.raises(ValueError):
+        FixedBase(3, GROUP14_P).pow(1 << 256)
 
 
 def test_base_ot_chosen_messages() -> None:

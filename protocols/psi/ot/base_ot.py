@@ -8,7 +8,9 @@ security level, as is standard for DH in safe-prime groups). Group 14
 (2048-bit, the default ``modulus`` of these classes) is rated at 112-bit
 security by NIST SP 800-57 -- below the 128 bits of the OT extension that
 follows -- so the PSI uses :data:`GROUP15_P` (3072-bit, 128-bit security) by
-default, at ~2x the cost: ~0.9 s instead of ~0.45 s for 448 OTs (both roles).
+default. The receiver's exponentiations all have a fixed base (g, or the
+sender's A), so it uses window tables (:class:`FixedBase`, ~8x faster than
+``powmod``); the sender's B_i^a have 448 different bases and stay ``powmod``.
 
 The random-OT variant, with the sender and receiver roles of the OT itself
 (in KKRT the *guest* is the base-OT sender, the host the receiver)::
@@ -31,6 +33,7 @@ PRG seeds directly.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from typing import Protocol, Sequence
 
 import gmpy2
@@ -44,6 +47,7 @@ __all__ = [
     "GENERATOR",
     "EXPONENT_BITS",
     "element_bytes",
+    "FixedBase",
     "BaseOtSender",
     "BaseOtReceiver",
     "ot_encrypt",
@@ -95,6 +99,48 @@ def _exponent(rng: RandomSource) -> gmpy2.mpz:
             return gmpy2.mpz(e)
 
 
+class FixedBase:
+    """``base^e mod p`` for many exponents ``e < 2^EXPONENT_BITS`` by a window table.
+
+    ``table[i][d] = base^(d·2^(w·i))``, so ``base^e`` is one product per
+    ``w``-bit digit of ``e``: 32 multiplications for a 256-bit exponent with
+    ``w = 8``, against about 300 in ``powmod``. The table costs ``⌈256/w⌉·2^w``
+    multiplications once (about 25 ms in the 3072-bit group). The result is
+    exactly ``powmod(base, e, p)``.
+    """
+
+    def __init__(self, base: int, modulus: int, window_bits: int = 8, exponent_bits: int = EXPONENT_BITS) -> None:
+        self.modulus = p = gmpy2.mpz(modulus)
+        self.window_bits = window_bits
+        self.exponent_bits = exponent_bits
+        b = gmpy2.mpz(base) % p
+        self._table: list[list[gmpy2.mpz]] = []
+        for _ in range(-(-exponent_bits // window_bits)):
+            row = [gmpy2.mpz(1)]
+            for _d in range(1, 1 << window_bits):
+                row.append(row[-1] * b % p)
+            self._table.append(row)
+            b = row[-1] * b % p  # base^(2^(w·(i+1)))
+
+    def pow(self, e: int) -> gmpy2.mpz:
+        if e < 0 or e.bit_length() > self.exponent_bits:
+            raise ValueError(f"exponent outside [0, 2^{self.exponent_bits})")
+        p, w, mask = self.modulus, self.window_bits, (1 << self.window_bits) - 1
+        acc, i, e = gmpy2.mpz(1), 0, int(e)
+        while e:
+            d = e & mask
+            if d:
+                acc = acc * self._table[i][d] % p
+            e >>= w
+            i += 1
+        return acc
+
+
+@lru_cache(maxsize=4)
+def _generator_table(modulus: int) -> FixedBase:
+    return FixedBase(GENERATOR, modulus)
+
+
 def _check_element(x: int, modulus: int, what: str) -> None:
     if not 1 < x < modulus - 1:
         raise CryptoError(f"base OT: {what} is not a valid group element")
@@ -120,7 +166,7 @@ class BaseOtSender:
         self.modulus = gmpy2.mpz(modulus)
         self.size = element_bytes(modulus)
         self._a = _exponent(rng)
-        self._A = gmpy2.powmod(GENERATOR, self._a, self.modulus)
+        self._A = _generator_table(int(self.modulus)).pow(self._a)
         self.setup: bytes = int(self._A).to_bytes(self.size, "big")
 
     def keys(self, bs: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
@@ -163,14 +209,16 @@ class BaseOtReceiver:
         _check_element(big_a, p, "A")
         self.elements: list[bytes] = []
         self.keys: list[bytes] = []
+        g_pow = _generator_table(int(p)).pow
+        a_pow = FixedBase(big_a, p).pow if len(choices) >= 32 else (lambda e: gmpy2.powmod(big_a, e, p))
         for i, c in enumerate(choices):
             b = _exponent(rng)
-            big_b = gmpy2.powmod(GENERATOR, b, p)
+            big_b = g_pow(b)
             if c:
                 big_b = big_b * big_a % p
             b_bytes = int(big_b).to_bytes(size, "big")
             self.elements.append(b_bytes)
-            self.keys.append(_kdf(i, setup, b_bytes, gmpy2.powmod(big_a, b, p), size))
+            self.keys.append(_kdf(i, setup, b_bytes, a_pow(b), size))
 
 
 def _pad(key: bytes, n: int) -> bytes:
