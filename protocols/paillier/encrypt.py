@@ -35,6 +35,7 @@ import gmpy2
 from gmpy2 import mpz
 
 from ..errors import KeyMismatchError
+from ..fixed_base import build_table as _build_table, table_pow as _table_pow
 from .keys import PaillierPublicKey, RandomSource, _random_unit
 from .parallel import MapFn, chunked, run_tasks
 
@@ -117,41 +118,6 @@ def encrypt_with_factors(public_key: PaillierPublicKey, ms: Sequence[Any], facto
         m = operator.index(m) % n
         out.append((r + n * (m * r % n)) % nsq)
     return out
-
-
-def _build_table(hs: mpz, nsq: mpz, window_bits: int, exponent_bits: int) -> list[list[mpz]]:
-    """``table[i][d] = hs^(d·2^(w·i)) mod nsq`` for every window of an ``exponent_bits`` exponent."""
-    n_windows = -(-exponent_bits // window_bits)
-    one = mpz(1)
-    table: list[list[mpz]] = []
-    base = hs  # hs^(2^(w·i))
-    for i in range(n_windows):
-        # The top window only needs digits that fit in the remaining bits.
-        digits = 1 << min(window_bits, exponent_bits - i * window_bits)
-        row = [one, base]
-        acc = base
-        for _ in range(2, digits):
-            acc = acc * base % nsq
-            row.append(acc)
-        table.append(row)
-        if i + 1 < n_windows:
-            base = row[-1] * base % nsq  # base^(2^w) = base^(2^w - 1) · base
-    return table
-
-
-def _table_pow(table: list[list[mpz]], window_bits: int, alpha: int, nsq: mpz) -> mpz:
-    """``hs^alpha mod nsq`` by table lookups: one multiplication per non-zero window."""
-    mask = (1 << window_bits) - 1
-    acc = None
-    i = 0
-    while alpha:
-        d = alpha & mask
-        if d:
-            t = table[i][d]
-            acc = t if acc is None else acc * t % nsq
-        alpha >>= window_bits
-        i += 1
-    return mpz(1) if acc is None else acc
 
 
 def _cached_table(n: int, hs: int, window_bits: int, exponent_bits: int) -> list[list[mpz]]:

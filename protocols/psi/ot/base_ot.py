@@ -9,7 +9,7 @@ security level, as is standard for DH in safe-prime groups). Group 14
 security by NIST SP 800-57 -- below the 128 bits of the OT extension that
 follows -- so the PSI uses :data:`GROUP15_P` (3072-bit, 128-bit security) by
 default. The receiver's exponentiations all have a fixed base (g, or the
-sender's A), so it uses window tables (:class:`FixedBase`, ~8x faster than
+sender's A), so it uses window tables (:class:`~protocols.fixed_base.FixedBase`, ~8x faster than
 ``powmod``); the sender's B_i^a have 448 different bases and stay ``powmod``.
 
 The random-OT variant, with the sender and receiver roles of the OT itself
@@ -39,6 +39,7 @@ from typing import Protocol, Sequence
 import gmpy2
 
 from ...errors import CryptoError, ProtocolError
+from ...fixed_base import FixedBase
 from .bits import SEED_BYTES
 
 __all__ = [
@@ -99,46 +100,9 @@ def _exponent(rng: RandomSource) -> gmpy2.mpz:
             return gmpy2.mpz(e)
 
 
-class FixedBase:
-    """``base^e mod p`` for many exponents ``e < 2^EXPONENT_BITS`` by a window table.
-
-    ``table[i][d] = base^(d·2^(w·i))``, so ``base^e`` is one product per
-    ``w``-bit digit of ``e``: 32 multiplications for a 256-bit exponent with
-    ``w = 8``, against about 300 in ``powmod``. The table costs ``⌈256/w⌉·2^w``
-    multiplications once (about 25 ms in the 3072-bit group). The result is
-    exactly ``powmod(base, e, p)``.
-    """
-
-    def __init__(self, base: int, modulus: int, window_bits: int = 8, exponent_bits: int = EXPONENT_BITS) -> None:
-        self.modulus = p = gmpy2.mpz(modulus)
-        self.window_bits = window_bits
-        self.exponent_bits = exponent_bits
-        b = gmpy2.mpz(base) % p
-        self._table: list[list[gmpy2.mpz]] = []
-        for _ in range(-(-exponent_bits // window_bits)):
-            row = [gmpy2.mpz(1)]
-            for _d in range(1, 1 << window_bits):
-                row.append(row[-1] * b % p)
-            self._table.append(row)
-            b = row[-1] * b % p  # base^(2^(w·(i+1)))
-
-    def pow(self, e: int) -> gmpy2.mpz:
-        if e < 0 or e.bit_length() > self.exponent_bits:
-            raise ValueError(f"exponent outside [0, 2^{self.exponent_bits})")
-        p, w, mask = self.modulus, self.window_bits, (1 << self.window_bits) - 1
-        acc, i, e = gmpy2.mpz(1), 0, int(e)
-        while e:
-            d = e & mask
-            if d:
-                acc = acc * self._table[i][d] % p
-            e >>= w
-            i += 1
-        return acc
-
-
 @lru_cache(maxsize=4)
 def _generator_table(modulus: int) -> FixedBase:
-    return FixedBase(GENERATOR, modulus)
+    return FixedBase(GENERATOR, modulus, exponent_bits=EXPONENT_BITS)
 
 
 def _check_element(x: int, modulus: int, what: str) -> None:
@@ -210,7 +174,7 @@ class BaseOtReceiver:
         self.elements: list[bytes] = []
         self.keys: list[bytes] = []
         g_pow = _generator_table(int(p)).pow
-        a_pow = FixedBase(big_a, p).pow if len(choices) >= 32 else (lambda e: gmpy2.powmod(big_a, e, p))
+        a_pow = FixedBase(big_a, p, exponent_bits=EXPONENT_BITS).pow if len(choices) >= 32 else (lambda e: gmpy2.powmod(big_a, e, p))
         for i, c in enumerate(choices):
             b = _exponent(rng)
             big_b = g_pow(b)
