@@ -138,7 +138,8 @@ def _prepare_fast(raw_ids: Sequence[str], validate_uscc: bool) -> list[str] | No
         out = [_normalize_fast(raw) for raw in raw_ids]
     except TypeError:  # a missing (NaN/None) or non-text cell
         return None
-    if len(set(out)) != len(out) or "" in out:
+    distinct = set(out)
+    if len(distinct) != len(out) or "" in distinct:
         return None
     if validate_uscc and any(_uscc_problem(x) is not None for x in out):
         return None
