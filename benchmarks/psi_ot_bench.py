@@ -51,10 +51,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from protocols.core import Recv, Role, RoleProgram, Send, run_local  # noqa: E402
 from protocols.psi.ot import OtPsiParams, ot_guest_program, ot_host_program, plan  # noqa: E402
 from protocols.psi.protocol import PsiParams, Reveal, guest_program, host_program  # noqa: E402
+from psi_bench import isolated  # noqa: E402  (one forked-child measurement helper for both PSI benchmarks)
 
 SALT = b"fedcredit-psi-ot-bench-salt"
 SEED = 20261130
@@ -71,32 +73,6 @@ def id_sets(exponent: int, seed: int = SEED) -> tuple[list[str], list[str]]:
     rng.shuffle(guest)
     rng.shuffle(host)
     return guest, host
-
-
-def _child(conn: Any, fn: Callable[..., dict[str, Any]], args: tuple) -> None:
-    try:
-        out = fn(*args)
-        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        out["peak_rss_workers_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        conn.send(("ok", out))
-    except BaseException:
-        conn.send(("error", traceback.format_exc()))
-    finally:
-        conn.close()
-
-
-def isolated(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """Run ``fn(*args)`` in a forked child; return its dict plus the child's peak RSS."""
-    ctx = mp.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, fn, args))
-    proc.start()
-    child.close()
-    status, out = parent.recv()
-    proc.join()
-    if status != "ok":
-        raise RuntimeError(f"{fn.__name__} failed in its child process:\n{out}")
-    return out
 
 
 def _payload_bytes(payload: Any) -> int:
