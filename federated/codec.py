@@ -22,6 +22,7 @@ from protocols.core import Message
 from protocols.errors import ProtocolError
 from protocols.hetero_lr import ckks_protocol as ck
 from protocols.hetero_lr import protocol as lr
+from protocols.hetero_lr import two_party as tp
 from protocols.paillier import PaillierPublicKey
 from protocols.psi import protocol as psi
 from protocols.psi import unbalanced as ub
@@ -252,6 +253,71 @@ _register(
     lr_pb.EvaluationMetrics,
     lambda m: lr_pb.EvaluationMetrics(auc=m.auc, ks=m.ks, n_test=m.n_test, positives=m.positives),
     lambda pb: lr.EvaluationMetrics(float(pb.auc), float(pb.ks), int(pb.n_test), int(pb.positives)),
+)
+
+
+# --------------------------------------------------------------------------- vertical LR, two-party mode
+
+
+def _ring_pb(values: tuple[int, ...], ring_bits: int) -> lr_pb.RingVector:
+    width = (ring_bits + 7) // 8
+    if any(not 0 <= int(v) < (1 << ring_bits) for v in values):
+        raise ProtocolError("RingVector: a value is not a residue mod 2^ring_bits")
+    return lr_pb.RingVector(ring_bits=ring_bits, count=len(values), data=b"".join(int(v).to_bytes(width, "big") for v in values))
+
+
+def _ring_msg(pb: lr_pb.RingVector) -> tuple[tuple[int, ...], int]:
+    bits = int(pb.ring_bits)
+    if not 64 <= bits <= 512:
+        raise ProtocolError("RingVector: ring_bits out of range")
+    w, data = (bits + 7) // 8, pb.data
+    if len(data) != w * pb.count:
+        raise ProtocolError("RingVector: byte length does not match count * width")
+    vals = tuple(int.from_bytes(data[i : i + w], "big") for i in range(0, len(data), w))
+    if any(v >> bits for v in vals):
+        raise ProtocolError("RingVector: a value is not a residue mod 2^ring_bits")
+    return vals, bits
+
+
+def _setup_msg(pb: lr_pb.PartySetup) -> tp.PartySetup:
+    key = _pk_msg(pb.public_key).public_key
+    return tp.PartySetup(key, int(pb.n_features), int(pb.n_train), int(pb.n_test))
+
+
+def _loss_reply_msg(pb: lr_pb.MaskedLossReply) -> tp.MaskedLossReply:
+    vals, bits = _ring_msg(pb.value)
+    if len(vals) != 1:
+        raise ProtocolError("MaskedLossReply carries one value")
+    return tp.MaskedLossReply(vals[0], bits)
+
+
+_register(
+    tp.PartySetup,
+    lr_pb.PartySetup,
+    lambda m: lr_pb.PartySetup(public_key=lr_pb.PaillierPublicKey(n=int(m.public_key.n).to_bytes((m.public_key.bits + 7) // 8, "big")),
+                               n_features=m.n_features, n_train=m.n_train, n_test=m.n_test),
+    _setup_msg,
+)
+for _cls, _pb in ((tp.EncryptedShares, lr_pb.EncryptedShares), (tp.EncryptedResidualShare, lr_pb.EncryptedResidualShare),
+                  (tp.MaskedGradientShare, lr_pb.MaskedGradientShare), (tp.MaskedLoss, lr_pb.MaskedLoss)):
+    _register(_cls, _pb, lambda m, _pb=_pb: _pb(values=_vec_pb(m.values)), lambda pb, _cls=_cls: _cls(_vec_msg(pb.values)))
+_register(
+    tp.MaskedConversion,
+    lr_pb.MaskedConversion,
+    lambda m: lr_pb.MaskedConversion(values=_vec_pb(m.values), rows=m.rows, slot_bits=m.slot_bits, slots=m.slots),
+    lambda pb: tp.MaskedConversion(_vec_msg(pb.values), int(pb.rows), int(pb.slot_bits), int(pb.slots)),
+)
+_register(
+    tp.MaskedLossReply,
+    lr_pb.MaskedLossReply,
+    lambda m: lr_pb.MaskedLossReply(value=_ring_pb((m.value,), m.ring_bits)),
+    _loss_reply_msg,
+)
+_register(
+    tp.WeightShare,
+    lr_pb.WeightShare,
+    lambda m: lr_pb.WeightShare(values=_ring_pb(m.values, m.ring_bits)),
+    lambda pb: tp.WeightShare(*_ring_msg(pb.values)),
 )
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "Classification",
     "Message",
     "Ciphertext",
+    "key_owner_of",
     "Masked",
     "Public",
     "Aggregate",
@@ -94,6 +95,16 @@ class Ciphertext(Message):
 
     classification = Classification.CIPHERTEXT
     key_owner: ClassVar[Role] = Role.COORDINATOR
+    #: True where the ciphertext is under the *sender's* own key (two-party mode):
+    #: then the key owner is whoever sent it, see :func:`key_owner_of`.
+    key_of_sender: ClassVar[bool] = False
+
+
+def key_owner_of(message_type: type, sender: Role) -> Role | None:
+    """The role that can decrypt a ciphertext message of ``message_type`` sent by ``sender``; None if not a ciphertext."""
+    if not (isinstance(message_type, type) and issubclass(message_type, Ciphertext)):
+        return None
+    return sender if message_type.key_of_sender else message_type.key_owner
 
 
 class Masked(Message):

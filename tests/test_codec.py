@@ -20,6 +20,7 @@ from protocols.paillier import Encryptor, generate_keypair, ops
 from protocols.psi.ecdh import blind, hash_to_point, random_scalar
 from protocols.hetero_lr import ckks_protocol as ck
 from protocols.hetero_lr.ckks_protocol import CkksLRStep
+from protocols.hetero_lr import two_party as tp
 from protocols.psi import protocol as psi
 from protocols.psi import unbalanced as ub
 from protocols.psi.ot import protocol as ot
@@ -90,12 +91,22 @@ def _samples(pk, sk) -> dict[type, list]:
         ot.BaseOtElements: [ot.BaseOtElements(b"\x02" * 384 * 3)],
         ot.CorrectionRows: [ot.CorrectionRows(b"\x03" * 56 * 10)],
         ot.OprfValues: [ot.OprfValues(b"\x04" * 11 * 6)],
+        # two-party mode: ciphertext vectors and ring residues of fixed width
+        tp.PartySetup: [tp.PartySetup(pk, 11, 455, 114), tp.PartySetup(pk2, 0, 0, 0)],
+        tp.EncryptedShares: [tp.EncryptedShares(resid.residuals), tp.EncryptedShares(empty)],
+        tp.MaskedConversion: [tp.MaskedConversion(mixed, 20, 301, 6), tp.MaskedConversion(empty, 0, 1, 1)],
+        tp.EncryptedResidualShare: [tp.EncryptedResidualShare(resid.residuals)],
+        tp.MaskedGradientShare: [tp.MaskedGradientShare(masked.values)],
+        tp.MaskedLoss: [tp.MaskedLoss(loss.value)],
+        tp.MaskedLossReply: [tp.MaskedLossReply(0, 160), tp.MaskedLossReply(2**160 - 1, 160), tp.MaskedLossReply(5, 64)],
+        tp.WeightShare: [tp.WeightShare((0, 1, 2**160 - 1), 160), tp.WeightShare((), 192)],
     }
 
 
 def _assert_same(a, b):
     assert type(a) is type(b)
-    if isinstance(a, (lr.EncryptedScores, lr.EncryptedResiduals, lr.EncryptedMaskedGradient, lr.EncryptedLoss)):
+    if isinstance(a, (lr.EncryptedScores, lr.EncryptedResiduals, lr.EncryptedMaskedGradient, lr.EncryptedLoss,
+                      tp.EncryptedShares, tp.EncryptedResidualShare, tp.MaskedGradientShare, tp.MaskedLoss)):
         for f in a.__dataclass_fields__:
             va, vb = getattr(a, f), getattr(b, f)
             assert va.key_fingerprint == vb.key_fingerprint
@@ -223,7 +234,7 @@ def test_even_public_key_modulus_raises_protocol_error():
 _BASES = (Ciphertext, Masked, Public, Aggregate, Plaintext)
 
 
-@pytest.mark.parametrize("step", list(PsiStep) + list(ub.UnbalancedStep) + list(ot.OtPsiStep) + list(lr.LRStep) + list(CkksLRStep), ids=lambda s: s.wire)
+@pytest.mark.parametrize("step", list(PsiStep) + list(ub.UnbalancedStep) + list(ot.OtPsiStep) + list(lr.LRStep) + list(CkksLRStep) + list(tp.TwoPartyStep), ids=lambda s: s.wire)
 def test_every_step_payload_has_a_codec_and_a_classification(step):
     payload = step.spec.payload
     assert payload in registered_types()
@@ -231,3 +242,14 @@ def test_every_step_payload_has_a_codec_and_a_classification(step):
     assert payload.classification in set(Classification)
     assert isinstance(payload.classification, Classification)
     assert sum(issubclass(payload, b) for b in _BASES) == 1
+
+
+def test_ring_vectors_have_a_fixed_width_and_refuse_non_residues():
+    small = encode_payload(tp.WeightShare((0, 0, 1), 160))[1]
+    big = encode_payload(tp.WeightShare((2**160 - 1, 2**159, 2**158 + 3), 160))[1]
+    assert len(small) == len(big)  # sizes never depend on the values
+    with pytest.raises(ProtocolError):
+        encode_payload(tp.WeightShare((2**160,), 160))
+    bad = lr_pb.WeightShare(values=lr_pb.RingVector(ring_bits=64, count=1, data=b"\xff" * 7)).SerializeToString()
+    with pytest.raises(ProtocolError):
+        decode_payload("fedcredit.v1.WeightShare", bad)

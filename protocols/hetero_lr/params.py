@@ -32,6 +32,13 @@ class HeteroLRParams:
         max_abs_score: plan bound on |u| for one party's partial score; a larger
             score raises :class:`BudgetError` at run time instead of overflowing.
         seed: job seed: batches and the train/test split derive from it.
+        ring_bits: two-party mode: shares live modulo ``2^ring_bits``.
+        share_frac_bits: two-party mode: fixed-point bits of the weights.
+        update_frac_bits: two-party mode: fixed-point bits of the step constants
+            ``lr / (4|B|)`` and ``lr * l2``.
+        feature_int_bits: two-party mode: every standardized feature must satisfy
+            ``|x| < 2^feature_int_bits`` (a public bound, so packing layouts do not
+            depend on the data; clipping at 3 always satisfies it).
     """
 
     learning_rate: float = 0.2
@@ -48,6 +55,10 @@ class HeteroLRParams:
     max_abs_score: float = 2.0**20
     seed: int = 42
     paillier_engine: Literal["fast", "phe"] = "fast"  # "phe": python-paillier's arithmetic, for benchmarks
+    ring_bits: int = 160
+    share_frac_bits: int = 24
+    update_frac_bits: int = 32
+    feature_int_bits: int = 5
 
     def __post_init__(self) -> None:
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
@@ -66,6 +77,10 @@ class HeteroLRParams:
             raise BudgetError(f"optimizer must be sgd or adam, not {self.optimizer!r}")
         if self.mask_security_bits < 40:
             raise BudgetError("mask_security_bits below 40 does not hide gradients")
+        if not (64 <= self.ring_bits <= 512 and 8 <= self.share_frac_bits <= 48 and 8 <= self.update_frac_bits <= 48
+                and 1 <= self.feature_int_bits <= 16):
+            raise BudgetError("ring_bits must be in [64, 512], share_frac_bits and update_frac_bits in [8, 48], "
+                              "feature_int_bits in [1, 16]")
         if not (4 <= self.feature_frac_bits <= 32 and 8 <= self.residual_frac_bits <= 64):
             raise BudgetError("feature_frac_bits must be in [4, 32], residual_frac_bits in [8, 64]")
 

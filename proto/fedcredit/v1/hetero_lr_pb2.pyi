@@ -109,3 +109,73 @@ class EvaluationMetrics(_message.Message):
     n_test: int
     positives: int
     def __init__(self, auc: _Optional[float] = ..., ks: _Optional[float] = ..., n_test: _Optional[int] = ..., positives: _Optional[int] = ...) -> None: ...
+
+class RingVector(_message.Message):
+    __slots__ = ("ring_bits", "count", "data")
+    RING_BITS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ring_bits: int
+    count: int
+    data: bytes
+    def __init__(self, ring_bits: _Optional[int] = ..., count: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class PartySetup(_message.Message):
+    __slots__ = ("public_key", "n_features", "n_train", "n_test")
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    N_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    N_TRAIN_FIELD_NUMBER: _ClassVar[int]
+    N_TEST_FIELD_NUMBER: _ClassVar[int]
+    public_key: PaillierPublicKey
+    n_features: int
+    n_train: int
+    n_test: int
+    def __init__(self, public_key: _Optional[_Union[PaillierPublicKey, _Mapping]] = ..., n_features: _Optional[int] = ..., n_train: _Optional[int] = ..., n_test: _Optional[int] = ...) -> None: ...
+
+class EncryptedShares(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: EncryptedVector
+    def __init__(self, values: _Optional[_Union[EncryptedVector, _Mapping]] = ...) -> None: ...
+
+class MaskedConversion(_message.Message):
+    __slots__ = ("values", "rows", "slot_bits", "slots")
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    SLOT_BITS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    values: EncryptedVector
+    rows: int
+    slot_bits: int
+    slots: int
+    def __init__(self, values: _Optional[_Union[EncryptedVector, _Mapping]] = ..., rows: _Optional[int] = ..., slot_bits: _Optional[int] = ..., slots: _Optional[int] = ...) -> None: ...
+
+class EncryptedResidualShare(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: EncryptedVector
+    def __init__(self, values: _Optional[_Union[EncryptedVector, _Mapping]] = ...) -> None: ...
+
+class MaskedGradientShare(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: EncryptedVector
+    def __init__(self, values: _Optional[_Union[EncryptedVector, _Mapping]] = ...) -> None: ...
+
+class MaskedLoss(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: EncryptedVector
+    def __init__(self, values: _Optional[_Union[EncryptedVector, _Mapping]] = ...) -> None: ...
+
+class MaskedLossReply(_message.Message):
+    __slots__ = ("value",)
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    value: RingVector
+    def __init__(self, value: _Optional[_Union[RingVector, _Mapping]] = ...) -> None: ...
+
+class WeightShare(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: RingVector
+    def __init__(self, values: _Optional[_Union[RingVector, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,115 @@
+"""The additively homomorphic engine the two-party LR is written over.
+
+:mod:`.two_party` never touches a Paillier integer directly: it calls the five
+operations of :class:`PublicEngine` (encrypt, add a plaintext, ciphertext ×
+plaintext matrix, dot product, add) on the *peer's* public key, and
+:class:`SecretEngine` (decrypt) on its own key. Plaintexts are non-negative
+Python ints below :attr:`PublicEngine.plaintext_bits` bits; the protocol keeps
+them there by construction (offsets instead of negative values), and checks the
+bit budget before it starts (:func:`protocols.hetero_lr.two_party.plan_two_party`).
+
+Implementations:
+
+* :class:`PaillierPublic` / :class:`PaillierSecret` over
+  :mod:`protocols.paillier` -- the fast engine (DJN fixed-base encryption,
+  Pippenger multi-exponentiation, CRT decryption), or python-paillier's
+  arithmetic (``paillier_engine: phe``) for the benchmark's baseline column.
+
+A CKKS implementation of the same interface needs exact integer plaintexts
+(decryption to fixed point with flooding, as :mod:`protocols.ckks.ops` does for
+the coordinated mode); it is not written yet, so two-party CKKS is refused by
+the runtime with a named error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from ..errors import KeyMismatchError
+from ..paillier import PaillierPrivateKey, PaillierPublicKey
+from ..paillier import ops
+from ..paillier.parallel import MapFn
+from .engines import make_engine
+
+__all__ = ["PublicEngine", "SecretEngine", "PaillierPublic", "PaillierSecret"]
+
+
+class PublicEngine(Protocol):
+    """Operations anyone holding the public key can do. Ciphertexts are opaque values."""
+
+    plaintext_bits: int  # plaintexts must stay below 2**plaintext_bits (< n/3 for Paillier)
+
+    def fingerprint(self) -> bytes: ...
+
+    def check(self, fingerprint: bytes) -> None:
+        """Raise :class:`KeyMismatchError` unless ciphertexts named ``fingerprint`` are under this key."""
+
+    def encrypt_many(self, ms: Sequence[int]) -> list[Any]:
+        """Fresh encryptions (new randomness) of non-negative ints."""
+
+    def add_plain_many(self, cs: Sequence[Any], ms: Sequence[int]) -> list[Any]:
+        """``[[c_i + m_i]]`` (not rerandomized)."""
+
+    def add(self, a: Any, b: Any) -> Any: ...
+
+    def mul_plain(self, c: Any, k: int) -> Any: ...
+
+    def dot(self, cs: Sequence[Any], xs: Sequence[int]) -> Any:
+        """``[[Σ x_i m_i]]`` for signed int scalars (not rerandomized)."""
+
+    def matvec_t(self, cs: Sequence[Any], x: np.ndarray) -> list[Any]:
+        """``[[X^T m]]`` for an integer matrix with one row per ciphertext (not rerandomized)."""
+
+
+class SecretEngine(Protocol):
+    public: PublicEngine
+
+    def decrypt_many(self, cs: Sequence[Any]) -> list[int]:
+        """Raw plaintexts in ``[0, n)``."""
+
+
+class PaillierPublic:
+    """:class:`PublicEngine` over a Paillier public key (fast engine or phe's arithmetic)."""
+
+    def __init__(self, pk: PaillierPublicKey, rng: Any, engine: str = "fast", map_fn: MapFn | None = None) -> None:
+        self.pk = pk
+        self.plaintext_bits = pk.bits - 2  # < n/3 with a margin: no sum ever wraps around n
+        self._engine = make_engine(engine, pk, rng, map_fn)
+
+    def fingerprint(self) -> bytes:
+        return self.pk.fingerprint()
+
+    def check(self, fingerprint: bytes) -> None:
+        if fingerprint != self.pk.fingerprint():
+            raise KeyMismatchError("ciphertexts were encrypted under a different public key")
+
+    def encrypt_many(self, ms: Sequence[int]) -> list[Any]:
+        return list(self._engine.encrypt_raw_many([int(m) for m in ms]))
+
+    def add_plain_many(self, cs: Sequence[Any], ms: Sequence[int]) -> list[Any]:
+        return ops.add_plain_many(self.pk, cs, [int(m) for m in ms])
+
+    def add(self, a: Any, b: Any) -> Any:
+        return ops.add(self.pk, a, b)
+
+    def mul_plain(self, c: Any, k: int) -> Any:
+        return ops.mul_plain(self.pk, c, int(k))
+
+    def dot(self, cs: Sequence[Any], xs: Sequence[int]) -> Any:
+        return self._engine.dot(cs, [int(x) for x in xs])
+
+    def matvec_t(self, cs: Sequence[Any], x: np.ndarray) -> list[Any]:
+        return list(self._engine.matvec_t(cs, x))
+
+
+class PaillierSecret:
+    """:class:`SecretEngine` over a Paillier key pair: CRT decryption."""
+
+    def __init__(self, sk: PaillierPrivateKey, rng: Any, engine: str = "fast", map_fn: MapFn | None = None) -> None:
+        self.sk = sk
+        self.public = PaillierPublic(sk.public_key, rng, engine, map_fn)
+
+    def decrypt_many(self, cs: Sequence[Any]) -> list[int]:
+        return self.sk.decrypt_raw_many(cs)
