@@ -73,6 +73,16 @@ def check_policy(spec: JobSpec, cfg: PartyConfig) -> PolicyCheck:
             check(not extra, f"columns {mine.columns} are allowed", f"columns {extra} of {dataset!r} are not allowed")
     elif mine.columns is not None:
         pc.checks.append(f"columns {mine.columns} (no column restriction in policy)")
+    if spec.kind == "train":
+        t = spec.training
+        check(t.topology in pol.allowed_topologies, f"training topology {t.topology} is allowed",
+              f"training topology {t.topology} is not among this node's allowed topologies {pol.allowed_topologies}")
+        check(t.key_bits >= pol.min_key_bits, f"key size {t.key_bits} bits >= this node's minimum {pol.min_key_bits}",
+              f"key size {t.key_bits} bits is below this node's minimum of {pol.min_key_bits}")
+        tf = spec.evaluation.test_fraction
+        check(tf <= pol.max_test_fraction, f"test fraction {tf:g} <= this node's maximum {pol.max_test_fraction:g}",
+              f"test fraction {tf:g} exceeds this node's maximum of {pol.max_test_fraction:g} "
+              "(the guest learns the host's partial scores on every test row)")
     pc.checks.append(f"minimum intersection {pol.min_intersection} is checked after PSI")
     return pc
 

@@ -116,6 +116,11 @@ class PartyPolicy(_Model):
     allowed_columns: dict[str, list[str]] | None = None  # dataset -> columns a job may use; None: all
     allowed_roles: list[Literal["guest", "host"]] = ["guest", "host"]
     min_intersection: int = Field(100, ge=0)
+    # Checked before approval. Evaluation reveals the host's partial scores on the test rows to the
+    # guest, so a node bounds how many; a short key or the coordinated topology is refused unless listed.
+    max_test_fraction: float = Field(0.25, ge=0.0, lt=1.0)
+    min_key_bits: int = Field(2048, ge=1024)
+    allowed_topologies: list[Literal["two_party", "coordinated"]] = ["two_party"]
     auto_approve: bool = False  # False: wait for `fedcredit job approve ID --config THIS_FILE`
 
     @field_validator("allowed_purposes")
@@ -195,6 +200,10 @@ class CkksSpec(_Model):
 
 
 class TrainingSpec(_Model):
+    # two_party (default): each party holds its own key, weights stay secret-shared, the coordinator holds no key.
+    # coordinated: the coordinator holds the HE key and each party sees its own gradient (see the README's threat model).
+    topology: Literal["two_party", "coordinated"] = "two_party"
+    reveal_weights: Literal["owner"] = "owner"  # each party learns its own final weights
     engine: Literal["paillier", "ckks"] = "paillier"
     paillier_engine: Literal["fast", "phe"] = "fast"  # phe: python-paillier's arithmetic (benchmark baseline)
     ckks: CkksSpec = CkksSpec()
@@ -249,6 +258,13 @@ class JobSpec(_Model):
         if self.psi.protocol == "ot" and (self.psi.unbalanced or self.psi.reveal == "cardinality"):
             raise ValueError("psi.protocol: ot serves reveal both or guest; cardinality and unbalanced jobs use ecdh")
         self.lr_params()  # validates ranges
+        if self.training.topology == "two_party":
+            if self.training.engine == "ckks":
+                raise ValueError("training.topology two_party runs on engine paillier; CKKS has the coordinated topology only "
+                                 "so far (set training.topology: coordinated, and read the README's threat model first)")
+            if self.training.optimizer != "sgd":
+                raise ValueError("training.topology two_party keeps the weights secret-shared and needs a linear update: "
+                                 "use training.optimizer: sgd")
         if self.training.engine == "ckks":
             self.ckks_params()
         return self

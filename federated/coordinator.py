@@ -191,7 +191,7 @@ class JobManager:
             RoleRow(job_id, Role.GUEST.value, spec.guest.party, spec.guest.dataset, None, None, None, {}),
             RoleRow(job_id, Role.HOST.value, spec.host.party, spec.host.dataset, None, None, None, {}),
         ]
-        if spec.kind == "train":
+        if spec.kind == "train" and spec.training.topology == "coordinated":  # two_party: the coordinator only relays
             roles.append(RoleRow(job_id, Role.COORDINATOR.value, self.cfg.name, "", None, None, None, {}))
         job = JobRow(job_id, spec.kind, spec.name, spec.canonical_json(), spec_digest(spec), "pending", "awaiting approval",
                      secrets.token_hex(32), {}, {}, "", t, t, roles)
@@ -231,7 +231,7 @@ class JobManager:
                 self.store.update_progress(job_id, self.cfg.name, "approved", {"stage": "approved", "ts_ms": now_ms()})
                 _LOG.info("job %s approved by all parties; starting", job_id)
                 spec = JobSpec.model_validate_json(job.spec_json)
-                if spec.kind == "train":
+                if spec.kind == "train" and spec.training.topology == "coordinated":
                     self._start_coordinator_role(job_id, spec)
                 with self._changed:
                     self._changed.notify_all()

@@ -22,9 +22,10 @@ import grpc
 import numpy as np
 
 from fedcredit.v1 import job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc
-from protocols.core import Progress, Role
+from protocols.core import Progress, Role, key_owner_of
 from protocols.hetero_lr import Standardizer, guest_program, host_program, split_train_test
 from protocols.hetero_lr import ckks_protocol as ckks_lr
+from protocols.hetero_lr import two_party
 from protocols.psi import protocol as psi
 from protocols.psi import unbalanced as ub
 from protocols.psi.ot import protocol as ot_psi
@@ -376,8 +377,10 @@ class PartyNode:
         writer.event("peer_certs", certs={peer: peer_sign_pem.decode(), self.cfg.coordinator_name: coord_sign_pem.decode()})
         names = {Role.GUEST: spec.guest.party, Role.HOST: spec.host.party, Role.COORDINATOR: self.cfg.coordinator_name}
 
+        role_of_node = {node: r for r, node in names.items()}
+
         def record(direction: str, env: Any, msg: Any, wire: bytes) -> None:
-            owner = getattr(type(msg), "key_owner", None) if env.classification == "ciphertext" else None
+            owner = key_owner_of(type(msg), role_of_node[env.sender]) if env.classification == "ciphertext" else None
             writer.message(direction, envelope_fields(env), env.signature, key_owner=str(owner) if owner else None,
                            disclosed=msg.disclosed(), payload=wire)
 
@@ -472,26 +475,33 @@ class PartyNode:
         std = Standardizer.fit(x[train_pos], clip=spec.training.clip)
         x_train, x_test = std.transform(x[train_pos]), std.transform(x[test_pos])
         lr_params = spec.lr_params()
-        ckks = spec.training.engine == "ckks"
+        topology, engine = spec.training.topology, spec.training.engine
+        pool = self._map_fn(len(train_pos), minimum=2048)
         if role is Role.GUEST:
             y = data.labels[rows]
-            if ckks:
+            if topology == "two_party":
+                program = two_party.guest_program(x_train, y[train_pos], x_test, y[test_pos], lr_params, rng, map_fn=pool)
+            elif engine == "ckks":
                 program = ckks_lr.guest_program(x_train, y[train_pos], x_test, y[test_pos], lr_params, spec.ckks_params(), rng)
             else:
-                program = guest_program(x_train, y[train_pos], x_test, y[test_pos], lr_params, rng,
-                                        map_fn=self._map_fn(len(train_pos), minimum=2048))
+                program = guest_program(x_train, y[train_pos], x_test, y[test_pos], lr_params, rng, map_fn=pool)
             model = drive(role, program, endpoint)
             weights = {n: float(w) for n, w in zip(data.feature_names, model.weights)}
             metrics = {"auc": model.metrics.auc, "ks": model.metrics.ks, "n_test": model.metrics.n_test}
             artifact = {"job_id": info.job_id, "role": "guest", "features": weights, "intercept": model.intercept,
                         "standardizer": _std_json(data, std), "epochs": model.epochs, "losses": list(model.losses), "metrics": metrics}
             result["metrics"] = {"joint": metrics}
-            result["training"] = {"n_train": int(len(train_pos)), "n_test": int(len(test_pos)), "engine": spec.training.engine}
+            result["training"] = {"n_train": int(len(train_pos)), "n_test": int(len(test_pos)), "engine": engine,
+                                  "topology": topology}
+            if topology == "two_party":  # the guest learns the epoch losses; the coordinator has no role to report them
+                result["training"].update({"epochs": model.epochs, "losses": list(model.losses), "key_bits": lr_params.key_bits})
         else:
-            if ckks:
+            if topology == "two_party":
+                program = two_party.host_program(x_train, x_test, lr_params, rng, map_fn=pool)
+            elif engine == "ckks":
                 program = ckks_lr.host_program(x_train, x_test, lr_params, spec.ckks_params(), rng)
             else:
-                program = host_program(x_train, x_test, lr_params, rng, map_fn=self._map_fn(len(train_pos), minimum=2048))
+                program = host_program(x_train, x_test, lr_params, rng, map_fn=pool)
             model = drive(role, program, endpoint)
             weights = {n: float(w) for n, w in zip(data.feature_names, model.weights)}
             artifact = {"job_id": info.job_id, "role": "host", "features": weights, "standardizer": _std_json(data, std),

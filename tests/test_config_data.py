@@ -140,6 +140,11 @@ def _config_error(model, path: Path) -> str:
         (JobSpec, JOB, {"psi": {"reveal": "guest"}}, "psi.reveal"),
         (JobSpec, JOB, {"training": {"learning_rate": -1}}, "learning_rate"),
         (JobSpec, JOB, {"evaluation": {"test_fraction": 1.0}}, "evaluation.test_fraction"),
+        (JobSpec, JOB, {"training": {"topology": "arbiter"}}, "training.topology"),
+        (JobSpec, JOB, {"training": {"engine": "ckks"}}, "coordinated"),
+        (JobSpec, JOB, {"training": {"optimizer": "adam"}}, "sgd"),
+        (PartyConfig, PARTY, {"policy": {"max_test_fraction": 1.5}}, "policy.max_test_fraction"),
+        (PartyConfig, PARTY, {"policy": {"allowed_topologies": ["mesh"]}}, "policy.allowed_topologies"),
     ],
 )
 def test_config_errors_name_file_and_field(tmp_path, model, base, patch, field):
@@ -147,6 +152,23 @@ def test_config_errors_name_file_and_field(tmp_path, model, base, patch, field):
     msg = _config_error(model, path)
     assert str(path) in msg
     assert field in msg
+
+
+def test_two_party_is_the_default_and_the_policy_bounds_it(tmp_path):
+    from federated.approval import check_policy
+
+    spec = load_job_spec(_write(tmp_path, "job.yaml", JOB))
+    assert spec.training.topology == "two_party" and spec.training.reveal_weights == "owner"
+    cfg = load_config(PartyConfig, _write(tmp_path, "party.yaml", PARTY))
+    assert cfg.policy.max_test_fraction == 0.25 and cfg.policy.min_key_bits == 2048
+    assert cfg.policy.allowed_topologies == ["two_party"]
+    base = JOB  # the bank is the guest
+    ok = check_policy(load_job_spec(_write(tmp_path, "ok.yaml", base)), cfg)
+    assert ok.ok, ok.violations
+    bad = load_job_spec(_write(tmp_path, "bad.yaml", {**base, "training": {"key_bits": 1024, "topology": "coordinated"},
+                                                        "evaluation": {"test_fraction": 0.5}}))
+    v = " | ".join(check_policy(bad, cfg).violations)
+    assert "1024 bits is below" in v and "topology coordinated" in v and "0.5 exceeds" in v
 
 
 def test_guest_equal_host_is_refused(tmp_path):
