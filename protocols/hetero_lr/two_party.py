@@ -31,9 +31,13 @@ either party, Q the other; every step is sent in both directions)::
 Per epoch (the Taylor loss is ``log 2 − 1/2 + D²/8`` per row, so the epoch
 loss is determined by ``Σ D²``)::
 
-    guest -> host   lr2.masked_loss   [[2 Σ D^G D^H + Σ (D^G)² + ρ]]_H   fresh ρ
-    host -> guest   lr2.loss_reply    (that + Σ (D^H)²) mod 2^ℓ          = Σ D² + ρ (mod 2^ℓ)
-    guest -> host   lr2.epoch_decision  mean loss, stop or continue      (an agreed aggregate)
+    host -> guest   lr2.masked_loss   [[2 Σ D^G D^H + Σ (D^H)² + ρ]]_G   fresh ρ
+    guest -> host   lr2.loss_reply    (that + Σ (D^G)²) mod 2^ℓ          = Σ D² + ρ (mod 2^ℓ)
+    host -> guest   lr2.epoch_decision  mean loss, stop or continue      (an agreed aggregate)
+
+The host does the loss's cross term (one multi-exponentiation per batch with
+``ℓ``-bit exponents) because the guest has the intercept and usually more
+features: it balances the two parties' work per batch.
 
 After training (``reveal_weights: owner``)::
 
@@ -168,14 +172,14 @@ class MaskedGradientShare(Masked):
 
 @dataclass(frozen=True)
 class MaskedLoss(Masked):
-    """``[[A + ρ]]`` under the host's key, where ``A`` is the guest's part of ``Σ D²`` over the epoch."""
+    """``[[A + ρ]]`` under the guest's key, where ``A`` is the host's part of ``Σ D²`` over the epoch."""
 
     values: EncryptedVector
 
 
 @dataclass(frozen=True)
 class MaskedLossReply(Masked):
-    """``(A + ρ + Σ (D^H)²) mod 2^ℓ``: the guest removes ρ and holds ``Σ D²`` of the epoch, nothing more."""
+    """``(A + ρ + Σ (D^G)²) mod 2^ℓ``: the host removes ρ and holds ``Σ D²`` of the epoch, nothing more."""
 
     value: int
     ring_bits: int
@@ -198,9 +202,9 @@ class TwoPartyStep(ProtocolStep):
     CONVERSION = StepSpec("lr2.conversion", (G, H), (G, H), MaskedConversion, "X_P b_P, masked, under the receiver's key")
     RESIDUAL = StepSpec("lr2.residual", (G, H), (G, H), EncryptedResidualShare, "sender's share of D, under the sender's key")
     GRADIENT = StepSpec("lr2.gradient", (G, H), (G, H), MaskedGradientShare, "X_P^T D, masked, under the receiver's key")
-    MASKED_LOSS = StepSpec("lr2.masked_loss", (G,), (H,), MaskedLoss, "guest's part of the epoch's sum of D^2, masked")
-    LOSS_REPLY = StepSpec("lr2.loss_reply", (H,), (G,), MaskedLossReply, "the epoch's sum of D^2 plus the guest's mask")
-    EPOCH_DECISION = StepSpec("lr2.epoch_decision", (G,), (H,), EpochDecision, "mean Taylor loss, stop or continue")
+    MASKED_LOSS = StepSpec("lr2.masked_loss", (H,), (G,), MaskedLoss, "host's part of the epoch's sum of D^2, masked")
+    LOSS_REPLY = StepSpec("lr2.loss_reply", (G,), (H,), MaskedLossReply, "the epoch's sum of D^2 plus the host's mask")
+    EPOCH_DECISION = StepSpec("lr2.epoch_decision", (H,), (G,), EpochDecision, "mean Taylor loss, stop or continue")
     WEIGHT_SHARE = StepSpec("lr2.weight_share", (G, H), (G, H), WeightShare, "reveal_weights: owner")
     TEST_SCORES = StepSpec("lr2.host_test_scores", (H,), (G,), HostTestScores, "u_H on the test rows (the scoring leak)")
 
@@ -466,7 +470,7 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
             # 3. shares of the gradients
             gmsg, g_own = mask_gradient(peer, peer_resid, d_own, xb, my_plan, rng)
             yield Send(TwoPartyStep.GRADIENT, gmsg, to=peer_role)
-            if guest:  # the loss's cross term while the host works: [[Σ D^H D^G]]_H
+            if not guest:  # the loss's cross term, while the guest works on its larger gradient: [[Σ D^G D^H]]_G
                 cross = peer.dot(peer_resid.values.values, d_own)
                 loss_ct = cross if loss_ct is None else peer.add(loss_ct, cross)
             sq_own = (sq_own + sum(d * d for d in d_own)) & ring
@@ -479,7 +483,7 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
             b = update_share(b, g_peer, c_grad, [c_l2 * p for p in peer_pen], shift, L, guest)
             yield Progress("train", epoch * n_batches + bi + 1, params.max_epochs * n_batches, {"epoch": epoch + 1})
         # epoch loss: Σ D² = Σ (D^G)² + 2 Σ D^G D^H + Σ (D^H)²  (mod 2^ℓ; the true sum is smaller)
-        if guest:
+        if not guest:
             rho = int(rng.getrandbits(my_plan.loss_mask_bits))
             masked = peer.add(peer.mul_plain(loss_ct, 2), peer.encrypt_many([sq_own + rho])[0])
             yield Send(TwoPartyStep.MASKED_LOSS, MaskedLoss(EncryptedVector(peer.fingerprint(), 0, (masked,))))
