@@ -4,8 +4,9 @@ It makes development certificates, writes a config per node, starts the
 coordinator, the platform's node and the bank's node as separate OS
 processes that talk only through mutual-TLS gRPC on localhost, submits a
 train job, follows it, and prints the joint model's test metrics next to two
-references only a demo can build: the bank's features alone, and a
-centralized model on the joined data (in reality nobody holds that).
+references only a demo can build: the bank's features alone, a centralized
+model on the joined data with the pipeline's own preprocessing (in reality
+nobody holds that), and plain sklearn on the joined data.
 """
 
 from __future__ import annotations
@@ -22,17 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 from rich.console import Console
 from rich.table import Table
-
-from protocols.hetero_lr import Standardizer, ks_statistic, roc_auc, split_train_test
 
 from .certs import init_certs
 from .config import ClientConfig, DatasetConfig, JobSpec, load_config, parse_config
 from .data import load_dataset
 from .errors import ConfigError, DataError, TransportError
+from .reference import DEFAULT_CLIP, DEFAULT_L2, align_ids, reference_metrics
 
 __all__ = ["DemoOptions", "run_demo", "reference_models", "Cluster"]
 
@@ -76,6 +75,7 @@ class Cluster:
     party_settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # party -> extra config keys (e.g. unbalanced)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     port: int = 0
+    min_key_bits: int = 1024  # the default policy's minimum; integration tests use 1024-bit keys, the demo 2048
 
 
     @property
@@ -129,7 +129,8 @@ class Cluster:
         self.port = int(port_file.read_text())
         for party, datasets in self.parties.items():
             policy = self.policies.get(party, {"auto_approve": True, "min_intersection": 10,
-                                               "allowed_purposes": ["financing.credit_risk_model"]})
+                                               "allowed_purposes": ["financing.credit_risk_model"],
+                                               "min_key_bits": self.min_key_bits})
             cfg = _write_yaml(self.party_config_path(party), {
                 "name": party, "coordinator": f"127.0.0.1:{self.port}", "tls": self._tls(party),
                 "seal": {"cert": str(self.certs / party / "seal.crt"), "key": str(self.certs / party / "seal.key")},
@@ -187,32 +188,30 @@ class Cluster:
 
 
 def reference_models(guest_cfg: DatasetConfig, host_cfg: DatasetConfig, seed: int, test_fraction: float,
-                     purpose: str = PURPOSE, on: dt.date | None = None) -> dict[str, Any]:
-    """Bank-only and centralized sklearn LR on the very split the job uses (demo reference only)."""
-    from sklearn.linear_model import LogisticRegression
+                     purpose: str = PURPOSE, on: dt.date | None = None, *, clip: float | None = DEFAULT_CLIP,
+                     l2: float = DEFAULT_L2) -> dict[str, Any]:
+    """sklearn references on the very rows and split the job uses (demo reference only).
 
+    ``centralized`` and ``guest_only`` apply exactly the federated pipeline's
+    preprocessing (each party's ``Standardizer`` with the job's ``clip``, fitted
+    on its training rows) and the job's L2 strength (the protocol's ``l2`` is on
+    the mean loss, so sklearn's ``C = 1 / (l2 * n_train)``; lbfgs leaves the
+    intercept unpenalized like the protocol), so the gap to the joint model
+    measures the protocol only. ``plain_sklearn`` is sklearn with ordinary
+    preprocessing (``StandardScaler``, no clipping, default C). See
+    :mod:`federated.reference`.
+    """
     from .consent import apply_consent, load_consent_registry
 
     g = load_dataset(guest_cfg, require_label=True)
     h = load_dataset(host_cfg, require_label=False)
-    h_ids = h.ids
+    h_ids: list[str | None] = list(h.ids)
     if host_cfg.consent_registry is not None:
         keep = apply_consent(h.ids, load_consent_registry(host_cfg.consent_registry), purpose, on or dt.date.today()).keep
         h_ids = [i if k else None for i, k in zip(h.ids, keep)]
-    h_index = {i: k for k, i in enumerate(h_ids) if i is not None}
-    g_rows = [k for k, i in enumerate(g.ids) if i in h_index]
-    h_rows = [h_index[g.ids[k]] for k in g_rows]
-    aligned = [g.ids[k] for k in g_rows]
-    tr, te = split_train_test(aligned, seed, test_fraction)
-    y = g.labels[g_rows]
-    xg, xh = g.features[g_rows], h.features[h_rows]
-    out: dict[str, Any] = {"intersection_size": len(aligned)}
-    for name, x in (("guest_only", xg), ("centralized", np.hstack([xg, xh]))):
-        std = Standardizer.fit(x[tr])
-        model = LogisticRegression(max_iter=2000).fit(std.transform(x[tr]), y[tr])
-        score = model.decision_function(std.transform(x[te]))
-        out[name] = {"auc": roc_auc(y[te], score), "ks": ks_statistic(y[te], score)}
-    return out
+    g_rows, h_rows, aligned = align_ids(g.ids, h_ids)
+    return reference_metrics(g.features[g_rows], h.features[h_rows], g.labels[g_rows], aligned,
+                             seed=seed, test_fraction=test_fraction, clip=clip, l2=l2)
 
 
 def _default(path: Path | None, name: str) -> Path:
@@ -280,7 +279,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
     report.write_text(render_report(transcripts, ca_cert_pem=ca_pem, fmt="html"), encoding="utf-8")
     excluded = _consent_excluded(transcripts)
 
-    ref = reference_models(guest_ds, host_ds, opts.seed, opts.test_fraction)
+    ref = reference_models(guest_ds, host_ds, opts.seed, opts.test_fraction, clip=spec.training.clip, l2=spec.training.l2)
     joint = result["metrics"]["joint"]
     total = time.monotonic() - t0
     table = Table(title=f"Test metrics on {ref['intersection_size'] - int(result['training']['n_train'])} held-out rows "
@@ -291,10 +290,14 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
     table.add_column("who can build it")
     table.add_row(f"{opts.guest} only (its own features)", f"{ref['guest_only']['auc']:.4f}", f"{ref['guest_only']['ks']:.4f}", f"{opts.guest} alone")
     table.add_row("joint federated (fedcredit)", f"{joint['auc']:.4f}", f"{joint['ks']:.4f}", f"{opts.guest} + {opts.host}, nothing raw shared")
-    table.add_row("centralized sklearn (reference)", f"{ref['centralized']['auc']:.4f}", f"{ref['centralized']['ks']:.4f}", "nobody (demo only)")
+    table.add_row("centralized sklearn, same preprocessing (reference)", f"{ref['centralized']['auc']:.4f}",
+                  f"{ref['centralized']['ks']:.4f}", "nobody (demo only)")
+    table.add_row("plain sklearn (StandardScaler, no clipping)", f"{ref['plain_sklearn']['auc']:.4f}",
+                  f"{ref['plain_sklearn']['ks']:.4f}", "nobody (demo only)")
     console.print(table)
     gap = ref["centralized"]["auc"] - joint["auc"]
-    console.print(f"joint vs centralized AUC gap: {gap:+.4f}   epochs: {result['training']['epochs']}   "
+    gap_plain = ref["plain_sklearn"]["auc"] - joint["auc"]
+    console.print(f"joint vs centralized AUC gap: {gap:+.4f} (vs plain sklearn {gap_plain:+.4f})   epochs: {result['training']['epochs']}   "
                   f"losses: {', '.join(f'{v:.4f}' for v in result['training']['losses'])}")
     out = {
         "job_id": info.job_id,
@@ -302,7 +305,9 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
         "data": {"guest": str(guest_path), "host": str(host_path)},
         "psi": {"intersection_size": result["psi"]["intersection_size"]},
-        "metrics": {"joint": joint, "guest_only": ref["guest_only"], "centralized": ref["centralized"], "auc_gap_vs_centralized": gap},
+        "metrics": {"joint": joint, "guest_only": ref["guest_only"], "centralized": ref["centralized"],
+                    "plain_sklearn": ref["plain_sklearn"], "auc_gap_vs_centralized": gap, "auc_gap_vs_plain_sklearn": gap_plain,
+                    "reference_settings": ref["settings"]},
         "training": result["training"],
         "bytes": result.get("bytes", {}),
         "seconds": {"total": round(total, 2), **{k: v for k, v in result.get("seconds", {}).items()}},
