@@ -73,7 +73,7 @@ def test_platform_receives_only_ciphertexts_masked_public_and_aggregates(runs) -
     assert disclosed_keys <= {"set_size", "bins", "intersection_size", "paillier_key_bits", "key_fingerprint", "n_features",
                               "training_rows", "test_rows", "epoch", "mean_training_loss", "stop", "what", "weights"}, disclosed_keys
     steps = {m["envelope"]["step"] for m in received}
-    assert {"lr2.conversion", "lr2.gradient", "lr2.residual", "lr2.shares", "lr2.masked_loss", "lr2.weight_share"} <= steps
+    assert {"lr2.conversion", "lr2.gradient", "lr2.residual", "lr2.shares", "lr2.loss_reply", "lr2.weight_share"} <= steps
 
 
 def test_coordinator_holds_no_key_and_sees_only_sealed_envelopes(runs) -> None:
