@@ -68,24 +68,31 @@ def _run(data, keys, params, wire: bool = False):
 
 
 def _plain_sgd(data, params):
-    """Mini-batch SGD on the Taylor loss in float64: what the protocol must compute."""
+    """Mini-batch SGD (or Nesterov) on the Taylor loss in float64: what the protocol must compute."""
     xg, xh, y, cut = data
     x = np.hstack([xg[:cut], np.ones((cut, 1)), xh[:cut]])
     yy = 2.0 * y[:cut] - 1
     w = np.zeros(x.shape[1])
+    v = np.zeros(x.shape[1])
+    mu = params.momentum
     pen = np.ones(x.shape[1])
     pen[xg.shape[1]] = 0.0
     for epoch in range(params.max_epochs):
         lr = params.learning_rate_at(epoch)
         for rows in epoch_batches(cut, params.batch_size_for(cut), params.seed, epoch):
             d = x[rows] @ w / 4 - yy[rows] / 2
-            w = w - lr * (x[rows].T @ d / len(rows) + params.l2 * w * pen)
+            g = x[rows].T @ d / len(rows) + params.l2 * w * pen
+            if params.optimizer == "nesterov":
+                v = mu * v + g
+                g = g + mu * v
+            w = w - lr * g
     m = xg.shape[1]
     return w[:m], w[m], w[m + 1 :]
 
 
-def test_two_party_equals_plaintext_sgd_and_the_coordinated_mode(data, keys):
-    params = _params()
+@pytest.mark.parametrize("optimizer", ["sgd", "nesterov"])
+def test_two_party_equals_plaintext_sgd_and_the_coordinated_mode(data, keys, optimizer):
+    params = _params(optimizer=optimizer, learning_rate=0.1 if optimizer == "nesterov" else 0.2)
     out = _run(data, keys, params, wire=True)
     g, h = out[Role.GUEST], out[Role.HOST]
     wg, b, wh = _plain_sgd(data, params)

@@ -459,7 +459,7 @@ def guest_program(
             own_loss += float(np.sum(LOG2 - 0.5 * yb * u_g + u_g * u_g / 8.0))
 
             grad = unmask_gradient((yield Recv(CkksLRStep.DECRYPTED, frm=C)), masks)
-            opt = apply_gradient(opt, grad, learning_rate=lr, l2=params.l2, penalized=penalized)
+            opt = apply_gradient(opt, grad, learning_rate=lr, l2=params.l2, penalized=penalized, momentum=params.momentum)
             yield Progress("train", epoch * n_batches + b + 1, params.max_epochs * n_batches, {"epoch": epoch + 1})
         masked_loss, loss_masks = mask_epoch_loss(session, fp, loss_acc, n_train, loss_budget, rng)
         yield Send(CkksLRStep.MASKED_LOSS, masked_loss)
@@ -502,7 +502,7 @@ def host_program(x_train: np.ndarray, x_test: np.ndarray, params: HeteroLRParams
             masked, masks = masked_gradient(session, fp, resid, x_train[rows], budget, rng)
             yield Send(CkksLRStep.MASKED_GRADIENT, masked)
             grad = unmask_gradient((yield Recv(CkksLRStep.DECRYPTED, frm=C)), masks)
-            opt = apply_gradient(opt, grad, learning_rate=lr, l2=params.l2)
+            opt = apply_gradient(opt, grad, learning_rate=lr, l2=params.l2, momentum=params.momentum)
             yield Progress("train", epoch * n_batches + b + 1, params.max_epochs * n_batches, {"epoch": epoch + 1})
         decision: EpochDecision = yield Recv(CkksLRStep.EPOCH_DECISION, frm=C)
         losses.append(decision.loss)

@@ -22,7 +22,11 @@ class HeteroLRParams:
         max_epochs: upper bound on passes over the training rows.
         tol: stop when the epoch's mean Taylor loss changes by less than this.
         l2: L2 penalty on the weights (never on the guest's intercept).
-        optimizer: ``sgd`` or ``adam``; each party keeps its own optimizer state.
+        optimizer: ``sgd``, ``nesterov`` (SGD with Nesterov momentum ``momentum``) or
+            ``adam``; each party keeps its own optimizer state. The two-party
+            mode keeps the weights secret-shared and needs a linear update:
+            ``sgd`` or ``nesterov``.
+        momentum: Nesterov's ``μ``: ``v ← μ v + g``, ``w ← w − lr (g + μ v)``.
         key_bits: Paillier modulus size.
         residual_frac_bits: fixed-point fractional bits of scores and residuals.
         feature_frac_bits: fractional bits of the quantized features (the
@@ -47,7 +51,8 @@ class HeteroLRParams:
     max_epochs: int = 6
     tol: float = 1e-4
     l2: float = 1e-3
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: Literal["sgd", "nesterov", "adam"] = "sgd"
+    momentum: float = 0.9
     key_bits: int = 2048
     residual_frac_bits: int = 32
     feature_frac_bits: int = 16
@@ -73,8 +78,10 @@ class HeteroLRParams:
             raise BudgetError("l2 and tol must be >= 0")
         if self.paillier_engine not in ("fast", "phe"):
             raise BudgetError(f"paillier_engine must be fast or phe, not {self.paillier_engine!r}")
-        if self.optimizer not in ("sgd", "adam"):
-            raise BudgetError(f"optimizer must be sgd or adam, not {self.optimizer!r}")
+        if self.optimizer not in ("sgd", "nesterov", "adam"):
+            raise BudgetError(f"optimizer must be sgd, nesterov or adam, not {self.optimizer!r}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise BudgetError("momentum must be in [0, 1)")
         if self.mask_security_bits < 40:
             raise BudgetError("mask_security_bits below 40 does not hide gradients")
         if not (64 <= self.ring_bits <= 512 and 8 <= self.share_frac_bits <= 48 and 8 <= self.update_frac_bits <= 48

@@ -110,6 +110,8 @@ __all__ = [
     "guest_program",
     "host_program",
     "truncate_share",
+    "update_shares",
+    "StepConstants",
     "to_signed",
 ]
 
@@ -271,8 +273,11 @@ def plan_two_party(params: HeteroLRParams, *, n_own: int, n_train: int, batch_ro
     xi = params.feature_int_bits
     ms = params.max_abs_score
     # (1) truncation: |lr (g + l2 w)| at scale 2^(2fx + fw + fe); |g| <= 2^xi (ms/2 + 1), |w| <= ms
-    step = params.learning_rate * (2**xi * (ms / 2 + 1) + params.l2 * ms) + 1
-    trunc_bits = math.ceil(math.log2(step)) + 2 * fx + fw + fe + 1
+    grad = 2**xi * (ms / 2 + 1) + params.l2 * ms + 1  # |X^T D / (4|B|) + l2 w|
+    trunc_bits = math.ceil(math.log2(grad)) + 2 * fx + fw + fe + 1
+    if params.optimizer == "nesterov":  # lr (grad + μ v) at scale 2^(fw + 2fe), |v| <= grad / (1 - μ)
+        nest = params.learning_rate * grad * (1 + params.momentum / (1 - params.momentum)) + 1
+        trunc_bits = max(trunc_bits, math.ceil(math.log2(nest)) + fw + 2 * fe + 1)
     d_bits = math.ceil(math.log2(2 * ms + 2)) + fx + fw + 1
     loss_bits = math.ceil(math.log2(max(n_train, 1))) + 2 * d_bits
     if trunc_bits + 40 >= L or loss_bits >= L:  # 2^-40 per truncation; the epoch's Σ D² must not wrap
@@ -376,12 +381,50 @@ def open_gradient(own: SecretEngine, msg: MaskedGradientShare, n_weights: int, r
     return [p & mask for p in own.decrypt_many(msg.values.values)]
 
 
-def update_share(w: Sequence[int], g: Sequence[int], c_grad: int, c_l2: Sequence[int], shift: int,
-                 ring_bits: int, first: bool) -> list[int]:
-    """``w − trunc(c_grad · g + c_l2 ⊙ w · 2^(2fx))`` on one party's shares (``shift`` = 2fx + fe)."""
+@dataclass(frozen=True)
+class StepConstants:
+    """Public fixed-point constants of one batch's update (every party computes the same ones)."""
+
+    grad: int  # round(2^fe / (4|B|)): X^T D at scale 2^(2fx+fw) -> mean gradient
+    l2: int  # round(l2 * 2^fe) * 2^(2fx): the L2 term at the same scale
+    lr: int  # round(lr * 2^fe)
+    momentum: int  # round(μ * 2^fe); 0 for plain SGD
+    fx: int
+    fe: int
+
+    @classmethod
+    def for_batch(cls, params: HeteroLRParams, rows: int, learning_rate: float) -> "StepConstants":
+        fx, fe = params.feature_frac_bits, params.update_frac_bits
+        mu = params.momentum if params.optimizer == "nesterov" else 0.0
+        return cls(round(2**fe / (4 * rows)), round(params.l2 * 2**fe) << (2 * fx), round(learning_rate * 2**fe),
+                   round(mu * 2**fe), fx, fe)
+
+
+def update_shares(w: Sequence[int], v: Sequence[int], g: Sequence[int], penalized: Sequence[int], k: StepConstants,
+                  ring_bits: int, first: bool) -> tuple[list[int], list[int]]:
+    """One SGD (or Nesterov) step on one party's shares of a weight vector ``w`` and its velocity ``v``.
+
+    ``g`` is the party's share of ``X^T D`` (scale ``2^(2fx+fw)``). In fixed point at scale ``2^fw``:
+    ``grad = X^T D / (4|B|) + l2 w``; plain SGD: ``w ← w − lr·grad``; Nesterov:
+    ``v ← μ v + grad``, ``w ← w − lr (grad + μ v)``. Every product by a public
+    constant is followed by this party's half of a local truncation.
+    """
     mask = (1 << ring_bits) - 1
-    return [(wi - truncate_share((c_grad * gi + ci * wi) & mask, shift, ring_bits, first)) & mask
-            for wi, gi, ci in zip(w, g, c_l2)]
+
+    def trunc(x: int, bits: int) -> int:
+        return truncate_share(x & mask, bits, ring_bits, first)
+
+    new_w, new_v = [], []
+    for wi, vi, gi, pen in zip(w, v, g, penalized):
+        grad = trunc(k.grad * gi + (k.l2 * wi if pen else 0), 2 * k.fx + k.fe)
+        if k.momentum:
+            vi = (trunc(k.momentum * vi, k.fe) + grad) & mask
+            step = trunc((k.lr * grad << k.fe) + k.lr * k.momentum * vi, 2 * k.fe)
+        else:
+            step = trunc(k.lr * grad, k.fe)
+        new_w.append((wi - step) & mask)
+        new_v.append(vi)
+    return new_w, new_v
 
 
 # --------------------------------------------------------------------------- role programs
@@ -440,9 +483,9 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
     my_plan = plan_two_party(params, n_own=m, n_train=n_train, batch_rows=max_rows, key_bits=setup.public_key.bits)
     peer_plan = plan_two_party(params, n_own=m_peer, n_train=n_train, batch_rows=max_rows, key_bits=pk.bits)
 
-    a = [0] * m  # own share of own weights
-    b = [0] * m_peer  # own share of the peer's weights
-    shift = 2 * fx + fe
+    a, va = [0] * m, [0] * m  # own share of own weights (and of their Nesterov velocity)
+    b, vb = [0] * m_peer, [0] * m_peer  # own share of the peer's weights (and velocity)
+    peer_pen = [1] * m_peer if guest else [1] * (m_peer - 1) + [0]  # the guest's intercept takes no L2
     losses: list[float] = []
     epoch = 0
     for epoch in range(params.max_epochs):
@@ -476,11 +519,9 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
             sq_own = (sq_own + sum(d * d for d in d_own)) & ring
             g_peer = open_gradient(own, (yield Recv(TwoPartyStep.GRADIENT, frm=peer_role)), m_peer, L)
             # 4. local updates of both shares: w -= lr/(4|B|) g + lr l2 w
-            c_grad = round(lr / (4 * len(rows)) * 2**fe)
-            c_l2 = round(lr * params.l2 * 2**fe) << (2 * fx)
-            a = update_share(a, g_own, c_grad, [c_l2 * p for p in penalized], shift, L, guest)
-            peer_pen = [1] * m_peer if guest else [1] * (m_peer - 1) + [0]
-            b = update_share(b, g_peer, c_grad, [c_l2 * p for p in peer_pen], shift, L, guest)
+            k = StepConstants.for_batch(params, len(rows), lr)
+            a, va = update_shares(a, va, g_own, penalized, k, L, guest)
+            b, vb = update_shares(b, vb, g_peer, peer_pen, k, L, guest)
             yield Progress("train", epoch * n_batches + bi + 1, params.max_epochs * n_batches, {"epoch": epoch + 1})
         # epoch loss: Σ D² = Σ (D^G)² + 2 Σ D^G D^H + Σ (D^H)²  (mod 2^ℓ; the true sum is smaller)
         if not guest:
