@@ -1,0 +1,86 @@
+"""Red team: with the bank's training labels permuted, the platform's view looks the same on the wire.
+
+Two in-memory two-party runs with the same data, seeds and keys, one with the
+true training labels and one with them permuted: the host must receive the
+same steps, in the same order, from the same sender, with the same payload
+types and the same encoded sizes (:func:`federated.codec.encode_payload`).
+Sizes matter because the coordinator relays sealed payloads: their lengths
+are what it (and anyone on the path) sees.
+
+Naive variant: a deliberately leaky guest that sends, after the first batch, a
+message whose size is a variable-width encoding of that batch's label sum
+(4 bytes per positive row; :class:`.views.LabelCountHint`). The very same
+comparison flags it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from protocols.core import Role, run_local
+from protocols.hetero_lr import epoch_batches
+from protocols.hetero_lr import two_party as tp
+
+from .common import PARAMS, Breast, Recorder, keypair
+from .views import LabelCountHint, Observer, leaky_guest, leaky_host, received_signature, wire_size
+
+G, H = Role.GUEST, Role.HOST
+# Two epochs: the per-epoch loss exchange and the epoch decision are in the view too.
+P2 = replace(PARAMS, max_epochs=2)
+
+
+@pytest.fixture(scope="module")
+def labels(breast: Breast) -> dict[str, np.ndarray]:
+    permuted = np.random.default_rng(5).permutation(breast.y_tr)
+    assert (permuted != breast.y_tr).any()
+    return {"true": breast.y_tr, "permuted": permuted}
+
+
+def _host_view(d: Breast, y: np.ndarray, *, leak: bool) -> Recorder:
+    kg, kh = keypair(1024, 501), keypair(1024, 502)  # the same keys and seeds in every run
+    host = Observer()
+    guest = tp.guest_program(d.xg_tr, y, d.xg_te, d.y_te, P2, random.Random(1), keypair=kg)
+    hprog = tp.host_program(d.xh_tr, d.xh_te, P2, random.Random(2), keypair=kh)
+    if leak:
+        batches = epoch_batches(d.n_train, P2.batch_size_for(d.n_train), P2.seed, 0)
+        guest, hprog = leaky_guest(guest, y, batches, hints=1), leaky_host(hprog, hints=1)
+    out = run_local({G: guest, H: host.wrap(hprog)})
+    assert out[G].epochs == 2
+    return host.recorder
+
+
+def _first_difference(a: list, b: list) -> str:
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return f"message {i}: {x} vs {y}"
+    return f"lengths {len(a)} vs {len(b)}" if len(a) != len(b) else "none"
+
+
+def test_shipped_host_view_is_identical_under_permuted_labels(breast: Breast, labels: dict[str, np.ndarray]) -> None:
+    a = received_signature(_host_view(breast, labels["true"], leak=False))
+    b = received_signature(_host_view(breast, labels["permuted"], leak=False))
+    print(f"\n[shipped] host received {len(a)} messages; first difference between true and permuted labels: "
+          f"{_first_difference(a, b)}")
+    assert len(a) > 50
+    # It is a real comparison: every step the host can receive (ciphertexts, masked values, loss) is in it.
+    to_host = {s.wire for s in tp.TwoPartyStep if H in s.spec.receivers}
+    assert to_host <= {w for w, *_ in a}, to_host
+    assert a == b
+
+
+def test_naive_label_sized_message_is_detected(breast: Breast, labels: dict[str, np.ndarray]) -> None:
+    rows = epoch_batches(breast.n_train, P2.batch_size_for(breast.n_train), P2.seed, 0)[0]
+    k_true, k_perm = int(labels["true"][rows].sum()), int(labels["permuted"][rows].sum())
+    assert k_true != k_perm  # precondition: the first batch's label sum changes under this permutation
+    a = received_signature(_host_view(breast, labels["true"], leak=True))
+    b = received_signature(_host_view(breast, labels["permuted"], leak=True))
+    diff = [(x, y) for x, y in zip(a, b) if x != y]
+    print(f"\n[naive leaky] first-batch positives {k_true} vs {k_perm}; {len(diff)} differing message(s): {diff}")
+    assert a != b
+    sizes = [wire_size(LabelCountHint(bytes(4 * k))) for k in (k_true, k_perm)]
+    assert diff == [(("leak.label_count_hint", "LabelCountHint", None, sizes[0]),
+                     ("leak.label_count_hint", "LabelCountHint", None, sizes[1]))]
