@@ -314,6 +314,12 @@ _register(
     _loss_reply_msg,
 )
 _register(
+    tp.ScoreShares,
+    lr_pb.ScoreShares,
+    lambda m: lr_pb.ScoreShares(values=_ring_pb(m.values, m.ring_bits)),
+    lambda pb: tp.ScoreShares(*_ring_msg(pb.values)),
+)
+_register(
     tp.WeightShare,
     lr_pb.WeightShare,
     lambda m: lr_pb.WeightShare(values=_ring_pb(m.values, m.ring_bits)),

@@ -203,7 +203,9 @@ class TrainingSpec(_Model):
     # two_party (default): each party holds its own key, weights stay secret-shared, the coordinator holds no key.
     # coordinated: the coordinator holds the HE key and each party sees its own gradient (see the README's threat model).
     topology: Literal["two_party", "coordinated"] = "two_party"
-    reveal_weights: Literal["owner"] = "owner"  # each party learns its own final weights
+    # owner: each party learns its own final weights; shared: they stay secret-shared (two-party only), each
+    # party keeps its part in its model.json, and evaluation reveals the joint scores z, not u_H, to the guest.
+    reveal_weights: Literal["owner", "shared"] = "owner"
     engine: Literal["paillier", "ckks"] = "paillier"
     paillier_engine: Literal["fast", "phe"] = "fast"  # phe: python-paillier's arithmetic (benchmark baseline)
     ckks: CkksSpec = CkksSpec()
@@ -269,6 +271,8 @@ class JobSpec(_Model):
             if self.training.optimizer == "adam":
                 raise ValueError("training.topology two_party keeps the weights secret-shared and needs a linear update: "
                                  "use training.optimizer: nesterov (default) or sgd")
+        if self.training.reveal_weights == "shared" and self.training.topology != "two_party":
+            raise ValueError("training.reveal_weights: shared needs training.topology: two_party")
         if self.training.engine == "ckks":
             self.ckks_params()
         return self
@@ -285,6 +289,7 @@ class JobSpec(_Model):
                 l2=t.l2,
                 optimizer=t.optimizer,
                 momentum=t.momentum,
+                reveal_weights=t.reveal_weights,
                 key_bits=t.key_bits,
                 residual_frac_bits=t.residual_frac_bits,
                 feature_frac_bits=t.feature_frac_bits,

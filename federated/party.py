@@ -486,13 +486,12 @@ class PartyNode:
             else:
                 program = guest_program(x_train, y[train_pos], x_test, y[test_pos], lr_params, rng, map_fn=pool)
             model = drive(role, program, endpoint)
-            weights = {n: float(w) for n, w in zip(data.feature_names, model.weights)}
             metrics = {"auc": model.metrics.auc, "ks": model.metrics.ks, "n_test": model.metrics.n_test}
-            artifact = {"job_id": info.job_id, "role": "guest", "features": weights, "intercept": model.intercept,
+            artifact = {"job_id": info.job_id, "role": "guest", **_weights_json(data, model, lr_params),
                         "standardizer": _std_json(data, std), "epochs": model.epochs, "losses": list(model.losses), "metrics": metrics}
             result["metrics"] = {"joint": metrics}
             result["training"] = {"n_train": int(len(train_pos)), "n_test": int(len(test_pos)), "engine": engine,
-                                  "topology": topology}
+                                  "topology": topology, "reveal_weights": spec.training.reveal_weights}
             if topology == "two_party":  # the guest learns the epoch losses; the coordinator has no role to report them
                 result["training"].update({"epochs": model.epochs, "losses": list(model.losses), "key_bits": lr_params.key_bits})
         else:
@@ -503,9 +502,8 @@ class PartyNode:
             else:
                 program = host_program(x_train, x_test, lr_params, rng, map_fn=pool)
             model = drive(role, program, endpoint)
-            weights = {n: float(w) for n, w in zip(data.feature_names, model.weights)}
-            artifact = {"job_id": info.job_id, "role": "host", "features": weights, "standardizer": _std_json(data, std),
-                        "epochs": model.epochs, "losses": list(model.losses)}
+            artifact = {"job_id": info.job_id, "role": "host", **_weights_json(data, model, lr_params),
+                        "standardizer": _std_json(data, std), "epochs": model.epochs, "losses": list(model.losses)}
         atomic_write_text(outdir / "model.json", json.dumps(artifact, indent=2))
         return result
 
@@ -527,6 +525,25 @@ def peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _weights_json(data: LocalDataset, model: Any, params: Any) -> dict[str, Any]:
+    """The model's weights by feature name, or, when they stay secret-shared, this party's part of them."""
+    if model.shares is None:
+        out: dict[str, Any] = {"features": {n: float(w) for n, w in zip(data.feature_names, model.weights)}}
+        if getattr(model, "intercept", None) is not None:
+            out["intercept"] = model.intercept
+        return out
+    sh = model.shares
+    own = dict(zip(data.feature_names, (str(v) for v in sh.own)))
+    if len(sh.own) == len(data.feature_names) + 1:
+        own["(intercept)"] = str(sh.own[-1])
+    return {"features": list(data.feature_names),
+            "weight_shares": {"what": "this party's additive shares mod 2^ring_bits at scale 2^frac_bits; "
+                                      "neither party's part alone reveals any weight",
+                              "ring_bits": sh.ring_bits, "frac_bits": sh.frac_bits,
+                              "feature_frac_bits": params.feature_frac_bits,
+                              "own": own, "peer": [str(v) for v in sh.peer]}}
 
 
 def _std_json(data: LocalDataset, std: Standardizer) -> dict[str, Any]:

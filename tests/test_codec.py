@@ -99,6 +99,7 @@ def _samples(pk, sk) -> dict[type, list]:
         tp.MaskedGradientShare: [tp.MaskedGradientShare(masked.values)],
         tp.MaskedLoss: [tp.MaskedLoss(loss.value)],
         tp.MaskedLossReply: [tp.MaskedLossReply(0, 160), tp.MaskedLossReply(2**160 - 1, 160), tp.MaskedLossReply(5, 64)],
+        tp.ScoreShares: [tp.ScoreShares((5, 2**160 - 1), 160), tp.ScoreShares((), 160)],
         tp.WeightShare: [tp.WeightShare((0, 1, 2**160 - 1), 160), tp.WeightShare((), 192)],
     }
 

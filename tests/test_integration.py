@@ -17,6 +17,7 @@ from federated.client import OperatorClient
 from federated.config import DatasetConfig, JobSpec, parse_config
 from federated.demo import Cluster, reference_models
 from federated.errors import NotFoundError, PermissionDeniedError, from_rpc_error
+from federated.transcript import read_transcript
 from federated.transport import create_channel
 from federated.certs import load_tls
 
@@ -86,6 +87,27 @@ def test_train_job_over_mtls_matches_centralized(cluster: Cluster, split_files: 
     bank_model = json.loads((cluster.workdir / "bank" / "jobs" / info.job_id / "model.json").read_text())
     plat_model = json.loads((cluster.workdir / "platform" / "jobs" / info.job_id / "model.json").read_text())
     assert set(bank_model["features"]).isdisjoint({"x10", "x19"}) and "x19" in plat_model["features"]
+
+
+def test_train_job_with_shared_weights_keeps_them_shared(cluster: Cluster) -> None:
+    with OperatorClient(cluster.client_config()) as client:
+        owner = client.wait(client.submit(_spec()).job_id, timeout_s=300)
+        shared = client.wait(client.submit(_spec(training={"key_bits": 1024, "max_epochs": 5, "reveal_weights": "shared"})).job_id,
+                             timeout_s=300)
+    assert owner.state == shared.state == "succeeded", (owner.error, shared.error)
+    r_owner, r_shared = json.loads(owner.result_json), json.loads(shared.result_json)
+    assert r_shared["training"]["topology"] == "two_party" and r_shared["training"]["reveal_weights"] == "shared"
+    # the same model, evaluated from shares: the same AUC
+    assert abs(r_shared["metrics"]["joint"]["auc"] - r_owner["metrics"]["joint"]["auc"]) < 1e-6
+    for party in ("bank", "platform"):
+        model = json.loads((cluster.workdir / party / "jobs" / shared.job_id / "model.json").read_text())
+        assert "weight_shares" in model and "intercept" not in model
+        assert isinstance(model["features"], list)  # names only: no weight in the clear
+        assert len(model["weight_shares"]["own"]) == len(model["features"]) + (party == "bank")
+    # the bank received joint score shares, never the platform's partial scores
+    bank_t = read_transcript(next(p for p in cluster.transcripts(shared.job_id) if ".bank." in p.name))
+    steps = {r["body"]["envelope"]["step"] for r in bank_t if r["kind"] == "message" and r["body"]["direction"] == "received"}
+    assert "lr2.test_score_shares" in steps and "lr2.host_test_scores" not in steps and "lr2.weight_share" not in steps
 
 
 def test_psi_job_revealed_to_guest_only(cluster: Cluster, split_files: tuple[Path, Path, set[str]]) -> None:

@@ -193,3 +193,20 @@ def test_a_short_peer_key_is_refused(data, keys):
     h = tp.host_program(xh[:cut], xh[cut:], _params(), random.Random(2), keypair=keys[1])
     with pytest.raises(ProtocolError, match="2048"):
         run_local({Role.GUEST: g, Role.HOST: h})
+
+
+def test_shared_weights_score_the_test_rows_without_revealing_weights_or_host_scores(data, keys):
+    owner = _run(data, keys, _params())
+    shared = _run(data, keys, _params(reveal_weights="shared"), wire=True)
+    g, h = shared[Role.GUEST], shared[Role.HOST]
+    assert g.weights is None and g.intercept is None and h.weights is None
+    # the joint scores equal those of the revealed model, to fixed-point precision
+    assert np.max(np.abs(g.test_scores - owner[Role.GUEST].test_scores)) < 1e-4
+    assert abs(g.metrics.auc - owner[Role.GUEST].metrics.auc) < 1e-9
+    # the two parts add up to the weights; neither part alone is near them
+    wg, b, wh = _plain_sgd(data, _params())
+    Lb, fw = g.shares.ring_bits, g.shares.frac_bits
+    w_guest = np.array([tp.to_signed(x + y, Lb) for x, y in zip(g.shares.own, h.shares.peer)]) / 2.0**fw
+    w_host = np.array([tp.to_signed(x + y, Lb) for x, y in zip(h.shares.own, g.shares.peer)]) / 2.0**fw
+    assert np.max(np.abs(w_guest - np.r_[wg, b])) < 1e-5 and np.max(np.abs(w_host - wh)) < 1e-5
+    assert min(abs(tp.to_signed(x, Lb)) for x in g.shares.own + h.shares.peer) > 2**60

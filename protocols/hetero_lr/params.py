@@ -36,6 +36,9 @@ class HeteroLRParams:
         max_abs_score: plan bound on |u| for one party's partial score; a larger
             score raises :class:`BudgetError` at run time instead of overflowing.
         seed: job seed: batches and the train/test split derive from it.
+        reveal_weights: two-party mode: ``owner`` -- each party learns its own final
+            weights; ``shared`` -- they stay secret-shared (for joint scoring), and
+            the guest learns only the joint scores of the test rows.
         ring_bits: two-party mode: shares live modulo ``2^ring_bits``.
         share_frac_bits: two-party mode: fixed-point bits of the weights.
         update_frac_bits: two-party mode: fixed-point bits of the step constants
@@ -60,6 +63,7 @@ class HeteroLRParams:
     max_abs_score: float = 2.0**20
     seed: int = 42
     paillier_engine: Literal["fast", "phe"] = "fast"  # "phe": python-paillier's arithmetic, for benchmarks
+    reveal_weights: Literal["owner", "shared"] = "owner"
     ring_bits: int = 160
     share_frac_bits: int = 24
     update_frac_bits: int = 32
@@ -80,6 +84,8 @@ class HeteroLRParams:
             raise BudgetError(f"paillier_engine must be fast or phe, not {self.paillier_engine!r}")
         if self.optimizer not in ("sgd", "nesterov", "adam"):
             raise BudgetError(f"optimizer must be sgd, nesterov or adam, not {self.optimizer!r}")
+        if self.reveal_weights not in ("owner", "shared"):
+            raise BudgetError(f"reveal_weights must be owner or shared, not {self.reveal_weights!r}")
         if not 0.0 <= self.momentum < 1.0:
             raise BudgetError("momentum must be in [0, 1)")
         if self.mask_security_bits < 40:

@@ -230,19 +230,21 @@ class LRStep(ProtocolStep):
 
 @dataclass(frozen=True)
 class GuestModel:
-    weights: np.ndarray  # one per guest feature
-    intercept: float
+    weights: np.ndarray | None  # one per guest feature; None when the weights stay secret-shared
+    intercept: float | None
     epochs: int
     losses: tuple[float, ...]
     metrics: EvaluationMetrics
     test_scores: np.ndarray = field(repr=False)  # z on the test rows
+    shares: Any = None  # two-party ``reveal_weights: shared``: :class:`protocols.hetero_lr.two_party.WeightShares`
 
 
 @dataclass(frozen=True)
 class HostModel:
-    weights: np.ndarray
+    weights: np.ndarray | None
     epochs: int
     losses: tuple[float, ...]
+    shares: Any = None
 
 
 @dataclass(frozen=True)

@@ -39,10 +39,19 @@ The host does the loss's cross term (one multi-exponentiation per batch with
 ``ℓ``-bit exponents) because the guest has the intercept and usually more
 features: it balances the two parties' work per batch.
 
-After training (``reveal_weights: owner``)::
+After training, ``reveal_weights: owner`` (the default)::
 
     P -> Q  lr2.weight_share   b_Q: Q learns its own weights w_Q     (the agreed output)
     host -> guest  lr2.host_test_scores  u_H on the test rows        (the declared scoring leak)
+
+or ``reveal_weights: shared`` (the weights are never reconstructed; a model is
+two parts, and neither can score alone)::
+
+    P -> Q  lr2.shares, lr2.conversion   over the test rows, as in a batch
+    host -> guest  lr2.test_score_shares  the host's shares of z     (masked: uniform mod 2^ℓ)
+
+so the guest learns ``z`` of the test rows, not ``u_H`` (it does not know its
+own weights either, so it cannot subtract ``u_G``).
 
 What a party sees. Its own data and shares; ciphertexts under the other's key
 (``lr2.shares``, ``lr2.residual``); values it decrypts that are masked by the
@@ -105,6 +114,8 @@ __all__ = [
     "MaskedLoss",
     "MaskedLossReply",
     "WeightShare",
+    "ScoreShares",
+    "WeightShares",
     "TwoPartyPlan",
     "plan_two_party",
     "guest_program",
@@ -188,6 +199,29 @@ class MaskedLossReply(Masked):
 
 
 @dataclass(frozen=True)
+class ScoreShares(Masked):
+    """``reveal_weights: shared``: the host's shares of the joint scores ``z`` of the test rows (uniform mod 2^ℓ)."""
+
+    values: tuple[int, ...]
+    ring_bits: int
+
+
+@dataclass(frozen=True)
+class WeightShares:
+    """A party's part of a model whose weights stay secret-shared (``reveal_weights: shared``).
+
+    ``own`` is its share of its own weights (the guest's intercept last), ``peer``
+    its share of the other party's; both mod ``2^ring_bits`` at scale ``2^frac_bits``.
+    Neither part alone says anything about the weights.
+    """
+
+    own: tuple[int, ...]
+    peer: tuple[int, ...]
+    ring_bits: int
+    frac_bits: int
+
+
+@dataclass(frozen=True)
 class WeightShare(Aggregate):
     """The sender's share of the receiver's weights (``reveal_weights: owner``): the agreed output."""
 
@@ -209,6 +243,8 @@ class TwoPartyStep(ProtocolStep):
     EPOCH_DECISION = StepSpec("lr2.epoch_decision", (H,), (G,), EpochDecision, "mean Taylor loss, stop or continue")
     WEIGHT_SHARE = StepSpec("lr2.weight_share", (G, H), (G, H), WeightShare, "reveal_weights: owner")
     TEST_SCORES = StepSpec("lr2.host_test_scores", (H,), (G,), HostTestScores, "u_H on the test rows (the scoring leak)")
+    TEST_SCORE_SHARES = StepSpec("lr2.test_score_shares", (H,), (G,), ScoreShares,
+                                 "reveal_weights: shared -- the host's shares of z on the test rows")
 
 
 # --------------------------------------------------------------------------- ring arithmetic
@@ -547,13 +583,26 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
         if decision.stop:
             break
 
+    if params.reveal_weights == "shared":
+        # The weights stay shared. Shares of z on the test rows, by one more conversion each way.
+        xt = quantize_checked(x_test, params)
+        if guest:
+            xt = np.hstack([xt, np.full((xt.shape[0], 1), 1 << fx, dtype=np.int64)])
+        yield Send(TwoPartyStep.SHARES, encrypt_shares(own.public, b, peer_plan), to=peer_role)
+        peer_shares = yield Recv(TwoPartyStep.SHARES, frm=peer_role)
+        conv, own_part = convert(peer, peer_shares, xt, my_plan, rng)
+        yield Send(TwoPartyStep.CONVERSION, conv, to=peer_role)
+        peer_part = open_conversion(own, (yield Recv(TwoPartyStep.CONVERSION, frm=peer_role)), xt.shape[0],
+                                    (peer_plan.slot_bits, peer_plan.slots), L)
+        z_share = [(u + c + p) & ring for u, c, p in zip(_ring_matvec(xt, a, L), own_part, peer_part)]
+        return WeightShares(tuple(a), tuple(b), L, fw), z_share, epoch + 1, tuple(losses)
     # reveal_weights: owner -- each learns its own weights, nothing else
     yield Send(TwoPartyStep.WEIGHT_SHARE, WeightShare(tuple(b), L), to=peer_role)
     other: WeightShare = yield Recv(TwoPartyStep.WEIGHT_SHARE, frm=peer_role)
     if other.ring_bits != L or len(other.values) != m:
         raise ProtocolError("lr2.weight_share does not match this party's weights")
     weights = np.array([to_signed(ai + bi_, L) / 2.0**fw for ai, bi_ in zip(a, other.values)])
-    return weights, epoch + 1, tuple(losses)
+    return weights, None, epoch + 1, tuple(losses)
 
 
 def guest_program(
@@ -572,12 +621,21 @@ def guest_program(
     ``keypair``: the guest's own Paillier key pair (generated from ``rng`` if
     omitted). ``map_fn`` spreads encryption over the caller's pool."""
     m = x_train.shape[1]
-    weights, epochs, losses = yield from _party(G, x_train, y_train, x_test, len(y_test), params, rng, keypair, map_fn)
+    model, z_share, epochs, losses = yield from _party(G, x_train, y_train, x_test, len(y_test), params, rng, keypair, map_fn)
+    yt = np.asarray(y_test)
+    if isinstance(model, WeightShares):
+        other: ScoreShares = yield Recv(TwoPartyStep.TEST_SCORE_SHARES)
+        if other.ring_bits != model.ring_bits or len(other.values) != len(y_test):
+            raise ProtocolError("lr2.test_score_shares do not match the test rows")
+        scale = 2.0 ** (params.feature_frac_bits + model.frac_bits)
+        z = np.array([to_signed(a + b, model.ring_bits) / scale for a, b in zip(z_share, other.values)])
+        metrics = EvaluationMetrics(roc_auc(yt, z), ks_statistic(yt, z), int(len(yt)), int(np.sum(yt)))
+        return GuestModel(None, None, epochs, losses, metrics, z, shares=model)
+    weights = model
     test: HostTestScores = yield Recv(TwoPartyStep.TEST_SCORES)
     if len(test.scores) != len(y_test):
         raise ProtocolError("host test scores do not match the test rows")
     z = x_test @ weights[:m] + weights[m] + np.asarray(test.scores, dtype=float)
-    yt = np.asarray(y_test)
     metrics = EvaluationMetrics(roc_auc(yt, z), ks_statistic(yt, z), int(len(yt)), int(np.sum(yt)))
     return GuestModel(weights[:m].copy(), float(weights[m]), epochs, losses, metrics, z)
 
@@ -592,6 +650,9 @@ def host_program(
     map_fn: MapFn | None = None,
 ) -> RoleProgram:
     """The host (feature holder, no labels). Returns :class:`HostModel`."""
-    weights, epochs, losses = yield from _party(H, x_train, None, x_test, x_test.shape[0], params, rng, keypair, map_fn)
-    yield Send(TwoPartyStep.TEST_SCORES, HostTestScores(tuple(float(v) for v in x_test @ weights)))
-    return HostModel(weights.copy(), epochs, losses)
+    model, z_share, epochs, losses = yield from _party(H, x_train, None, x_test, x_test.shape[0], params, rng, keypair, map_fn)
+    if isinstance(model, WeightShares):
+        yield Send(TwoPartyStep.TEST_SCORE_SHARES, ScoreShares(tuple(z_share), model.ring_bits))
+        return HostModel(None, epochs, losses, shares=model)
+    yield Send(TwoPartyStep.TEST_SCORES, HostTestScores(tuple(float(v) for v in x_test @ model)))
+    return HostModel(model.copy(), epochs, losses)

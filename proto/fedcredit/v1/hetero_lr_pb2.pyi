@@ -179,3 +179,9 @@ class WeightShare(_message.Message):
     VALUES_FIELD_NUMBER: _ClassVar[int]
     values: RingVector
     def __init__(self, values: _Optional[_Union[RingVector, _Mapping]] = ...) -> None: ...
+
+class ScoreShares(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: RingVector
+    def __init__(self, values: _Optional[_Union[RingVector, _Mapping]] = ...) -> None: ...
