@@ -326,11 +326,12 @@ def demo(
     workdir: Path = typer.Option(Path("fedcredit-demo"), "--workdir", help="Where certificates, configs, logs and models go."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
     key_bits: int = typer.Option(2048, "--key-bits", help="Paillier key size (1024 only for quick tries)."),
-    max_epochs: int = typer.Option(6, "--max-epochs"),
+    max_epochs: Optional[int] = typer.Option(None, "--max-epochs", help="Default: the job default (4)."),
     batch_size: str = typer.Option("auto", "--batch-size", help="Rows per mini-batch, or auto."),
-    learning_rate: float = typer.Option(0.2, "--learning-rate"),
+    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", help="Default: the job default (0.1, Nesterov)."),
     seed: int = typer.Option(42, "--seed"),
-    mode: str = typer.Option("paillier", "--mode", help="paillier (default, the fast engine) or ckks (TenSEAL)."),
+    mode: str = typer.Option("paillier", "--mode", help="paillier (default: two-party, fast engine) or ckks (TenSEAL; "
+                             "coordinated topology only, see the README's threat model)."),
     consent_registry: Optional[Path] = typer.Option(None, "--consent-registry", help="The host's consent registry CSV (default: the example one, with the example data)."),
 ) -> None:
     """The main job: coordinator + bank + platform as separate processes over mTLS gRPC; PSI, training, report.

@@ -48,9 +48,9 @@ class DemoOptions:
     workdir: Path = Path("fedcredit-demo")
     json_out: Path | None = None
     key_bits: int = 2048
-    max_epochs: int = 6
+    max_epochs: int | None = None  # None: the job default
     batch_size: int | str = "auto"
-    learning_rate: float = 0.2
+    learning_rate: float | None = None
     seed: int = 42
     test_fraction: float = 0.2
     guest: str = "bank"
@@ -243,20 +243,33 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
     g_cols = load_dataset(guest_ds, require_label=True).feature_names
     h_cols = load_dataset(host_ds, require_label=False).feature_names
 
+    # ckks exists in the coordinated topology only: the demo then runs it, and both nodes' policies allow it.
+    topology = "coordinated" if opts.mode == "ckks" else "two_party"
+    training: dict[str, Any] = {"topology": topology, "engine": opts.mode, "key_bits": opts.key_bits,
+                                "batch_size": opts.batch_size if opts.batch_size == "auto" else int(opts.batch_size)}
+    if opts.max_epochs is not None:
+        training["max_epochs"] = opts.max_epochs
+    if opts.learning_rate is not None:
+        training["learning_rate"] = opts.learning_rate
     spec = parse_config(JobSpec, {
         "kind": "train", "name": "demo", "purpose": PURPOSE,
         "guest": {"party": opts.guest, "dataset": "credit", "columns": g_cols},
         "host": {"party": opts.host, "dataset": "credit", "columns": h_cols},
-        "training": {"engine": opts.mode, "key_bits": opts.key_bits, "max_epochs": opts.max_epochs, "batch_size": opts.batch_size if opts.batch_size == "auto" else int(opts.batch_size),
-                     "learning_rate": opts.learning_rate},
+        "training": training,
         "evaluation": {"test_fraction": opts.test_fraction}, "seed": opts.seed,
     }, source="demo job")
     _write_yaml(workdir / "job.yaml", json.loads(spec.canonical_json()))
 
     console.rule("[bold]fedcredit demo")
     console.print(f"guest ({opts.guest}): {guest_path}\nhost  ({opts.host}): {host_path}\nworkdir: {workdir}")
-    console.print(f"mode: {opts.mode}; purpose: {PURPOSE}" + (f"; {opts.host}'s consent registry: {consent}" if consent else ""))
-    cluster = Cluster(workdir, {opts.guest: {"credit": guest_ds}, opts.host: {"credit": host_ds}})
+    console.print(f"mode: {opts.mode}, topology: {topology}"
+                  + (" (the coordinator holds the key: see the README's threat model)" if topology == "coordinated"
+                     else " (one key per party, secret-shared weights, no key at the coordinator)")
+                  + f"; purpose: {PURPOSE}" + (f"; {opts.host}'s consent registry: {consent}" if consent else ""))
+    policy = {"auto_approve": True, "min_intersection": 10, "allowed_purposes": [PURPOSE],
+              "min_key_bits": min(2048, opts.key_bits), "allowed_topologies": ["two_party", topology]}
+    cluster = Cluster(workdir, {opts.guest: {"credit": guest_ds}, opts.host: {"credit": host_ds}},
+                      policies={opts.guest: policy, opts.host: policy})
     with cluster:
         console.print(f"started coordinator (port {cluster.port}), {opts.guest} and {opts.host} as separate processes; mTLS on 127.0.0.1")
         with OperatorClient(cluster.client_config()) as client:
