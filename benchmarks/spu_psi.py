@@ -84,8 +84,8 @@ class CountingRelay:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             for src, dst, way in ((client, upstream, "forward"), (upstream, client, "back")):
                 t = threading.Thread(target=self._pump, args=(src, dst, way), daemon=True)
+                self._pumps.append(t)  # before start: close() must see every pump that may already carry bytes
                 t.start()
-                self._pumps.append(t)
 
     def _pump(self, src: socket.socket, dst: socket.socket, way: str) -> None:
         buf = bytearray(1 << 20)
