@@ -44,9 +44,11 @@ class FastEngine:
     #: Below this many values one call stays serial (a task costs about a millisecond of IPC).
     MIN_PARALLEL = 128
 
-    def __init__(self, pk: PaillierPublicKey, rng: Any, map_fn: MapFn | None = None, tasks_per_call: int = 4) -> None:
+    def __init__(self, pk: PaillierPublicKey, rng: Any, map_fn: MapFn | None = None, tasks_per_call: int = 4, *,
+                 base: Any = None, exponent_bits: int | None = None) -> None:
         self.pk = pk
-        self._enc = Encryptor(pk, rng) if rng is not None else None  # None: multi-exponentiation only
+        # rng None: multi-exponentiation only. base/exponent_bits: see protocols.paillier.canonical_base.
+        self._enc = Encryptor(pk, rng, base=base, exponent_bits=exponent_bits) if rng is not None else None
         self._map_fn = map_fn
         self._tasks = tasks_per_call
 
@@ -103,11 +105,14 @@ class PheEngine:
         return [self.dot(cs, [int(v) for v in x[:, j]]) for j in range(x.shape[1])]
 
 
-def make_engine(name: str, pk: PaillierPublicKey, rng: Any, map_fn: MapFn | None = None) -> Engine:
+def make_engine(name: str, pk: PaillierPublicKey, rng: Any, map_fn: MapFn | None = None, *,
+                base: Any = None, exponent_bits: int | None = None) -> Engine:
     """The named engine. ``map_fn`` spreads the fast engine's encryptions over a pool; the
-    phe engine ignores it (it stands for the straightforward protocol, one core)."""
+    phe engine ignores it (it stands for the straightforward protocol, one core). ``base`` and
+    ``exponent_bits`` choose the fast engine's DJN base and exponent length; phe's ``r^n`` with
+    a uniform ``r`` needs neither (it is uniform over the n-th residues already)."""
     if name == "fast":
-        return FastEngine(pk, rng, map_fn)
+        return FastEngine(pk, rng, map_fn, base=base, exponent_bits=exponent_bits)
     if name == "phe":
         return PheEngine(pk, rng)
     raise ValueError(f"unknown Paillier engine {name!r} (choose from {ENGINES})")

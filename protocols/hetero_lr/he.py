@@ -28,7 +28,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from ..errors import KeyMismatchError
-from ..paillier import PaillierPrivateKey, PaillierPublicKey
+from ..paillier import PaillierPrivateKey, PaillierPublicKey, canonical_base
 from ..paillier import ops
 from ..paillier.parallel import MapFn
 from .engines import make_engine
@@ -47,7 +47,15 @@ class PublicEngine(Protocol):
         """Raise :class:`KeyMismatchError` unless ciphertexts named ``fingerprint`` are under this key."""
 
     def encrypt_many(self, ms: Sequence[int]) -> list[Any]:
-        """Fresh encryptions (new randomness) of non-negative ints."""
+        """Fresh encryptions of non-negative ints, for a receiver that does not hold the key (semantic security)."""
+
+    def encrypt_blinding_many(self, ms: Sequence[int]) -> list[Any]:
+        """Encryptions whose randomness is statistically uniform on the key's randomness group.
+
+        Add one to every ciphertext that goes back to its key holder: the key
+        holder can recover a ciphertext's randomness, so it must be independent
+        of everything else that went into the ciphertext, not just hard to compute.
+        """
 
     def add_plain_many(self, cs: Sequence[Any], ms: Sequence[int]) -> list[Any]:
         """``[[c_i + m_i]]`` (not rerandomized)."""
@@ -71,12 +79,24 @@ class SecretEngine(Protocol):
 
 
 class PaillierPublic:
-    """:class:`PublicEngine` over a Paillier public key (fast engine or phe's arithmetic)."""
+    """:class:`PublicEngine` over a Paillier public key (fast engine or phe's arithmetic).
 
-    def __init__(self, pk: PaillierPublicKey, rng: Any, engine: str = "fast", map_fn: MapFn | None = None) -> None:
+    The fast engine encrypts with the key's :func:`canonical_base`, which every
+    party uses for this key, so all ciphertexts under it carry randomness from
+    one subgroup ``<h>``. :meth:`encrypt_many` uses ``|n|/2``-bit exponents (DJN);
+    :meth:`encrypt_blinding_many` uses ``|n| + blind_bits``-bit ones, so its
+    randomness is within ``2^-blind_bits`` of uniform on ``<h>`` and hides the
+    randomness of anything it is added to, even from the key holder.
+    """
+
+    def __init__(self, pk: PaillierPublicKey, rng: Any, engine: str = "fast", map_fn: MapFn | None = None,
+                 blind_bits: int = 80) -> None:
         self.pk = pk
-        self.plaintext_bits = pk.bits - 2  # < n/3 with a margin: no sum ever wraps around n
-        self._engine = make_engine(engine, pk, rng, map_fn)
+        self.plaintext_bits = pk.bits - 2  # below 2^(|n|-2) < n/2: no sum wraps around n
+        base = canonical_base(pk)
+        self._engine = make_engine(engine, pk, rng, map_fn, base=base)
+        self._blind_args = (engine, pk, rng, map_fn, base, pk.bits + blind_bits)
+        self._blind: Any = None
 
     def fingerprint(self) -> bytes:
         return self.pk.fingerprint()
@@ -87,6 +107,12 @@ class PaillierPublic:
 
     def encrypt_many(self, ms: Sequence[int]) -> list[Any]:
         return list(self._engine.encrypt_raw_many([int(m) for m in ms]))
+
+    def encrypt_blinding_many(self, ms: Sequence[int]) -> list[Any]:
+        if self._blind is None:  # its table (|n| + 80-bit exponents) is built on first use
+            engine, pk, rng, map_fn, base, bits = self._blind_args
+            self._blind = make_engine(engine, pk, rng, map_fn, base=base, exponent_bits=bits)
+        return list(self._blind.encrypt_raw_many([int(m) for m in ms]))
 
     def add_plain_many(self, cs: Sequence[Any], ms: Sequence[int]) -> list[Any]:
         return ops.add_plain_many(self.pk, cs, [int(m) for m in ms])
@@ -107,9 +133,10 @@ class PaillierPublic:
 class PaillierSecret:
     """:class:`SecretEngine` over a Paillier key pair: CRT decryption."""
 
-    def __init__(self, sk: PaillierPrivateKey, rng: Any, engine: str = "fast", map_fn: MapFn | None = None) -> None:
+    def __init__(self, sk: PaillierPrivateKey, rng: Any, engine: str = "fast", map_fn: MapFn | None = None,
+                 blind_bits: int = 80) -> None:
         self.sk = sk
-        self.public = PaillierPublic(sk.public_key, rng, engine, map_fn)
+        self.public = PaillierPublic(sk.public_key, rng, engine, map_fn, blind_bits)
 
     def decrypt_many(self, cs: Sequence[Any]) -> list[int]:
         return self.sk.decrypt_raw_many(cs)

@@ -59,14 +59,20 @@ other's fresh randomness, uniform and ``mask_security_bits`` (≥ 40, 80 by
 default) wider than the value (``lr2.conversion``, ``lr2.gradient``,
 ``lr2.masked_loss``, each slot reduced mod ``2^ℓ`` to a uniform share); the
 epoch losses; its own final weights; and, the guest only, ``u_H`` on the test
-rows. Never a gradient, a residual, a score of a training row, an intermediate
-weight, or a label. Why each detail matters:
+rows (``z`` only, with ``reveal_weights: shared``). Never a gradient, a
+residual, a score of a training row, an intermediate weight, or a label. Why each detail matters:
 
-1. **Fresh randomness on everything that goes to the key holder.** A
-   ciphertext computed from the key holder's own ciphertexts carries
-   randomness the key holder knows (``Π r_j^{x_ij}`` would let it test
-   guesses about ``x_ij``). Every such ciphertext gets a *fresh* encryption of
-   its mask added before it leaves.
+1. **Blinding randomness on everything that goes to the key holder.** The
+   key holder can recover the randomness ``r`` of what it decrypts, and a
+   ciphertext computed from its own ciphertexts carries ``Π r_j^{x_ij}`` with
+   ``r_j`` it knows: a fresh DJN encryption on a base of the sender's choosing
+   still leaves Legendre symbols (and other characters) of ``r`` readable,
+   hence parities of ``x``. So every party encrypts under a key with that
+   key's canonical base (:func:`protocols.paillier.canonical_base`), and the
+   mask added to such a ciphertext is encrypted with an exponent ``|n| + σ``
+   bits long (:meth:`PublicEngine.encrypt_blinding_many`): its randomness is
+   within ``2^-σ`` of uniform on the one subgroup all randomness lives in
+   (``tests/attacks/test_ciphertext_randomness.py``).
 2. **Masks wider than the value, then reduction mod 2^ℓ.** ``s``, ``r`` and
    ``ρ`` are uniform in ``[0, 2^(bound + σ))``: the decrypted integer is
    within statistical distance ``2^-σ`` of the mask alone, and its residue mod
@@ -191,19 +197,30 @@ class MaskedLoss(Masked):
 
 
 @dataclass(frozen=True)
-class MaskedLossReply(Masked):
-    """``(A + ρ + Σ (D^G)²) mod 2^ℓ``: the host removes ρ and holds ``Σ D²`` of the epoch, nothing more."""
+class MaskedLossReply(Aggregate):
+    """``(A + ρ + Σ (D^G)²) mod 2^ℓ``. The host made ``ρ``: removing it gives ``Σ D²`` of the epoch,
+    that is the epoch's Taylor loss (an agreed aggregate), and nothing more."""
 
     value: int
     ring_bits: int
 
+    def disclosed(self) -> dict[str, Any]:
+        return {"what": "the epoch's sum of squared residuals plus the receiver's own mask: the epoch loss"}
+
 
 @dataclass(frozen=True)
-class ScoreShares(Masked):
-    """``reveal_weights: shared``: the host's shares of the joint scores ``z`` of the test rows (uniform mod 2^ℓ)."""
+class ScoreShares(Plaintext):
+    """``reveal_weights: shared``: the host's shares of the joint scores ``z`` of the test rows.
+
+    Uniform on their own, but the guest adds its shares: it learns ``z`` of every
+    test row (not ``u_H``), which evaluation needs. Declared, as the scoring leak is."""
 
     values: tuple[int, ...]
     ring_bits: int
+
+    def disclosed(self) -> dict[str, Any]:
+        return {"rows": len(self.values), "what": "the joint scores z of the held-out rows (reveal_weights: shared)",
+                "why": "the guest needs z to compute AUC and KS; it learns z, not the host's partial scores"}
 
 
 @dataclass(frozen=True)
@@ -309,16 +326,29 @@ def plan_two_party(params: HeteroLRParams, *, n_own: int, n_train: int, batch_ro
     xi = params.feature_int_bits
     ms = params.max_abs_score
     # (1) truncation: |lr (g + l2 w)| at scale 2^(2fx + fw + fe); |g| <= 2^xi (ms/2 + 1), |w| <= ms
-    grad = 2**xi * (ms / 2 + 1) + params.l2 * ms + 1  # |X^T D / (4|B|) + l2 w|
-    trunc_bits = math.ceil(math.log2(grad)) + 2 * fx + fw + fe + 1
-    if params.optimizer == "nesterov":  # lr (grad + μ v) at scale 2^(fw + 2fe), |v| <= grad / (1 - μ)
-        nest = params.learning_rate * grad * (1 + params.momentum / (1 - params.momentum)) + 1
-        trunc_bits = max(trunc_bits, math.ceil(math.log2(nest)) + fw + 2 * fe + 1)
+    # (1) Local truncation of x = x0 + x1 fails only if the guest's share x0 falls in [0, |x|) (mod 2^L),
+    # so each stage needs |x| <= 2^-40 * (the spread of x0). Before the first truncation x0 is uniform mod
+    # 2^L; after it, the guest's gradient share is uniform below 2^G and every later stage's x0 is at least
+    # that share times a public constant, which bounds P(x0 < |x|) by |x| / (constant * 2^G).
+    lr, mu = params.learning_rate, params.momentum if params.optimizer == "nesterov" else 0.0
+    grad = 2**xi * (ms / 2 + 1) + params.l2 * ms + 1  # |X^T D / (4|B|) + l2 w| in real units
+    vel = grad / (1 - mu)  # |v| for Nesterov
+    G = L - 2 * fx - fe
+    lg = lambda v: math.log2(max(v, 2.0**-60))  # noqa: E731
+    stages = [("gradient", lg(grad) + 2 * fx + fw + fe, L)]  # (name, log2 |x|, log2 spread of x0)
+    if mu:
+        stages.append(("velocity", lg(mu * vel) + fw + fe, G + fe + lg(mu)))
+        stages.append(("step", lg(lr * (grad + mu * vel)) + fw + 2 * fe, min(L, G + 2 * fe + lg(lr))))
+    else:
+        stages.append(("step", lg(lr * grad) + fw + fe, min(L, G + fe + lg(lr))))
     d_bits = math.ceil(math.log2(2 * ms + 2)) + fx + fw + 1
     loss_bits = math.ceil(math.log2(max(n_train, 1))) + 2 * d_bits
-    if trunc_bits + 40 >= L or loss_bits >= L:  # 2^-40 per truncation; the epoch's Σ D² must not wrap
-        raise BudgetError(f"ring_bits {L} is too small: shares need {max(trunc_bits + 41, loss_bits + 1)} bits "
-                          "(lower share_frac_bits/update_frac_bits or raise ring_bits)")
+    for name, value_bits, spread_bits in stages:
+        if value_bits + 40 > spread_bits:
+            raise BudgetError(f"ring_bits {L} is too small for the {name} truncation (2^{value_bits - spread_bits:.0f} "
+                              "failure probability, above 2^-40): raise ring_bits or lower update_frac_bits/share_frac_bits")
+    if loss_bits >= L:  # the epoch's Σ D² must not wrap
+        raise BudgetError(f"ring_bits {L} is too small: the epoch loss needs {loss_bits + 1} bits")
     limit = key_bits - 2
     # (2) conversion slot: |X_i b| < n_own 2^(fx + xi + L); offset c makes it non-negative; mask sigma bits wider
     c = n_own << (fx + xi + L)
@@ -369,7 +399,7 @@ def convert(peer: PublicEngine, shares: EncryptedShares, xq: np.ndarray, plan: T
         exps = [int(e) for i in grp for e in xq[i]]
         products.append(peer.dot(bases, exps))
         offsets.append(sum((plan.conversion_offset + masks[i]) << (k * S) for k, i in enumerate(grp)))
-    fresh = peer.encrypt_many(offsets)
+    fresh = peer.encrypt_blinding_many(offsets)  # uniform randomness: the receiver can recover it
     out = tuple(peer.add(p, f) for p, f in zip(products, fresh))
     mine = [(-(plan.conversion_offset + s)) & ((1 << L) - 1) for s in masks]
     return MaskedConversion(EncryptedVector(peer.fingerprint(), 0, out), rows, S, K), mine
@@ -402,7 +432,7 @@ def mask_gradient(peer: PublicEngine, residual: EncryptedResidualShare, own_shar
     full = peer.add_plain_many(v.values, own_share)  # [[D^Q + D^P]] (not reduced mod 2^ℓ; the sum is < 2^(ℓ+1))
     grad = peer.matvec_t(full, xq)
     masks = _randbits(rng, plan.gradient_mask_bits, xq.shape[1])
-    fresh = peer.encrypt_many([plan.gradient_offset + r for r in masks])
+    fresh = peer.encrypt_blinding_many([plan.gradient_offset + r for r in masks])
     out = tuple(peer.add(g, f) for g, f in zip(grad, fresh))
     L = plan.ring_bits
     return MaskedGradientShare(EncryptedVector(peer.fingerprint(), 0, out)), [(-(plan.gradient_offset + r)) & ((1 << L) - 1) for r in masks]
@@ -505,7 +535,7 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
     max_rows = max(len(b) for b in epoch_batches(n_train, batch_size, params.seed, 0))
 
     pk, sk = _keys(params, rng, keypair)
-    own = PaillierSecret(sk, rng, params.paillier_engine, map_fn)
+    own = PaillierSecret(sk, rng, params.paillier_engine, map_fn, params.mask_security_bits)
     yield Send(TwoPartyStep.SETUP, PartySetup(pk, m, n_train, n_test), to=peer_role)
     setup: PartySetup = yield Recv(TwoPartyStep.SETUP, frm=peer_role)
     if (setup.n_train, setup.n_test) != (n_train, n_test):
@@ -515,7 +545,7 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
     if setup.public_key == pk:
         raise ProtocolError("the peer presented this party's own public key")
     m_peer = setup.n_features
-    peer = PaillierPublic(setup.public_key, rng, params.paillier_engine, map_fn)
+    peer = PaillierPublic(setup.public_key, rng, params.paillier_engine, map_fn, params.mask_security_bits)
     my_plan = plan_two_party(params, n_own=m, n_train=n_train, batch_rows=max_rows, key_bits=setup.public_key.bits)
     peer_plan = plan_two_party(params, n_own=m_peer, n_train=n_train, batch_rows=max_rows, key_bits=pk.bits)
 
@@ -562,7 +592,7 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
         # epoch loss: Σ D² = Σ (D^G)² + 2 Σ D^G D^H + Σ (D^H)²  (mod 2^ℓ; the true sum is smaller)
         if not guest:
             rho = int(rng.getrandbits(my_plan.loss_mask_bits))
-            masked = peer.add(peer.mul_plain(loss_ct, 2), peer.encrypt_many([sq_own + rho])[0])
+            masked = peer.add(peer.mul_plain(loss_ct, 2), peer.encrypt_blinding_many([sq_own + rho])[0])
             yield Send(TwoPartyStep.MASKED_LOSS, MaskedLoss(EncryptedVector(peer.fingerprint(), 0, (masked,))))
             reply: MaskedLossReply = yield Recv(TwoPartyStep.LOSS_REPLY)
             if reply.ring_bits != L:

@@ -25,6 +25,7 @@ or starts a thread or a process.
 from .encoding import FixedPoint, from_residue, to_residue
 from .encrypt import (
     Encryptor,
+    canonical_base,
     clear_table_cache,
     compute_factors,
     compute_factors_task,
@@ -76,6 +77,7 @@ __all__ = [
     "SUPPORTED_KEY_BITS",
     "MIN_INSECURE_KEY_BITS",
     "Encryptor",
+    "canonical_base",
     "encrypt_raw_reference",
     "FixedPoint",
     "to_residue",

@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "Encryptor",
+    "canonical_base",
     "encrypt_raw_reference",
     "encrypt_with_factors",
     "compute_factors",
@@ -61,6 +62,31 @@ DEFAULT_FACTOR_CHUNK = 256
 # A cache of a pure function of its key (no I/O); bounded, oldest evicted first.
 _TABLE_CACHE: dict[tuple[int, int, int, int], list[list[mpz]]] = {}
 _MAX_CACHED_TABLES = 4
+
+
+def canonical_base(public_key: PaillierPublicKey) -> mpz:
+    """The key's public DJN base ``h = x² mod n``, ``x`` derived from ``n`` by SHAKE-256.
+
+    Every party that encrypts under this key with ``base=canonical_base(pk)``
+    draws its obfuscators from the same subgroup ``<h^n>``. That matters when a
+    ciphertext built from the key holder's own ciphertexts goes back to it: the
+    key holder can recover the whole randomness ``r`` of what it decrypts, and
+    knows the randomness of its own ciphertexts. With one shared base, and a
+    blinding exponent ``|n| + σ`` bits long (:class:`Encryptor` with
+    ``exponent_bits``), ``r`` is within ``2^-σ`` of uniform on ``<h>`` whatever
+    the other inputs were. With a base of the sender's own choosing the quotient
+    ``Z_n* / <h>`` stays visible: the key holder can read Legendre symbols of
+    ``r`` and from them parities of the sender's scalars.
+    """
+    import hashlib
+
+    n = public_key.n
+    nbytes = (public_key.bits + 7) // 8
+    seed = hashlib.shake_256(b"fedcredit/v1/djn-base|" + int(n).to_bytes(nbytes, "big")).digest(nbytes + 16)
+    x = mpz(int.from_bytes(seed, "big")) % n
+    if x < 2 or gmpy2.gcd(x, n) != 1:  # probability ~2^-1024: would mean n is factored
+        raise ValueError("cannot derive a DJN base for this modulus")
+    return x * x % n
 
 
 def encrypt_raw_reference(public_key: PaillierPublicKey, m: int, rng: RandomSource) -> mpz:
@@ -223,7 +249,11 @@ class Encryptor:
         public_key: the key to encrypt under.
         rng: randomness source for ``h`` and every ``α``.
         window_bits: table window width ``w``, 1..12. 8 is a good default.
-        exponent_bits: bit length of ``α``; default ``n.bit_length() // 2``.
+        exponent_bits: bit length of ``α``; default ``n.bit_length() // 2``. Up to
+            ``|n| + 256``: a blinding exponent ``|n| + σ`` bits long makes ``hs^α``
+            statistically uniform on ``<hs>`` (see :func:`canonical_base`).
+        base: ``h``; default a uniform unit drawn from ``rng``. Pass
+            :func:`canonical_base` when ciphertexts from several parties mix.
 
     Raises:
         ValueError: if ``window_bits`` or ``exponent_bits`` is out of range.
@@ -245,14 +275,15 @@ class Encryptor:
         rng: RandomSource,
         window_bits: int = 8,
         exponent_bits: int | None = None,
+        base: Any = None,
     ) -> None:
         window_bits = _check_window(window_bits)
         if exponent_bits is None:
             exponent_bits = public_key.bits // 2
         exponent_bits = operator.index(exponent_bits)
-        if not _MIN_EXPONENT_BITS <= exponent_bits <= public_key.bits:
+        if not _MIN_EXPONENT_BITS <= exponent_bits <= public_key.bits + 256:
             raise ValueError(
-                f"exponent_bits must be in [{_MIN_EXPONENT_BITS}, {public_key.bits}], "
+                f"exponent_bits must be in [{_MIN_EXPONENT_BITS}, {public_key.bits + 256}], "
                 f"got {exponent_bits}"
             )
         self.public_key = public_key
@@ -262,7 +293,9 @@ class Encryptor:
         self._mask = (1 << window_bits) - 1
 
         n, nsq = public_key.n, public_key.nsquare
-        h = _random_unit(n, rng)
+        h = _random_unit(n, rng) if base is None else mpz(base) % n
+        if h < 2 or gmpy2.gcd(h, n) != 1:
+            raise ValueError("base must be a unit mod n other than 1")
         hs = gmpy2.powmod(h, n, nsq)
         self._hs = hs
         self._table = _build_table(hs, nsq, window_bits, exponent_bits)
