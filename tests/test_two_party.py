@@ -210,3 +210,23 @@ def test_shared_weights_score_the_test_rows_without_revealing_weights_or_host_sc
     w_host = np.array([tp.to_signed(x + y, Lb) for x, y in zip(h.shares.own, g.shares.peer)]) / 2.0**fw
     assert np.max(np.abs(w_guest - np.r_[wg, b])) < 1e-5 and np.max(np.abs(w_host - wh)) < 1e-5
     assert min(abs(tp.to_signed(x, Lb)) for x in g.shares.own + h.shares.peer) > 2**60
+
+
+@pytest.mark.parametrize(("cut", "host_cols", "reveal"), [(280, 4, "owner"), (300, 1, "owner"), (300, 1, "shared")],
+                         ids=["merged-tail-batch", "one-host-feature-no-test-rows", "shared-no-test-rows"])
+def test_edge_shapes_still_equal_plaintext_sgd(data, keys, cut, host_cols, reveal):
+    xg, xh, y, _ = data
+    xh = xh[:, :host_cols]
+    params = _params(optimizer="nesterov", learning_rate=0.1, reveal_weights=reveal)
+    if cut == 280:  # 4 x 64 rows and a tail of 24 < 32, merged into the last batch
+        assert [len(b) for b in epoch_batches(cut, 64, params.seed, 0)] == [64, 64, 64, 88]
+    out = _run((xg, xh, y, cut), keys, params, wire=True)
+    g, h = out[Role.GUEST], out[Role.HOST]
+    wg, b, wh = _plain_sgd((xg, xh, y, cut), params)
+    if reveal == "owner":
+        assert np.max(np.abs(g.weights - wg)) < 1e-5 and abs(g.intercept - b) < 1e-5 and np.max(np.abs(h.weights - wh)) < 1e-5
+    else:
+        Lb, fw = g.shares.ring_bits, g.shares.frac_bits
+        w_host = np.array([tp.to_signed(x + y_, Lb) for x, y_ in zip(h.shares.own, g.shares.peer)]) / 2.0**fw
+        assert np.max(np.abs(w_host - wh)) < 1e-5
+    assert g.metrics.n_test == len(y) - cut and len(g.test_scores) == len(y) - cut
