@@ -148,7 +148,7 @@ def main() -> int:
     base = results.get("phe", {}).get("s_per_epoch")
     print()
     print(f"vertical LR, batch 512, 2048-bit Paillier / CKKS N=8192, {defaults.optimizer} "
-          f"lr {defaults.learning_rate}/(1+{defaults.lr_decay:g}e), {results and next(iter(results.values()))['epochs']} epochs")
+          f"lr {defaults.learning_rate}/(1+{defaults.lr_decay:g}e), {defaults.max_epochs} epochs ((a): 1)")
     hdr = (f"{'variant':<34}{'s/epoch':>9}{'MB/epoch':>10}{'AUC':>8}{'KS':>8}{'central':>9}{'gap':>8}{'plain sk':>10}"
            f"{'vs (a)':>9}")
     print(hdr)
