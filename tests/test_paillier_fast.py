@@ -500,3 +500,21 @@ def test_production_size_parallel_paths_match_phe(big):
     for j, c in enumerate(got):
         phe_sum = sum(phe_paillier.EncryptedNumber(phe_pk, int(ci)) * int(X[i, j]) for i, ci in enumerate(cs))
         assert phe_sk.decrypt(phe_sum) == dec_signed(sk, c) == sum(int(X[i, j]) * v for i, v in enumerate(vals))
+
+
+def test_dot_many_equals_dot_for_every_row():
+    import random as _r
+
+    from protocols.paillier import Encryptor, generate_keypair, ops
+
+    pk, sk = generate_keypair(1024, _r.Random(7))
+    enc = Encryptor(pk, _r.Random(8))
+    ms = [_r.Random(9).getrandbits(100) for _ in range(12)]
+    cs = enc.encrypt_raw_many(ms)
+    rng = _r.Random(10)
+    rows = [[rng.randrange(-2**18, 2**18) for _ in range(12)] for _ in range(9)] + [[0] * 12, [5] + [0] * 11, [-(2**18)] * 12]
+    got = ops.dot_many(pk, cs, rows)
+    assert got == [ops.dot(pk, cs, r) for r in rows]
+    for r, c in zip(rows, got):
+        assert sk.decrypt_raw(c) == sum(x * m for x, m in zip(r, ms)) % pk.n
+    assert ops.dot_many(pk, cs, []) == []

@@ -70,6 +70,9 @@ class PublicEngine(Protocol):
     def matvec_t(self, cs: Sequence[Any], x: np.ndarray) -> list[Any]:
         """``[[X^T m]]`` for an integer matrix with one row per ciphertext (not rerandomized)."""
 
+    def dot_many(self, cs: Sequence[Any], rows: Sequence[Sequence[int]]) -> list[Any]:
+        """``[dot(cs, row) for row in rows]``, sharing work across the rows (not rerandomized)."""
+
 
 class SecretEngine(Protocol):
     public: PublicEngine
@@ -96,6 +99,7 @@ class PaillierPublic:
         base = canonical_base(pk)
         self._engine = make_engine(engine, pk, rng, map_fn, base=base)
         self._blind_args = (engine, pk, rng, map_fn, base, pk.bits + blind_bits)
+        self._engine_name = engine
         self._blind: Any = None
 
     def fingerprint(self) -> bytes:
@@ -128,6 +132,11 @@ class PaillierPublic:
 
     def matvec_t(self, cs: Sequence[Any], x: np.ndarray) -> list[Any]:
         return list(self._engine.matvec_t(cs, x))
+
+    def dot_many(self, cs: Sequence[Any], rows: Sequence[Sequence[int]]) -> list[Any]:
+        if self._engine_name == "fast":  # Straus: one table per ciphertext, shared by all rows
+            return ops.dot_many(self.pk, cs, rows)
+        return [self.dot(cs, r) for r in rows]  # phe's arithmetic: one powmod per product
 
 
 class PaillierSecret:

@@ -392,13 +392,10 @@ def convert(peer: PublicEngine, shares: EncryptedShares, xq: np.ndarray, plan: T
     K, S, L = plan.slots, plan.slot_bits, plan.ring_bits
     masks = _randbits(rng, S - 2, rows)  # X_i b + c + s < 2^(S-1): a slot never carries into the next
     groups = [list(range(g, min(g + K, rows))) for g in range(0, rows, K)]
-    offsets = []
-    products = []
-    for grp in groups:
-        bases = [c for k in range(len(grp)) for c in v.values[k * m : (k + 1) * m]]
-        exps = [int(e) for i in grp for e in xq[i]]
-        products.append(peer.dot(bases, exps))
-        offsets.append(sum((plan.conversion_offset + masks[i]) << (k * S) for k, i in enumerate(grp)))
+    # one exponent row per group over all K*m shifted shares; a short last group pads with zeros
+    exps = [[int(e) for i in grp for e in xq[i]] + [0] * ((K - len(grp)) * m) for grp in groups]
+    products = peer.dot_many(list(v.values), exps)
+    offsets = [sum((plan.conversion_offset + masks[i]) << (k * S) for k, i in enumerate(grp)) for grp in groups]
     fresh = peer.encrypt_blinding_many(offsets)  # uniform randomness: the receiver can recover it
     out = tuple(peer.add(p, f) for p, f in zip(products, fresh))
     mine = [(-(plan.conversion_offset + s)) & ((1 << L) - 1) for s in masks]

@@ -41,6 +41,7 @@ __all__ = [
     "mul_plain",
     "sum_ciphertexts",
     "dot",
+    "dot_many",
     "matvec_t",
     "dot_task",
 ]
@@ -308,6 +309,72 @@ def dot(public_key: PaillierPublicKey, cs: Sequence[Any], xs: Sequence[Any]) -> 
     if len(cs) != len(xs):
         raise ValueError(f"length mismatch: {len(cs)} ciphertexts vs {len(xs)} scalars")
     return _dot_raw(public_key.n, public_key.nsquare, cs, xs)
+
+
+def dot_many(public_key: PaillierPublicKey, cs: Sequence[Any], rows: Sequence[Sequence[int]], window_bits: int = 5) -> list[mpz]:
+    """``[dot(cs, row) for row in rows]`` for many scalar rows over the *same* ciphertexts (Straus).
+
+    Each ciphertext gets one table of its powers ``c^1 .. c^(2^w - 1)``, built once
+    and shared by every row; a row then costs one multiplication per ciphertext
+    per ``w``-bit window plus ``w`` shared squarings per window. Signed scalars
+    are shifted by an offset ``2^b`` so every digit is non-negative, and the
+    result is divided by ``(Π cᵢ)^(2^b)`` once (one inverse for all rows).
+    Worth it when there are many rows: the tables cost ``len(cs) · 2^w``
+    multiplications once.
+
+    Returns:
+        ``E(Σ rowᵢ·mᵢ)`` per row, equal to :func:`dot` of that row.
+
+    Raises:
+        ValueError: if a row's length differs from ``len(cs)``.
+        CryptoError: if the product of the ciphertexts is not invertible.
+    """
+    nsq = public_key.nsquare
+    if not rows:
+        return []
+    k = len(cs)
+    if any(len(r) != k for r in rows):
+        raise ValueError(f"every row needs {k} scalars")
+    ints = [[int(x) for x in r] for r in rows]
+    bound = max((abs(x) for r in ints for x in r), default=0)
+    if k == 0 or bound == 0:
+        return [mpz(1)] * len(rows)
+    shift = bound.bit_length()  # offset 2^shift > |x|: shifted scalars lie in (0, 2^(shift + 1))
+    offset = 1 << shift
+    bits = shift + 1
+    w = max(1, min(window_bits, bits))
+    mask = (1 << w) - 1
+    n_windows = -(-bits // w)
+    bases = [_mpz(c) for c in cs]
+    tables = []
+    for c in bases:
+        row = [mpz(1), c]
+        for _ in range(2, 1 << w):
+            row.append(row[-1] * c % nsq)
+        tables.append(row)
+    total = mpz(1)
+    for c in bases:
+        total = total * c % nsq
+    try:
+        correction = gmpy2.invert(gmpy2.powmod(total, offset, nsq), nsq)
+    except ZeroDivisionError:
+        raise CryptoError("ciphertext is not invertible mod n^2") from None
+    shifted = np.asarray(ints, dtype=object) + offset
+    if bits < 63:  # the digits of every row and window at once, in numpy
+        shifted = shifted.astype(np.int64)
+    digits = [((shifted >> (wi * w)) & mask).tolist() for wi in range(n_windows)]
+    out = []
+    for ri in range(len(ints)):
+        acc = mpz(1)
+        for wi in range(n_windows - 1, -1, -1):
+            if wi != n_windows - 1:
+                for _ in range(w):
+                    acc = acc * acc % nsq
+            for t, d in zip(tables, digits[wi][ri]):
+                if d:
+                    acc = acc * t[d] % nsq
+        out.append(acc * correction % nsq)
+    return out
 
 
 def dot_task(task: tuple[int, Sequence[int], Sequence[int]]) -> int:
