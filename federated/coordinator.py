@@ -45,6 +45,9 @@ VERSION = "0.1.0"
 Key = tuple[str, str, str, str, int]
 
 
+#: Seconds after which a pending job a node has not decided on is shown to it again.
+REOFFER_S = 10.0
+
 class Mailbox:
     """Relayed messages waiting for their receiver, keyed by (job, receiver, sender, step, sequence).
 
@@ -139,7 +142,10 @@ class JobManager:
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition()
-        self._offered: set[tuple[str, str]] = set()  # (job, node): pending job already shown to the node this session
+        # (job, node) -> when a pending job was last shown to the node. It is shown again after REOFFER_S
+        # without a decision: a long-poll reply can be lost (a deadline or a dropped connection), and the
+        # node ignores a job it has already decided on.
+        self._offered: dict[tuple[str, str], float] = {}
         self._transcripts: dict[str, TranscriptWriter] = {}
         self._sign_keys: dict[str, Any] = {identity.name: identity.private_key.public_key()}
         for job in store.jobs_in_state(*ACTIVE_STATES):
@@ -261,14 +267,16 @@ class JobManager:
 
     # -- party side
     def assignments(self, node: str, wait_s: float) -> list[JobRow]:
-        """Jobs that need this node: pending ones to decide on (shown once), running ones to run (claimed)."""
+        """Jobs that need this node: pending ones to decide on (again after ``REOFFER_S`` without a decision),
+        running ones to run (claimed)."""
         deadline = time.monotonic() + wait_s
         while True:
             out: list[JobRow] = []
+            now = time.monotonic()
             for j in self.store.jobs_in_state("pending"):
                 if any(r.node == node for r in j.roles) and not any(a["node"] == node for a in j.approvals) \
-                        and (j.job_id, node) not in self._offered:
-                    self._offered.add((j.job_id, node))
+                        and now - self._offered.get((j.job_id, node), -REOFFER_S) >= REOFFER_S:
+                    self._offered[(j.job_id, node)] = now
                     out.append(j)
             for j in self.store.jobs_in_state("running"):
                 if any(r.node == node and r.claimed_ms is None for r in j.roles):
@@ -284,7 +292,7 @@ class JobManager:
 
     def node_registered(self, node: str) -> None:
         """A node (re)started: show it pending jobs again; running jobs it had claimed cannot continue."""
-        self._offered = {k for k in self._offered if k[1] != node}
+        self._offered = {k: t for k, t in self._offered.items() if k[1] != node}
         for job in self.store.jobs_in_state("running"):
             for r in job.roles:
                 if r.node == node and r.claimed_ms is not None and r.finished_ms is None:

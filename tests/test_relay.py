@@ -168,3 +168,18 @@ def test_receivers_wake_when_a_job_is_cancelled(coordinator) -> None:
     t.join(timeout=30)
     assert not t.is_alive()
     assert errors and isinstance(errors[0], JobFailedError)
+
+
+def test_a_pending_job_is_offered_again_when_the_node_has_not_decided(coordinator, monkeypatch) -> None:
+    import federated.coordinator as coordinator_module
+
+    coord, _ = coordinator
+    spec = parse_config(JobSpec, {"kind": "psi", "purpose": "financing.credit_risk_model",
+                                  "guest": {"party": "bank", "dataset": "d"}, "host": {"party": "platform", "dataset": "d"}}, source="t")
+    job_id = coord.jobs.submit(spec).job_id
+    assert [j.job_id for j in coord.jobs.assignments("platform", 0)] == [job_id]
+    # The reply carrying that offer may be lost (a deadline, a dropped connection): not shown again at once...
+    assert coord.jobs.assignments("platform", 0) == []
+    # ...but again once REOFFER_S has passed without a decision from the node.
+    monkeypatch.setattr(coordinator_module, "REOFFER_S", 0.0)
+    assert [j.job_id for j in coord.jobs.assignments("platform", 0)] == [job_id]
