@@ -18,11 +18,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fedcredit.v1 import job_pb2
 
-from .config import JobSpec, PartyConfig
+from .config import JobSpec, PartyConfig, spec_digest
 from .errors import PermissionDeniedError
 from .signing import SigningIdentity, canonical_json, sign_digest, verify_digest
 
-__all__ = ["PolicyCheck", "check_policy", "my_role", "approval_digest", "make_approval", "verify_approval", "require_own_approval"]
+__all__ = ["PolicyCheck", "check_policy", "my_role", "approval_digest", "make_approval", "verify_approval", "require_own_approval",
+           "checked_spec"]
 
 
 @dataclass
@@ -85,6 +86,22 @@ def check_policy(spec: JobSpec, cfg: PartyConfig) -> PolicyCheck:
               "(the guest learns the host's partial scores on every test row)")
     pc.checks.append(f"minimum intersection {pol.min_intersection} is checked after PSI")
     return pc
+
+
+def checked_spec(info: job_pb2.JobInfo) -> JobSpec:
+    """The job's spec, after checking that it hashes to the digest this node is asked to sign or run.
+
+    A node signs ``info.spec_sha256``; it must be the SHA-256 of the very spec it
+    checks against its policy and runs, not a digest the coordinator chose.
+
+    Raises:
+        PermissionDeniedError: if the spec and the digest disagree.
+    """
+    spec = JobSpec.model_validate_json(info.spec_json)
+    if spec_digest(spec) != info.spec_sha256:
+        raise PermissionDeniedError(f"job {info.job_id}: the spec does not hash to the digest {info.spec_sha256[:16]}… "
+                                    "this node is asked to approve; refusing it")
+    return spec
 
 
 def approval_digest(job_id: str, spec_sha256: str, node: str, approved: bool, by: str, reason: str) -> bytes:

@@ -219,8 +219,8 @@ def job_cancel(
 
 
 def _party_decision(job_id: str, config: Path, approve: bool, reason: str) -> None:
-    from .approval import check_policy, make_approval
-    from .config import JobSpec, PartyConfig, load_config
+    from .approval import check_policy, checked_spec, make_approval
+    from .config import PartyConfig, load_config
     from .errors import PermissionDeniedError
     from .party import PartyNode
 
@@ -230,7 +230,7 @@ def _party_decision(job_id: str, config: Path, approve: bool, reason: str) -> No
     node = PartyNode(cfg)
     try:
         info = node._call(node.jobs.GetJob, job_pb2.GetJobRequest(job_id=job_id)).job
-        spec = JobSpec.model_validate_json(info.spec_json)
+        spec = checked_spec(info)
         check = check_policy(spec, cfg)
         if approve and not check.ok:
             raise PermissionDeniedError("this node's policy forbids the job: " + "; ".join(check.violations))

@@ -30,7 +30,7 @@ from protocols.psi import protocol as psi
 from protocols.psi import unbalanced as ub
 from protocols.psi.ot import protocol as ot_psi
 
-from .approval import check_policy, make_approval, my_role, require_own_approval
+from .approval import check_policy, checked_spec, make_approval, my_role, require_own_approval
 from .certs import load_tls
 from .config import JobSpec, PartyConfig
 from .consent import apply_consent, load_consent_registry
@@ -132,7 +132,7 @@ class PartyNode:
         if info.job_id in self._decided:
             return
         try:
-            spec = JobSpec.model_validate_json(info.spec_json)
+            spec = checked_spec(info)
             check = check_policy(spec, self.cfg)
         except (FedCreditError, ValueError) as exc:
             self._decide(info, False, "policy", f"the job spec is not acceptable: {exc}")
@@ -311,7 +311,7 @@ class PartyNode:
         return self._call(self.nodes.GetPeer, node_pb2.GetPeerRequest(name=name)).sign_cert_pem
 
     def _run_job(self, info: job_pb2.JobInfo) -> dict[str, Any]:
-        spec = JobSpec.model_validate_json(info.spec_json)
+        spec = checked_spec(info)  # the spec run is the one whose digest this node signed
         me = self.cfg.name
         role_name, dataset_name, peer = my_role(spec, me)
         role = Role(role_name)

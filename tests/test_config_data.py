@@ -309,3 +309,19 @@ def test_standardizer_all_missing_and_empty():
     np.testing.assert_array_equal(e.scale, np.ones(3))
     with pytest.raises(DataError):
         Standardizer.fit(np.zeros(3))
+
+
+def test_a_node_refuses_a_spec_that_does_not_hash_to_the_digest_it_signs(tmp_path):
+    from fedcredit.v1 import job_pb2
+    from federated.approval import checked_spec
+    from federated.config import spec_digest
+    from federated.errors import PermissionDeniedError
+
+    spec = load_job_spec(_write(tmp_path, "job.yaml", JOB))
+    info = job_pb2.JobInfo(job_id="j", spec_json=spec.canonical_json(), spec_sha256=spec_digest(spec))
+    assert checked_spec(info) == spec
+    # A coordinator showing one spec and asking for a signature over another's digest
+    other = load_job_spec(_write(tmp_path, "other.yaml", {**JOB, "evaluation": {"test_fraction": 0.9}}))
+    forged = job_pb2.JobInfo(job_id="j", spec_json=spec.canonical_json(), spec_sha256=spec_digest(other))
+    with pytest.raises(PermissionDeniedError, match="does not hash"):
+        checked_spec(forged)
