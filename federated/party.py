@@ -447,10 +447,10 @@ class PartyNode:
                 rows = keep[rows]  # back to rows of the full file
             aligned = [data.ids[i] for i in rows]
             result["psi"]["intersection_size"] = len(aligned)
-            atomic_write_text(outdir / "intersection.csv", "id\n" + "".join(f"{i}\n" for i in aligned))
-            if len(aligned) < self.cfg.policy.min_intersection:
+            if len(aligned) < self.cfg.policy.min_intersection:  # checked before anything is written
                 raise PermissionDeniedError(
                     f"the intersection has {len(aligned)} enterprises, below this node's minimum of {self.cfg.policy.min_intersection}")
+            atomic_write_text(outdir / "intersection.csv", "id\n" + "".join(f"{i}\n" for i in aligned))
         if spec.kind == "psi":
             result["bytes"] = {me: {"sent": endpoint.bytes_sent, "received": endpoint.bytes_received}}
             return result

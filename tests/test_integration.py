@@ -211,3 +211,18 @@ def test_demo_psi_cli_refuses_an_unknown_protocol(split_files: tuple[Path, Path,
     run = subprocess.run([sys.executable, "-m", "federated.cli", "demo", "psi", "--left", str(gp), "--right", str(hp),
                           "--protocol", "rr22", "--workdir", str(tmp_path / "w")], capture_output=True, text=True, timeout=120)
     assert run.returncode != 0 and "rr22" in (run.stdout + run.stderr) and "choose: auto, ecdh, ot" in (run.stdout + run.stderr)
+
+
+def test_an_intersection_below_a_nodes_minimum_fails_before_anything_is_written(tmp_path: Path,
+                                                                                split_files: tuple[Path, Path, set[str]]) -> None:
+    gp, hp, common = split_files
+    policy = {"auto_approve": True, "allowed_purposes": ["financing.credit_risk_model"], "min_key_bits": 1024}
+    c = Cluster(tmp_path / "cluster", {
+        "bank": {"breast": DatasetConfig(path=gp, id_column="id", label_column="y")},
+        "platform": {"breast": DatasetConfig(path=hp, id_column="id")},
+    }, policies={"bank": {**policy, "min_intersection": 10}, "platform": {**policy, "min_intersection": len(common) + 1}})
+    with c:
+        with OperatorClient(c.client_config()) as client:
+            info = client.wait(client.submit(_spec(kind="psi")).job_id, timeout_s=120)
+        assert info.state == "failed" and "minimum" in info.error, info.error
+        assert not (c.workdir / "platform" / "jobs" / info.job_id / "intersection.csv").exists()
