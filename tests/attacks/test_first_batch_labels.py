@@ -227,3 +227,55 @@ def test_naive_label_sized_message_is_caught_by_the_size_check(breast: Breast) -
     # Flagged exactly where the label count differs from the first batch of the same size.
     full = [b for b in range(len(batches)) if len(batches[b]) == len(batches[0])]
     assert [int(p.split(":")[0].split()[1]) for p in problems] == [b for b in full if counts[b] != counts[0]]
+
+
+# --------------------------------------------------------------------------- the whole first epoch, pooled
+
+
+def _pooled_accuracies(d: Breast, run: Run, inject=None) -> tuple[dict, int]:
+    """Every (quantity, method) guess the host can make in each batch of epoch 0, pooled over the epoch.
+
+    ``inject(batch, rows)`` may add one more per-row quantity to the view (the naive check below)."""
+    batches = epoch_batches(d.n_train, PARAMS.batch_size_for(d.n_train), PARAMS.seed, 0)
+    m = d.xh_tr.shape[1]
+    pooled: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
+    for b, rows in enumerate(batches):
+        extra = [inject(b, rows)] if inject is not None else []
+        qs = view_quantities(run.host.recorder.batch_window(b), run.host.snapshots[b], lengths={len(rows), m},
+                             secret_keys=[run.keys["host"][1]], ring_bits=PARAMS.ring_bits, extra=extra)
+        for g in label_guesses(_host_x(d, rows), qs, scale_factors=SCALE_FACTORS):
+            pooled.setdefault((g.quantity, g.method), []).append((np.asarray(g.labels), d.y_tr[rows]))
+    full = {k: v for k, v in pooled.items() if len(v) == len(batches)}
+    accs = {k: accuracy_up_to_flip(np.concatenate([g for g, _ in v]), np.concatenate([y for _, y in v])) for k, v in full.items()}
+    return accs, sum(len(r) for r in batches)
+
+
+def test_shipped_host_view_is_at_chance_over_the_whole_first_epoch(breast: Breast, two_party: Run) -> None:
+    """The first-batch test has 64 rows; pooled over all 455 rows of epoch 0 the band is tight enough that a
+    leak giving 75 % accuracy fails, and the naive check below shows the same arithmetic flagging one."""
+    d, run = breast, two_party
+    accs, n = _pooled_accuracies(d, run)
+    assert len(accs) >= 10, sorted(accs)
+    bound = chance_accuracy_bound(n, majority_rate(d.y_tr), tests=len(accs))
+    best = max(accs.values())
+    print(f"\n[shipped host, epoch 0 pooled] {len(accs)} guesses over {n} rows; best {best:.3f}; chance bound {bound:.3f}")
+    assert bound < 0.75
+    assert best <= bound, sorted(accs.items(), key=lambda kv: -kv[1])[:3]
+
+
+def test_naive_partial_label_leak_is_flagged_by_the_pooled_check(breast: Breast, two_party: Run) -> None:
+    """Paired with the test above: the same view plus one per-row value that agrees with the labels on 80 %
+    of the rows (a partial leak the first-batch test alone could miss) is flagged."""
+    d, run = breast, two_party
+    rng = np.random.default_rng(5)
+
+    def leak(b: int, rows: np.ndarray):
+        y = d.y_tr[rows].astype(float)
+        noisy = np.where(rng.random(len(rows)) < 0.8, y, 1 - y)
+        return ("leak:partial_labels", (2 * noisy - 1).tolist())
+
+    accs, n = _pooled_accuracies(d, run, inject=leak)
+    bound = chance_accuracy_bound(n, majority_rate(d.y_tr), tests=len(accs))
+    flagged = {k: a for k, a in accs.items() if a > bound}
+    print(f"\n[naive partial leak, epoch 0 pooled] flagged {sorted(flagged)} (bound {bound:.3f})")
+    assert flagged and all(k[0] == "leak:partial_labels" for k in flagged)
