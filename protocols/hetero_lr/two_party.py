@@ -108,7 +108,7 @@ from .he import PaillierPublic, PaillierSecret, PublicEngine, SecretEngine
 from .metrics import ks_statistic, roc_auc
 from .params import HeteroLRParams
 from .preprocess import epoch_batches
-from .protocol import EncryptedVector, EpochDecision, EvaluationMetrics, GuestModel, HostModel, HostTestScores, decide_epoch
+from .protocol import EncryptedVector, EpochDecision, EvaluationMetrics, GuestModel, HostModel, HostTestScores, decide_epoch, quantize
 
 __all__ = [
     "TwoPartyStep",
@@ -507,7 +507,7 @@ def quantize_checked(x: np.ndarray, params: HeteroLRParams) -> np.ndarray:
     if x.size and not np.all(np.abs(x) < limit):
         raise BudgetError(f"a standardized feature reaches |x| >= {limit:g}; enable training.clip "
                           f"or raise feature_int_bits")
-    return np.rint(np.asarray(x, dtype=float) * float(2**params.feature_frac_bits)).astype(np.int64)
+    return quantize(x, params.feature_frac_bits)
 
 
 def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: np.ndarray, n_test: int,
@@ -528,8 +528,8 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
         m += 1
         y_pm = 2 * np.asarray(y_train, dtype=np.int64) - 1
     batch_size = params.batch_size_for(n_train)
-    n_batches = len(epoch_batches(n_train, batch_size, params.seed, 0))
-    max_rows = max(len(b) for b in epoch_batches(n_train, batch_size, params.seed, 0))
+    layout = epoch_batches(n_train, batch_size, params.seed, 0)  # the sizes are the same every epoch
+    n_batches, max_rows = len(layout), max(len(b) for b in layout)
 
     pk, sk = _keys(params, rng, keypair)
     own = PaillierSecret(sk, rng, params.paillier_engine, map_fn, params.mask_security_bits)
