@@ -142,9 +142,9 @@ class JobManager:
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition()
-        # (job, node) -> when a pending job was last shown to the node. It is shown again after REOFFER_S
-        # without a decision: a long-poll reply can be lost (a deadline or a dropped connection), and the
-        # node ignores a job it has already decided on.
+        # (job, node) -> when a job was last shown to the node. A pending job it has not decided on, or a
+        # running role it claimed but reports nothing on, is shown again after REOFFER_S: a long-poll reply
+        # can be lost (a deadline or a dropped connection), and the node ignores what it already handles.
         self._offered: dict[tuple[str, str], float] = {}
         self._transcripts: dict[str, TranscriptWriter] = {}
         self._sign_keys: dict[str, Any] = {identity.name: identity.private_key.public_key()}
@@ -267,8 +267,10 @@ class JobManager:
 
     # -- party side
     def assignments(self, node: str, wait_s: float) -> list[JobRow]:
-        """Jobs that need this node: pending ones to decide on (again after ``REOFFER_S`` without a decision),
-        running ones to run (claimed)."""
+        """Jobs that need this node: pending ones to decide on, running ones to run (claimed).
+
+        Either is shown again after ``REOFFER_S`` while the node has not decided on it, or has not reported
+        progress on a role it claimed: the long-poll reply that carried it may have been lost."""
         deadline = time.monotonic() + wait_s
         while True:
             out: list[JobRow] = []
@@ -279,9 +281,17 @@ class JobManager:
                     self._offered[(j.job_id, node)] = now
                     out.append(j)
             for j in self.store.jobs_in_state("running"):
-                if any(r.node == node and r.claimed_ms is None for r in j.roles):
+                mine = [r for r in j.roles if r.node == node]
+                if any(r.claimed_ms is None for r in mine):
                     self.store.claim_role(j.job_id, self.role_of(j, node).role)
+                    self._offered[(j.job_id, node)] = now
                     out.append(self.get(j.job_id))
+                elif (mine and all(r.finished_ms is None for r in mine) and node not in j.progress
+                      and now - self._offered.get((j.job_id, node), -REOFFER_S) >= REOFFER_S):
+                    # Claimed, yet not a word from the node: the reply that carried the claim may be lost.
+                    # Show it again; a node already running the job ignores it.
+                    self._offered[(j.job_id, node)] = now
+                    out.append(j)
             if out:
                 return out
             left = deadline - time.monotonic()

@@ -183,3 +183,18 @@ def test_a_pending_job_is_offered_again_when_the_node_has_not_decided(coordinato
     # ...but again once REOFFER_S has passed without a decision from the node.
     monkeypatch.setattr(coordinator_module, "REOFFER_S", 0.0)
     assert [j.job_id for j in coord.jobs.assignments("platform", 0)] == [job_id]
+
+
+def test_a_claimed_role_is_offered_again_while_the_node_reports_nothing(coordinator, monkeypatch) -> None:
+    import federated.coordinator as coordinator_module
+
+    coord, _ = coordinator
+    job_id = _job(coord)  # approved by both parties: running, roles unclaimed
+    assert [j.job_id for j in coord.jobs.assignments("platform", 0)] == [job_id]  # claimed and shown
+    assert coord.jobs.assignments("platform", 0) == []  # not again at once
+    monkeypatch.setattr(coordinator_module, "REOFFER_S", 0.0)
+    # The reply may have been lost: with no progress from the node, the claimed role is shown again...
+    assert [j.job_id for j in coord.jobs.assignments("platform", 0)] == [job_id]
+    # ...but not once the node reports progress on it.
+    coord.jobs.progress(job_id, "platform", "psi", 0, 1, {})
+    assert coord.jobs.assignments("platform", 0) == []
