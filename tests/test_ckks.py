@@ -485,7 +485,10 @@ def test_ckks_losses_and_weights_match_plaintext_reference(ckks, secret_ctx):
     p = HeteroLRParams(max_epochs=2, tol=0.0, learning_rate=0.3)
     g, h, c = _run(dict(xg_tr=xg, xg_te=xg[:50], xh_tr=xh, xh_te=xh[:50], y_tr=y, y_te=y[:50]), p, ckks, secret_ctx)
     ref_losses, wg, wh = _plaintext_reference(xg, y, xh, p, epochs=2)
-    np.testing.assert_allclose(c.losses, ref_losses, rtol=1e-5)
+    # CKKS noise (SEAL's own randomness) reaches the epoch loss: a fresh-clone run measured a relative error of
+    # 1.06e-5 once, so 1e-5 was flaky. 5e-5 is still far below any loss change between epochs (> 1e-2 here).
+    np.testing.assert_allclose(c.losses, ref_losses, rtol=5e-5)
+    assert abs(ref_losses[0] - ref_losses[1]) > 1e-2
     np.testing.assert_allclose(g.weights, wg[:-1], atol=1e-4)
     assert g.intercept == pytest.approx(wg[-1], abs=1e-4)
     np.testing.assert_allclose(h.weights, wh, atol=1e-4)
