@@ -78,8 +78,11 @@ def check_policy(spec: JobSpec, cfg: PartyConfig) -> PolicyCheck:
         t = spec.training
         check(t.topology in pol.allowed_topologies, f"training topology {t.topology} is allowed",
               f"training topology {t.topology} is not among this node's allowed topologies {pol.allowed_topologies}")
-        check(t.key_bits >= pol.min_key_bits, f"key size {t.key_bits} bits >= this node's minimum {pol.min_key_bits}",
-              f"key size {t.key_bits} bits is below this node's minimum of {pol.min_key_bits}")
+        if t.engine == "paillier":
+            check(t.key_bits >= pol.min_key_bits, f"key size {t.key_bits} bits >= this node's minimum {pol.min_key_bits}",
+                  f"key size {t.key_bits} bits is below this node's minimum of {pol.min_key_bits}")
+        else:  # RLWE/CKKS: the parameters are sized by the job and checked against the 128-bit HE standard
+            pc.checks.append("CKKS parameters are checked against the HomomorphicEncryption.org 128-bit bound")
         tf = spec.evaluation.test_fraction
         check(tf <= pol.max_test_fraction, f"test fraction {tf:g} <= this node's maximum {pol.max_test_fraction:g}",
               f"test fraction {tf:g} exceeds this node's maximum of {pol.max_test_fraction:g} "

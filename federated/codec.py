@@ -18,6 +18,7 @@ from google.protobuf.message import Message as PbMessage
 from fedcredit.v1 import ckks_pb2
 from fedcredit.v1 import hetero_lr_pb2 as lr_pb
 from fedcredit.v1 import psi_ot_pb2, psi_pb2
+from fedcredit.v1 import rlwe_pb2
 from protocols.core import Message
 from protocols.errors import ProtocolError
 from protocols.hetero_lr import ckks_protocol as ck
@@ -27,6 +28,7 @@ from protocols.paillier import PaillierPublicKey
 from protocols.psi import protocol as psi
 from protocols.psi import unbalanced as ub
 from protocols.psi.ot import protocol as ot
+from protocols.rlwe import scheme as rlwe
 
 __all__ = ["encode_payload", "decode_payload", "payload_type_name", "registered_types"]
 
@@ -279,8 +281,92 @@ def _ring_msg(pb: lr_pb.RingVector) -> tuple[tuple[int, ...], int]:
     return vals, bits
 
 
+def _u32(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a, dtype="<u4").tobytes()
+
+
+def _rlwe_params_pb(p: rlwe.RlweParams) -> rlwe_pb2.RlweParams:
+    return rlwe_pb2.RlweParams(degree=p.degree, n_primes=p.n_primes, delta_bits=p.delta_bits, mask_bits=p.mask_bits,
+                               flood_bits=p.flood_bits, limb_bits=p.limb_bits, ring_bits=p.ring_bits)
+
+
+def _rlwe_params_msg(pb: rlwe_pb2.RlweParams) -> rlwe.RlweParams:
+    p = rlwe.RlweParams(int(pb.degree), int(pb.n_primes), int(pb.delta_bits), int(pb.mask_bits), int(pb.flood_bits),
+                        int(pb.limb_bits), int(pb.ring_bits))
+    try:
+        p.check()
+    except Exception as exc:  # BudgetError: the peer proposes parameters no party may use
+        raise ProtocolError(f"RLWE parameters are unusable: {exc}") from None
+    return p
+
+
+def _residues(data: bytes, count: int, what: str) -> np.ndarray:
+    if len(data) != 4 * count:
+        raise ProtocolError(f"{what}: byte length does not match its shape")
+    return np.frombuffer(data, dtype="<u4").astype(np.uint64)
+
+
+def _rlwe_key_pb(k: rlwe.RlwePublicKey) -> rlwe_pb2.RlwePublicKey:
+    return rlwe_pb2.RlwePublicKey(params=_rlwe_params_pb(k.params), seed=k.seed, b=_u32(k.b))
+
+
+def _rlwe_key_msg(pb: rlwe_pb2.RlwePublicKey) -> rlwe.RlwePublicKey:
+    p = _rlwe_params_msg(pb.params)
+    b = _residues(pb.b, p.n_primes * p.degree, "RlwePublicKey").reshape(p.n_primes, p.degree)
+    if len(pb.seed) != 32:
+        raise ProtocolError("RlwePublicKey: the seed is 32 bytes")
+    return rlwe.RlwePublicKey(p, bytes(pb.seed), b)
+
+
+def _rlwe_ct_pb(c: rlwe.RlweCiphertexts) -> rlwe_pb2.RlweCiphertexts:
+    return rlwe_pb2.RlweCiphertexts(key_fingerprint=c.key_fingerprint, degree=c.degree, n_primes=c.n_primes, count=len(c),
+                                    seeds=b"".join(c.seeds), c0=_u32(c.c0), c1=b"" if c.c1 is None else _u32(c.c1))
+
+
+def _rlwe_ct_msg(pb: rlwe_pb2.RlweCiphertexts) -> rlwe.RlweCiphertexts:
+    n, p, count = int(pb.degree), int(pb.n_primes), int(pb.count)
+    if not (count and n and p) or n & (n - 1) or n > 1 << 16 or p > 64:
+        raise ProtocolError("RlweCiphertexts: malformed header")
+    shape = (count, p, n)
+    c0 = _residues(pb.c0, count * p * n, "RlweCiphertexts").reshape(shape)
+    if pb.seeds:
+        if len(pb.seeds) != 32 * count or pb.c1:
+            raise ProtocolError("RlweCiphertexts: a seeded ciphertext carries one 32-byte seed each and no c1")
+        return rlwe.RlweCiphertexts(bytes(pb.key_fingerprint), n, p, c0, tuple(pb.seeds[i:i + 32] for i in range(0, len(pb.seeds), 32)))
+    return rlwe.RlweCiphertexts(bytes(pb.key_fingerprint), n, p, c0, (), _residues(pb.c1, count * p * n, "RlweCiphertexts").reshape(shape))
+
+
+def _body_pb(values: Any) -> dict[str, Any]:
+    """The ``oneof body`` of a ciphertext-carrying two-party message."""
+    if isinstance(values, rlwe.RlweCiphertexts):
+        return {"rlwe": _rlwe_ct_pb(values)}
+    return {"values": _vec_pb(values)}
+
+
+def _body_msg(pb: Any) -> Any:
+    which = pb.WhichOneof("body")
+    if which == "rlwe":
+        return _rlwe_ct_msg(pb.rlwe)
+    if which == "values":
+        return _vec_msg(pb.values)
+    raise ProtocolError(f"{pb.DESCRIPTOR.name}: no ciphertexts")
+
+
+def _setup_pb(m: tp.PartySetup) -> lr_pb.PartySetup:
+    k = m.public_key
+    key = {"rlwe_key": _rlwe_key_pb(k)} if isinstance(k, rlwe.RlwePublicKey) else \
+        {"public_key": lr_pb.PaillierPublicKey(n=int(k.n).to_bytes((k.bits + 7) // 8, "big"))}
+    return lr_pb.PartySetup(n_features=m.n_features, n_train=m.n_train, n_test=m.n_test, **key)
+
+
 def _setup_msg(pb: lr_pb.PartySetup) -> tp.PartySetup:
-    key = _pk_msg(pb.public_key).public_key
+    which = pb.WhichOneof("key")
+    if which == "rlwe_key":
+        key: Any = _rlwe_key_msg(pb.rlwe_key)
+    elif which == "public_key":
+        key = _pk_msg(pb.public_key).public_key
+    else:
+        raise ProtocolError("PartySetup: no public key")
     return tp.PartySetup(key, int(pb.n_features), int(pb.n_train), int(pb.n_test))
 
 
@@ -291,21 +377,15 @@ def _loss_reply_msg(pb: lr_pb.MaskedLossReply) -> tp.MaskedLossReply:
     return tp.MaskedLossReply(vals[0], bits)
 
 
-_register(
-    tp.PartySetup,
-    lr_pb.PartySetup,
-    lambda m: lr_pb.PartySetup(public_key=lr_pb.PaillierPublicKey(n=int(m.public_key.n).to_bytes((m.public_key.bits + 7) // 8, "big")),
-                               n_features=m.n_features, n_train=m.n_train, n_test=m.n_test),
-    _setup_msg,
-)
+_register(tp.PartySetup, lr_pb.PartySetup, _setup_pb, _setup_msg)
 for _cls, _pb in ((tp.EncryptedShares, lr_pb.EncryptedShares), (tp.EncryptedResidualShare, lr_pb.EncryptedResidualShare),
                   (tp.MaskedGradientShare, lr_pb.MaskedGradientShare), (tp.MaskedLoss, lr_pb.MaskedLoss)):
-    _register(_cls, _pb, lambda m, _pb=_pb: _pb(values=_vec_pb(m.values)), lambda pb, _cls=_cls: _cls(_vec_msg(pb.values)))
+    _register(_cls, _pb, lambda m, _pb=_pb: _pb(**_body_pb(m.values)), lambda pb, _cls=_cls: _cls(_body_msg(pb)))
 _register(
     tp.MaskedConversion,
     lr_pb.MaskedConversion,
-    lambda m: lr_pb.MaskedConversion(values=_vec_pb(m.values), rows=m.rows, slot_bits=m.slot_bits, slots=m.slots),
-    lambda pb: tp.MaskedConversion(_vec_msg(pb.values), int(pb.rows), int(pb.slot_bits), int(pb.slots)),
+    lambda m: lr_pb.MaskedConversion(rows=m.rows, slot_bits=m.slot_bits, slots=m.slots, **_body_pb(m.values)),
+    lambda pb: tp.MaskedConversion(_body_msg(pb), int(pb.rows), int(pb.slot_bits), int(pb.slots)),
 )
 _register(
     tp.MaskedLossReply,

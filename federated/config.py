@@ -193,6 +193,9 @@ class PsiSpec(_Model):
 class CkksSpec(_Model):
     """CKKS parameters (engine: ckks). Validated against the batch and the masks before the job starts."""
 
+    # two-party topology: the ring degree of the RLWE keys (the modulus is sized from the job, protocols/rlwe)
+    rlwe_degree: Literal[16384, 32768] = 16384
+    # coordinated topology: TenSEAL's slot-encoded CKKS
     poly_modulus_degree: int = 8192
     coeff_mod_bit_sizes: list[int] = [60, 58, 40, 60]
     global_scale_bits: int = 40
@@ -265,15 +268,12 @@ class JobSpec(_Model):
             raise ValueError("psi.protocol: ot serves reveal both or guest; cardinality and unbalanced jobs use ecdh")
         self.lr_params()  # validates ranges
         if self.training.topology == "two_party":
-            if self.training.engine == "ckks":
-                raise ValueError("training.topology two_party runs on engine paillier; CKKS has the coordinated topology only "
-                                 "so far (set training.topology: coordinated, and read the README's threat model first)")
             if self.training.optimizer == "adam":
                 raise ValueError("training.topology two_party keeps the weights secret-shared and needs a linear update: "
                                  "use training.optimizer: nesterov (default) or sgd")
         if self.training.reveal_weights == "shared" and self.training.topology != "two_party":
             raise ValueError("training.reveal_weights: shared needs training.topology: two_party")
-        if self.training.engine == "ckks":
+        if self.training.engine == "ckks" and self.training.topology == "coordinated":
             self.ckks_params()
         return self
 
@@ -296,6 +296,10 @@ class JobSpec(_Model):
                 mask_security_bits=t.mask_security_bits,
                 seed=self.seed,
                 paillier_engine=t.paillier_engine,
+                # two-party CKKS: ring-LWE keys with values in coefficients (protocols/rlwe); the coordinated
+                # CKKS mode uses TenSEAL's slots and training.ckks instead
+                he_scheme="ckks" if t.engine == "ckks" and t.topology == "two_party" else "paillier",
+                rlwe_degree=t.ckks.rlwe_degree,
             )
         except BudgetError as exc:
             raise ValueError(str(exc)) from None

@@ -57,6 +57,7 @@ class DemoOptions:
     host: str = "platform"
     consent_registry: Path | None = None  # default: the example registry when the example data is used
     mode: str = "paillier"  # or ckks
+    topology: str = "two_party"  # or coordinated
 
 
 def _write_yaml(path: Path, data: dict[str, Any]) -> Path:
@@ -243,8 +244,8 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
     g_cols = load_dataset(guest_ds, require_label=True).feature_names
     h_cols = load_dataset(host_ds, require_label=False).feature_names
 
-    # ckks exists in the coordinated topology only: the demo then runs it, and both nodes' policies allow it.
-    topology = "coordinated" if opts.mode == "ckks" else "two_party"
+    # the coordinated topology runs only if asked for; then both nodes' policies allow it.
+    topology = opts.topology
     training: dict[str, Any] = {"topology": topology, "engine": opts.mode, "key_bits": opts.key_bits,
                                 "batch_size": opts.batch_size if opts.batch_size == "auto" else int(opts.batch_size)}
     if opts.max_epochs is not None:

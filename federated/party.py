@@ -493,7 +493,9 @@ class PartyNode:
             result["training"] = {"n_train": int(len(train_pos)), "n_test": int(len(test_pos)), "engine": engine,
                                   "topology": topology, "reveal_weights": spec.training.reveal_weights}
             if topology == "two_party":  # the guest learns the epoch losses; the coordinator has no role to report them
-                result["training"].update({"epochs": model.epochs, "losses": list(model.losses), "key_bits": lr_params.key_bits})
+                keys = {"key_bits": lr_params.key_bits} if lr_params.he_scheme == "paillier" else \
+                    {"he_scheme": "rlwe (CKKS ciphertexts, coefficient encoding)", "rlwe_degree": lr_params.rlwe_degree}
+                result["training"].update({"epochs": model.epochs, "losses": list(model.losses), **keys})
         else:
             if topology == "two_party":
                 program = two_party.host_program(x_train, x_test, lr_params, rng, map_fn=pool)

@@ -141,7 +141,7 @@ def _config_error(model, path: Path) -> str:
         (JobSpec, JOB, {"training": {"learning_rate": -1}}, "learning_rate"),
         (JobSpec, JOB, {"evaluation": {"test_fraction": 1.0}}, "evaluation.test_fraction"),
         (JobSpec, JOB, {"training": {"topology": "arbiter"}}, "training.topology"),
-        (JobSpec, JOB, {"training": {"engine": "ckks"}}, "coordinated"),
+        (JobSpec, JOB, {"training": {"engine": "ckks", "ckks": {"rlwe_degree": 8192}}}, "training.ckks.rlwe_degree"),
         (JobSpec, JOB, {"training": {"optimizer": "adam"}}, "sgd"),
         (PartyConfig, PARTY, {"policy": {"max_test_fraction": 1.5}}, "policy.max_test_fraction"),
         (PartyConfig, PARTY, {"policy": {"allowed_topologies": ["mesh"]}}, "policy.allowed_topologies"),

@@ -48,7 +48,7 @@ def _params(**kw) -> HeteroLRParams:
 
 def _run(data, keys, params, wire: bool = False):
     xg, xh, y, cut = data
-    (gk, hk) = keys
+    (gk, hk) = keys if params.he_scheme == "paillier" else (None, None)  # RLWE keys: generated from the rngs
     g = tp.guest_program(xg[:cut], y[:cut], xg[cut:], y[cut:], params, random.Random(10), keypair=gk)
     h = tp.host_program(xh[:cut], xh[cut:], params, random.Random(11), keypair=hk)
     if wire:  # every message through its protobuf codec, as the runtime sends it
@@ -230,3 +230,70 @@ def test_edge_shapes_still_equal_plaintext_sgd(data, keys, cut, host_cols, revea
         w_host = np.array([tp.to_signed(x + y_, Lb) for x, y_ in zip(h.shares.own, g.shares.peer)]) / 2.0**fw
         assert np.max(np.abs(w_host - wh)) < 1e-5
     assert g.metrics.n_test == len(y) - cut and len(g.test_scores) == len(y) - cut
+
+
+# --------------------------------------------------------------------------- the CKKS (RLWE) engine
+
+
+@pytest.mark.parametrize(("cut", "host_cols", "reveal", "optimizer"),
+                         [(240, 4, "owner", "sgd"), (280, 4, "owner", "nesterov"), (240, 4, "shared", "nesterov"),
+                          (300, 1, "shared", "nesterov")],
+                         ids=["sgd", "merged-tail-batch", "shared", "shared-no-test-rows"])
+def test_ckks_engine_computes_what_plaintext_sgd_computes(data, keys, cut, host_cols, reveal, optimizer):
+    """The same protocol over RLWE ciphertexts: the same model (to fixed point) as plaintext SGD and as Paillier."""
+    xg, xh, y, _ = data
+    d = (xg, xh[:, :host_cols], y, cut)
+    params = _params(he_scheme="ckks", optimizer=optimizer, learning_rate=0.1 if optimizer == "nesterov" else 0.2,
+                     reveal_weights=reveal)
+    out = _run(d, keys, params, wire=True)
+    g, h = out[Role.GUEST], out[Role.HOST]
+    wg, b, wh = _plain_sgd(d, params)
+    if reveal == "owner":
+        assert np.max(np.abs(g.weights - wg)) < 1e-5 and abs(g.intercept - b) < 1e-5 and np.max(np.abs(h.weights - wh)) < 1e-5
+    else:
+        Lb, fw = g.shares.ring_bits, g.shares.frac_bits
+        w_host = np.array([tp.to_signed(x + y_, Lb) for x, y_ in zip(h.shares.own, g.shares.peer)]) / 2.0**fw
+        assert np.max(np.abs(w_host - wh)) < 1e-5
+    paillier = _run(d, keys, _params(optimizer=optimizer, learning_rate=params.learning_rate, reveal_weights=reveal))
+    # the same model up to local truncation (±1 unit of 2^-24 per step, which engine's masks decide)
+    assert np.allclose(g.losses, paillier[Role.GUEST].losses, rtol=0, atol=1e-6)
+    assert len(g.test_scores) == len(y) - cut
+    if len(y) > cut:
+        assert abs(g.metrics.auc - paillier[Role.GUEST].metrics.auc) < 1e-9
+
+
+def test_ckks_engine_messages_are_rlwe_under_the_right_keys(data, keys):
+    params = _params(he_scheme="ckks", max_epochs=1)
+    seen: dict[Role, list] = {Role.GUEST: [], Role.HOST: []}
+    xg, xh, y, cut = data
+    g = tap(tp.guest_program(xg[:cut], y[:cut], xg[cut:], y[cut:], params, random.Random(10)),
+            lambda a: None, lambda r, p: seen[Role.GUEST].append((r.step, p)))
+    h = tap(tp.host_program(xh[:cut], xh[cut:], params, random.Random(11)),
+            lambda a: None, lambda r, p: seen[Role.HOST].append((r.step, p)))
+    run_local({Role.GUEST: g, Role.HOST: h})
+    from protocols.rlwe.scheme import RlweCiphertexts, RlwePublicKey
+    own_fp = {}
+    for role, msgs in seen.items():
+        setup = next(p for s, p in msgs if s is tp.TwoPartyStep.SETUP)
+        assert isinstance(setup.public_key, RlwePublicKey)
+        own_fp[role.other if hasattr(role, "other") else (Role.HOST if role is Role.GUEST else Role.GUEST)] = setup.public_key.fingerprint()
+    for role, msgs in seen.items():
+        hes = [(s, p) for s, p in msgs if hasattr(p, "values") and not isinstance(p.values, tuple)]
+        assert hes and all(isinstance(p.values, RlweCiphertexts) for _, p in hes)
+        for step, p in hes:  # sender's key on ciphertexts, the receiver's own key on masked values
+            assert (p.values.key_fingerprint == own_fp[role]) == (type(p).classification.value == "masked"), step
+
+
+def test_ckks_engine_refuses_a_peer_with_smaller_parameters(data):
+    """The masks a party adds are sized by the RLWE parameters: a peer's key with narrower ones is refused."""
+    import dataclasses
+
+    from protocols.rlwe import scheme as rl
+    xg, xh, y, cut = data
+    params = _params(he_scheme="ckks", max_epochs=1)
+    honest = tp.make_share_engine(params, random.Random(5), n_train=cut, max_rows=64, n_batches=3)
+    weak = dataclasses.replace(honest.rlwe, mask_bits=honest.rlwe.mask_bits - 40, n_primes=honest.rlwe.n_primes - 1)
+    h = tp.host_program(xh[:cut], xh[cut:], params, random.Random(11), keypair=rl.keygen(weak, random.Random(6)))
+    g = tp.guest_program(xg[:cut], y[:cut], xg[cut:], y[cut:], params, random.Random(10))
+    with pytest.raises((ProtocolError, BudgetError)):
+        run_local({Role.GUEST: g, Role.HOST: h})

@@ -46,6 +46,10 @@ class HeteroLRParams:
         feature_int_bits: two-party mode: every standardized feature must satisfy
             ``|x| < 2^feature_int_bits`` (a public bound, so packing layouts do not
             depend on the data; clipping at 3 always satisfies it).
+        he_scheme: two-party mode: ``paillier`` (each party a Paillier key) or
+            ``ckks`` (each party a ring-LWE key: CKKS ciphertexts with values in
+            coefficients, decrypted exactly; see :mod:`protocols.rlwe.scheme`).
+        rlwe_degree: two-party CKKS: the ring degree ``N``.
     """
 
     learning_rate: float = 0.2
@@ -68,6 +72,8 @@ class HeteroLRParams:
     share_frac_bits: int = 24
     update_frac_bits: int = 32
     feature_int_bits: int = 5
+    he_scheme: Literal["paillier", "ckks"] = "paillier"
+    rlwe_degree: int = 16384
 
     def __post_init__(self) -> None:
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
@@ -84,6 +90,8 @@ class HeteroLRParams:
             raise BudgetError(f"paillier_engine must be fast or phe, not {self.paillier_engine!r}")
         if self.optimizer not in ("sgd", "nesterov", "adam"):
             raise BudgetError(f"optimizer must be sgd, nesterov or adam, not {self.optimizer!r}")
+        if self.he_scheme not in ("paillier", "ckks"):
+            raise BudgetError(f"he_scheme must be paillier or ckks, not {self.he_scheme!r}")
         if self.reveal_weights not in ("owner", "shared"):
             raise BudgetError(f"reveal_weights must be owner or shared, not {self.reveal_weights!r}")
         if not 0.0 <= self.momentum < 1.0:

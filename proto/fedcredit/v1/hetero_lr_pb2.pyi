@@ -1,3 +1,4 @@
+from fedcredit.v1 import rlwe_pb2 as _rlwe_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -121,52 +122,64 @@ class RingVector(_message.Message):
     def __init__(self, ring_bits: _Optional[int] = ..., count: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class PartySetup(_message.Message):
-    __slots__ = ("public_key", "n_features", "n_train", "n_test")
+    __slots__ = ("public_key", "rlwe_key", "n_features", "n_train", "n_test")
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    RLWE_KEY_FIELD_NUMBER: _ClassVar[int]
     N_FEATURES_FIELD_NUMBER: _ClassVar[int]
     N_TRAIN_FIELD_NUMBER: _ClassVar[int]
     N_TEST_FIELD_NUMBER: _ClassVar[int]
     public_key: PaillierPublicKey
+    rlwe_key: _rlwe_pb2.RlwePublicKey
     n_features: int
     n_train: int
     n_test: int
-    def __init__(self, public_key: _Optional[_Union[PaillierPublicKey, _Mapping]] = ..., n_features: _Optional[int] = ..., n_train: _Optional[int] = ..., n_test: _Optional[int] = ...) -> None: ...
+    def __init__(self, public_key: _Optional[_Union[PaillierPublicKey, _Mapping]] = ..., rlwe_key: _Optional[_Union[_rlwe_pb2.RlwePublicKey, _Mapping]] = ..., n_features: _Optional[int] = ..., n_train: _Optional[int] = ..., n_test: _Optional[int] = ...) -> None: ...
 
 class EncryptedShares(_message.Message):
-    __slots__ = ("values",)
+    __slots__ = ("values", "rlwe")
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    RLWE_FIELD_NUMBER: _ClassVar[int]
     values: EncryptedVector
-    def __init__(self, values: _Optional[_Union[EncryptedVector, _Mapping]] = ...) -> None: ...
+    rlwe: _rlwe_pb2.RlweCiphertexts
+    def __init__(self, values: _Optional[_Union[EncryptedVector, _Mapping]] = ..., rlwe: _Optional[_Union[_rlwe_pb2.RlweCiphertexts, _Mapping]] = ...) -> None: ...
 
 class MaskedConversion(_message.Message):
-    __slots__ = ("values", "rows", "slot_bits", "slots")
+    __slots__ = ("values", "rlwe", "rows", "slot_bits", "slots")
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    RLWE_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     SLOT_BITS_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     values: EncryptedVector
+    rlwe: _rlwe_pb2.RlweCiphertexts
     rows: int
     slot_bits: int
     slots: int
-    def __init__(self, values: _Optional[_Union[EncryptedVector, _Mapping]] = ..., rows: _Optional[int] = ..., slot_bits: _Optional[int] = ..., slots: _Optional[int] = ...) -> None: ...
+    def __init__(self, values: _Optional[_Union[EncryptedVector, _Mapping]] = ..., rlwe: _Optional[_Union[_rlwe_pb2.RlweCiphertexts, _Mapping]] = ..., rows: _Optional[int] = ..., slot_bits: _Optional[int] = ..., slots: _Optional[int] = ...) -> None: ...
 
 class EncryptedResidualShare(_message.Message):
-    __slots__ = ("values",)
+    __slots__ = ("values", "rlwe")
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    RLWE_FIELD_NUMBER: _ClassVar[int]
     values: EncryptedVector
-    def __init__(self, values: _Optional[_Union[EncryptedVector, _Mapping]] = ...) -> None: ...
+    rlwe: _rlwe_pb2.RlweCiphertexts
+    def __init__(self, values: _Optional[_Union[EncryptedVector, _Mapping]] = ..., rlwe: _Optional[_Union[_rlwe_pb2.RlweCiphertexts, _Mapping]] = ...) -> None: ...
 
 class MaskedGradientShare(_message.Message):
-    __slots__ = ("values",)
+    __slots__ = ("values", "rlwe")
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    RLWE_FIELD_NUMBER: _ClassVar[int]
     values: EncryptedVector
-    def __init__(self, values: _Optional[_Union[EncryptedVector, _Mapping]] = ...) -> None: ...
+    rlwe: _rlwe_pb2.RlweCiphertexts
+    def __init__(self, values: _Optional[_Union[EncryptedVector, _Mapping]] = ..., rlwe: _Optional[_Union[_rlwe_pb2.RlweCiphertexts, _Mapping]] = ...) -> None: ...
 
 class MaskedLoss(_message.Message):
-    __slots__ = ("values",)
+    __slots__ = ("values", "rlwe")
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    RLWE_FIELD_NUMBER: _ClassVar[int]
     values: EncryptedVector
-    def __init__(self, values: _Optional[_Union[EncryptedVector, _Mapping]] = ...) -> None: ...
+    rlwe: _rlwe_pb2.RlweCiphertexts
+    def __init__(self, values: _Optional[_Union[EncryptedVector, _Mapping]] = ..., rlwe: _Optional[_Union[_rlwe_pb2.RlweCiphertexts, _Mapping]] = ...) -> None: ...
 
 class MaskedLossReply(_message.Message):
     __slots__ = ("value",)
