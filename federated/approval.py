@@ -76,8 +76,6 @@ def check_policy(spec: JobSpec, cfg: PartyConfig) -> PolicyCheck:
         pc.checks.append(f"columns {mine.columns} (no column restriction in policy)")
     if spec.kind == "train":
         t = spec.training
-        check(t.topology in pol.allowed_topologies, f"training topology {t.topology} is allowed",
-              f"training topology {t.topology} is not among this node's allowed topologies {pol.allowed_topologies}")
         if t.engine == "paillier":
             check(t.key_bits >= pol.min_key_bits, f"key size {t.key_bits} bits >= this node's minimum {pol.min_key_bits}",
                   f"key size {t.key_bits} bits is below this node's minimum of {pol.min_key_bits}")

@@ -332,8 +332,6 @@ def demo(
     seed: int = typer.Option(42, "--seed"),
     mode: str = typer.Option("paillier", "--mode", help="paillier (default: the fast Paillier engine) or ckks (ring-LWE "
                              "ciphertexts, CKKS's, with values in coefficients)."),
-    topology: str = typer.Option("two_party", "--topology", help="two_party (default: one key per party, no key at the "
-                                 "coordinator) or coordinated (the coordinator holds the key; see the README's threat model)."),
     consent_registry: Optional[Path] = typer.Option(None, "--consent-registry", help="The host's consent registry CSV (default: the example one, with the example data)."),
 ) -> None:
     """The main job: coordinator + bank + platform as separate processes over mTLS gRPC; PSI, training, report.
@@ -346,12 +344,9 @@ def demo(
 
     if mode not in ("paillier", "ckks"):
         _fail(FedCreditError("--mode must be paillier or ckks"))
-    if topology not in ("two_party", "coordinated"):
-        _fail(FedCreditError("--topology must be two_party or coordinated"))
     opts = DemoOptions(guest_data=guest_data, host_data=host_data, id_column=id_column, label_column=label_column,
                        workdir=workdir, json_out=json_out, key_bits=key_bits, max_epochs=max_epochs,
-                       batch_size=batch_size, learning_rate=learning_rate, seed=seed, consent_registry=consent_registry, mode=mode,
-                       topology=topology)
+                       batch_size=batch_size, learning_rate=learning_rate, seed=seed, consent_registry=consent_registry, mode=mode)
     try:
         code = run_demo(opts, console)
     except FedCreditError as exc:

@@ -15,13 +15,11 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as PbMessage
 
-from fedcredit.v1 import ckks_pb2
 from fedcredit.v1 import hetero_lr_pb2 as lr_pb
 from fedcredit.v1 import psi_ot_pb2, psi_pb2
 from fedcredit.v1 import rlwe_pb2
 from protocols.core import Message
 from protocols.errors import ProtocolError
-from protocols.hetero_lr import ckks_protocol as ck
 from protocols.hetero_lr import protocol as lr
 from protocols.hetero_lr import two_party as tp
 from protocols.paillier import PaillierPublicKey
@@ -166,78 +164,16 @@ def _vec_msg(pb: lr_pb.EncryptedVector) -> lr.EncryptedVector:
     return lr.EncryptedVector(bytes(pb.key_fingerprint), int(pb.exponent), values)
 
 
-def _ints_pb(values: tuple[int, ...], exponent: int) -> lr_pb.IntVector:
-    need = max(((int(v).bit_length() + 8) // 8 for v in values), default=1)  # +1 bit for the sign
-    width = _round_up(need, 32)
-    data = b"".join(int(v).to_bytes(width, "big", signed=True) for v in values)
-    return lr_pb.IntVector(exponent=exponent, count=len(values), width=width, data=data)
-
-
-def _ints_msg(pb: lr_pb.IntVector) -> tuple[tuple[int, ...], int]:
-    w, data = pb.width, pb.data
-    if len(data) != w * pb.count or (w == 0 and pb.count):
-        raise ProtocolError("IntVector: byte length does not match count * width")
-    vals = tuple(int.from_bytes(data[i : i + w], "big", signed=True) for i in range(0, len(data), w)) if w else ()
-    return vals, int(pb.exponent)
-
-
-def _masked_msg(pb: lr_pb.MaskedGradient) -> lr.MaskedGradient:
-    vals, exp = _ints_msg(pb.values)
-    return lr.MaskedGradient(vals, exp)
-
-
-def _pk_msg(pb: lr_pb.PaillierPublicKey) -> lr.PublicKeyMessage:
+def _paillier_key(pb: lr_pb.PaillierPublicKey) -> PaillierPublicKey:
     n = int.from_bytes(pb.n, "big")
     if n.bit_length() < 1024:
         raise ProtocolError("public key modulus too small")
     try:
-        return lr.PublicKeyMessage(PaillierPublicKey(gmpy2.mpz(n)))
+        return PaillierPublicKey(gmpy2.mpz(n))
     except ValueError as exc:
         raise ProtocolError(f"invalid public key: {exc}") from None
 
 
-_register(
-    lr.PublicKeyMessage,
-    lr_pb.PaillierPublicKey,
-    lambda m: lr_pb.PaillierPublicKey(n=int(m.public_key.n).to_bytes((m.public_key.bits + 7) // 8, "big")),
-    _pk_msg,
-)
-_register(
-    lr.TrainingPlan,
-    lr_pb.TrainingPlan,
-    lambda m: lr_pb.TrainingPlan(n_train=m.n_train, n_test=m.n_test, batches_per_epoch=m.batches_per_epoch),
-    lambda pb: lr.TrainingPlan(int(pb.n_train), int(pb.n_test), int(pb.batches_per_epoch)),
-)
-_register(
-    lr.EncryptedScores,
-    lr_pb.EncryptedScores,
-    lambda m: lr_pb.EncryptedScores(quarter_scores=_vec_pb(m.quarter_scores), eighth_square_sum=_vec_pb(m.eighth_square_sum)),
-    lambda pb: lr.EncryptedScores(_vec_msg(pb.quarter_scores), _vec_msg(pb.eighth_square_sum)),
-)
-_register(
-    lr.EncryptedResiduals,
-    lr_pb.EncryptedResiduals,
-    lambda m: lr_pb.EncryptedResiduals(residuals=_vec_pb(m.residuals)),
-    lambda pb: lr.EncryptedResiduals(_vec_msg(pb.residuals)),
-)
-_register(
-    lr.EncryptedMaskedGradient,
-    lr_pb.EncryptedMaskedGradient,
-    lambda m: lr_pb.EncryptedMaskedGradient(values=_vec_pb(m.values)),
-    lambda pb: lr.EncryptedMaskedGradient(_vec_msg(pb.values)),
-)
-_register(
-    lr.MaskedGradient,
-    lr_pb.MaskedGradient,
-    lambda m: lr_pb.MaskedGradient(values=_ints_pb(m.values, m.exponent)),
-    _masked_msg,
-)
-_register(
-    lr.EncryptedLoss,
-    lr_pb.EncryptedLoss,
-    lambda m: lr_pb.EncryptedLoss(value=_vec_pb(m.value)),
-    lambda pb: lr.EncryptedLoss(_vec_msg(pb.value)),
-)
 _register(
     lr.EpochDecision,
     lr_pb.EpochDecision,
@@ -249,12 +185,6 @@ _register(
     lr_pb.HostTestScores,
     lambda m: lr_pb.HostTestScores(scores=list(m.scores)),
     lambda pb: lr.HostTestScores(tuple(float(s) for s in pb.scores)),
-)
-_register(
-    lr.EvaluationMetrics,
-    lr_pb.EvaluationMetrics,
-    lambda m: lr_pb.EvaluationMetrics(auc=m.auc, ks=m.ks, n_test=m.n_test, positives=m.positives),
-    lambda pb: lr.EvaluationMetrics(float(pb.auc), float(pb.ks), int(pb.n_test), int(pb.positives)),
 )
 
 
@@ -364,7 +294,7 @@ def _setup_msg(pb: lr_pb.PartySetup) -> tp.PartySetup:
     if which == "rlwe_key":
         key: Any = _rlwe_key_msg(pb.rlwe_key)
     elif which == "public_key":
-        key = _pk_msg(pb.public_key).public_key
+        key = _paillier_key(pb.public_key)
     else:
         raise ProtocolError("PartySetup: no public key")
     return tp.PartySetup(key, int(pb.n_features), int(pb.n_train), int(pb.n_test))
@@ -404,43 +334,6 @@ _register(
     lr_pb.WeightShare,
     lambda m: lr_pb.WeightShare(values=_ring_pb(m.values, m.ring_bits)),
     lambda pb: tp.WeightShare(*_ring_msg(pb.values)),
-)
-
-
-# --------------------------------------------------------------------------- vertical LR, CKKS mode
-
-_register(
-    ck.CkksPublicContext,
-    ckks_pb2.CkksPublicContext,
-    lambda m: ckks_pb2.CkksPublicContext(context=m.context),
-    lambda pb: ck.CkksPublicContext(bytes(pb.context)),
-)
-_register(
-    ck.CkksEncryptedScores,
-    ckks_pb2.CkksEncryptedScores,
-    lambda m: ckks_pb2.CkksEncryptedScores(key_fingerprint=m.key_fingerprint, quarter_scores=m.quarter_scores,
-                                           eighth_square_sum=m.eighth_square_sum),
-    lambda pb: ck.CkksEncryptedScores(bytes(pb.key_fingerprint), bytes(pb.quarter_scores), bytes(pb.eighth_square_sum)),
-)
-_register(
-    ck.CkksEncryptedResiduals,
-    ckks_pb2.CkksEncryptedResiduals,
-    lambda m: ckks_pb2.CkksEncryptedResiduals(key_fingerprint=m.key_fingerprint, residuals=m.residuals),
-    lambda pb: ck.CkksEncryptedResiduals(bytes(pb.key_fingerprint), bytes(pb.residuals)),
-)
-_register(
-    ck.CkksMaskedCiphertexts,
-    ckks_pb2.CkksMaskedCiphertexts,
-    lambda m: ckks_pb2.CkksMaskedCiphertexts(key_fingerprint=m.key_fingerprint, rows=m.rows, block=m.block,
-                                             n_values=m.n_values, ciphertexts=list(m.ciphertexts)),
-    lambda pb: ck.CkksMaskedCiphertexts(bytes(pb.key_fingerprint), int(pb.rows), int(pb.block), int(pb.n_values),
-                                        tuple(bytes(c) for c in pb.ciphertexts)),
-)
-_register(
-    ck.CkksEpochLoss,
-    ckks_pb2.CkksEpochLoss,
-    lambda m: ckks_pb2.CkksEpochLoss(loss=m.loss),
-    lambda pb: ck.CkksEpochLoss(float(pb.loss)),
 )
 
 

@@ -117,10 +117,9 @@ class PartyPolicy(_Model):
     allowed_roles: list[Literal["guest", "host"]] = ["guest", "host"]
     min_intersection: int = Field(100, ge=0)
     # Checked before approval. Evaluation reveals the host's partial scores on the test rows to the
-    # guest, so a node bounds how many; a short key or the coordinated topology is refused unless listed.
+    # guest, so a node bounds how many; a short Paillier key is refused.
     max_test_fraction: float = Field(0.25, ge=0.0, lt=1.0)
     min_key_bits: int = Field(2048, ge=1024)
-    allowed_topologies: list[Literal["two_party", "coordinated"]] = ["two_party"]
     auto_approve: bool = False  # False: wait for `fedcredit job approve ID --config THIS_FILE`
 
     @field_validator("allowed_purposes")
@@ -191,21 +190,15 @@ class PsiSpec(_Model):
 
 
 class CkksSpec(_Model):
-    """CKKS parameters (engine: ckks). Validated against the batch and the masks before the job starts."""
+    """The CKKS engine (engine: ckks): ring-LWE keys, one per party; the modulus is sized from the job (protocols/rlwe)."""
 
-    # two-party topology: the ring degree of the RLWE keys (the modulus is sized from the job, protocols/rlwe)
     rlwe_degree: Literal[16384, 32768] = 16384
-    # coordinated topology: TenSEAL's slot-encoded CKKS
-    poly_modulus_degree: int = 8192
-    coeff_mod_bit_sizes: list[int] = [60, 58, 40, 60]
-    global_scale_bits: int = 40
-    mask_security_bits: int = 40
 
 
 class TrainingSpec(_Model):
-    # two_party (default): each party holds its own key, weights stay secret-shared, the coordinator holds no key.
-    # coordinated: the coordinator holds the HE key and each party sees its own gradient (see the README's threat model).
-    topology: Literal["two_party", "coordinated"] = "two_party"
+    # two_party (the only one): each party holds its own key, weights stay secret-shared, the coordinator holds
+    # no key. The coordinated topology (the coordinator held the key; each party saw its own gradient) was removed.
+    topology: Literal["two_party"] = "two_party"
     # owner: each party learns its own final weights; shared: they stay secret-shared (two-party only), each
     # party keeps its part in its model.json, and evaluation reveals the joint scores z, not u_H, to the guest.
     reveal_weights: Literal["owner", "shared"] = "owner"
@@ -228,6 +221,14 @@ class TrainingSpec(_Model):
     residual_frac_bits: int = 32
     feature_frac_bits: int = 16
     mask_security_bits: int = 80
+
+    @field_validator("topology", mode="before")
+    @classmethod
+    def _topology(cls, v: Any) -> Any:
+        if v == "coordinated":
+            raise ValueError("the coordinated topology was removed: its key holder decrypted each party's gradient, "
+                             "and the platform's operator runs it (README, threat model); use two_party")
+        return v
 
     @field_validator("key_bits")
     @classmethod
@@ -267,14 +268,9 @@ class JobSpec(_Model):
         if self.psi.protocol == "ot" and (self.psi.unbalanced or self.psi.reveal == "cardinality"):
             raise ValueError("psi.protocol: ot serves reveal both or guest; cardinality and unbalanced jobs use ecdh")
         self.lr_params()  # validates ranges
-        if self.training.topology == "two_party":
-            if self.training.optimizer == "adam":
-                raise ValueError("training.topology two_party keeps the weights secret-shared and needs a linear update: "
-                                 "use training.optimizer: nesterov (default) or sgd")
-        if self.training.reveal_weights == "shared" and self.training.topology != "two_party":
-            raise ValueError("training.reveal_weights: shared needs training.topology: two_party")
-        if self.training.engine == "ckks" and self.training.topology == "coordinated":
-            self.ckks_params()
+        if self.training.optimizer == "adam":
+            raise ValueError("the weights stay secret-shared during training, which needs a linear update: "
+                             "use training.optimizer: nesterov (default) or sgd")
         return self
 
     def lr_params(self) -> HeteroLRParams:
@@ -296,25 +292,11 @@ class JobSpec(_Model):
                 mask_security_bits=t.mask_security_bits,
                 seed=self.seed,
                 paillier_engine=t.paillier_engine,
-                # two-party CKKS: ring-LWE keys with values in coefficients (protocols/rlwe); the coordinated
-                # CKKS mode uses TenSEAL's slots and training.ckks instead
-                he_scheme="ckks" if t.engine == "ckks" and t.topology == "two_party" else "paillier",
+                he_scheme=t.engine,  # ckks: ring-LWE keys with values in coefficients (protocols/rlwe)
                 rlwe_degree=t.ckks.rlwe_degree,
             )
         except BudgetError as exc:
             raise ValueError(str(exc)) from None
-
-    def ckks_params(self) -> Any:
-        from protocols.ckks import CkksParams
-
-        c = self.training.ckks
-        try:
-            params = CkksParams(poly_modulus_degree=c.poly_modulus_degree, coeff_mod_bit_sizes=tuple(c.coeff_mod_bit_sizes),
-                                global_scale_bits=c.global_scale_bits, mask_security_bits=c.mask_security_bits)
-            params.check()
-        except BudgetError as exc:
-            raise ValueError(str(exc)) from None
-        return params
 
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

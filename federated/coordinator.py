@@ -14,7 +14,6 @@ import logging
 import secrets
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -22,17 +21,14 @@ import grpc
 
 from fedcredit.v1 import envelope_pb2, job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc, relay_pb2, relay_pb2_grpc
 from protocols.core import Role
-from protocols.hetero_lr import coordinator_program
-from protocols.hetero_lr import ckks_protocol as ckks_lr
 
 from .approval import verify_approval
 from .certs import load_tls
 from .config import CoordinatorConfig, JobSpec, spec_digest
-from .errors import AuthError, ConfigError, ConflictError, CryptoError, JobFailedError, NotFoundError, PermissionDeniedError, ProtocolError
-from .runtime import LocalEndpoint, describe_error, drive
+from .errors import ConfigError, ConflictError, CryptoError, JobFailedError, NotFoundError, PermissionDeniedError, ProtocolError
 from .signing import SigningIdentity, envelope_digest, envelope_fields, load_signing_identity, verify_digest, verify_signing_cert
 from .transcript import TranscriptWriter
-from .store import ACTIVE_STATES, FINAL_STATES, JobRow, RoleRow, Store, now_ms
+from .store import ACTIVE_STATES, JobRow, RoleRow, Store, now_ms
 from .transport import CHUNK_BYTES, chunk_bytes, create_server, peer_identity
 
 __all__ = ["Coordinator", "Mailbox", "JobManager"]
@@ -139,7 +135,6 @@ class JobManager:
         self.mailbox = mailbox
         self.identity = identity
         self.ca_pem = ca_pem
-        self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition()
         # (job, node) -> when a job was last shown to the node. A pending job it has not decided on, or a
@@ -197,8 +192,6 @@ class JobManager:
             RoleRow(job_id, Role.GUEST.value, spec.guest.party, spec.guest.dataset, None, None, None, {}),
             RoleRow(job_id, Role.HOST.value, spec.host.party, spec.host.dataset, None, None, None, {}),
         ]
-        if spec.kind == "train" and spec.training.topology == "coordinated":  # two_party: the coordinator only relays
-            roles.append(RoleRow(job_id, Role.COORDINATOR.value, self.cfg.name, "", None, None, None, {}))
         job = JobRow(job_id, spec.kind, spec.name, spec.canonical_json(), spec_digest(spec), "pending", "awaiting approval",
                      secrets.token_hex(32), {}, {}, "", t, t, roles)
         self.store.insert_job(job)
@@ -236,9 +229,6 @@ class JobManager:
             if self.store.set_state(job_id, "running", only_from=("pending",)):
                 self.store.update_progress(job_id, self.cfg.name, "approved", {"stage": "approved", "ts_ms": now_ms()})
                 _LOG.info("job %s approved by all parties; starting", job_id)
-                spec = JobSpec.model_validate_json(job.spec_json)
-                if spec.kind == "train" and spec.training.topology == "coordinated":
-                    self._start_coordinator_role(job_id, spec)
                 with self._changed:
                     self._changed.notify_all()
         return self.get(job_id)
@@ -348,49 +338,6 @@ class JobManager:
         self._close_transcript(job_id, ok, error)
         with self._changed:
             self._changed.notify_all()
-
-    # -- the coordinator's own role
-    def _start_coordinator_role(self, job_id: str, spec: JobSpec) -> None:
-        names = {Role.GUEST: spec.guest.party, Role.HOST: spec.host.party, Role.COORDINATOR: self.cfg.name}
-
-        def on_progress(p: Any) -> None:
-            self.store.update_progress(job_id, self.cfg.name, p.stage, {"stage": p.stage, "done": p.done, "total": p.total, "detail": dict(p.detail), "ts_ms": now_ms()})
-
-        def run() -> None:
-            self.store.claim_role(job_id, Role.COORDINATOR.value)
-            endpoint = LocalEndpoint(self.mailbox, job_id, Role.COORDINATOR, names, on_progress=on_progress,
-                                     is_live=lambda: self.is_live(job_id), timeout_s=self.cfg.message_ttl_s,
-                                     signer=self.identity,
-                                     verify_keys={n: self.sign_key(n) for n in (spec.guest.party, spec.host.party)},
-                                     recorder=lambda d, env, msg, data: self.record(job_id, d, env, msg))
-            try:
-                rng = secrets.SystemRandom()
-                if spec.training.engine == "ckks":
-                    program = ckks_lr.coordinator_program(spec.lr_params(), spec.ckks_params(), rng)
-                else:
-                    program = coordinator_program(spec.lr_params(), rng)
-                summary = drive(Role.COORDINATOR, program, endpoint)
-            except JobFailedError:
-                return
-            except Exception as exc:  # report, never crash the server
-                code, message = describe_error(exc)
-                if not isinstance(exc, ProtocolError):
-                    _LOG.exception("coordinator role of %s failed", job_id)
-                if self.is_live(job_id):
-                    self.role_result(job_id, self.cfg.name, False, {}, message, code)
-                return
-            result = {
-                "training": {"epochs": summary.epochs, "losses": list(summary.losses), "key_bits": summary.key_bits,
-                             "engine": spec.training.engine},
-                "metrics": {"joint": {"auc": summary.metrics.auc, "ks": summary.metrics.ks, "n_test": summary.metrics.n_test}},
-                "bytes": {self.cfg.name: {"sent": endpoint.bytes_sent, "received": endpoint.bytes_received}},
-            }
-            if self.is_live(job_id):
-                self.role_result(job_id, self.cfg.name, True, result, "", "")
-
-        t = threading.Thread(target=run, name=f"coordinator-{job_id}", daemon=True)
-        self._threads[job_id] = t
-        t.start()
 
 
 def job_info(job: JobRow) -> job_pb2.JobInfo:

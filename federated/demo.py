@@ -57,7 +57,6 @@ class DemoOptions:
     host: str = "platform"
     consent_registry: Path | None = None  # default: the example registry when the example data is used
     mode: str = "paillier"  # or ckks
-    topology: str = "two_party"  # or coordinated
 
 
 def _write_yaml(path: Path, data: dict[str, Any]) -> Path:
@@ -244,9 +243,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
     g_cols = load_dataset(guest_ds, require_label=True).feature_names
     h_cols = load_dataset(host_ds, require_label=False).feature_names
 
-    # the coordinated topology runs only if asked for; then both nodes' policies allow it.
-    topology = opts.topology
-    training: dict[str, Any] = {"topology": topology, "engine": opts.mode, "key_bits": opts.key_bits,
+    training: dict[str, Any] = {"engine": opts.mode, "key_bits": opts.key_bits,
                                 "batch_size": opts.batch_size if opts.batch_size == "auto" else int(opts.batch_size)}
     if opts.max_epochs is not None:
         training["max_epochs"] = opts.max_epochs
@@ -263,12 +260,10 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
 
     console.rule("[bold]fedcredit demo")
     console.print(f"guest ({opts.guest}): {guest_path}\nhost  ({opts.host}): {host_path}\nworkdir: {workdir}")
-    console.print(f"mode: {opts.mode}, topology: {topology}"
-                  + (" (the coordinator holds the key: see the README's threat model)" if topology == "coordinated"
-                     else " (one key per party, secret-shared weights, no key at the coordinator)")
+    console.print(f"mode: {opts.mode}, two-party (one key per party, secret-shared weights, no key at the coordinator)"
                   + f"; purpose: {PURPOSE}" + (f"; {opts.host}'s consent registry: {consent}" if consent else ""))
     policy = {"auto_approve": True, "min_intersection": 10, "allowed_purposes": [PURPOSE],
-              "min_key_bits": min(2048, opts.key_bits), "allowed_topologies": ["two_party", topology]}
+              "min_key_bits": min(2048, opts.key_bits)}
     cluster = Cluster(workdir, {opts.guest: {"credit": guest_ds}, opts.host: {"credit": host_ds}},
                       policies={opts.guest: policy, opts.host: policy})
     with cluster:

@@ -23,8 +23,7 @@ import numpy as np
 
 from fedcredit.v1 import job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc
 from protocols.core import Progress, Role, key_owner_of
-from protocols.hetero_lr import Standardizer, guest_program, host_program, split_train_test
-from protocols.hetero_lr import ckks_protocol as ckks_lr
+from protocols.hetero_lr import Standardizer, split_train_test
 from protocols.hetero_lr import two_party
 from protocols.psi import protocol as psi
 from protocols.psi import unbalanced as ub
@@ -479,30 +478,20 @@ class PartyNode:
         pool = self._map_fn(len(train_pos), minimum=2048)
         if role is Role.GUEST:
             y = data.labels[rows]
-            if topology == "two_party":
-                program = two_party.guest_program(x_train, y[train_pos], x_test, y[test_pos], lr_params, rng, map_fn=pool)
-            elif engine == "ckks":
-                program = ckks_lr.guest_program(x_train, y[train_pos], x_test, y[test_pos], lr_params, spec.ckks_params(), rng)
-            else:
-                program = guest_program(x_train, y[train_pos], x_test, y[test_pos], lr_params, rng, map_fn=pool)
+            program = two_party.guest_program(x_train, y[train_pos], x_test, y[test_pos], lr_params, rng, map_fn=pool)
             model = drive(role, program, endpoint)
             metrics = {"auc": model.metrics.auc, "ks": model.metrics.ks, "n_test": model.metrics.n_test}
             artifact = {"job_id": info.job_id, "role": "guest", **_weights_json(data, model, lr_params),
                         "standardizer": _std_json(data, std), "epochs": model.epochs, "losses": list(model.losses), "metrics": metrics}
             result["metrics"] = {"joint": metrics}
+            # the guest learns the epoch losses (the coordinator runs no role)
+            keys = {"key_bits": lr_params.key_bits} if lr_params.he_scheme == "paillier" else \
+                {"he_scheme": "rlwe (CKKS ciphertexts, coefficient encoding)", "rlwe_degree": lr_params.rlwe_degree}
             result["training"] = {"n_train": int(len(train_pos)), "n_test": int(len(test_pos)), "engine": engine,
-                                  "topology": topology, "reveal_weights": spec.training.reveal_weights}
-            if topology == "two_party":  # the guest learns the epoch losses; the coordinator has no role to report them
-                keys = {"key_bits": lr_params.key_bits} if lr_params.he_scheme == "paillier" else \
-                    {"he_scheme": "rlwe (CKKS ciphertexts, coefficient encoding)", "rlwe_degree": lr_params.rlwe_degree}
-                result["training"].update({"epochs": model.epochs, "losses": list(model.losses), **keys})
+                                  "topology": topology, "reveal_weights": spec.training.reveal_weights,
+                                  "epochs": model.epochs, "losses": list(model.losses), **keys}
         else:
-            if topology == "two_party":
-                program = two_party.host_program(x_train, x_test, lr_params, rng, map_fn=pool)
-            elif engine == "ckks":
-                program = ckks_lr.host_program(x_train, x_test, lr_params, spec.ckks_params(), rng)
-            else:
-                program = host_program(x_train, x_test, lr_params, rng, map_fn=pool)
+            program = two_party.host_program(x_train, x_test, lr_params, rng, map_fn=pool)
             model = drive(role, program, endpoint)
             artifact = {"job_id": info.job_id, "role": "host", **_weights_json(data, model, lr_params),
                         "standardizer": _std_json(data, std), "epochs": model.epochs, "losses": list(model.losses)}

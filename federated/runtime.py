@@ -9,8 +9,8 @@ exactly one place where messages are built and checked.
 * :class:`RelayEndpoint` is a party's: it streams messages to the coordinator
   and long-polls for its own. Payloads to the other party are sealed end to
   end, so the coordinator relays them without being able to read them.
-* :class:`LocalEndpoint` is the coordinator's own role: it reads and writes
-  the in-process mailbox directly.
+
+The coordinator runs no role: it holds no key and only relays.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ from protocols.core import Message, Progress, ProtocolStep, Recv, Role, RoleProg
 from protocols.errors import ProtocolError
 
 from .codec import decode_payload, encode_payload
-from .errors import DeadlineError, FedCreditError, JobFailedError, TransportError, from_rpc_error
+from .errors import DeadlineError, FedCreditError, TransportError, from_rpc_error
 from .errors import CryptoError
 from .sealing import Sealer
 from .signing import SigningIdentity, envelope_digest, envelope_fields, sign_digest, verify_digest
 from .transport import STREAM_DEADLINE_S, chunk_bytes
 
-__all__ = ["drive", "Endpoint", "RelayEndpoint", "LocalEndpoint", "envelope_aad"]
+__all__ = ["drive", "Endpoint", "RelayEndpoint", "envelope_aad"]
 
 _LOG = logging.getLogger(__name__)
 RECEIVE_WAIT_MS = 10_000
@@ -241,29 +241,6 @@ class RelayEndpoint(Endpoint):
                 backoff = min(backoff * 2, 5.0)
             if time.monotonic() > deadline:
                 raise DeadlineError(f"no {step}#{seq} from {sender} within {self._timeout_s:.0f}s")
-
-
-class LocalEndpoint(Endpoint):
-    """The coordinator's own endpoint: reads and writes its mailbox in process."""
-
-    def __init__(self, mailbox: Any, *args: Any, timeout_s: float = 900.0, is_live: Callable[[], bool], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._mailbox = mailbox
-        self._timeout_s = timeout_s
-        self._is_live = is_live
-
-    def _deliver(self, env: envelope_pb2.Envelope, data: bytes) -> None:
-        self._mailbox.put(env, data)
-
-    def _fetch(self, sender: str, step: str, seq: int) -> tuple[envelope_pb2.Envelope, bytes]:
-        deadline = time.monotonic() + self._timeout_s
-        while time.monotonic() < deadline:
-            if not self._is_live():
-                raise JobFailedError(f"job {self.job_id} is no longer running")
-            got = self._mailbox.take(self.job_id, self.name, sender, step, seq, wait_s=1.0)
-            if got is not None:
-                return got
-        raise DeadlineError(f"no {step}#{seq} from {sender} within {self._timeout_s:.0f}s")
 
 
 def describe_error(exc: BaseException) -> tuple[str, str]:

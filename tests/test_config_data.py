@@ -144,7 +144,7 @@ def _config_error(model, path: Path) -> str:
         (JobSpec, JOB, {"training": {"engine": "ckks", "ckks": {"rlwe_degree": 8192}}}, "training.ckks.rlwe_degree"),
         (JobSpec, JOB, {"training": {"optimizer": "adam"}}, "sgd"),
         (PartyConfig, PARTY, {"policy": {"max_test_fraction": 1.5}}, "policy.max_test_fraction"),
-        (PartyConfig, PARTY, {"policy": {"allowed_topologies": ["mesh"]}}, "policy.allowed_topologies"),
+        (PartyConfig, PARTY, {"policy": {"allowed_topologies": ["two_party"]}}, "policy.allowed_topologies"),
     ],
 )
 def test_config_errors_name_file_and_field(tmp_path, model, base, patch, field):
@@ -161,14 +161,19 @@ def test_two_party_is_the_default_and_the_policy_bounds_it(tmp_path):
     assert spec.training.topology == "two_party" and spec.training.reveal_weights == "owner"
     cfg = load_config(PartyConfig, _write(tmp_path, "party.yaml", PARTY))
     assert cfg.policy.max_test_fraction == 0.25 and cfg.policy.min_key_bits == 2048
-    assert cfg.policy.allowed_topologies == ["two_party"]
     base = JOB  # the bank is the guest
     ok = check_policy(load_job_spec(_write(tmp_path, "ok.yaml", base)), cfg)
     assert ok.ok, ok.violations
-    bad = load_job_spec(_write(tmp_path, "bad.yaml", {**base, "training": {"key_bits": 1024, "topology": "coordinated"},
+    bad = load_job_spec(_write(tmp_path, "bad.yaml", {**base, "training": {"key_bits": 1024},
                                                         "evaluation": {"test_fraction": 0.5}}))
     v = " | ".join(check_policy(bad, cfg).violations)
-    assert "1024 bits is below" in v and "topology coordinated" in v and "0.5 exceeds" in v
+    assert "1024 bits is below" in v and "0.5 exceeds" in v
+    # the CKKS engine has no Paillier key: its parameters are sized by the job and checked against the HE standard
+    ckks = check_policy(load_job_spec(_write(tmp_path, "ckks.yaml", {**base, "training": {"engine": "ckks", "key_bits": 1024}})), cfg)
+    assert ckks.ok and any("128-bit" in c for c in ckks.checks)
+    # the coordinated topology is gone: a job asking for it is refused with the reason
+    msg = _config_error(JobSpec, _write(tmp_path, "coord.yaml", {**base, "training": {"topology": "coordinated"}}))
+    assert "training.topology" in msg and "removed" in msg
 
 
 def test_guest_equal_host_is_refused(tmp_path):

@@ -18,7 +18,8 @@ from federated.sealing import Sealer, load_seal_identity, verify_peer_seal_cert
 from federated.signing import load_signing_identity, verify_signing_cert
 from federated.transport import MAX_MESSAGE_BYTES, create_channel
 from protocols.core import Role
-from protocols.hetero_lr.protocol import EncryptedResiduals, EncryptedScores, EncryptedVector, LRStep
+from protocols.hetero_lr.protocol import EncryptedVector
+from protocols.hetero_lr.two_party import EncryptedResidualShare, MaskedLoss, TwoPartyStep
 
 
 @pytest.fixture()
@@ -69,9 +70,9 @@ def _job(coord: Coordinator) -> str:
     return job_id
 
 
-def _big_scores(count: int) -> EncryptedScores:
+def _big_scores(count: int) -> EncryptedResidualShare:
     vals = tuple(gmpy2.mpz((1 << 4095) + i) for i in range(count))  # 512-byte "ciphertexts"
-    return EncryptedScores(EncryptedVector(b"k" * 32, 32, vals), EncryptedVector(b"k" * 32, 48, (gmpy2.mpz(7),)))
+    return EncryptedResidualShare(EncryptedVector(b"k" * 32, 0, vals))
 
 
 def test_large_sealed_payload_streams_in_chunks(coordinator) -> None:
@@ -80,9 +81,9 @@ def test_large_sealed_payload_streams_in_chunks(coordinator) -> None:
     host = _endpoint(coord, layout, "platform", Role.HOST, job, "bank")
     guest = _endpoint(coord, layout, "bank", Role.GUEST, job, "platform")
     msg = _big_scores(40_000)  # ~20 MB, well past the 8 MiB gRPC message limit
-    host.send(LRStep.HOST_SCORES, Role.GUEST, msg)
+    host.send(TwoPartyStep.RESIDUAL, Role.GUEST, msg)
     assert host.bytes_sent > 2 * MAX_MESSAGE_BYTES
-    got = guest.recv(LRStep.HOST_SCORES, Role.HOST)
+    got = guest.recv(TwoPartyStep.RESIDUAL, Role.HOST)
     assert got == msg
     assert coord.mailbox.pending_bytes() == 0
 
@@ -93,17 +94,17 @@ def test_sequence_numbers_order_messages_and_replays_are_refused(coordinator) ->
     host = _endpoint(coord, layout, "platform", Role.HOST, job, "bank")
     guest = _endpoint(coord, layout, "bank", Role.GUEST, job, "platform")
     first, second = _big_scores(2), _big_scores(3)
-    host.send(LRStep.HOST_SCORES, Role.GUEST, first)
-    host.send(LRStep.HOST_SCORES, Role.GUEST, second)
-    assert guest.recv(LRStep.HOST_SCORES, Role.HOST) == first
-    assert guest.recv(LRStep.HOST_SCORES, Role.HOST) == second
+    host.send(TwoPartyStep.RESIDUAL, Role.GUEST, first)
+    host.send(TwoPartyStep.RESIDUAL, Role.GUEST, second)
+    assert guest.recv(TwoPartyStep.RESIDUAL, Role.HOST) == first
+    assert guest.recv(TwoPartyStep.RESIDUAL, Role.HOST) == second
     # A second copy of sequence 0 (a fresh endpoint restarts its counters) is never delivered again.
     replay = _endpoint(coord, layout, "platform", Role.HOST, job, "bank")
-    replay.send(LRStep.HOST_SCORES, Role.GUEST, _big_scores(7))
-    assert coord.mailbox.take(job, "bank", "platform", LRStep.HOST_SCORES.wire, 2, wait_s=0.5) is None
+    replay.send(TwoPartyStep.RESIDUAL, Role.GUEST, _big_scores(7))
+    assert coord.mailbox.take(job, "bank", "platform", TwoPartyStep.RESIDUAL.wire, 2, wait_s=0.5) is None
     # A receiver restarted from a checkpoint can fetch what it had already taken: the original, not the copy.
     restarted = _endpoint(coord, layout, "bank", Role.GUEST, job, "platform")
-    assert restarted.recv(LRStep.HOST_SCORES, Role.HOST) == first
+    assert restarted.recv(TwoPartyStep.RESIDUAL, Role.HOST) == first
 
 
 def test_payload_sealed_for_another_job_is_rejected(coordinator) -> None:
@@ -111,14 +112,14 @@ def test_payload_sealed_for_another_job_is_rejected(coordinator) -> None:
     job_a, job_b = _job(coord), _job(coord)
     host_a = _endpoint(coord, layout, "platform", Role.HOST, job_a, "bank")
     guest_b = _endpoint(coord, layout, "bank", Role.GUEST, job_b, "platform")
-    host_a.send(LRStep.HOST_SCORES, Role.GUEST, _big_scores(2))
+    host_a.send(TwoPartyStep.RESIDUAL, Role.GUEST, _big_scores(2))
     # Move the stored message into job B, as a malicious relay might.
-    env, data = coord.mailbox.take(job_a, "bank", "platform", LRStep.HOST_SCORES.wire, 0, wait_s=5)
+    env, data = coord.mailbox.take(job_a, "bank", "platform", TwoPartyStep.RESIDUAL.wire, 0, wait_s=5)
     env.job_id = job_b
     coord.mailbox.put(env, data)
     # The sender's signature covers the job id, so the move is caught before the seal is even opened.
     with pytest.raises(CryptoError, match="not signed by platform"):
-        guest_b.recv(LRStep.HOST_SCORES, Role.HOST)
+        guest_b.recv(TwoPartyStep.RESIDUAL, Role.HOST)
 
 
 def test_relay_cannot_reorder_messages(coordinator) -> None:
@@ -126,16 +127,16 @@ def test_relay_cannot_reorder_messages(coordinator) -> None:
     job = _job(coord)
     host = _endpoint(coord, layout, "platform", Role.HOST, job, "bank")
     guest = _endpoint(coord, layout, "bank", Role.GUEST, job, "platform")
-    host.send(LRStep.HOST_SCORES, Role.GUEST, _big_scores(2))
-    host.send(LRStep.HOST_SCORES, Role.GUEST, _big_scores(3))
+    host.send(TwoPartyStep.RESIDUAL, Role.GUEST, _big_scores(2))
+    host.send(TwoPartyStep.RESIDUAL, Role.GUEST, _big_scores(3))
     # A malicious relay swaps the sequence numbers of the two stored messages.
-    m0 = coord.mailbox.take(job, "bank", "platform", LRStep.HOST_SCORES.wire, 0, wait_s=5)
-    m1 = coord.mailbox.take(job, "bank", "platform", LRStep.HOST_SCORES.wire, 1, wait_s=5)
+    m0 = coord.mailbox.take(job, "bank", "platform", TwoPartyStep.RESIDUAL.wire, 0, wait_s=5)
+    m1 = coord.mailbox.take(job, "bank", "platform", TwoPartyStep.RESIDUAL.wire, 1, wait_s=5)
     m0[0].sequence, m1[0].sequence = 1, 0
     coord.mailbox.put(m1[0], m1[1], redeliver=True)
     coord.mailbox.put(m0[0], m0[1], redeliver=True)
     with pytest.raises(CryptoError):
-        guest.recv(LRStep.HOST_SCORES, Role.HOST)
+        guest.recv(TwoPartyStep.RESIDUAL, Role.HOST)
 
 
 def test_wrong_payload_type_for_step_is_rejected(coordinator) -> None:
@@ -143,11 +144,11 @@ def test_wrong_payload_type_for_step_is_rejected(coordinator) -> None:
     job = _job(coord)
     guest = _endpoint(coord, layout, "bank", Role.GUEST, job, "platform")
     host = _endpoint(coord, layout, "platform", Role.HOST, job, "bank")
-    wrong = EncryptedResiduals(EncryptedVector(b"k" * 32, 32, (gmpy2.mpz(5),)))
+    wrong = MaskedLoss(EncryptedVector(b"k" * 32, 0, (gmpy2.mpz(5),)))
     # Bypass the driver's step check to put a mistyped payload on the wire.
-    host.send(LRStep.HOST_SCORES, Role.GUEST, wrong)
+    host.send(TwoPartyStep.RESIDUAL, Role.GUEST, wrong)
     with pytest.raises(ProtocolError):
-        guest.recv(LRStep.HOST_SCORES, Role.HOST)
+        guest.recv(TwoPartyStep.RESIDUAL, Role.HOST)
 
 
 def test_receivers_wake_when_a_job_is_cancelled(coordinator) -> None:
@@ -158,7 +159,7 @@ def test_receivers_wake_when_a_job_is_cancelled(coordinator) -> None:
 
     def wait() -> None:
         try:
-            guest.recv(LRStep.HOST_SCORES, Role.HOST)
+            guest.recv(TwoPartyStep.RESIDUAL, Role.HOST)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 

@@ -15,10 +15,9 @@ Implementations:
   Pippenger multi-exponentiation, CRT decryption), or python-paillier's
   arithmetic (``paillier_engine: phe``) for the benchmark's baseline column.
 
-A CKKS implementation of the same interface needs exact integer plaintexts
-(decryption to fixed point with flooding, as :mod:`protocols.ckks.ops` does for
-the coordinated mode); it is not written yet, so two-party CKKS is refused by
-the runtime with a named error.
+The CKKS engine of the two-party LR does not go through this interface: its
+ciphertexts hold hundreds of values each, so it implements the exchanges
+themselves (:class:`protocols.hetero_lr.share_engine.RlweShareEngine`).
 """
 
 from __future__ import annotations

@@ -17,22 +17,25 @@ times four, ``y ∈ {−1, 1}``) at ``2^(fx+fw)``. Shares are Python ints in
 ``[0, 2^ℓ)``.
 
 Per mini-batch B, both parties run the same steps at the same time (P is
-either party, Q the other; every step is sent in both directions)::
+either party, Q the other; every step is sent in both directions). Each HE
+exchange is one call of the job's share engine (:mod:`.share_engine`:
+Paillier, or ring-LWE/CKKS), which owns the packing and the masks::
 
-    P -> Q  lr2.shares      [[b_Q · 2^(kS)]]_P, k < K           Q's weights' share held by P, under P's key
-    P -> Q  lr2.conversion  [[Σ_k (X_P b_P + c + s) 2^(kS)]]_Q  K rows per ciphertext, fresh s, fresh randomness
-            Q decrypts: its share of X_P b_P is the slot mod 2^ℓ; P keeps −(c + s).
-    P -> Q  lr2.residual    [[D^P]]_P, per row                   P's share of D, under P's key
-    P -> Q  lr2.gradient    [[X_P^T (D^P + D^Q) + c' + r]]_Q     fresh r, fresh randomness
-            Q decrypts: its share of g_P; P keeps −(c' + r).
+    P -> Q  lr2.shares      [[b_Q]]_P                           Q's weights' share held by P, under P's key
+    P -> Q  lr2.conversion  [[X_P b_P + mask]]_Q                 fresh mask, fresh randomness
+            Q opens its share of X_P b_P; P keeps −mask.
+    P -> Q  lr2.residual    [[D^P]]_P                            P's share of D, under P's key
+    P -> Q  lr2.gradient    [[X_P^T D^Q + mask']]_Q              fresh mask, fresh randomness
+            Q opens its share of X_P^T D^Q; P keeps −mask' + X_P^T D^P (its own part, in the clear).
     each    updates both of its weight shares locally (SGD is linear in the gradient),
             truncating its own share of ``lr · g`` (SecureML local truncation).
 
 Per epoch (the Taylor loss is ``log 2 − 1/2 + D²/8`` per row, so the epoch
 loss is determined by ``Σ D²``)::
 
-    host -> guest   lr2.masked_loss   [[2 Σ D^G D^H + Σ (D^H)² + ρ]]_G   fresh ρ
-    guest -> host   lr2.loss_reply    (that + Σ (D^G)²) mod 2^ℓ          = Σ D² + ρ (mod 2^ℓ)
+    host -> guest   lr2.masked_loss   [[Σ 2 D^H D^G + ρ]]_G   accumulated over the epoch, fresh ρ
+    guest -> host   lr2.loss_reply    (that + Σ (D^G)²) mod 2^ℓ
+            the host adds −ρ + Σ (D^H)²: Σ D² (mod 2^ℓ; the true sum is smaller)
     host -> guest   lr2.epoch_decision  mean loss, stop or continue      (an agreed aggregate)
 
 The host does the loss's cross term (one multi-exponentiation per batch with
@@ -77,12 +80,13 @@ residual, a score of a training row, an intermediate weight, or a label. Why eac
    ``ρ`` are uniform in ``[0, 2^(bound + σ))``: the decrypted integer is
    within statistical distance ``2^-σ`` of the mask alone, and its residue mod
    ``2^ℓ`` is a uniform share.
-3. **Packing the conversion.** The key holder decrypts ``|B|/K`` ciphertexts
-   per batch instead of ``|B|``: the sender multiplies ``K`` shifted copies of
+3. **Packing.** Paillier: the key holder decrypts ``|B|/K`` ciphertexts per
+   batch instead of ``|B|``: the sender multiplies ``K`` shifted copies of
    each share, ``[[b_j · 2^(kS)]]``, by the rows' features in one
    multi-exponentiation per ciphertext, and masks all ``K`` slots with one
-   fresh encryption. A CRT decryption costs about four encryptions, so this
-   cuts the per-batch cost of the conversion several times.
+   fresh encryption. RLWE: one ciphertext × plaintext product computes
+   hundreds of rows' limb products (coefficient packing,
+   :mod:`protocols.rlwe.scheme`), with every other coefficient masked uniformly.
 4. **No plaintext gradient anywhere**, so the first-batch subset-sum attack on
    the coordinated mode (``d = −y/2`` at zero weights) has nothing to work on:
    what the host decrypts in the first batch is uniform whatever the labels.

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from fedcredit.v1 import rlwe_pb2 as fedcredit_dot_v1_dot_rlwe__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66\x65\x64\x63redit/v1/hetero_lr.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x17\x66\x65\x64\x63redit/v1/rlwe.proto\"\x1e\n\x11PaillierPublicKey\x12\t\n\x01n\x18\x01 \x01(\x0c\"o\n\x0f\x45ncryptedVector\x12\x17\n\x0fkey_fingerprint\x18\x01 \x01(\x0c\x12\x10\n\x08\x65xponent\x18\x02 \x01(\x05\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x13\n\x0b\x63iphertexts\x18\x05 \x01(\x0c\"I\n\tIntVector\x12\x10\n\x08\x65xponent\x18\x01 \x01(\x05\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"J\n\x0cTrainingPlan\x12\x0f\n\x07n_train\x18\x01 \x01(\x04\x12\x0e\n\x06n_test\x18\x02 \x01(\x04\x12\x19\n\x11\x62\x61tches_per_epoch\x18\x03 \x01(\r\"\x82\x01\n\x0f\x45ncryptedScores\x12\x35\n\x0equarter_scores\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVector\x12\x38\n\x11\x65ighth_square_sum\x18\x02 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVector\"F\n\x12\x45ncryptedResiduals\x12\x30\n\tresiduals\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVector\"H\n\x17\x45ncryptedMaskedGradient\x12-\n\x06values\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVector\"9\n\x0eMaskedGradient\x12\'\n\x06values\x18\x01 \x01(\x0b\x32\x17.fedcredit.v1.IntVector\"=\n\rEncryptedLoss\x12,\n\x05value\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVector\"J\n\rEpochDecision\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x0c\n\x04loss\x18\x02 \x01(\x01\x12\x0c\n\x04stop\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"$\n\x0eHostTestScores\x12\x12\n\x06scores\x18\x01 \x03(\x01\x42\x02\x10\x01\"O\n\x11\x45valuationMetrics\x12\x0b\n\x03\x61uc\x18\x01 \x01(\x01\x12\n\n\x02ks\x18\x02 \x01(\x01\x12\x0e\n\x06n_test\x18\x03 \x01(\x04\x12\x11\n\tpositives\x18\x04 \x01(\x04\"<\n\nRingVector\x12\x11\n\tring_bits\x18\x01 \x01(\r\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xb0\x01\n\nPartySetup\x12\x35\n\npublic_key\x18\x01 \x01(\x0b\x32\x1f.fedcredit.v1.PaillierPublicKeyH\x00\x12/\n\x08rlwe_key\x18\x05 \x01(\x0b\x32\x1b.fedcredit.v1.RlwePublicKeyH\x00\x12\x12\n\nn_features\x18\x02 \x01(\r\x12\x0f\n\x07n_train\x18\x03 \x01(\x04\x12\x0e\n\x06n_test\x18\x04 \x01(\x04\x42\x05\n\x03key\"y\n\x0f\x45ncryptedShares\x12/\n\x06values\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVectorH\x00\x12-\n\x04rlwe\x18\x02 \x01(\x0b\x32\x1d.fedcredit.v1.RlweCiphertextsH\x00\x42\x06\n\x04\x62ody\"\xaa\x01\n\x10MaskedConversion\x12/\n\x06values\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVectorH\x00\x12-\n\x04rlwe\x18\x05 \x01(\x0b\x32\x1d.fedcredit.v1.RlweCiphertextsH\x00\x12\x0c\n\x04rows\x18\x02 \x01(\r\x12\x11\n\tslot_bits\x18\x03 \x01(\r\x12\r\n\x05slots\x18\x04 \x01(\rB\x06\n\x04\x62ody\"\x80\x01\n\x16\x45ncryptedResidualShare\x12/\n\x06values\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVectorH\x00\x12-\n\x04rlwe\x18\x02 \x01(\x0b\x32\x1d.fedcredit.v1.RlweCiphertextsH\x00\x42\x06\n\x04\x62ody\"}\n\x13MaskedGradientShare\x12/\n\x06values\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVectorH\x00\x12-\n\x04rlwe\x18\x02 \x01(\x0b\x32\x1d.fedcredit.v1.RlweCiphertextsH\x00\x42\x06\n\x04\x62ody\"t\n\nMaskedLoss\x12/\n\x06values\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVectorH\x00\x12-\n\x04rlwe\x18\x02 \x01(\x0b\x32\x1d.fedcredit.v1.RlweCiphertextsH\x00\x42\x06\n\x04\x62ody\":\n\x0fMaskedLossReply\x12\'\n\x05value\x18\x01 \x01(\x0b\x32\x18.fedcredit.v1.RingVector\"7\n\x0bWeightShare\x12(\n\x06values\x18\x01 \x01(\x0b\x32\x18.fedcredit.v1.RingVector\"7\n\x0bScoreShares\x12(\n\x06values\x18\x01 \x01(\x0b\x32\x18.fedcredit.v1.RingVectorb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66\x65\x64\x63redit/v1/hetero_lr.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x17\x66\x65\x64\x63redit/v1/rlwe.proto\"\x1e\n\x11PaillierPublicKey\x12\t\n\x01n\x18\x01 \x01(\x0c\"o\n\x0f\x45ncryptedVector\x12\x17\n\x0fkey_fingerprint\x18\x01 \x01(\x0c\x12\x10\n\x08\x65xponent\x18\x02 \x01(\x05\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x13\n\x0b\x63iphertexts\x18\x05 \x01(\x0c\"J\n\rEpochDecision\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x0c\n\x04loss\x18\x02 \x01(\x01\x12\x0c\n\x04stop\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"$\n\x0eHostTestScores\x12\x12\n\x06scores\x18\x01 \x03(\x01\x42\x02\x10\x01\"<\n\nRingVector\x12\x11\n\tring_bits\x18\x01 \x01(\r\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xb0\x01\n\nPartySetup\x12\x35\n\npublic_key\x18\x01 \x01(\x0b\x32\x1f.fedcredit.v1.PaillierPublicKeyH\x00\x12/\n\x08rlwe_key\x18\x05 \x01(\x0b\x32\x1b.fedcredit.v1.RlwePublicKeyH\x00\x12\x12\n\nn_features\x18\x02 \x01(\r\x12\x0f\n\x07n_train\x18\x03 \x01(\x04\x12\x0e\n\x06n_test\x18\x04 \x01(\x04\x42\x05\n\x03key\"y\n\x0f\x45ncryptedShares\x12/\n\x06values\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVectorH\x00\x12-\n\x04rlwe\x18\x02 \x01(\x0b\x32\x1d.fedcredit.v1.RlweCiphertextsH\x00\x42\x06\n\x04\x62ody\"\xaa\x01\n\x10MaskedConversion\x12/\n\x06values\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVectorH\x00\x12-\n\x04rlwe\x18\x05 \x01(\x0b\x32\x1d.fedcredit.v1.RlweCiphertextsH\x00\x12\x0c\n\x04rows\x18\x02 \x01(\r\x12\x11\n\tslot_bits\x18\x03 \x01(\r\x12\r\n\x05slots\x18\x04 \x01(\rB\x06\n\x04\x62ody\"\x80\x01\n\x16\x45ncryptedResidualShare\x12/\n\x06values\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVectorH\x00\x12-\n\x04rlwe\x18\x02 \x01(\x0b\x32\x1d.fedcredit.v1.RlweCiphertextsH\x00\x42\x06\n\x04\x62ody\"}\n\x13MaskedGradientShare\x12/\n\x06values\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVectorH\x00\x12-\n\x04rlwe\x18\x02 \x01(\x0b\x32\x1d.fedcredit.v1.RlweCiphertextsH\x00\x42\x06\n\x04\x62ody\"t\n\nMaskedLoss\x12/\n\x06values\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVectorH\x00\x12-\n\x04rlwe\x18\x02 \x01(\x0b\x32\x1d.fedcredit.v1.RlweCiphertextsH\x00\x42\x06\n\x04\x62ody\":\n\x0fMaskedLossReply\x12\'\n\x05value\x18\x01 \x01(\x0b\x32\x18.fedcredit.v1.RingVector\"7\n\x0bWeightShare\x12(\n\x06values\x18\x01 \x01(\x0b\x32\x18.fedcredit.v1.RingVector\"7\n\x0bScoreShares\x12(\n\x06values\x18\x01 \x01(\x0b\x32\x18.fedcredit.v1.RingVectorb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,44 +38,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PAILLIERPUBLICKEY']._serialized_end=101
   _globals['_ENCRYPTEDVECTOR']._serialized_start=103
   _globals['_ENCRYPTEDVECTOR']._serialized_end=214
-  _globals['_INTVECTOR']._serialized_start=216
-  _globals['_INTVECTOR']._serialized_end=289
-  _globals['_TRAININGPLAN']._serialized_start=291
-  _globals['_TRAININGPLAN']._serialized_end=365
-  _globals['_ENCRYPTEDSCORES']._serialized_start=368
-  _globals['_ENCRYPTEDSCORES']._serialized_end=498
-  _globals['_ENCRYPTEDRESIDUALS']._serialized_start=500
-  _globals['_ENCRYPTEDRESIDUALS']._serialized_end=570
-  _globals['_ENCRYPTEDMASKEDGRADIENT']._serialized_start=572
-  _globals['_ENCRYPTEDMASKEDGRADIENT']._serialized_end=644
-  _globals['_MASKEDGRADIENT']._serialized_start=646
-  _globals['_MASKEDGRADIENT']._serialized_end=703
-  _globals['_ENCRYPTEDLOSS']._serialized_start=705
-  _globals['_ENCRYPTEDLOSS']._serialized_end=766
-  _globals['_EPOCHDECISION']._serialized_start=768
-  _globals['_EPOCHDECISION']._serialized_end=842
-  _globals['_HOSTTESTSCORES']._serialized_start=844
-  _globals['_HOSTTESTSCORES']._serialized_end=880
-  _globals['_EVALUATIONMETRICS']._serialized_start=882
-  _globals['_EVALUATIONMETRICS']._serialized_end=961
-  _globals['_RINGVECTOR']._serialized_start=963
-  _globals['_RINGVECTOR']._serialized_end=1023
-  _globals['_PARTYSETUP']._serialized_start=1026
-  _globals['_PARTYSETUP']._serialized_end=1202
-  _globals['_ENCRYPTEDSHARES']._serialized_start=1204
-  _globals['_ENCRYPTEDSHARES']._serialized_end=1325
-  _globals['_MASKEDCONVERSION']._serialized_start=1328
-  _globals['_MASKEDCONVERSION']._serialized_end=1498
-  _globals['_ENCRYPTEDRESIDUALSHARE']._serialized_start=1501
-  _globals['_ENCRYPTEDRESIDUALSHARE']._serialized_end=1629
-  _globals['_MASKEDGRADIENTSHARE']._serialized_start=1631
-  _globals['_MASKEDGRADIENTSHARE']._serialized_end=1756
-  _globals['_MASKEDLOSS']._serialized_start=1758
-  _globals['_MASKEDLOSS']._serialized_end=1874
-  _globals['_MASKEDLOSSREPLY']._serialized_start=1876
-  _globals['_MASKEDLOSSREPLY']._serialized_end=1934
-  _globals['_WEIGHTSHARE']._serialized_start=1936
-  _globals['_WEIGHTSHARE']._serialized_end=1991
-  _globals['_SCORESHARES']._serialized_start=1993
-  _globals['_SCORESHARES']._serialized_end=2048
+  _globals['_EPOCHDECISION']._serialized_start=216
+  _globals['_EPOCHDECISION']._serialized_end=290
+  _globals['_HOSTTESTSCORES']._serialized_start=292
+  _globals['_HOSTTESTSCORES']._serialized_end=328
+  _globals['_RINGVECTOR']._serialized_start=330
+  _globals['_RINGVECTOR']._serialized_end=390
+  _globals['_PARTYSETUP']._serialized_start=393
+  _globals['_PARTYSETUP']._serialized_end=569
+  _globals['_ENCRYPTEDSHARES']._serialized_start=571
+  _globals['_ENCRYPTEDSHARES']._serialized_end=692
+  _globals['_MASKEDCONVERSION']._serialized_start=695
+  _globals['_MASKEDCONVERSION']._serialized_end=865
+  _globals['_ENCRYPTEDRESIDUALSHARE']._serialized_start=868
+  _globals['_ENCRYPTEDRESIDUALSHARE']._serialized_end=996
+  _globals['_MASKEDGRADIENTSHARE']._serialized_start=998
+  _globals['_MASKEDGRADIENTSHARE']._serialized_end=1123
+  _globals['_MASKEDLOSS']._serialized_start=1125
+  _globals['_MASKEDLOSS']._serialized_end=1241
+  _globals['_MASKEDLOSSREPLY']._serialized_start=1243
+  _globals['_MASKEDLOSSREPLY']._serialized_end=1301
+  _globals['_WEIGHTSHARE']._serialized_start=1303
+  _globals['_WEIGHTSHARE']._serialized_end=1358
+  _globals['_SCORESHARES']._serialized_start=1360
+  _globals['_SCORESHARES']._serialized_end=1415
 # @@protoc_insertion_point(module_scope)

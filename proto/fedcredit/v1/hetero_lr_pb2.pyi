@@ -27,60 +27,6 @@ class EncryptedVector(_message.Message):
     ciphertexts: bytes
     def __init__(self, key_fingerprint: _Optional[bytes] = ..., exponent: _Optional[int] = ..., count: _Optional[int] = ..., width: _Optional[int] = ..., ciphertexts: _Optional[bytes] = ...) -> None: ...
 
-class IntVector(_message.Message):
-    __slots__ = ("exponent", "count", "width", "data")
-    EXPONENT_FIELD_NUMBER: _ClassVar[int]
-    COUNT_FIELD_NUMBER: _ClassVar[int]
-    WIDTH_FIELD_NUMBER: _ClassVar[int]
-    DATA_FIELD_NUMBER: _ClassVar[int]
-    exponent: int
-    count: int
-    width: int
-    data: bytes
-    def __init__(self, exponent: _Optional[int] = ..., count: _Optional[int] = ..., width: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
-
-class TrainingPlan(_message.Message):
-    __slots__ = ("n_train", "n_test", "batches_per_epoch")
-    N_TRAIN_FIELD_NUMBER: _ClassVar[int]
-    N_TEST_FIELD_NUMBER: _ClassVar[int]
-    BATCHES_PER_EPOCH_FIELD_NUMBER: _ClassVar[int]
-    n_train: int
-    n_test: int
-    batches_per_epoch: int
-    def __init__(self, n_train: _Optional[int] = ..., n_test: _Optional[int] = ..., batches_per_epoch: _Optional[int] = ...) -> None: ...
-
-class EncryptedScores(_message.Message):
-    __slots__ = ("quarter_scores", "eighth_square_sum")
-    QUARTER_SCORES_FIELD_NUMBER: _ClassVar[int]
-    EIGHTH_SQUARE_SUM_FIELD_NUMBER: _ClassVar[int]
-    quarter_scores: EncryptedVector
-    eighth_square_sum: EncryptedVector
-    def __init__(self, quarter_scores: _Optional[_Union[EncryptedVector, _Mapping]] = ..., eighth_square_sum: _Optional[_Union[EncryptedVector, _Mapping]] = ...) -> None: ...
-
-class EncryptedResiduals(_message.Message):
-    __slots__ = ("residuals",)
-    RESIDUALS_FIELD_NUMBER: _ClassVar[int]
-    residuals: EncryptedVector
-    def __init__(self, residuals: _Optional[_Union[EncryptedVector, _Mapping]] = ...) -> None: ...
-
-class EncryptedMaskedGradient(_message.Message):
-    __slots__ = ("values",)
-    VALUES_FIELD_NUMBER: _ClassVar[int]
-    values: EncryptedVector
-    def __init__(self, values: _Optional[_Union[EncryptedVector, _Mapping]] = ...) -> None: ...
-
-class MaskedGradient(_message.Message):
-    __slots__ = ("values",)
-    VALUES_FIELD_NUMBER: _ClassVar[int]
-    values: IntVector
-    def __init__(self, values: _Optional[_Union[IntVector, _Mapping]] = ...) -> None: ...
-
-class EncryptedLoss(_message.Message):
-    __slots__ = ("value",)
-    VALUE_FIELD_NUMBER: _ClassVar[int]
-    value: EncryptedVector
-    def __init__(self, value: _Optional[_Union[EncryptedVector, _Mapping]] = ...) -> None: ...
-
 class EpochDecision(_message.Message):
     __slots__ = ("epoch", "loss", "stop", "reason")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -98,18 +44,6 @@ class HostTestScores(_message.Message):
     SCORES_FIELD_NUMBER: _ClassVar[int]
     scores: _containers.RepeatedScalarFieldContainer[float]
     def __init__(self, scores: _Optional[_Iterable[float]] = ...) -> None: ...
-
-class EvaluationMetrics(_message.Message):
-    __slots__ = ("auc", "ks", "n_test", "positives")
-    AUC_FIELD_NUMBER: _ClassVar[int]
-    KS_FIELD_NUMBER: _ClassVar[int]
-    N_TEST_FIELD_NUMBER: _ClassVar[int]
-    POSITIVES_FIELD_NUMBER: _ClassVar[int]
-    auc: float
-    ks: float
-    n_test: int
-    positives: int
-    def __init__(self, auc: _Optional[float] = ..., ks: _Optional[float] = ..., n_test: _Optional[int] = ..., positives: _Optional[int] = ...) -> None: ...
 
 class RingVector(_message.Message):
     __slots__ = ("ring_bits", "count", "data")
