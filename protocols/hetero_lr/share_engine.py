@@ -51,6 +51,8 @@ __all__ = [
 ]
 
 MAX_FEATURES = 4096  # per party: a public bound the RLWE budget is sized for
+RLWE_LIMB_BITS = 32  # an encrypted ring share is 5 limbs of 32 bits
+LOSS_LIMB_BITS = 20  # the host's residual shares, as the loss product's plaintext rows: 8 limbs of 20 bits
 
 
 class ShareEngine(Protocol):
@@ -299,12 +301,13 @@ class PaillierShareEngine:
 def plan_rlwe_for(params: HeteroLRParams, *, n_train: int, max_rows: int, n_batches: int) -> rl.RlweParams:
     """The RLWE parameters both parties derive from the job's public sizes (they must agree exactly).
 
-    Bounds: a feature is below ``2^(fx + xi)``; a limb below ``2^β``; a target sums at most
+    Bounds: a plaintext entry (a feature, or a 20-bit limb of the host's residual share in the loss
+    product) is below ``2^max(fx + xi, 20)``; an encrypted limb below ``2^32``; a target sums at most
     ``max(n_train, MAX_FEATURES)`` products (the epoch's loss cross term is the longest sum); at most
     ``max(n_batches · max_rows, MAX_FEATURES)`` ciphertext products go into one masked ciphertext.
     """
-    beta = 20
-    alpha = max(params.feature_frac_bits + params.feature_int_bits, beta)
+    beta = RLWE_LIMB_BITS
+    alpha = max(params.feature_frac_bits + params.feature_int_bits, LOSS_LIMB_BITS)  # plaintext entries: features, loss limbs
     terms = max(n_train, max_rows, MAX_FEATURES)
     return rl.plan_rlwe(ring_bits=params.ring_bits, sigma=params.mask_security_bits,
                         max_value_bits=math.ceil(math.log2(terms)) + alpha + beta, plain_bits=alpha,
@@ -341,12 +344,13 @@ class RlweShareEngine:
         self.grad_peer = rl.plan_layout(m_peer, R, J, N)
         self.m_peer = m_peer
 
-    @staticmethod
-    def _loss_layout(grad: rl.Layout) -> rl.Layout:
-        """The loss product reads the guest's residual operand, so it keeps the gradient's inner blocks."""
-        J = grad.limbs
-        r_b = (grad.degree - grad.inner_block + 1) // (grad.inner_block * J)
-        return rl.Layout(J, grad.inner, J, grad.degree, grad.inner_block, min(r_b, J))
+    def _loss_layout(self, grad: rl.Layout) -> rl.Layout:
+        """The loss product reads the guest's residual operand, so it keeps the gradient's inner blocks.
+
+        Its plaintext rows are the 20-bit limbs of the host's ``2 D^H``."""
+        rows = -(-self.params.ring_bits // LOSS_LIMB_BITS)
+        r_b = (grad.degree - grad.inner_block + 1) // (grad.inner_block * grad.limbs)
+        return rl.Layout(rows, grad.inner, grad.limbs, grad.degree, grad.inner_block, min(r_b, rows))
 
     def encrypt_weight_share(self, b: Sequence[int]) -> EncryptedShares:
         return EncryptedShares(rl.encrypt_operand(self.sk, b, self.conv_peer, self.rng))
@@ -374,20 +378,18 @@ class RlweShareEngine:
         return rl.open_masked(self.sk, _rlwe(msg.values), self.grad_peer)
 
     def loss_accumulate(self, acc: Any, msg: EncryptedResidualShare, row: Sequence[int]) -> Any:
-        beta, J = self.rlwe.limb_bits, self.rlwe.limbs
-        mask = (1 << beta) - 1
-        limbs = np.array([[(int(v) >> (beta * i)) & mask for v in row] for i in range(J)], dtype=np.int64)
-        return rl.multiply(self.peer, _rlwe(msg.values), limbs, self._loss_layout(self.grad_mine), acc)
+        layout = self._loss_layout(self.grad_mine)
+        mask = (1 << LOSS_LIMB_BITS) - 1
+        limbs = np.array([[(int(v) >> (LOSS_LIMB_BITS * i)) & mask for v in row] for i in range(layout.rows)], dtype=np.int64)
+        return rl.multiply(self.peer, _rlwe(msg.values), limbs, layout, acc)
 
     def loss_mask(self, acc: Any) -> tuple[MaskedLoss, int]:
         masked, mine = rl.mask(self.peer, acc, self.rng)
-        beta = self.rlwe.limb_bits
-        return MaskedLoss(masked), sum(v << (beta * i) for i, v in enumerate(mine)) & self._ring
+        return MaskedLoss(masked), sum(v << (LOSS_LIMB_BITS * i) for i, v in enumerate(mine)) & self._ring
 
     def open_loss(self, msg: MaskedLoss) -> int:
         vals = rl.open_masked(self.sk, _rlwe(msg.values), self._loss_layout(self.grad_peer))
-        beta = self.rlwe.limb_bits
-        return sum(v << (beta * i) for i, v in enumerate(vals)) & self._ring
+        return sum(v << (LOSS_LIMB_BITS * i) for i, v in enumerate(vals)) & self._ring
 
 
 def _rlwe(values: Any) -> rl.RlweCiphertexts:
