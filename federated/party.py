@@ -22,7 +22,7 @@ import grpc
 import numpy as np
 
 from fedcredit.v1 import job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc
-from protocols.core import Progress, Role, key_owner_of
+from protocols.core import Checkpoint, Progress, Role, key_owner_of
 from protocols.hetero_lr import Standardizer, split_train_test
 from protocols.hetero_lr import two_party
 from protocols.psi import protocol as psi
@@ -386,15 +386,13 @@ class PartyNode:
         report = self._progress_reporter(info.job_id)
         ckpt_path = self._checkpoint_path(info.job_id)
 
-        def on_progress(p: Progress) -> None:
-            ck = p.detail.get("checkpoint") if isinstance(p.detail, dict) else None
-            if ck is not None:  # persisted before the program goes on; it holds secrets, so it stays here (0600)
-                _write_private_json(ckpt_path, ck)
-            report(p)
+        def on_checkpoint(c: Checkpoint) -> None:
+            # persisted before the program goes on; it holds secrets, so it stays here (0600) and goes nowhere
+            _write_private_json(ckpt_path, dict(c.state))
 
         endpoint = RelayEndpoint(
             self.channel, info.job_id, role, names, signer=self.signer, verify_keys=verify_keys,
-            sealers={peer: sealer}, on_progress=on_progress, recorder=record,
+            sealers={peer: sealer}, on_progress=report, on_checkpoint=on_checkpoint, recorder=record,
             timeout_s=self.cfg.message_timeout_s,
         )
         rng = secrets.SystemRandom()

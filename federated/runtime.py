@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Mapping
 import grpc
 
 from fedcredit.v1 import envelope_pb2, relay_pb2, relay_pb2_grpc
-from protocols.core import Message, Progress, ProtocolStep, Recv, Role, RoleProgram, Send, check_recv, check_send
+from protocols.core import Checkpoint, Message, Progress, ProtocolStep, Recv, Role, RoleProgram, Send, check_recv, check_send
 from protocols.errors import ProtocolError
 
 from .codec import decode_payload, encode_payload
@@ -64,6 +64,8 @@ def drive(role: Role, program: RoleProgram, endpoint: "Endpoint") -> Any:
             value = endpoint.recv(action.step, check_recv(role, action))
         elif isinstance(action, Progress):
             endpoint.progress(action)
+        elif isinstance(action, Checkpoint):
+            endpoint.checkpoint(action)
         else:
             raise ProtocolError(f"role {role} yielded {action!r}, not an action")
 
@@ -90,6 +92,7 @@ class Endpoint(ABC):
         verify_keys: Mapping[str, Any],
         sealers: Mapping[str, Sealer] | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        on_checkpoint: Callable[[Checkpoint], None] | None = None,
         recorder: Recorder | None = None,
     ) -> None:
         self.job_id = job_id
@@ -100,6 +103,7 @@ class Endpoint(ABC):
         self.verify_keys = dict(verify_keys)
         self.sealers = dict(sealers or {})
         self._on_progress = on_progress
+        self._on_checkpoint = on_checkpoint
         self._recorder = recorder
         self._send_seq: dict[tuple[str, str], int] = {}
         self._recv_seq: dict[tuple[str, str], int] = {}
@@ -183,6 +187,11 @@ class Endpoint(ABC):
     def progress(self, p: Progress) -> None:
         if self._on_progress:
             self._on_progress(p)
+
+    def checkpoint(self, c: Checkpoint) -> None:
+        """Persist a role's state before it continues. Without a handler the job cannot resume, and that is all."""
+        if self._on_checkpoint:
+            self._on_checkpoint(c)
 
     def restore_counters(self, steps: Any, sent: Mapping[str, int], recv_from: Mapping[str, int]) -> None:
         """After a restart: continue each step's sequence numbers where the checkpoint says."""

@@ -42,6 +42,7 @@ __all__ = [
     "Send",
     "Recv",
     "Progress",
+    "Checkpoint",
     "Action",
     "RoleProgram",
     "check_send",
@@ -169,7 +170,21 @@ class Progress:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
-Action = Send | Recv | Progress
+@dataclass(frozen=True)
+class Checkpoint:
+    """State a role must persist before it continues, secrets included (e.g. PSI's scalar).
+
+    A separate action from :class:`Progress`, so a secret can never ride along
+    with a report that leaves the node: the runtime writes ``state`` to the
+    party's own disk (readable by it only) before resuming the program, and
+    sends it nowhere.
+    """
+
+    stage: str
+    state: Mapping[str, Any] = field(repr=False)
+
+
+Action = Send | Recv | Progress | Checkpoint
 RoleProgram = Generator[Action, Any, Any]
 
 
@@ -243,7 +258,7 @@ def run_local(programs: Mapping[Role, RoleProgram], max_rounds: int = 10_000_000
 
     Messages are queued per ``(step, sender, receiver)`` in FIFO order, which is
     exactly the ordering the gRPC runtime provides with sequence numbers.
-    Progress actions are collected but otherwise ignored.
+    Progress and Checkpoint actions are ignored.
 
     Returns each role's return value. Raises :class:`ProtocolError` on deadlock.
     """
@@ -284,7 +299,7 @@ def run_local(programs: Mapping[Role, RoleProgram], max_rounds: int = 10_000_000
                 queues.setdefault((action.step.wire, role, to), deque()).append(action.payload)
             elif isinstance(action, Recv):
                 pending[role] = action
-            elif isinstance(action, Progress):
+            elif isinstance(action, (Progress, Checkpoint)):
                 pass
             else:
                 raise ProtocolError(f"role {role} yielded {action!r}, not an action")

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocols.core import (
+    Checkpoint,
     Classification,
     Masked,
     Progress,
@@ -528,7 +529,8 @@ def test_progress_reported_per_batch() -> None:
     assert [p.detail["phase"] for p in guest] == ["guest_blind"] * 3 + ["guest_reblind", "done"]
     # host: 10 own points in 1 batch, then 25 guest points in 3 batches
     assert [(p.done, p.total) for p in host] == [(10, 10), (20, 35), (30, 35), (35, 35)]
-    # Without checkpoint=True no secret goes into a Progress (the runtime forwards details).
+    # Without checkpoint=True there is no Checkpoint action at all, and a Progress never carries one.
+    assert not any(isinstance(a, Checkpoint) for _, a in log)
     assert not any("checkpoint" in p.detail for p in guest + host)
 
 
@@ -817,11 +819,12 @@ def run_resumable(
                     queue.append(action.payload)
             elif isinstance(action, Recv):
                 pending[role] = action
+            elif isinstance(action, Checkpoint):
+                cp = dict(action.state)
+                assert json.loads(json.dumps(cp)) == cp  # plain JSON
+                last_cp[role] = cp
             elif isinstance(action, Progress):
-                cp = action.detail.get("checkpoint")
-                if cp is not None:
-                    assert json.loads(json.dumps(cp)) == cp  # plain JSON
-                    last_cp[role] = cp
+                assert "checkpoint" not in action.detail and "secret" not in json.dumps(dict(action.detail))
         return moved
 
     for _ in range(100_000):
@@ -886,10 +889,10 @@ def test_resumed_role_continues_after_its_last_batch() -> None:
     def host(cp: PsiCheckpoint | None) -> RoleProgram:
         return host_program(RESUME_CASE["host"], params, random.Random(52), resume=cp, checkpoint=True)
 
-    # Actions: start progress, size, then (send, progress) per batch. Action 13 is
-    # the send of batch 5: the process dies before it leaves, after the
-    # checkpoint that recorded 5 batches sent.
-    out, stats = run_resumable({Role.GUEST: guest, Role.HOST: host}, kills={Role.GUEST: [13]})
+    # Actions: start checkpoint and progress, size, then (send, checkpoint, progress) per
+    # batch. Action 19 is the send of batch 5: the process dies before it leaves,
+    # after the checkpoint that recorded 5 batches sent.
+    out, stats = run_resumable({Role.GUEST: guest, Role.HOST: host}, kills={Role.GUEST: [19]})
     assert stats == {"restarts": 1, "resent": 0}
     blinded = [a.payload for r, a in log if isinstance(a, Send) and a.step is PsiStep.GUEST_BLINDED]
     assert len(blinded) == 6 + 3  # batches 0-5 (5 lost), then only 5, 6, 7 after the restart
@@ -900,9 +903,12 @@ def test_resumed_role_continues_after_its_last_batch() -> None:
 def test_checkpoint_format_and_checks() -> None:
     params = PsiParams(salt=SALT, batch_size=6)
     gen = guest_program(RESUME_CASE["guest"], params, random.Random(51), checkpoint=True)
-    first = next(gen)
-    assert isinstance(first, Progress) and first.detail["phase"] == "start"
-    cp = first.detail["checkpoint"]
+    first, second = next(gen), next(gen)
+    # the secrets come first, in their own action; the progress report that follows carries none
+    assert isinstance(first, Checkpoint) and first.stage == "psi"
+    assert isinstance(second, Progress) and second.detail == {"phase": "start"}
+    cp = dict(first.state)
+    assert cp["secret"]["scalar"] not in repr(first)  # not even in a log line of the action
     assert set(cp) == {"version", "protocol", "role", "job", "secret", "peer_size", "sent", "recv_from"}
     assert cp["secret"]["scalar"] == random_scalar(random.Random(51)).hex()  # the secret is in there ...
     parsed = PsiCheckpoint.from_dict(cp)

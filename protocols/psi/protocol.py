@@ -91,11 +91,12 @@ multiplication (own set, then the peer's; ``total`` grows once the peer's size
 is known) and ``detail["phase"]`` names the phase.
 
 With ``checkpoint=True`` (implied by ``resume``) every Progress -- including a
-first one yielded before any message is sent -- also carries
-``detail["checkpoint"]``: a :class:`PsiCheckpoint` as a plain dict. **It holds
-the role's secret scalar and shuffle seed**: the runtime must remove it from
-the detail before reporting progress anywhere, and write it only to the
-party's own checkpoint file. Passing it back as ``resume=`` (with the same ids
+first one yielded before any message is sent -- is preceded by a
+:class:`~protocols.core.Checkpoint` action whose ``state`` is a
+:class:`PsiCheckpoint` as a plain dict. **It holds the role's secret scalar and
+shuffle seed**: it is a separate action so that it can never ride along with
+a progress report; the runtime writes it only to the party's own checkpoint
+file (0600), before the program continues. Passing it back as ``resume=`` (with the same ids
 and params) continues the role after its last completed batch; see
 :class:`PsiCheckpoint` for what the runtime must provide (skip re-sending what
 was delivered, re-deliver received messages from ``recv_from`` on).
@@ -137,6 +138,7 @@ import numpy as np
 
 from ..core import (
     Aggregate,
+    Checkpoint,
     Masked,
     Progress,
     ProtocolStep,
@@ -364,7 +366,7 @@ _CHECKPOINT_VERSION = 1
 class PsiCheckpoint:
     """Where a role stands after its last completed batch, enough to resume it.
 
-    Yielded as ``Progress.detail["checkpoint"]`` (as :meth:`to_dict`) when a
+    Yielded as a :class:`~protocols.core.Checkpoint` action's ``state`` (as :meth:`to_dict`) when a
     role runs with ``checkpoint=True``; pass :meth:`from_dict` of the last one
     back as ``resume=`` to continue. A resumed role is deterministic: with the
     same ids and params it re-creates exactly the messages it sent before.
@@ -523,11 +525,12 @@ class _Tracker:
         return PsiCheckpoint(self.role, self.job, self.scalar, self.seed, self.peer_size,
                              dict(self.sent), dict(self.recv_from))
 
-    def progress(self, done: int, total: int, phase: str) -> Progress:
-        detail: dict[str, Any] = {"phase": phase}
+    def progress(self, done: int, total: int, phase: str) -> Generator[Checkpoint | Progress, Any, None]:
+        """A :class:`Checkpoint` (with the secrets; the runtime persists it before the program goes on),
+        then the :class:`Progress` report, which never carries a secret."""
         if self.enabled:
-            detail["checkpoint"] = self.snapshot().to_dict()
-        return Progress(stage="psi", done=done, total=total, detail=detail)
+            yield Checkpoint("psi", self.snapshot().to_dict())
+        yield Progress(stage="psi", done=done, total=total, detail={"phase": phase})
 
     def sent_count(self, step: ProtocolStep) -> int:
         return self.sent.get(step.wire, 0)
@@ -664,8 +667,8 @@ def guest_program(
         map_fn: runs the hashing and scalar multiplications, e.g.
             ``ProcessPoolExecutor(cores).map``; in this process when None.
         resume: the last checkpoint of an interrupted run of this role.
-        checkpoint: put a :class:`PsiCheckpoint` (with the secrets) in every
-            ``Progress.detail["checkpoint"]``; implied by ``resume``.
+        checkpoint: yield a :class:`~protocols.core.Checkpoint` (a :class:`PsiCheckpoint`, with the
+            secrets) before every ``Progress``; implied by ``resume``.
 
     Returns (as the generator's return value):
         :class:`PsiResult`: the guest's intersecting rows in increasing order
@@ -683,7 +686,7 @@ def guest_program(
     n = len(ids)
     perm = seeded_permutation(n, t.seed, b"guest-rows")  # stream position k holds guest row perm[k]
     if t.enabled:
-        yield t.progress(0, n, "start")  # the secrets reach the checkpoint before any message leaves
+        yield from t.progress(0, n, "start")  # the secrets reach the checkpoint before any message leaves
 
     # Round 1: announce |X|, then stream a·h(x) in σ order, without waiting for the host.
     yield from t.send_once(PsiStep.GUEST_SIZE, SetSize(n))
@@ -691,7 +694,7 @@ def guest_program(
     for k, points in one_ahead(own, lambda k: _blind_rows(params.salt, a, ids, perm, k, size, map_fn)):
         yield Send(PsiStep.GUEST_BLINDED, BlindedPoints(tuple(points)))
         t.count_sent(PsiStep.GUEST_BLINDED)
-        yield t.progress(batch_bounds(k, n, size)[1], n, "guest_blind")
+        yield from t.progress(batch_bounds(k, n, size)[1], n, "guest_blind")
 
     n_host = yield from t.recv_size(PsiStep.HOST_SIZE)
     total = n + n_host
@@ -703,7 +706,7 @@ def guest_program(
     table: dict[bytes, int] = {}
     seen: set[bytes] = set()
 
-    def absorb(lo: int, hi: int, again: list[bytes]) -> Progress:
+    def absorb(lo: int, hi: int, again: list[bytes]) -> Generator[Checkpoint | Progress, Any, None]:
         if mode is Reveal.CARDINALITY:
             seen.update(p[:DIGEST_BYTES] for p in again)
             filled = len(seen)
@@ -712,7 +715,7 @@ def guest_program(
             filled = len(table)
         if filled != hi:
             raise ProtocolError(f"{PsiStep.HOST_BLINDED.wire} repeats a point (host ids not unique)")
-        return t.progress(n + hi, total, "guest_reblind")
+        yield from t.progress(n + hi, total, "guest_reblind")
 
     # One batch ahead: batch k is re-blinded by the pool while batch k+1 is awaited.
     previous: tuple[int, int, Pending] | None = None
@@ -721,10 +724,10 @@ def guest_program(
         theirs = yield from recv_batch(PsiStep.HOST_BLINDED, k, hi - lo)
         current = (lo, hi, blind_async(a, theirs, map_fn))
         if previous is not None:
-            yield absorb(previous[0], previous[1], previous[2].result())
+            yield from absorb(previous[0], previous[1], previous[2].result())
         previous = current
     if previous is not None:
-        yield absorb(previous[0], previous[1], previous[2].result())
+        yield from absorb(previous[0], previous[1], previous[2].result())
 
     # Round 3: stream b·a·h(x) through the table.
     count = 0
@@ -743,12 +746,12 @@ def guest_program(
     seen.clear()
 
     if mode is Reveal.CARDINALITY:
-        yield t.progress(total, total, "done")
+        yield from t.progress(total, total, "done")
         return PsiResult(rows=(), size=count)
     rows = tuple(i for i in range(n) if matched[i] >= 0)
     if mode is Reveal.BOTH:
         yield from t.send_once(PsiStep.GUEST_MATCHES, MatchedPositions(tuple(matched[i] for i in rows)))
-    yield t.progress(total, total, "done")
+    yield from t.progress(total, total, "done")
     return PsiResult(rows=rows, size=len(rows))
 
 
@@ -786,7 +789,7 @@ def host_program(
     n = len(ids)
     perm = seeded_permutation(n, t.seed, b"host-rows")  # stream position j holds host row perm[j]
     if t.enabled:
-        yield t.progress(0, n, "start")
+        yield from t.progress(0, n, "start")
 
     # Round 1: announce |Y|, then stream b·h(y) in π order, without waiting for the guest.
     yield from t.send_once(PsiStep.HOST_SIZE, SetSize(n))
@@ -794,7 +797,7 @@ def host_program(
     for k, points in one_ahead(own, lambda k: _blind_rows(params.salt, b, ids, perm, k, size, map_fn)):
         yield Send(PsiStep.HOST_BLINDED, BlindedPoints(tuple(points)))
         t.count_sent(PsiStep.HOST_BLINDED)
-        yield t.progress(batch_bounds(k, n, size)[1], n, "host_blind")
+        yield from t.progress(batch_bounds(k, n, size)[1], n, "host_blind")
 
     n_guest = yield from t.recv_size(PsiStep.GUEST_SIZE)
     total = n + n_guest
@@ -818,7 +821,7 @@ def host_program(
                 yield Send(PsiStep.HOST_DOUBLE_BLINDED, BlindedPoints(tuple(previous[2].result())))
                 t.count_sent(PsiStep.HOST_DOUBLE_BLINDED)
                 t.recv_from[PsiStep.GUEST_BLINDED.wire] = previous[0] + 1
-                yield t.progress(n + previous[1], total, "host_reblind")
+                yield from t.progress(n + previous[1], total, "host_reblind")
             previous = current
     elif start < guest_batches:
         # Round 2, cardinality: all of b·a·h(x) first, then one shuffle τ over
@@ -834,7 +837,7 @@ def host_program(
                 current = (hi, blind_async(b, theirs, map_fn))
             if pending is not None:
                 double += b"".join(pending[1].result())
-                yield t.progress(n + pending[0], total, "host_reblind")
+                yield from t.progress(n + pending[0], total, "host_reblind")
             pending = current
         tau = seeded_permutation(n_guest, t.seed, b"host-reply")
         for k in range(start, guest_batches):
@@ -842,12 +845,12 @@ def host_program(
             out = tuple(bytes(double[POINT_BYTES * tau[i] : POINT_BYTES * (tau[i] + 1)]) for i in range(lo, hi))
             yield Send(PsiStep.HOST_DOUBLE_BLINDED, BlindedPoints(out))
             t.count_sent(PsiStep.HOST_DOUBLE_BLINDED)
-            yield t.progress(total, total, "host_reply")
+            yield from t.progress(total, total, "host_reply")
         del double
     t.recv_from[PsiStep.GUEST_BLINDED.wire] = guest_batches
 
     if mode is not Reveal.BOTH:
-        yield t.progress(total, total, "done")
+        yield from t.progress(total, total, "done")
         return PsiResult(rows=(), size=-1)
 
     matches = yield from recv_checked(PsiStep.GUEST_MATCHES)
