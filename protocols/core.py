@@ -23,11 +23,14 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Generator, Mapping
+from typing import Any, Callable, ClassVar, Generator, Iterable, Mapping, Protocol, runtime_checkable
 
 from .errors import ProtocolError
 
 __all__ = [
+    "RandomSource",
+    "MapFn",
+    "check_unique_ids",
     "Role",
     "Classification",
     "Message",
@@ -50,6 +53,31 @@ __all__ = [
     "run_local",
     "tap",
 ]
+
+
+@runtime_checkable
+class RandomSource(Protocol):
+    """Where every protocol draws its randomness: anything with ``getrandbits``.
+
+    ``random.Random(seed)`` in tests (reproducible), ``secrets.SystemRandom()``
+    in production. Protocols never create their own.
+    """
+
+    def getrandbits(self, k: int, /) -> int: ...
+
+
+#: ``map_fn(worker, tasks)``: the builtin ``map`` or an executor's ``map``. Workers are
+#: module-level functions and tasks plain data (bytes, ints, tuples), so a process pool
+#: can pickle both.
+MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
+
+
+def check_unique_ids(ids: Any, role: "Role") -> None:
+    """Refuse a PSI input with repeated ids (they would match ambiguously)."""
+    from .errors import DataError
+
+    if len(set(ids)) != len(ids):
+        raise DataError(f"PSI {role} ids contain duplicates; normalize them with prepare_ids first")
 
 
 class Role(str, enum.Enum):

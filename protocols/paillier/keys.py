@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import operator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
+from typing import Any, Iterable, Sequence
 
 import gmpy2
 from gmpy2 import mpz
 
+from ..core import RandomSource
 from ..errors import CryptoError
 from .parallel import MapFn, chunked, run_tasks
 
@@ -46,14 +47,6 @@ DEFAULT_DECRYPT_CHUNK = 64
 
 # Miller-Rabin rounds on top of gmpy2.next_prime's own test (belt and braces).
 _EXTRA_PRIME_ROUNDS = 25
-
-
-@runtime_checkable
-class RandomSource(Protocol):
-    """Anything with ``getrandbits``: ``random.Random(seed)`` in tests,
-    ``secrets.SystemRandom()`` in production."""
-
-    def getrandbits(self, k: int, /) -> int: ...
 
 
 def _as_mpz(x: Any, what: str) -> mpz:

@@ -28,13 +28,13 @@ from __future__ import annotations
 import operator
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
+from ..core import MapFn  # one declaration for every protocol
+
 __all__ = ["MapFn", "chunked", "run_tasks"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: ``map_fn(worker, tasks)``: builtin ``map`` or an executor's ``map``.
-MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
 
 
 def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

@@ -72,11 +72,12 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import gmpy2
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from ..core import MapFn, RandomSource
 from ..errors import CryptoError
 
 __all__ = [
@@ -114,11 +115,6 @@ SUBGROUP_ORDER = 2**252 + 27742317777372353535851937790883648493
 #: per-task overhead (~0.1 ms), and a batch of 8192 still splits into 8 tasks.
 DEFAULT_CHUNK = 1024
 
-#: ``map_fn(worker, tasks)`` -> results in task order: builtin ``map`` or
-#: ``concurrent.futures.Executor.map``. Tasks and results are plain bytes
-#: (tuples of bytes and ints), and workers are module-level functions, so a
-#: process pool can pickle both.
-MapFn = Callable[[Callable[[Any], bytes], Iterable[Any]], Iterable[bytes]]
 
 #: Domain-separation tag of :func:`hash_to_point`.
 _H2C_TAG = b"fedcredit/v1/psi-h2c"
@@ -136,12 +132,6 @@ _LOW_ORDER_ON_CURVE = frozenset(
     }
 )
 _MAX_TRIES = 1 << 32  # the counter is 4 bytes; each try fails with probability ~1/2
-
-
-class RandomSource(Protocol):
-    """What the PSI needs from an RNG: ``random.Random`` or ``secrets.SystemRandom``."""
-
-    def getrandbits(self, k: int, /) -> int: ...
 
 
 def _curve_rhs(u: Any) -> Any:

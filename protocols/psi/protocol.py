@@ -139,6 +139,7 @@ import numpy as np
 from ..core import (
     Aggregate,
     Checkpoint,
+    check_unique_ids,
     Masked,
     Progress,
     ProtocolStep,
@@ -149,7 +150,7 @@ from ..core import (
     Send,
     StepSpec,
 )
-from ..errors import DataError, ProtocolError
+from ..errors import ProtocolError
 from .ecdh import (
     DIGEST_BYTES,
     POINT_BYTES,
@@ -557,11 +558,6 @@ class _Tracker:
 # --------------------------------------------------------------------------- helpers
 
 
-def _check_unique(ids: Sequence[str], role: Role) -> None:
-    if len(set(ids)) != len(ids):
-        raise DataError(f"PSI {role} ids contain duplicates; normalize them with prepare_ids first")
-
-
 def n_batches(n: int, batch_size: int) -> int:
     """How many messages a list of ``n`` points takes."""
     return -(-n // batch_size)
@@ -680,7 +676,7 @@ def guest_program(
             repeat, or ``resume`` does not belong to these ids and params.
         CryptoError: if the host sends a low-order point.
     """
-    _check_unique(ids, Role.GUEST)
+    check_unique_ids(ids, Role.GUEST)
     t = _Tracker(Role.GUEST, ids, params, rng, resume, checkpoint)
     a, size, mode = t.scalar, params.batch_size, params.mode
     n = len(ids)
@@ -783,7 +779,7 @@ def host_program(
             are out of range or repeated, or ``resume`` does not fit.
         CryptoError: if the guest sends a low-order point.
     """
-    _check_unique(ids, Role.HOST)
+    check_unique_ids(ids, Role.HOST)
     t = _Tracker(Role.HOST, ids, params, rng, resume, checkpoint)
     b, size, mode = t.scalar, params.batch_size, params.mode
     n = len(ids)

@@ -95,14 +95,12 @@ import hmac
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from ..core import Masked, ProtocolStep, Progress, Public, Role, RoleProgram, Send, StepSpec
+from ..core import MapFn, Masked, ProtocolStep, Progress, Public, RandomSource, Role, RoleProgram, Send, StepSpec, check_unique_ids
 from ..errors import ProtocolError
 from .ecdh import (
     DIGEST_BYTES,
     POINT_BYTES,
-    MapFn,
     Pending,
-    RandomSource,
     blind_async,
     hash_and_blind,
     hash_and_blind_async,
@@ -114,7 +112,6 @@ from .protocol import (
     PsiResult,
     Reveal,
     SetSize,
-    _check_unique,
     batch_bounds,
     n_batches,
     one_ahead,
@@ -351,7 +348,7 @@ def unbalanced_build_cache(
     unbalanced_key_id(key)
     if not isinstance(salt, bytes) or not _MIN_SALT_BYTES <= len(salt) <= 255:
         raise ProtocolError(f"unbalanced salt must be {_MIN_SALT_BYTES} to 255 bytes")
-    _check_unique(ids, Role.HOST)
+    check_unique_ids(ids, Role.HOST)
     return sorted(p[:DIGEST_BYTES] for p in hash_and_blind(salt, key, ids, map_fn))
 
 
@@ -474,7 +471,7 @@ def unbalanced_guest_program(
         ProtocolError: on a short batch or a cache that does not match its digest.
         CryptoError: if the host sends a low-order point.
     """
-    _check_unique(ids, Role.GUEST)
+    check_unique_ids(ids, Role.GUEST)
     size, mode = params.batch_size, params.mode
     n = len(ids)
 

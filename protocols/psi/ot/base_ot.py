@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import gmpy2
 
+from ...core import RandomSource
 from ...errors import CryptoError, ProtocolError
 from ...fixed_base import FixedBase
 from .bits import SEED_BYTES
@@ -82,10 +83,6 @@ GENERATOR = 2
 #: Secret exponents are drawn from [1, 2^EXPONENT_BITS).
 EXPONENT_BITS = 256
 _TAG = b"fedcredit/v1/psi-ot/base-ot"
-
-
-class RandomSource(Protocol):
-    def getrandbits(self, k: int, /) -> int: ...
 
 
 def element_bytes(modulus: int) -> int:

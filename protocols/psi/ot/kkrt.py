@@ -27,11 +27,12 @@ from __future__ import annotations
 import hashlib
 import math
 from functools import lru_cache
-from typing import Any, Callable, Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from ...core import MapFn
 from .bits import SEED_BYTES, PrgStream, transpose_bits
 
 __all__ = [
@@ -44,7 +45,6 @@ __all__ = [
     "OprfSender",
 ]
 
-MapFn = Callable[[Callable[[Any], bytes], Iterable[Any]], Iterable[bytes]]
 _BLOCK = 16
 #: Rows per task when hashing on a pool.
 HASH_TASK_ROWS = 1 << 15

@@ -78,12 +78,12 @@ from typing import Any, Sequence
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from ...core import Masked, Progress, ProtocolStep, Public, Recv, Role, RoleProgram, Send, StepSpec
-from ...errors import BudgetError, DataError, ProtocolError
+from ...core import MapFn, Masked, Progress, ProtocolStep, Public, RandomSource, Recv, Role, RoleProgram, Send, StepSpec, check_unique_ids
+from ...errors import BudgetError, ProtocolError
 from ..protocol import MatchedPositions, PsiResult, Reveal
-from .base_ot import GROUP14_P, GROUP15_P, BaseOtReceiver, BaseOtSender, RandomSource, element_bytes
+from .base_ot import GROUP14_P, GROUP15_P, BaseOtReceiver, BaseOtSender, element_bytes
 from .cuckoo import UNION_BOUND_MAX, CuckooError, bin_positions, cuckoo_insert, failure_bound_log2, id_digests, table_size
-from .kkrt import MapFn, OprfReceiver, OprfSender, code_failure_log2, codewords, hash_rows
+from .kkrt import OprfReceiver, OprfSender, code_failure_log2, codewords, hash_rows
 
 __all__ = [
     "OtGuestSetup",
@@ -347,11 +347,6 @@ def plan(params: OtPsiParams, n_guest: int, n_host: int) -> OtPsiPlan:
 # --------------------------------------------------------------------------- helpers
 
 
-def _check_unique(ids: Sequence[str], role: Role) -> None:
-    if len(set(ids)) != len(ids):
-        raise DataError(f"PSI {role} ids contain duplicates; normalize them with prepare_ids first")
-
-
 def _permutation(n: int, seed: bytes) -> np.ndarray:
     """Uniform permutation of range(n) (int64), drawn from a 32-byte secret ``seed``.
 
@@ -408,7 +403,7 @@ def ot_guest_program(
         BudgetError: if the parameters cannot reach σ for these sizes.
         ProtocolError / CryptoError: on a malformed host message.
     """
-    _check_unique(ids, Role.GUEST)
+    check_unique_ids(ids, Role.GUEST)
     n, w, w8 = len(ids), params.code_width, params.code_width // 8
     yield Progress("psi_ot", 0, 1, {"phase": "hash"})
     digests = id_digests(params.salt, ids)
@@ -536,7 +531,7 @@ def ot_host_program(
         BudgetError: if the parameters cannot reach σ for these sizes.
         ProtocolError / CryptoError: on a malformed guest message.
     """
-    _check_unique(ids, Role.HOST)
+    check_unique_ids(ids, Role.HOST)
     n, w, w8 = len(ids), params.code_width, params.code_width // 8
     code_key = rng.getrandbits(128).to_bytes(16, "big")
     yield Send(OtPsiStep.HOST_SETUP, OtHostSetup(n, code_key))
