@@ -84,8 +84,9 @@ class CountingRelay:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             for src, dst, way in ((client, upstream, "forward"), (upstream, client, "back")):
                 t = threading.Thread(target=self._pump, args=(src, dst, way), daemon=True)
-                self._pumps.append(t)  # before start: close() must see every pump that may already carry bytes
-                t.start()
+                with self._lock:  # registered and started at once: close() sees every pump that may carry bytes,
+                    self._pumps.append(t)  # and never one it cannot join yet
+                    t.start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, way: str) -> None:
         buf = bytearray(1 << 20)
@@ -111,7 +112,9 @@ class CountingRelay:
     def close(self, wait: float = 5.0) -> None:
         self.server.close()
         deadline = time.monotonic() + wait
-        for t in self._pumps:
+        with self._lock:
+            pumps = list(self._pumps)
+        for t in pumps:
             t.join(max(0.0, deadline - time.monotonic()))
 
 
