@@ -28,6 +28,13 @@ class LocalDataset:
     duplicates_removed: int = 0
 
 
+def _bad_lines(mask: np.ndarray, lines: np.ndarray) -> str:
+    """Line numbers only (what may leave the node): ``lines 4, 9 and 2 more``."""
+    rows = np.flatnonzero(mask)[:MAX_LISTED]
+    more = f" and {int(mask.sum()) - len(rows)} more" if mask.sum() > len(rows) else ""
+    return "line" + ("s " if mask.sum() > 1 else " ") + ", ".join(str(int(lines[i])) for i in rows) + more
+
+
 def _bad_cells(series: pd.Series, mask: np.ndarray, lines: np.ndarray) -> str:
     rows = np.flatnonzero(mask)[:MAX_LISTED]
     shown = ", ".join(f"line {int(lines[i])} ({series.iloc[int(i)]!r})" for i in rows)
@@ -41,9 +48,9 @@ def load_dataset(cfg: DatasetConfig, *, require_label: bool, require_features: b
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], skipinitialspace=True, skip_blank_lines=False)
     except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+        raise DataError(f"{path}: file not found", public="the party's dataset file is not found") from None
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"{path}: cannot parse as CSV: {exc}") from None
+        raise DataError(f"{path}: cannot parse as CSV: {exc}", public="the party's dataset cannot be parsed as CSV") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     # File line of each row (header is line 1). Blank lines are read as empty rows so the
     # numbering stays exact, then dropped. (Quoted fields spanning lines are not supported.)
@@ -55,13 +62,15 @@ def load_dataset(cfg: DatasetConfig, *, require_label: bool, require_features: b
 
     def need(col: str, what: str) -> None:
         if col not in columns:
-            raise DataError(f"{path}: no {what} column {col!r}; the header has {columns}")
+            raise DataError(f"{path}: no {what} column {col!r}; the header has {columns}",
+                            public=f"the party's dataset has no {what} column {col!r}")
 
     need(cfg.id_column, "id")
     label_col = cfg.label_column
     if require_label:
         if not label_col:
-            raise DataError(f"{path}: this party is the guest and needs label_column in its dataset config")
+            raise DataError(f"{path}: this party is the guest and needs label_column in its dataset config",
+                            public="the guest's dataset config has no label_column")
         need(label_col, "label")
     elif label_col and label_col not in columns:
         label_col = None
@@ -72,7 +81,7 @@ def load_dataset(cfg: DatasetConfig, *, require_label: bool, require_features: b
     else:
         feature_names = [c for c in columns if c not in (cfg.id_column, label_col)]
     if not feature_names and require_features:
-        raise DataError(f"{path}: no feature columns")
+        raise DataError(f"{path}: no feature columns", public="the party's dataset has no feature columns")
 
     removed = 0
     if cfg.duplicates == "dedupe":
@@ -91,15 +100,17 @@ def load_dataset(cfg: DatasetConfig, *, require_label: bool, require_features: b
         values = pd.to_numeric(raw.str.replace(",", "", regex=False).where(~missing, None), errors="coerce").to_numpy(dtype=float)
         bad = np.isnan(values) & ~missing
         if bad.any():
-            raise DataError(f"{path}: column {col!r} has non-numeric values at {_bad_cells(frame[col], bad, line_numbers)}")
+            raise DataError(f"{path}: column {col!r} has non-numeric values at {_bad_cells(frame[col], bad, line_numbers)}",
+                            public=f"column {col!r} has non-numeric values at {_bad_lines(bad, line_numbers)}")
         inf = np.isinf(values)
         if inf.any():
-            raise DataError(f"{path}: column {col!r} has infinite values at {_bad_cells(frame[col], inf, line_numbers)}")
+            raise DataError(f"{path}: column {col!r} has infinite values at {_bad_cells(frame[col], inf, line_numbers)}",
+                            public=f"column {col!r} has infinite values at {_bad_lines(inf, line_numbers)}")
         if missing.any() and cfg.missing_values == "error":
             raise DataError(
                 f"{path}: column {col!r} has missing values at {_bad_cells(frame[col], missing, line_numbers)} "
-                "(set missing_values: impute_mean to fill them with the training mean)"
-            )
+                "(set missing_values: impute_mean to fill them with the training mean)",
+                public=f"column {col!r} has missing values at {_bad_lines(missing, line_numbers)}")
         x[:, j] = values
 
     labels = None
@@ -108,6 +119,7 @@ def load_dataset(cfg: DatasetConfig, *, require_label: bool, require_features: b
         mapped = raw.map({"0": 0, "1": 1, "0.0": 0, "1.0": 1, "-1": 0, "true": 1, "false": 0, "True": 1, "False": 0})
         bad = mapped.isna().to_numpy()
         if bad.any():
-            raise DataError(f"{path}: label column {label_col!r} must be 0/1; bad values at {_bad_cells(frame[label_col], bad, line_numbers)}")
+            raise DataError(f"{path}: label column {label_col!r} must be 0/1; bad values at {_bad_cells(frame[label_col], bad, line_numbers)}",
+                            public=f"label column {label_col!r} must be 0/1; bad values at {_bad_lines(bad, line_numbers)}")
         labels = mapped.to_numpy(dtype=np.int64)
     return LocalDataset(path, ids, x, feature_names, labels, removed)

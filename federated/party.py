@@ -165,7 +165,8 @@ class PartyNode:
                 _LOG.exception("job %s failed", job_id)
             else:
                 _LOG.error("job %s failed: [%s] %s", job_id, code, message)
-            self._report(job_id, False, {}, message, code)
+            # what leaves the node: the code, column names and line numbers, never a value or a path
+            self._report(job_id, False, {}, describe_error(exc, public=True)[1], code)
             return
         self._report(job_id, True, result, "", "")
         _LOG.info("job %s: role finished", job_id)
@@ -352,7 +353,6 @@ class PartyNode:
 
     def _run_approved(self, info: job_pb2.JobInfo, spec: JobSpec, role: Role, peer: str, ds_cfg: Any,
                       writer: TranscriptWriter) -> dict[str, Any]:
-        me = self.cfg.name
         _LOG.info("job %s: %s as %s on dataset %s (purpose %s)", info.job_id, spec.kind, role.value, ds_cfg.path.name, spec.purpose)
         data = load_dataset(ds_cfg, require_label=(role is Role.GUEST and spec.kind == "train"), require_features=spec.kind == "train")
         ids = data.ids

@@ -252,8 +252,11 @@ class RelayEndpoint(Endpoint):
                 raise DeadlineError(f"no {step}#{seq} from {sender} within {self._timeout_s:.0f}s")
 
 
-def describe_error(exc: BaseException) -> tuple[str, str]:
-    """(code, message) for reporting a failure without a stack trace."""
+def describe_error(exc: BaseException, *, public: bool = False) -> tuple[str, str]:
+    """(code, message) for reporting a failure without a stack trace.
+
+    ``public``: the text that may leave the node (:attr:`FedCreditError.public_message`); an
+    unexpected exception leaves only its type, since its text may hold anything."""
     if isinstance(exc, FedCreditError):
-        return exc.code, exc.message
-    return "INTERNAL", f"{type(exc).__name__}: {exc}"
+        return exc.code, exc.public_message if public else exc.message
+    return "INTERNAL", type(exc).__name__ if public else f"{type(exc).__name__}: {exc}"

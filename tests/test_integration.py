@@ -46,8 +46,13 @@ def split_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, s
 def cluster(tmp_path_factory: pytest.TempPathFactory, split_files: tuple[Path, Path, set[str]]) -> Cluster:
     gp, hp, _ = split_files
     work = tmp_path_factory.mktemp("cluster")
+    bad = work / "guest_bad.csv"  # one cell of the bank's data is a company name: a private value
+    frame = pd.read_csv(gp, dtype=str)
+    frame.loc[frame.index[6], "x3"] = "ACME Ltd 91110000X"
+    frame.to_csv(bad, index=False)
     c = Cluster(work, {
-        "bank": {"breast": DatasetConfig(path=gp, id_column="id", label_column="y")},
+        "bank": {"breast": DatasetConfig(path=gp, id_column="id", label_column="y"),
+                 "breast_bad": DatasetConfig(path=bad, id_column="id", label_column="y")},
         "platform": {"breast": DatasetConfig(path=hp, id_column="id")},
     })
     with c:
@@ -121,6 +126,19 @@ def test_psi_job_revealed_to_guest_only(cluster: Cluster, split_files: tuple[Pat
     assert not (cluster.workdir / "platform" / "jobs" / info.job_id / "intersection.csv").exists()
 
 
+def test_a_bad_cell_fails_the_job_without_its_value_or_path_leaving_the_node(cluster: Cluster) -> None:
+    """#12: what the coordinator, the operator and the peer read names the column and line, not the value."""
+    with OperatorClient(cluster.client_config()) as client:
+        info = client.wait(client.submit(_spec(guest={"party": "bank", "dataset": "breast_bad"})).job_id, timeout_s=120)
+    assert info.state == "failed"
+    assert "column 'x3'" in info.error and "line 8" in info.error, info.error  # header is line 1: row 6 is line 8
+    assert "ACME" not in info.error and "91110000X" not in info.error and "guest_bad" not in info.error, info.error
+    assert "ACME Ltd 91110000X" not in info.result_json
+    log = (cluster.workdir / "logs" / "bank.log").read_text(encoding="utf-8")
+    assert "ACME Ltd 91110000X" in log and "guest_bad.csv" in log  # the party's own log keeps the detail
+    cluster.check_alive()
+
+
 def test_failure_is_reported_and_nobody_hangs(cluster: Cluster) -> None:
     with OperatorClient(cluster.client_config()) as client:
         info = client.submit(_spec(host={"party": "platform", "dataset": "no-such-dataset"}))
@@ -133,7 +151,8 @@ def test_failure_is_reported_and_nobody_hangs(cluster: Cluster) -> None:
 def test_cli_submit_wait_status_list(cluster: Cluster, tmp_path: Path) -> None:
     job_file = tmp_path / "job.yaml"
     job_file.write_text(
-        "kind: psi\nname: cli\npurpose: financing.credit_risk_model\nguest: {party: bank, dataset: breast}\nhost: {party: platform, dataset: breast}\n", encoding="utf-8"
+        "kind: psi\nname: cli\npurpose: financing.credit_risk_model\n"
+        "guest: {party: bank, dataset: breast}\nhost: {party: platform, dataset: breast}\n", encoding="utf-8"
     )
     cli = [sys.executable, "-m", "federated.cli"]
     cc = ["--client-config", str(cluster.workdir / "client.yaml")]
