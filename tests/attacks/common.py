@@ -14,13 +14,19 @@ from scipy.stats import binom, norm
 
 from protocols.core import Message, Progress, Recv, Send
 from protocols.hetero_lr import HeteroLRParams, Standardizer, epoch_batches, split_train_test
+from protocols.hetero_lr.share_engine import plan_rlwe_for
 from protocols.paillier import generate_keypair
+from protocols.rlwe import scheme as rl
 
 DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
 SEED = 42  # the job seed: split and batches
 TEST_FRACTION = 0.2
 #: Small, fast jobs: one epoch is enough for every first-batch attack.
 PARAMS = HeteroLRParams(key_bits=1024, max_epochs=1, tol=0.0, seed=SEED)
+#: The two-party engines every shipped attack runs against (``HeteroLRParams.he_scheme``).
+SCHEMES = ("paillier", "ckks")
+#: The name tag of the per-row values a party decrypts from a conversion (:func:`.views.decrypted_vectors`).
+DECRYPTED_ROWS = {"paillier": "[slots]", "ckks": "[rlwe:rows]"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,20 @@ def first_batch(n_train: int, params: HeteroLRParams = PARAMS) -> np.ndarray:
 
 def keypair(bits: int, seed: int):
     return generate_keypair(bits, random.Random(seed))
+
+
+def party_keypair(params: HeteroLRParams, n_train: int, seed: int) -> Any:
+    """A party's own key pair for ``params.he_scheme``, reproducible from ``seed``.
+
+    Paillier: ``(public, private)`` of ``params.key_bits``. CKKS: an RLWE secret key
+    with the parameters both parties plan from the job's public sizes
+    (:func:`protocols.hetero_lr.share_engine.plan_rlwe_for`).
+    """
+    if params.he_scheme == "ckks":
+        batches = epoch_batches(n_train, params.batch_size_for(n_train), params.seed, 0)
+        rp = plan_rlwe_for(params, n_train=n_train, max_rows=max(len(b) for b in batches), n_batches=len(batches))
+        return rl.keygen(rp, random.Random(seed))
+    return keypair(params.key_bits, seed)
 
 
 # --------------------------------------------------------------------------- transcripts

@@ -12,7 +12,11 @@ it in milliseconds (:mod:`.milp`).
   here (the test supplies it), decrypts everything it receives under it, and
   every first-batch quantity it holds or can combine is fed to the same attacks.
   The coordinator holds no key: host + coordinator see the host's view plus the
-  size of each relayed (sealed) message.
+  size of each relayed (sealed) message. Every shipped test runs with both
+  engines (``he_scheme``: ``paillier`` and ``ckks``, the RLWE one; for RLWE the
+  host decrypts every masked product in full, :func:`.views.decrypted_vectors`).
+  The epoch-pooled test leaves the MILP out for ``ckks`` (it would add a minute;
+  the first-batch tests run it on the same kind of quantities).
 
 Each shipped assertion is paired with a naive run in this file where the very
 same attack code succeeds.
@@ -21,21 +25,24 @@ same attack code succeeds.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pytest
 
 from protocols.core import Role, run_local
-from protocols.hetero_lr import epoch_batches
+from protocols.hetero_lr import HeteroLRParams, epoch_batches
 from protocols.hetero_lr import protocol as lr
 from protocols.hetero_lr import two_party as tp
 from protocols.paillier import FixedPoint, from_residue
 
-from .common import PARAMS, Breast, accuracy_up_to_flip, chance_accuracy_bound, first_batch, keypair, majority_rate
+from .common import (DECRYPTED_ROWS, PARAMS, SCHEMES, Breast, accuracy_up_to_flip, chance_accuracy_bound, first_batch, keypair,
+                     majority_rate, party_keypair)
 from .milp import recover_labels
-from .views import Guess, Observer, label_guesses, leaky_guest, leaky_host, size_only_depends_on_layout, view_quantities, wire_size
+from .views import (Guess, Observer, label_guesses, leaky_guest, leaky_host, role_key, size_only_depends_on_layout,
+                    view_quantities, wire_size)
 
 G, H, C = Role.GUEST, Role.HOST, Role.COORDINATOR
 FX = PARAMS.feature_frac_bits
@@ -47,7 +54,8 @@ SCALE_FACTORS = (1.0, PARAMS.learning_rate)
 class Run:
     out: dict[Role, Any]
     host: Observer
-    keys: dict[str, Any]
+    keys: dict[str, Any]  # coordinated: the coordinator's key pair; two-party: the host's secret key (role_key)
+    params: HeteroLRParams = PARAMS
 
 
 def _host_x(d: Breast, rows: np.ndarray) -> np.ndarray:
@@ -74,16 +82,18 @@ def coordinated(breast: Breast) -> Run:
     return Run(out, host, {"coordinator": kc})
 
 
-@pytest.fixture(scope="module")
-def two_party(breast: Breast) -> Run:
+@pytest.fixture(scope="module", params=SCHEMES)
+def two_party(request: pytest.FixtureRequest, breast: Breast) -> Run:
     d = breast
-    kg, kh = keypair(1024, 201), keypair(1024, 202)  # the test holds exactly the host's secret key
+    params = replace(PARAMS, he_scheme=request.param)
+    # the test holds exactly the host's secret key
+    kg, kh = party_keypair(params, d.n_train, 201), party_keypair(params, d.n_train, 202)
     host = Observer()
     out = run_local({
-        G: tp.guest_program(d.xg_tr, d.y_tr, d.xg_te, d.y_te, PARAMS, random.Random(1), keypair=kg),
-        H: host.wrap(tp.host_program(d.xh_tr, d.xh_te, PARAMS, random.Random(2), keypair=kh)),
+        G: tp.guest_program(d.xg_tr, d.y_tr, d.xg_te, d.y_te, params, random.Random(1), keypair=kg),
+        H: host.wrap(tp.host_program(d.xh_tr, d.xh_te, params, random.Random(2), keypair=kh)),
     })
-    return Run(out, host, {"host": kh})
+    return Run(out, host, {"host": role_key(kh, host.snapshots[0])}, params)
 
 
 def _chance_check(guesses: list[Guess], y: np.ndarray, base_rate_labels: np.ndarray) -> tuple[float, float, list]:
@@ -141,17 +151,23 @@ def test_shipped_two_party_host_view_is_at_chance(breast: Breast, two_party: Run
     d, run = breast, two_party
     rows = first_batch(d.n_train)
     y = d.y_tr[rows]
-    guesses, qs = _host_guesses(d, run, [run.keys["host"][1]], PARAMS.ring_bits)
+    guesses, qs = _host_guesses(d, run, [run.keys["host"]], PARAMS.ring_bits)
+    scheme = run.params.he_scheme
 
     # Not vacuous: the host decrypted what it received under its key, and its own shares are in the view.
     names = {q.name for q in qs}
-    assert any("lr2.conversion" in n and "[slots]" in n for n in names), names
+    assert any("lr2.conversion" in n and DECRYPTED_ROWS[scheme] in n for n in names), names
     assert {"mem:_party.g_own", "mem:_party.a", "mem:_party.d_own"} <= names, names
+    if scheme == "ckks":  # every limb and its part below Δ (flood + noise) went to the attacks too
+        assert any("lr2.conversion" in n and "[rlwe:noise0]" in n for n in names), names
     assert any(g.method == "milp" for g in guesses)
+    # The view decrypts as the protocol does: the decrypted rows, mod 2^ℓ, are the host's share it opened.
+    dec = next(q for q in qs if q.name.startswith("recv#") and q.name.endswith("lr2.conversion.values" + DECRYPTED_ROWS[scheme]))
+    assert [v % 2**PARAMS.ring_bits for v in dec.ints] == list(run.host.snapshots[0]["_party.peer_part"])
 
-    _report("shipped host", guesses, y)
+    _report(f"shipped host, {scheme}", guesses, y)
     best, bound, above = _chance_check(guesses, y, d.y_tr)
-    print(f"[shipped host] best {best:.3f}; chance bound (99.9%, Bonferroni over {len(guesses)}): {bound:.3f}")
+    print(f"[shipped host, {scheme}] best {best:.3f}; chance bound (99.9%, Bonferroni over {len(guesses)}): {bound:.3f}")
     assert bound < 0.95  # the band excludes what the naive run achieves: the test can fail
     assert not above, above
 
@@ -194,35 +210,37 @@ def test_shipped_coordinator_and_host_are_at_chance(breast: Breast, two_party: R
     # The union: the host's view (its key; the coordinator brings no key) and those sizes. The sizes go in
     # as one more vector; it is neither row- nor feature-sized, so what it could carry about the labels is
     # tested separately below (sizes as a function of the batch layout).
-    guesses, qs = _host_guesses(d, run, [run.keys["host"][1]], PARAMS.ring_bits, extra=[("relay:sizes", sizes)])
-    _report("shipped coordinator+host", guesses, y)
+    guesses, qs = _host_guesses(d, run, [run.keys["host"]], PARAMS.ring_bits, extra=[("relay:sizes", sizes)])
+    _report(f"shipped coordinator+host, {run.params.he_scheme}", guesses, y)
     best, bound, above = _chance_check(guesses, y, d.y_tr)
-    print(f"[shipped coordinator+host] best {best:.3f}; chance bound {bound:.3f}")
+    print(f"[shipped coordinator+host, {run.params.he_scheme}] best {best:.3f}; chance bound {bound:.3f}")
     assert bound < 0.95
     assert not above, above
 
     # Sizes: a function of the public batch layout only (batches of equal rows, equal sizes), so they
     # cannot carry the labels; the leaky variant below shows the same check failing.
     problems = size_only_depends_on_layout(run.host.recorder, [len(b) for b in batches])
-    print(f"[shipped coordinator+host] relayed sizes per batch vary with: {problems or 'nothing'}")
+    print(f"[shipped coordinator+host, {run.params.he_scheme}] relayed sizes per batch vary with: {problems or 'nothing'}")
     assert not problems
 
 
-def test_naive_label_sized_message_is_caught_by_the_size_check(breast: Breast) -> None:
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_naive_label_sized_message_is_caught_by_the_size_check(breast: Breast, scheme: str) -> None:
     """Paired with the size check above: a message sized by each batch's label count is flagged."""
     d = breast
+    params = replace(PARAMS, he_scheme=scheme)
     batches = epoch_batches(d.n_train, PARAMS.batch_size_for(d.n_train), PARAMS.seed, 0)
     counts = [int(d.y_tr[b].sum()) for b in batches]
     assert len(set(counts[:-1])) > 1, counts  # precondition: equal-sized batches differ in label count
     host = Observer()
     run_local({
-        G: leaky_guest(tp.guest_program(d.xg_tr, d.y_tr, d.xg_te, d.y_te, PARAMS, random.Random(1),
-                                        keypair=keypair(1024, 201)), d.y_tr, batches, hints=len(batches)),
-        H: host.wrap(leaky_host(tp.host_program(d.xh_tr, d.xh_te, PARAMS, random.Random(2), keypair=keypair(1024, 202)),
-                                hints=len(batches))),
+        G: leaky_guest(tp.guest_program(d.xg_tr, d.y_tr, d.xg_te, d.y_te, params, random.Random(1),
+                                        keypair=party_keypair(params, d.n_train, 201)), d.y_tr, batches, hints=len(batches)),
+        H: host.wrap(leaky_host(tp.host_program(d.xh_tr, d.xh_te, params, random.Random(2),
+                                                keypair=party_keypair(params, d.n_train, 202)), hints=len(batches))),
     })
     problems = size_only_depends_on_layout(host.recorder, [len(b) for b in batches])
-    print(f"\n[naive leaky size channel] positives per batch {counts}; flagged: {problems}")
+    print(f"\n[naive leaky size channel, {scheme}] positives per batch {counts}; flagged: {problems}")
     assert problems and all("leak.label_count_hint" in p for p in problems)
     # Flagged exactly where the label count differs from the first batch of the same size.
     full = [b for b in range(len(batches)) if len(batches[b]) == len(batches[0])]
@@ -235,16 +253,20 @@ def test_naive_label_sized_message_is_caught_by_the_size_check(breast: Breast) -
 def _pooled_accuracies(d: Breast, run: Run, inject=None) -> tuple[dict, int]:
     """Every (quantity, method) guess the host can make in each batch of epoch 0, pooled over the epoch.
 
-    ``inject(batch, rows)`` may add one more per-row quantity to the view (the naive check below)."""
+    ``inject(batch, rows)`` may add one more per-row quantity to the view (the naive check below).
+    For ``ckks`` the MILP is left out (see the module docstring)."""
     batches = epoch_batches(d.n_train, PARAMS.batch_size_for(d.n_train), PARAMS.seed, 0)
     m = d.xh_tr.shape[1]
     pooled: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
     for b, rows in enumerate(batches):
         extra = [inject(b, rows)] if inject is not None else []
         qs = view_quantities(run.host.recorder.batch_window(b), run.host.snapshots[b], lengths={len(rows), m},
-                             secret_keys=[run.keys["host"][1]], ring_bits=PARAMS.ring_bits, extra=extra)
-        for g in label_guesses(_host_x(d, rows), qs, scale_factors=SCALE_FACTORS):
-            pooled.setdefault((g.quantity, g.method), []).append((np.asarray(g.labels), d.y_tr[rows]))
+                             secret_keys=[run.keys["host"]], ring_bits=PARAMS.ring_bits, extra=extra)
+        milp = run.params.he_scheme == "paillier"
+        for g in label_guesses(_host_x(d, rows), qs, scale_factors=SCALE_FACTORS, milp=milp):
+            # the same quantity in every batch: a received one is named by its step, not its place in the transcript
+            name = re.sub(r"recv#\d+:", "recv:", g.quantity)
+            pooled.setdefault((name, g.method), []).append((np.asarray(g.labels), d.y_tr[rows]))
     full = {k: v for k, v in pooled.items() if len(v) == len(batches)}
     accs = {k: accuracy_up_to_flip(np.concatenate([g for g, _ in v]), np.concatenate([y for _, y in v])) for k, v in full.items()}
     return accs, sum(len(r) for r in batches)
@@ -256,9 +278,13 @@ def test_shipped_host_view_is_at_chance_over_the_whole_first_epoch(breast: Breas
     d, run = breast, two_party
     accs, n = _pooled_accuracies(d, run)
     assert len(accs) >= 10, sorted(accs)
+    # what the host decrypted in every batch is pooled too (for ckks: every limb and its flood + noise part)
+    tags = [DECRYPTED_ROWS[run.params.he_scheme]] + (["[rlwe:noise0]"] if run.params.he_scheme == "ckks" else [])
+    assert all(any(t in k[0] and k[0].startswith("recv:lr2.conversion") for k in accs) for t in tags), sorted(accs)
     bound = chance_accuracy_bound(n, majority_rate(d.y_tr), tests=len(accs))
     best = max(accs.values())
-    print(f"\n[shipped host, epoch 0 pooled] {len(accs)} guesses over {n} rows; best {best:.3f}; chance bound {bound:.3f}")
+    print(f"\n[shipped host, {run.params.he_scheme}, epoch 0 pooled] {len(accs)} guesses over {n} rows; best {best:.3f}; "
+          f"chance bound {bound:.3f}")
     assert bound < 0.75
     assert best <= bound, sorted(accs.items(), key=lambda kv: -kv[1])[:3]
 
@@ -277,5 +303,5 @@ def test_naive_partial_label_leak_is_flagged_by_the_pooled_check(breast: Breast,
     accs, n = _pooled_accuracies(d, run, inject=leak)
     bound = chance_accuracy_bound(n, majority_rate(d.y_tr), tests=len(accs))
     flagged = {k: a for k, a in accs.items() if a > bound}
-    print(f"\n[naive partial leak, epoch 0 pooled] flagged {sorted(flagged)} (bound {bound:.3f})")
+    print(f"\n[naive partial leak, {run.params.he_scheme}, epoch 0 pooled] flagged {sorted(flagged)} (bound {bound:.3f})")
     assert flagged and all(k[0] == "leak:partial_labels" for k in flagged)

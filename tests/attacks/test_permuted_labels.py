@@ -11,6 +11,8 @@ Naive variant: a deliberately leaky guest that sends, after the first batch, a
 message whose size is a variable-width encoding of that batch's label sum
 (4 bytes per positive row; :class:`.views.LabelCountHint`). The very same
 comparison flags it.
+
+Both run with each engine (``he_scheme``: ``paillier``, ``ckks``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from protocols.core import Role, run_local
 from protocols.hetero_lr import epoch_batches
 from protocols.hetero_lr import two_party as tp
 
-from .common import PARAMS, Breast, Recorder, keypair
+from .common import PARAMS, SCHEMES, Breast, Recorder, party_keypair
 from .views import LabelCountHint, Observer, leaky_guest, leaky_host, received_signature, wire_size
 
 G, H = Role.GUEST, Role.HOST
@@ -40,11 +42,13 @@ def labels(breast: Breast) -> dict[str, np.ndarray]:
     return {"true": breast.y_tr, "permuted": permuted}
 
 
-def _host_view(d: Breast, y: np.ndarray, *, leak: bool) -> Recorder:
-    kg, kh = keypair(1024, 501), keypair(1024, 502)  # the same keys and seeds in every run
+def _host_view(d: Breast, y: np.ndarray, *, leak: bool, scheme: str) -> Recorder:
+    params = replace(P2, he_scheme=scheme)
+    # the same keys and seeds in every run
+    kg, kh = party_keypair(params, d.n_train, 501), party_keypair(params, d.n_train, 502)
     host = Observer()
-    guest = tp.guest_program(d.xg_tr, y, d.xg_te, d.y_te, P2, random.Random(1), keypair=kg)
-    hprog = tp.host_program(d.xh_tr, d.xh_te, P2, random.Random(2), keypair=kh)
+    guest = tp.guest_program(d.xg_tr, y, d.xg_te, d.y_te, params, random.Random(1), keypair=kg)
+    hprog = tp.host_program(d.xh_tr, d.xh_te, params, random.Random(2), keypair=kh)
     if leak:
         batches = epoch_batches(d.n_train, P2.batch_size_for(d.n_train), P2.seed, 0)
         guest, hprog = leaky_guest(guest, y, batches, hints=1), leaky_host(hprog, hints=1)
@@ -60,10 +64,11 @@ def _first_difference(a: list, b: list) -> str:
     return f"lengths {len(a)} vs {len(b)}" if len(a) != len(b) else "none"
 
 
-def test_shipped_host_view_is_identical_under_permuted_labels(breast: Breast, labels: dict[str, np.ndarray]) -> None:
-    a = received_signature(_host_view(breast, labels["true"], leak=False))
-    b = received_signature(_host_view(breast, labels["permuted"], leak=False))
-    print(f"\n[shipped] host received {len(a)} messages; first difference between true and permuted labels: "
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_shipped_host_view_is_identical_under_permuted_labels(breast: Breast, labels: dict[str, np.ndarray], scheme: str) -> None:
+    a = received_signature(_host_view(breast, labels["true"], leak=False, scheme=scheme))
+    b = received_signature(_host_view(breast, labels["permuted"], leak=False, scheme=scheme))
+    print(f"\n[shipped, {scheme}] host received {len(a)} messages; first difference between true and permuted labels: "
           f"{_first_difference(a, b)}")
     assert len(a) > 50
     # It is a real comparison: every step the host can receive (ciphertexts, masked values, loss) is in it.
@@ -72,14 +77,15 @@ def test_shipped_host_view_is_identical_under_permuted_labels(breast: Breast, la
     assert a == b
 
 
-def test_naive_label_sized_message_is_detected(breast: Breast, labels: dict[str, np.ndarray]) -> None:
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_naive_label_sized_message_is_detected(breast: Breast, labels: dict[str, np.ndarray], scheme: str) -> None:
     rows = epoch_batches(breast.n_train, P2.batch_size_for(breast.n_train), P2.seed, 0)[0]
     k_true, k_perm = int(labels["true"][rows].sum()), int(labels["permuted"][rows].sum())
     assert k_true != k_perm  # precondition: the first batch's label sum changes under this permutation
-    a = received_signature(_host_view(breast, labels["true"], leak=True))
-    b = received_signature(_host_view(breast, labels["permuted"], leak=True))
+    a = received_signature(_host_view(breast, labels["true"], leak=True, scheme=scheme))
+    b = received_signature(_host_view(breast, labels["permuted"], leak=True, scheme=scheme))
     diff = [(x, y) for x, y in zip(a, b) if x != y]
-    print(f"\n[naive leaky] first-batch positives {k_true} vs {k_perm}; {len(diff)} differing message(s): {diff}")
+    print(f"\n[naive leaky, {scheme}] first-batch positives {k_true} vs {k_perm}; {len(diff)} differing message(s): {diff}")
     assert a != b
     sizes = [wire_size(LabelCountHint(bytes(4 * k))) for k in (k_true, k_perm)]
     assert diff == [(("leak.label_count_hint", "LabelCountHint", None, sizes[0]),

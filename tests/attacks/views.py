@@ -12,6 +12,16 @@ Every numeric vector of the right length in a view, in each natural
 representation (signed, reduced mod 2^ring_bits) and pairwise sums and
 differences of same-length integer vectors, is a *quantity*. The label attacks
 turn each quantity into 0/1 guesses; the score attacks into estimates of u_H.
+
+Both engines of the two-party mode are understood. Paillier: every
+:class:`EncryptedVector` under a key the role holds is decrypted. RLWE (``he_scheme:
+ckks``): every masked product (:class:`RlweCiphertexts` with ``c1``) under the
+role's own key is decrypted in full -- ``c0 + c1 s``, inverse NTT, exact CRT lift
+of the coefficients (:func:`rlwe_decrypt`) -- and read at the layout's target
+coefficients as the protocol does (:class:`RlweKey`): per row the combined value
+``Σ_j 2^(βj) (value_j + R_j)`` (its residue mod ``2^ℓ`` is the protocol's share),
+per limb ``value_j + R_j``, and per limb the part below ``Δ``, ``F + noise``
+(what a noise-based attack reads).
 """
 
 from __future__ import annotations
@@ -27,6 +37,9 @@ from google.protobuf import wrappers_pb2
 
 from protocols.core import Aggregate, Progress, ProtocolStep, Recv, Role, Send, StepSpec, tap
 from protocols.hetero_lr.protocol import EncryptedVector
+from protocols.hetero_lr.share_engine import RlweShareEngine
+from protocols.hetero_lr.two_party_messages import MaskedConversion, MaskedGradientShare, MaskedLoss
+from protocols.rlwe import scheme as rl
 
 from .common import Event, Recorder
 from .milp import solve
@@ -77,11 +90,11 @@ def _is_int(v: Any) -> bool:
 def numeric_vectors(obj: Any, name: str, depth: int = 0) -> Iterator[tuple[str, list[int] | np.ndarray]]:
     """1-D numeric vectors (length >= 2) inside ``obj``: int lists as exact Python ints, floats as float64.
 
-    Ciphertexts (:class:`EncryptedVector`) are skipped: see :func:`decrypted_vectors`.
+    Ciphertexts (:class:`EncryptedVector`, :class:`RlweCiphertexts`) are skipped: see :func:`decrypted_vectors`.
     """
     if depth > 3 or isinstance(obj, (str, bytes, bool, type)) or obj is None:
         return
-    if isinstance(obj, EncryptedVector):
+    if isinstance(obj, (EncryptedVector, rl.RlweCiphertexts)):
         return
     if isinstance(obj, np.ndarray):
         if obj.ndim == 1 and obj.size >= 2:
@@ -108,13 +121,116 @@ def numeric_vectors(obj: Any, name: str, depth: int = 0) -> Iterator[tuple[str, 
             yield from numeric_vectors(value, f"{name}.{f.name}", depth + 1)
 
 
-def decrypted_vectors(payload: Any, sk: Any, name: str) -> Iterator[tuple[str, list[int]]]:
-    """Decrypt every :class:`EncryptedVector` in ``payload`` that is under ``sk``'s key.
+# --------------------------------------------------------------------------- RLWE: decrypting what the owner receives
 
-    Yields the raw plaintexts, their signed reading (``m - n`` above ``n/2``), and,
-    for a packed payload (fields ``rows``, ``slot_bits``, ``slots``), the unpacked
-    slots, one per row.
+
+@dataclass(frozen=True, eq=False)
+class RlweKey:
+    """An RLWE secret key and the layouts its owner opens each masked payload type with.
+
+    The layouts are functions of public sizes (the engine plans them from the job's
+    sizes); :meth:`of_engine` takes them from the role's own engine object, which is
+    in its memory (``_party.eng``).
     """
+
+    sk: rl.RlweSecretKey
+    layouts: dict[type, rl.Layout]
+
+    @classmethod
+    def of_engine(cls, eng: RlweShareEngine) -> "RlweKey":
+        return cls(eng.sk, {MaskedConversion: eng.conv_peer, MaskedGradientShare: eng.grad_peer,
+                            MaskedLoss: eng._loss_layout(eng.grad_peer)})
+
+    @property
+    def params(self) -> rl.RlweParams:
+        return self.sk.public.params
+
+    @property
+    def fingerprint(self) -> bytes:
+        return self.sk.public.fingerprint()
+
+
+def rlwe_decrypt(sk: rl.RlweSecretKey, ct: rl.RlweCiphertexts, index: int, positions: np.ndarray | None = None) -> list[int]:
+    """The exact decrypted polynomial of ciphertext ``index``: ``c0 + c1 s``, inverse NTT, centered CRT lift.
+
+    Seeded ciphertexts (the owner's own fresh encryptions) have ``c1`` expanded from their seed.
+    ``positions``: lift only these coefficients (default: all ``N``).
+    """
+    ctx = rl.context(sk.public.params)
+    c1 = ctx.uniform_from_seed(ct.seeds[index]) if ct.c1 is None else ct.c1[index]
+    d = ctx.intt(ctx.add(ct.c0[index], ctx.mul(c1, sk.s)))
+    return ctx.crt(d, np.arange(ctx.degree) if positions is None else np.asarray(positions))
+
+
+def centered_mod(x: int, bits: int) -> int:
+    """``x`` mod ``2^bits`` in ``[-2^(bits-1), 2^(bits-1))``: the part of a decrypted coefficient below ``Δ``."""
+    half = 1 << (bits - 1)
+    return ((x + half) & ((1 << bits) - 1)) - half
+
+
+def rlwe_targets(key: RlweKey, ct: rl.RlweCiphertexts, layout: rl.Layout) -> list[list[int]]:
+    """The lifted target coefficients of a masked product, one list of ``J`` per row (all row blocks)."""
+    tgt = layout.targets()
+    out: list[list[int]] = []
+    for rb in range(len(ct)):
+        rows_here = min(layout.row_block, layout.rows - rb * layout.row_block)
+        lifted = rlwe_decrypt(key.sk, ct, rb, tgt[:rows_here].ravel())
+        out += [lifted[r * layout.limbs : (r + 1) * layout.limbs] for r in range(rows_here)]
+    return out
+
+
+def _rlwe_vectors(payload: Any, key: RlweKey, name: str) -> Iterator[tuple[str, list[int], bool]]:
+    layout = key.layouts.get(type(payload))
+    fp = key.fingerprint
+    for f in fields(payload) if is_dataclass(payload) else ():
+        v = getattr(payload, f.name)
+        if not isinstance(v, rl.RlweCiphertexts) or v.key_fingerprint != fp or v.c1 is None or layout is None:
+            continue
+        if len(v) != layout.row_blocks:
+            continue
+        db, beta = key.params.delta_bits, key.params.limb_bits
+        rows = getattr(payload, "rows", 0) or layout.rows  # a conversion's layout is sized for the largest batch
+        lifted = rlwe_targets(key, v, layout)[:rows]
+        rounded = [[(x + (1 << (db - 1))) >> db for x in row] for row in lifted]  # value + R, exactly
+        yield f"{name}.{f.name}[rlwe:rows]", [sum(r << (beta * j) for j, r in enumerate(row)) for row in rounded], True
+        for j in range(layout.limbs):
+            yield f"{name}.{f.name}[rlwe:limb{j}]", [row[j] for row in rounded], False
+            yield f"{name}.{f.name}[rlwe:noise{j}]", [centered_mod(row[j], db) for row in lifted], False
+
+
+# --------------------------------------------------------------------------- decrypting what a role receives
+
+
+def role_key(keypair: Any, snapshot: dict[str, Any]) -> Any:
+    """The secret key a role holds, as :func:`decrypted_vectors` takes it.
+
+    Paillier: the private key of ``keypair``. RLWE: ``keypair`` is the role's secret
+    key; the layouts come from its own engine in ``snapshot`` (its memory).
+    """
+    if isinstance(keypair, rl.RlweSecretKey):
+        eng = snapshot["_party.eng"]
+        assert isinstance(eng, RlweShareEngine) and eng.sk is keypair, "the role did not run with this key"
+        return RlweKey.of_engine(eng)
+    return keypair[1]
+
+
+def decrypted_vectors(payload: Any, sk: Any, name: str) -> Iterator[tuple[str, list[int], bool]]:
+    """Decrypt every ciphertext in ``payload`` that is under ``sk``'s key: ``(name, values, pairable)``.
+
+    Paillier (``sk`` a private key, :class:`EncryptedVector`): the raw plaintexts,
+    their signed reading (``m - n`` above ``n/2``), and, for a packed payload
+    (fields ``rows``, ``slot_bits``, ``slots``), the unpacked slots, one per row.
+
+    RLWE (``sk`` an :class:`RlweKey`, masked :class:`RlweCiphertexts`): per row the
+    combined ``Σ_j 2^(βj) (value_j + R_j)`` (``[rlwe:rows]``), and per limb ``j``
+    the rounded ``value_j + R_j`` (``[rlwe:limb j]``) and the part below ``Δ``
+    (``[rlwe:noise j]``). Only the combined vector is *pairable* (worth adding to
+    what the role holds: its residue mod ``2^ℓ`` is the protocol's share);
+    single limbs and noise parts are attacked on their own.
+    """
+    if isinstance(sk, RlweKey):
+        yield from _rlwe_vectors(payload, sk, name)
+        return
     pk = sk.public_key
     fp = pk.fingerprint()
     n = int(pk.n)
@@ -123,8 +239,8 @@ def decrypted_vectors(payload: Any, sk: Any, name: str) -> Iterator[tuple[str, l
         if not isinstance(v, EncryptedVector) or v.key_fingerprint != fp or len(v) == 0:
             continue
         raw = [int(sk.decrypt_raw(c)) for c in v.values]
-        yield f"{name}.{f.name}[raw]", raw
-        yield f"{name}.{f.name}[signed]", [m - n if m > n // 2 else m for m in raw]
+        yield f"{name}.{f.name}[raw]", raw, True
+        yield f"{name}.{f.name}[signed]", [m - n if m > n // 2 else m for m in raw], True
         rows, s_bits, k = (getattr(payload, a, None) for a in ("rows", "slot_bits", "slots"))
         if rows and s_bits and k:
             slots: list[int] = []
@@ -133,7 +249,7 @@ def decrypted_vectors(payload: Any, sk: Any, name: str) -> Iterator[tuple[str, l
                 for _ in range(min(k, rows - len(slots))):
                     slots.append(p & mask)
                     p >>= s_bits
-            yield f"{name}.{f.name}[slots]", slots
+            yield f"{name}.{f.name}[slots]", slots, True
 
 
 @dataclass(frozen=True)
@@ -179,31 +295,34 @@ def view_quantities(
 
     ``received``: the batch's received events; ``snapshot``: the role's memory at
     the end of the batch; ``secret_keys``: keys it holds (each ciphertext under
-    one of them is decrypted); ``extra``: more vectors (e.g. message sizes).
-    With ``pairs``, sums and differences of same-length integer vectors (and
-    their residues mod 2^ring_bits) are added: what a party can combine locally.
+    one of them is decrypted; :func:`role_key`); ``extra``: more vectors (e.g.
+    message sizes). With ``pairs``, sums and differences of same-length integer
+    vectors (and their residues mod 2^ring_bits) are added: what a party can
+    combine locally (single RLWE limbs and noise parts are not paired: see
+    :func:`decrypted_vectors`).
     """
-    base: list[tuple[str, list[int] | np.ndarray, bool]] = []  # (name, vector, came from outside the role)
+    # (name, vector, came from outside the role, pairable)
+    base: list[tuple[str, list[int] | np.ndarray, bool, bool]] = []
     for e in received:
         if e.direction != "received":
             continue
         tag = f"recv#{e.index}:{e.wire}"
-        base.extend((k, v, True) for k, v in numeric_vectors(e.payload, tag))
+        base.extend((k, v, True, True) for k, v in numeric_vectors(e.payload, tag))
         for sk in secret_keys:
-            base.extend((k, v, True) for k, v in decrypted_vectors(e.payload, sk, tag))
+            base.extend((k, v, True, p) for k, v, p in decrypted_vectors(e.payload, sk, tag))
     for k, v in (snapshot or {}).items():
-        base.extend((k2, v2, False) for k2, v2 in numeric_vectors(v, f"mem:{k}"))
-    base.extend((k, v, True) for k, v in extra)
+        base.extend((k2, v2, False, True) for k2, v2 in numeric_vectors(v, f"mem:{k}"))
+    base.extend((k, v, True, True) for k, v in extra)
     base = [b for b in base if len(b[1]) in lengths]
 
     out: list[Quantity] = []
-    for k, v, _ in base:
+    for k, v, _, _ in base:
         out.extend(_representations(k, v, ring_bits))
     if pairs:
         # What arrived combined with what the role holds (or with each other): e.g. a decrypted
         # masked value minus the role's own mask. Combinations of its own memory alone are
         # things it computed itself, already in the snapshot.
-        ints = [b for b in base if not isinstance(b[1], np.ndarray)]
+        ints = [(k, v, r) for k, v, r, p in base if p and not isinstance(v, np.ndarray)]
         for (ka, va, ra), (kb, vb, rb) in combinations(ints, 2):
             if len(va) != len(vb) or not (ra or rb):
                 continue
@@ -260,6 +379,7 @@ def label_guesses(
     *,
     scale_factors: Iterable[float] = (1.0,),
     milp_time_limit: float = 0.3,
+    milp: bool = True,
 ) -> list[Guess]:
     """The label attacks on every quantity. ``x_batch``: the attacker's features of the batch.
 
@@ -267,16 +387,17 @@ def label_guesses(
     * feature-sized quantities (length = m): least squares to per-row values,
       thresholded the same two ways, and the subset-sum MILP over the scales
       :func:`milp_scales` proposes (the attacker keeps the one with least slack;
-      it stops at the first exact fit).
+      it stops at the first exact fit). ``milp=False`` leaves the MILP out (a
+      cheaper sweep, for views already attacked with it elsewhere).
     """
     x = np.asarray(x_batch, float)
     rows, m = x.shape
     factors = tuple(scale_factors)
     out: list[Guess] = []
     for q in quantities:
-        key = (x.tobytes(), q.values.tobytes(), factors, milp_time_limit)
+        key = (x.tobytes(), q.values.tobytes(), factors, milp_time_limit, milp)
         if key not in _GUESS_CACHE:
-            _GUESS_CACHE[key] = _guesses_for(x, q, factors, milp_time_limit)
+            _GUESS_CACHE[key] = _guesses_for(x, q, factors, milp_time_limit, milp)
         out.extend(Guess(q.name, g.method, g.labels, g.detail) for g in _GUESS_CACHE[key])
     return out
 
@@ -285,7 +406,7 @@ def label_guesses(
 _GUESS_CACHE: dict[tuple, list[Guess]] = {}
 
 
-def _guesses_for(x: np.ndarray, q: Quantity, factors: tuple[float, ...], milp_time_limit: float) -> list[Guess]:
+def _guesses_for(x: np.ndarray, q: Quantity, factors: tuple[float, ...], milp_time_limit: float, milp: bool) -> list[Guess]:
     rows, m = x.shape
     v = q.values
     out: list[Guess] = []
@@ -298,6 +419,8 @@ def _guesses_for(x: np.ndarray, q: Quantity, factors: tuple[float, ...], milp_ti
         r = _ls_rows(x, v)
         out.append(Guess(q.name, "ls-sign", (r > 0).astype(int)))
         out.append(Guess(q.name, "ls-median", (r > np.median(r)).astype(int)))
+        if not milp:
+            return out
         best = None
         for c in milp_scales(x, v, factors):
             res = solve(x, v, scale=c, labels="pm1", time_limit=milp_time_limit)
