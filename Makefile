@@ -19,6 +19,8 @@ demo: $(STAMP)
 	$(BIN)/fedcredit demo $(DEMO_ARGS)
 
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Regenerate the committed gRPC/protobuf code after editing proto/fedcredit/v1/*.proto.

@@ -377,7 +377,8 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"sklearn reference: LogisticRegression(C=1/(l2*n_train), lbfgs), same rows, split (seed 42) and preprocessing (clip {CLIP})")
     print(f"{'data set':16} {'n_train':>7} {'pos':>6} {'sklearn':>8} {'taylor-opt':>10} {'floor gap':>9}")
     for name, d in r["datasets"].items():
-        print(f"{name:16} {d['n_train']:7d} {d['positive_rate']:6.3f} {d['sklearn_auc']:8.4f} {d['taylor_optimum_auc']:10.4f} {_fmt(d['taylor_optimum_gap']):>9}")
+        print(f"{name:16} {d['n_train']:7d} {d['positive_rate']:6.3f} {d['sklearn_auc']:8.4f} "
+              f"{d['taylor_optimum_auc']:10.4f} {_fmt(d['taylor_optimum_gap']):>9}")
     print("\nresidual variants (seed 42): test AUC / gap to sklearn at the setting's epochs; epochs needed for gap <= 0.01 (and staying), up to 30")
     print(f"{'variant':22} {'data set':16} {'epochs':>6} {'AUC':>7} {'gap':>8} {'gap@6':>8} {'gap@30':>8} {'needed':>6}")
     for key, rows in r["variants"].items():
@@ -385,7 +386,8 @@ def print_report(r: dict[str, Any]) -> None:
             ep = v.get("epochs", 6)
             auc = v.get("auc", v["auc_at_6"])
             gap = v.get("gap", v["gap_at_6"])
-            print(f"{key:22} {name:16} {ep:6d} {auc:7.4f} {_fmt(gap):>8} {_fmt(v['gap_at_6']):>8} {_fmt(v['gap_at_30']):>8} {str(v['epochs_needed'] or '>30'):>6}")
+            print(f"{key:22} {name:16} {ep:6d} {auc:7.4f} {_fmt(gap):>8} {_fmt(v['gap_at_6']):>8} {_fmt(v['gap_at_30']):>8} "
+                  f"{str(v['epochs_needed'] or '>30'):>6}")
         print(f"{'':22} setting: {next(iter(rows.values()))['setting']}")
     print("\nlinear updates for the Taylor residual (seed 42), cheapest first: epochs needed per data set (<=12, staying within 0.01)")
     for g in r["grid"][:15]:

@@ -62,7 +62,6 @@ from protocols.paillier import (  # noqa: E402
     Encryptor,
     RandomnessPool,
     add,
-    add_plain,
     decrypt_packed,
     from_residue,
     generate_keypair,

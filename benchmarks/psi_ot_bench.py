@@ -303,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(isolated(measure_ecdh, e, args.mode, args.cores, True))
                 log(rows[-1])
 
-    head = f"{'N':>7} {'protocol':>8} {'setting':>13} {'seconds':>8} {'guest s':>8} {'host s':>8} {'MB g→h':>8} {'MB h→g':>8} {'MB total':>9} {'peak MB':>8} {'ok':>3}"
+    head = (f"{'N':>7} {'protocol':>8} {'setting':>13} {'seconds':>8} {'guest s':>8} {'host s':>8} {'MB g→h':>8} {'MB h→g':>8} "
+            f"{'MB total':>9} {'peak MB':>8} {'ok':>3}")
     print(head)
     print("-" * len(head))
     for r in rows:

@@ -794,7 +794,9 @@ _WORDS = {
     "mean_training_loss": "mean training loss", "loss": "loss", "epoch": "epoch",
     "intersection_size": "intersection size", "paillier_key_bits": "encryption key size (bits)",
     "key_fingerprint": "key fingerprint", "stop": "training stops",
-    "set_size": "number of ids the other party put into the matching", "bins": "size of the bank's hash table (follows from its set size)", "cache_size": "size of the platform's cached id set",
+    "set_size": "number of ids the other party put into the matching",
+    "bins": "size of the bank's hash table (follows from its set size)",
+    "cache_size": "size of the platform's cached id set",
     "cache_digest": "fingerprint of the platform's cached id set", "cache_current": "the bank's copy of the cache is current",
     "ckks_context_bytes": "size of the public encryption context (bytes)", "contains_secret_key": "contains a secret key",
 }

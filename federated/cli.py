@@ -16,7 +16,8 @@ from rich.console import Console
 
 from .errors import FedCreditError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="fedcredit: privacy-preserving joint credit modeling (PSI + vertical LR over mTLS gRPC).")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="fedcredit: privacy-preserving joint credit modeling (PSI + vertical LR over mTLS gRPC).")
 certs_app = typer.Typer(no_args_is_help=True, help="Development certificates (a CA, a TLS certificate per node, a sealing key per party).")
 coord_app = typer.Typer(no_args_is_help=True, help="Run the coordinator.")
 party_app = typer.Typer(no_args_is_help=True, help="Run a party node (dials out only).")
@@ -319,7 +320,8 @@ app.add_typer(demo_app, name="demo")
 @demo_app.callback(invoke_without_command=True)
 def demo(
     ctx: typer.Context,
-    guest_data: Optional[Path] = typer.Option(None, "--guest-data", help="Guest (bank) CSV with ids, labels and features. Default: examples/data/default_credit_hetero_guest.csv"),
+    guest_data: Optional[Path] = typer.Option(None, "--guest-data", help="Guest (bank) CSV with ids, labels and features. "
+                                              "Default: examples/data/default_credit_hetero_guest.csv"),
     host_data: Optional[Path] = typer.Option(None, "--host-data", help="Host (platform) CSV with ids and features."),
     id_column: str = typer.Option("id", "--id-column"),
     label_column: str = typer.Option("y", "--label-column"),
@@ -332,7 +334,8 @@ def demo(
     seed: int = typer.Option(42, "--seed"),
     mode: str = typer.Option("paillier", "--mode", help="paillier (default: the fast Paillier engine) or ckks (ring-LWE "
                              "ciphertexts, CKKS's, with values in coefficients)."),
-    consent_registry: Optional[Path] = typer.Option(None, "--consent-registry", help="The host's consent registry CSV (default: the example one, with the example data)."),
+    consent_registry: Optional[Path] = typer.Option(None, "--consent-registry", help="The host's consent registry CSV "
+                                                    "(default: the example one, with the example data)."),
 ) -> None:
     """The main job: coordinator + bank + platform as separate processes over mTLS gRPC; PSI, training, report.
 

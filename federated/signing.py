@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from federated.certs import load_key_pair, single_cn, verify_issued_cert
-from federated.errors import ConfigError, CryptoError
+from federated.errors import CryptoError
 
 __all__ = [
     "ENVELOPE_FIELDS",

@@ -167,7 +167,8 @@ class Store:
     def insert_job(self, job: JobRow) -> None:
         with self.tx() as db:
             db.execute(
-                "INSERT INTO jobs(job_id, kind, name, spec_json, spec_sha256, state, stage, psi_salt, progress_json, result_json, error, created_ms, updated_ms) "
+                "INSERT INTO jobs(job_id, kind, name, spec_json, spec_sha256, state, stage, psi_salt, progress_json, result_json, "
+                "error, created_ms, updated_ms) "
                 "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (job.job_id, job.kind, job.name, job.spec_json, job.spec_sha256, job.state, job.stage, job.psi_salt,
                  json.dumps(job.progress), json.dumps(job.result), job.error, job.created_ms, job.updated_ms),

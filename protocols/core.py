@@ -168,7 +168,8 @@ class ProtocolStep(enum.Enum):
 
     @property
     def spec(self) -> StepSpec:
-        return self.value  # type: ignore[no-any-return]
+        spec: StepSpec = self.value
+        return spec
 
     @property
     def wire(self) -> str:
@@ -339,6 +340,6 @@ def run_local(programs: Mapping[Role, RoleProgram], max_rounds: int = 10_000_000
         for role in list(live):
             moved |= advance(role)
         if not moved:
-            waiting = {str(r): pending[r].step.wire for r in live if pending[r] is not None}
+            waiting = {str(r): w.step.wire for r in live if (w := pending[r]) is not None}
             raise ProtocolError(f"protocol deadlock; roles waiting on: {waiting}")
     raise ProtocolError("protocol did not finish within max_rounds")

@@ -30,7 +30,6 @@ from protocols.hetero_lr import (
 from protocols.hetero_lr.protocol import (
     EncryptedResiduals,
     EncryptedScores,
-    EncryptedVector,
     LRStep,
     check_batch_size,
     decrypt_masked,

@@ -7,7 +7,6 @@ platform: the same message types, in the same order, with the same sizes.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

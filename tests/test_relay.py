@@ -11,7 +11,7 @@ import pytest
 from federated.certs import init_certs, load_tls
 from federated.config import CoordinatorConfig, JobSpec, SignConfig, TlsConfig, parse_config
 from federated.coordinator import Coordinator
-from federated.errors import ConflictError, CryptoError, JobFailedError, ProtocolError
+from federated.errors import CryptoError, JobFailedError, ProtocolError
 from federated.runtime import RelayEndpoint
 from federated.approval import make_approval
 from federated.sealing import Sealer, load_seal_identity, verify_peer_seal_cert

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from federated.codec import decode_payload, encode_payload
-from protocols.core import Recv, Role, Send, run_local, tap
+from protocols.core import Role, Send, run_local, tap
 from protocols.errors import BudgetError, ProtocolError
 from protocols.hetero_lr import HeteroLRParams, epoch_batches
 from protocols.hetero_lr import protocol as coordinated

@@ -17,6 +17,7 @@ from typing import Any, Protocol, Sequence
 import gmpy2
 import numpy as np
 
+from ..errors import CryptoError
 from ..paillier import Encryptor, PaillierPublicKey
 from ..paillier import ops
 from ..paillier.parallel import MapFn
@@ -52,14 +53,19 @@ class FastEngine:
         self._map_fn = map_fn
         self._tasks = tasks_per_call
 
+    def _encryptor(self) -> Encryptor:
+        if self._enc is None:
+            raise CryptoError("this engine was made without an rng: it multiplies, it does not encrypt")
+        return self._enc
+
     def encrypt_raw_many(self, ms: Sequence[int]) -> list[Any]:
         if self._map_fn is not None and len(ms) >= self.MIN_PARALLEL:
             chunk = -(-len(ms) // self._tasks)  # a batch of 512 values: 4 tasks of 128
-            return self._enc.encrypt_raw_many(ms, map_fn=self._map_fn, chunk_size=chunk)
-        return self._enc.encrypt_raw_many(ms)
+            return self._encryptor().encrypt_raw_many(ms, map_fn=self._map_fn, chunk_size=chunk)
+        return self._encryptor().encrypt_raw_many(ms)
 
     def rerandomize(self, c: Any) -> Any:
-        return self._enc.rerandomize(c)
+        return self._encryptor().rerandomize(c)
 
     def matvec_t(self, cs: Sequence[Any], x: np.ndarray) -> list[Any]:
         return ops.matvec_t(self.pk, list(cs), x)

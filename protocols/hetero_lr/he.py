@@ -74,7 +74,8 @@ class PublicEngine(Protocol):
 
 
 class SecretEngine(Protocol):
-    public: PublicEngine
+    @property
+    def public(self) -> PublicEngine: ...
 
     def decrypt_many(self, cs: Sequence[Any]) -> list[int]:
         """Raw plaintexts in ``[0, n)``."""

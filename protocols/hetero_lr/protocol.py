@@ -54,7 +54,7 @@ import numpy as np
 
 from ..core import Aggregate, Ciphertext, Masked, Plaintext, Progress, ProtocolStep, Public, Recv, Role, RoleProgram, Send, StepSpec
 from ..errors import BudgetError, KeyMismatchError, ProtocolError
-from ..paillier import Encryptor, FixedPoint, PaillierPrivateKey, PaillierPublicKey, from_residue, generate_keypair, to_residue
+from ..paillier import FixedPoint, PaillierPrivateKey, PaillierPublicKey, from_residue, generate_keypair, to_residue
 from ..paillier import ops
 from ..paillier.parallel import MapFn
 from .metrics import ks_statistic, roc_auc

@@ -115,8 +115,11 @@ def check_ring_budget(params: HeteroLRParams, n_train: int) -> None:
     grad = 2**xi * (ms / 2 + 1) + params.l2 * ms + 1  # |X^T D / (4|B|) + l2 w| in real units
     vel = grad / (1 - mu)  # |v| for Nesterov
     G = L - 2 * fx - fe
-    lg = lambda v: math.log2(max(v, 2.0**-60))  # noqa: E731
-    stages = [("gradient", lg(grad) + 2 * fx + fw + fe, L)]  # (name, log2 |x|, log2 spread of x0)
+
+    def lg(v: float) -> float:
+        return math.log2(max(v, 2.0**-60))
+
+    stages: list[tuple[str, float, float]] = [("gradient", lg(grad) + 2 * fx + fw + fe, L)]  # (name, log2 |x|, log2 spread of x0)
     if mu:
         stages.append(("velocity", lg(mu * vel) + fw + fe, G + fe + lg(mu)))
         stages.append(("step", lg(lr * (grad + mu * vel)) + fw + 2 * fe, min(L, G + 2 * fe + lg(lr))))
@@ -158,6 +161,12 @@ def plan_two_party(params: HeteroLRParams, *, n_own: int, n_train: int, batch_ro
     return TwoPartyPlan(L, slot_bits, slots, c, c2, g_mask, loss_mask)
 
 
+def _paillier(values: Any) -> EncryptedVector:
+    if not isinstance(values, EncryptedVector):
+        raise ProtocolError("expected Paillier ciphertexts; the job's he_scheme is paillier")
+    return values
+
+
 def _randbits(rng: Any, bits: int, count: int) -> list[int]:
     return [int(rng.getrandbits(bits)) for _ in range(count)]
 
@@ -175,7 +184,7 @@ def convert(peer: PublicEngine, shares: EncryptedShares, xq: np.ndarray, plan: T
     Returns the message and the sender's own shares of ``X b`` (``−(c + s_i) mod 2^ℓ``).
     """
     rows, m = xq.shape
-    v = shares.values
+    v = _paillier(shares.values)
     peer.check(v.key_fingerprint)
     if len(v) != plan.slots * m:
         raise ProtocolError("lr2.shares: wrong number of encrypted shares")
@@ -195,12 +204,13 @@ def convert(peer: PublicEngine, shares: EncryptedShares, xq: np.ndarray, plan: T
 def open_conversion(own: SecretEngine, msg: MaskedConversion, rows: int, plan_bits: tuple[int, int], ring_bits: int) -> list[int]:
     """Receiver: decrypt and unpack the slots; each slot mod ``2^ℓ`` is its share of the sender's ``X b``."""
     S, K = plan_bits
-    own.public.check(msg.values.key_fingerprint)
-    if (msg.rows, msg.slot_bits, msg.slots) != (rows, S, K) or len(msg.values) != -(-rows // K):
+    vec = _paillier(msg.values)
+    own.public.check(vec.key_fingerprint)
+    if (msg.rows, msg.slot_bits, msg.slots) != (rows, S, K) or len(vec) != -(-rows // K):
         raise ProtocolError("lr2.conversion does not match the batch (rows or layout)")
     slot_mask, ring_mask = (1 << S) - 1, (1 << ring_bits) - 1
     out: list[int] = []
-    for p in own.decrypt_many(msg.values.values):
+    for p in own.decrypt_many(vec.values):
         for _ in range(min(K, rows - len(out))):
             out.append((p & slot_mask) & ring_mask)
             p >>= S
@@ -212,7 +222,7 @@ def open_conversion(own: SecretEngine, msg: MaskedConversion, rows: int, plan_bi
 def mask_gradient(peer: PublicEngine, residual: EncryptedResidualShare, xq: np.ndarray, plan: TwoPartyPlan, rng: Any
                   ) -> tuple[MaskedGradientShare, list[int]]:
     """Sender: ``[[X^T D^Q + c' + r]]`` under the receiver Q's key; returns it and ``−(c' + r) mod 2^ℓ``."""
-    v = residual.values
+    v = _paillier(residual.values)
     peer.check(v.key_fingerprint)
     if len(v) != xq.shape[0]:
         raise ProtocolError("lr2.residual does not match the batch length")
@@ -226,11 +236,12 @@ def mask_gradient(peer: PublicEngine, residual: EncryptedResidualShare, xq: np.n
 
 def open_gradient(own: SecretEngine, msg: MaskedGradientShare, n_weights: int, ring_bits: int) -> list[int]:
     """Receiver: its share of the sender's gradient, ``(decrypted) mod 2^ℓ``."""
-    own.public.check(msg.values.key_fingerprint)
-    if len(msg.values) != n_weights:
+    vec = _paillier(msg.values)
+    own.public.check(vec.key_fingerprint)
+    if len(vec) != n_weights:
         raise ProtocolError("lr2.gradient has the wrong number of components")
     mask = (1 << ring_bits) - 1
-    return [p & mask for p in own.decrypt_many(msg.values.values)]
+    return [p & mask for p in own.decrypt_many(vec.values)]
 
 
 class PaillierShareEngine:
@@ -278,8 +289,9 @@ class PaillierShareEngine:
         return open_gradient(self.own, msg, self.m_peer, self.params.ring_bits)
 
     def loss_accumulate(self, acc: Any, msg: EncryptedResidualShare, row: Sequence[int]) -> Any:
-        self.peer.check(msg.values.key_fingerprint)
-        cross = self.peer.dot(msg.values.values, [int(v) for v in row])
+        vec = _paillier(msg.values)
+        self.peer.check(vec.key_fingerprint)
+        cross = self.peer.dot(vec.values, [int(v) for v in row])
         return cross if acc is None else self.peer.add(acc, cross)
 
     def loss_mask(self, acc: Any) -> tuple[MaskedLoss, int]:
@@ -289,10 +301,11 @@ class PaillierShareEngine:
         return MaskedLoss(EncryptedVector(self.peer.fingerprint(), 0, (masked,))), mine
 
     def open_loss(self, msg: MaskedLoss) -> int:
-        self.own.public.check(msg.values.key_fingerprint)
-        if len(msg.values) != 1:
+        vec = _paillier(msg.values)
+        self.own.public.check(vec.key_fingerprint)
+        if len(vec) != 1:
             raise ProtocolError("lr2.masked_loss carries one value")
-        return self.own.decrypt_many(msg.values.values)[0] & ((1 << self.params.ring_bits) - 1)
+        return self.own.decrypt_many(vec.values)[0] & ((1 << self.params.ring_bits) - 1)
 
 
 # --------------------------------------------------------------------------- RLWE (CKKS)

@@ -480,7 +480,7 @@ def _ids_digest(ids: Sequence[str]) -> bytes:
 
 def _job_digest(role: Role, ids: Sequence[str], params: PsiParams) -> bytes:
     h = hashlib.sha256(_CHECKPOINT_TAG)
-    for part in (role.value.encode(), params.salt, params.mode.value.encode(), str(params.batch_size).encode()):
+    for part in (role.value.encode(), params.salt, params.reveal.value.encode(), str(params.batch_size).encode()):
         h.update(len(part).to_bytes(8, "big"))
         h.update(part)
     h.update(_ids_digest(ids))
@@ -678,7 +678,7 @@ def guest_program(
     """
     check_unique_ids(ids, Role.GUEST)
     t = _Tracker(Role.GUEST, ids, params, rng, resume, checkpoint)
-    a, size, mode = t.scalar, params.batch_size, params.mode
+    a, size, mode = t.scalar, params.batch_size, params.reveal
     n = len(ids)
     perm = seeded_permutation(n, t.seed, b"guest-rows")  # stream position k holds guest row perm[k]
     if t.enabled:
@@ -781,7 +781,7 @@ def host_program(
     """
     check_unique_ids(ids, Role.HOST)
     t = _Tracker(Role.HOST, ids, params, rng, resume, checkpoint)
-    b, size, mode = t.scalar, params.batch_size, params.mode
+    b, size, mode = t.scalar, params.batch_size, params.reveal
     n = len(ids)
     perm = seeded_permutation(n, t.seed, b"host-rows")  # stream position j holds host row perm[j]
     if t.enabled:
@@ -826,15 +826,15 @@ def host_program(
         double = bytearray()
         pending: tuple[int, Pending] | None = None
         for k in range(guest_batches + 1):
-            current = None
+            upcoming: tuple[int, Pending] | None = None
             if k < guest_batches:
                 lo, hi = batch_bounds(k, n_guest, size)
                 theirs = yield from recv_batch(PsiStep.GUEST_BLINDED, k, hi - lo)
-                current = (hi, blind_async(b, theirs, map_fn))
+                upcoming = (hi, blind_async(b, theirs, map_fn))
             if pending is not None:
                 double += b"".join(pending[1].result())
                 yield from t.progress(n + pending[0], total, "host_reblind")
-            pending = current
+            pending = upcoming
         tau = seeded_permutation(n_guest, t.seed, b"host-reply")
         for k in range(start, guest_batches):
             lo, hi = batch_bounds(k, n_guest, size)

@@ -334,15 +334,15 @@ class RingContext:
         """Signed coefficients uniform on {-1, 0, 1} (int64, coefficient order)."""
         out = np.empty(0, dtype=np.int64)
         while out.size < self.degree:
-            b = np.frombuffer(_bytes(rng, self.degree + 64), dtype=np.uint8)
-            b = b[b < 255]  # 255 = 3 * 85: unbiased mod 3
-            out = np.concatenate([out, (b % 3).astype(np.int64) - 1])
+            raw = np.frombuffer(_bytes(rng, self.degree + 64), dtype=np.uint8)
+            kept = raw[raw < 255]  # 255 = 3 * 85: unbiased mod 3
+            out = np.concatenate([out, (kept % 3).astype(np.int64) - 1])
         return out[: self.degree]
 
     def cbd(self, rng: Any, eta: int = CBD_ETA) -> np.ndarray:
         """Centered binomial errors ``sum(eta bits) - sum(eta bits)`` (int64, coefficient order)."""
-        bits = np.unpackbits(np.frombuffer(_bytes(rng, (2 * eta * self.degree + 7) // 8), dtype=np.uint8))
-        bits = bits[: 2 * eta * self.degree].reshape(self.degree, 2 * eta).astype(np.int64)
+        flat = np.unpackbits(np.frombuffer(_bytes(rng, (2 * eta * self.degree + 7) // 8), dtype=np.uint8))
+        bits = flat[: 2 * eta * self.degree].reshape(self.degree, 2 * eta).astype(np.int64)
         return bits[:, :eta].sum(axis=1) - bits[:, eta:].sum(axis=1)
 
 
