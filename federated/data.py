@@ -59,6 +59,8 @@ def load_dataset(cfg: DatasetConfig, *, require_label: bool, require_features: b
     line_numbers = np.flatnonzero(~blank) + 2
     frame = frame.loc[~blank].reset_index(drop=True)
     columns = list(frame.columns)
+    if frame.empty:
+        raise DataError(f"{path}: no data rows (only a header, or nothing)", public="the party's dataset has no data rows")
 
     def need(col: str, what: str) -> None:
         if col not in columns:

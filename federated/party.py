@@ -34,7 +34,7 @@ from .certs import load_tls
 from .config import JobSpec, PartyConfig
 from .consent import apply_consent, load_consent_registry
 from .data import LocalDataset, load_dataset
-from .errors import ConfigError, ConflictError, FedCreditError, NotFoundError, PermissionDeniedError, TransportError, from_rpc_error
+from .errors import ConfigError, ConflictError, DataError, FedCreditError, NotFoundError, PermissionDeniedError, TransportError, from_rpc_error
 from .runtime import RelayEndpoint, describe_error, drive
 from .sealing import Sealer, load_seal_identity, verify_peer_seal_cert
 from .signing import envelope_fields, load_signing_identity, verify_signing_cert
@@ -52,9 +52,20 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a party output atomically and readable by this user only (0600; fsync before the rename).
+
+    Every file a party writes (intersections, models, caches, checkpoints) holds private data."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 
@@ -366,6 +377,12 @@ class PartyNode:
                          registry=str(ds_cfg.consent_registry))
             _LOG.info("job %s: consent registry admits %d of %d enterprises for %s (%d excluded; only this node knows)",
                       info.job_id, decision.included, len(data.ids), spec.purpose, decision.excluded)
+        minimum = self.cfg.policy.min_intersection
+        learns_rows = spec.kind == "train" or spec.psi.reveal == "both" or (spec.psi.reveal == "guest" and role is Role.GUEST)
+        if learns_rows and len(ids) < minimum:
+            # the intersection cannot reach the minimum, which is checked where rows are learnt: refuse before any message
+            raise DataError(f"{ds_cfg.path}: {len(ids)} usable enterprises, below this node's min_intersection of {minimum}",
+                            public=f"the party's usable dataset is smaller than its policy's min_intersection ({minimum})")
 
         sealer, peer_sign_pem = self._sealer(info.job_id, peer)
         coord_sign_pem = self._sign_cert(self.cfg.coordinator_name)
@@ -499,14 +516,7 @@ class PartyNode:
 
 def _write_private_json(path: Path, obj: Any) -> None:
     """Atomically write JSON readable by this user only (fsync before rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj))
 
 
 def peak_rss_mb() -> float:

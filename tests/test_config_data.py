@@ -330,3 +330,13 @@ def test_a_node_refuses_a_spec_that_does_not_hash_to_the_digest_it_signs(tmp_pat
     forged = job_pb2.JobInfo(job_id="j", spec_json=spec.canonical_json(), spec_sha256=spec_digest(other))
     with pytest.raises(PermissionDeniedError, match="does not hash"):
         checked_spec(forged)
+
+
+def test_a_dataset_with_a_header_only_is_refused_at_load_time(tmp_path):
+    """#12: an empty dataset failed late, after PSI, with a misleading "intersection has 0"."""
+    path = tmp_path / "empty.csv"
+    path.write_text("id,y,x0\n\n", encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        load_dataset(DatasetConfig(path=path, label_column="y"), require_label=True)
+    assert "no data rows" in str(info.value) and str(path) in str(info.value)
+    assert str(path) not in info.value.public_message and "no data rows" in info.value.public_message

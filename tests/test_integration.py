@@ -124,6 +124,12 @@ def test_psi_job_revealed_to_guest_only(cluster: Cluster, split_files: tuple[Pat
     assert json.loads(info.result_json)["psi"]["intersection_size"] == len(common)
     assert set(pd.read_csv(cluster.workdir / "bank" / "jobs" / info.job_id / "intersection.csv", dtype=str)["id"]) == common
     assert not (cluster.workdir / "platform" / "jobs" / info.job_id / "intersection.csv").exists()
+    # #12: every party output is readable by its owner only
+    for party in ("bank", "platform"):
+        jobdir = cluster.workdir / party / "jobs" / info.job_id
+        outputs = [p for p in jobdir.iterdir() if p.is_file()]
+        assert any(p.name == "model.json" for p in outputs), outputs
+        assert all(p.stat().st_mode & 0o077 == 0 for p in outputs), [(p.name, oct(p.stat().st_mode)) for p in outputs]
 
 
 def test_a_bad_cell_fails_the_job_without_its_value_or_path_leaving_the_node(cluster: Cluster) -> None:
@@ -245,3 +251,22 @@ def test_an_intersection_below_a_nodes_minimum_fails_before_anything_is_written(
             info = client.wait(client.submit(_spec(kind="psi")).job_id, timeout_s=120)
         assert info.state == "failed" and "minimum" in info.error, info.error
         assert not (c.workdir / "platform" / "jobs" / info.job_id / "intersection.csv").exists()
+
+
+def test_a_dataset_smaller_than_the_minimum_is_refused_before_any_message(tmp_path: Path,
+                                                                          split_files: tuple[Path, Path, set[str]]) -> None:
+    """#12: a node whose usable rows cannot reach its min_intersection stops before PSI reveals anything."""
+    gp, hp, _ = split_files
+    n_host = len(pd.read_csv(hp, dtype=str))
+    policy = {"auto_approve": True, "allowed_purposes": ["financing.credit_risk_model"], "min_key_bits": 1024}
+    c = Cluster(tmp_path / "cluster", {
+        "bank": {"breast": DatasetConfig(path=gp, id_column="id", label_column="y")},
+        "platform": {"breast": DatasetConfig(path=hp, id_column="id")},
+    }, policies={"bank": {**policy, "min_intersection": 10}, "platform": {**policy, "min_intersection": n_host + 1}})
+    with c:
+        with OperatorClient(c.client_config()) as client:
+            info = client.wait(client.submit(_spec()).job_id, timeout_s=120)
+        assert info.state == "failed" and "min_intersection" in info.error, info.error
+        assert str(hp) not in info.error and str(n_host) not in info.error.replace(str(n_host + 1), "")
+        transcript = next((c.workdir / "platform").rglob(f"{info.job_id}.platform.jsonl")).read_text(encoding="utf-8")
+        assert '"psi.' not in transcript and '"psi_ot.' not in transcript  # not one PSI message was sent or received
