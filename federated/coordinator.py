@@ -33,6 +33,9 @@ from .transport import CHUNK_BYTES, chunk_bytes, create_server, peer_identity
 
 __all__ = ["Coordinator", "Mailbox", "JobManager"]
 
+#: What a party's reported result may hold (see federated.party.PUBLIC_RESULT_KEYS).
+PUBLIC_RESULT_KEYS = ("seconds", "bytes", "peak_rss_mb")
+
 _LOG = logging.getLogger(__name__)
 MAX_PAYLOAD_BYTES = 1 << 30  # one relayed message may not exceed 1 GiB
 VERSION = "0.1.0"
@@ -316,6 +319,10 @@ class JobManager:
         role = self.role_of(job, node)
         if role.finished_ms is not None:
             raise ConflictError(f"{node} already reported its result for {job_id}")
+        # One record per party: only run metadata keyed by the reporting node itself is kept, so one party
+        # cannot overwrite another's entries, and no party's metrics or sizes reach the coordinator's store.
+        result = {k: {node: v[node]} for k, v in result.items()
+                  if k in PUBLIC_RESULT_KEYS and isinstance(v, dict) and set(v) == {node}}
         self.store.finish_role(job_id, role.role, ok, result, error)
         if not ok:
             self.fail(job_id, f"{role.role} ({node}) failed: [{code}] {error}")

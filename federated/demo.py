@@ -59,6 +59,13 @@ class DemoOptions:
     mode: str = "paillier"  # or ckks
 
 
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def _write_yaml(path: Path, data: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
@@ -92,6 +99,20 @@ class Cluster:
 
     def party_config_path(self, party: str) -> Path:
         return self.workdir / f"{party}.yaml"
+
+    def party_result(self, party: str, job_id: str) -> dict[str, Any]:
+        """A party's own result of a job, from its workdir (it never leaves the party's node)."""
+        path = self.workdir / party / "jobs" / job_id / "result.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+    def job_result(self, job_id: str, coordinator_view: str = "{}") -> dict[str, Any]:
+        """What a demo or a benchmark reports: every party's own result and the coordinator's run metadata.
+
+        Only a simulation holding every node's files can build this; no role sees it all."""
+        out: dict[str, Any] = json.loads(coordinator_view or "{}")
+        for p in self.parties:
+            out = _merge(out, self.party_result(p, job_id))
+        return out
 
     def transcripts(self, job_id: str) -> list[Path]:
         """The transcript files of a job: the coordinator's and each party's."""
@@ -273,7 +294,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
             console.print(f"submitted job [bold]{info.job_id}[/]")
             info = follow_job(client, info.job_id, console=console)
         codes = cluster.stop()
-    result = json.loads(info.result_json or "{}")
+    result = cluster.job_result(info.job_id, info.result_json)
     if info.state != "succeeded":
         console.print(f"[bold red]job {info.state}[/]: {info.error}\nlogs: {workdir / 'logs'}")
         return 1
@@ -376,7 +397,7 @@ def run_psi_demo(left: Path, right: Path, *, id_column: str, protocol: str, reve
             t_submit = time.monotonic()
             info = follow_job(client, info.job_id, console=console)
             t_done = time.monotonic()
-    result = json.loads(info.result_json or "{}")
+    result = cluster.job_result(info.job_id, info.result_json)
     if info.state != "succeeded":
         console.print(f"[bold red]job {info.state}[/]: {info.error}\nlogs: {workdir / 'logs'}")
         return 1

@@ -45,6 +45,11 @@ __all__ = ["PartyNode", "atomic_write_text"]
 
 _LOG = logging.getLogger(__name__)
 VERSION = "0.1.0"
+#: The parts of a party's job result that go to the coordinator, each keyed by the party's own name: run
+#: metadata the coordinator could time or count itself. Everything else (metrics, losses, training and PSI
+#: sizes, artifacts) stays in the party's own ``jobs/<job>/result.json`` (0600): the platform's operator runs
+#: the coordinator, so what it stores the platform may read.
+PUBLIC_RESULT_KEYS = ("seconds", "bytes", "peak_rss_mb")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -179,8 +184,15 @@ class PartyNode:
             # what leaves the node: the code, column names and line numbers, never a value or a path
             self._report(job_id, False, {}, describe_error(exc, public=True)[1], code)
             return
-        self._report(job_id, True, result, "", "")
-        _LOG.info("job %s: role finished", job_id)
+        atomic_write_text(self.result_path(job_id), json.dumps(result, indent=2))
+        public = {k: {self.cfg.name: result[k][self.cfg.name]} for k in PUBLIC_RESULT_KEYS
+                  if isinstance(result.get(k), dict) and self.cfg.name in result[k]}
+        self._report(job_id, True, public, "", "")
+        _LOG.info("job %s: role finished; its result is in %s", job_id, self.result_path(job_id))
+
+    def result_path(self, job_id: str) -> Path:
+        """This party's own result of a job (metrics, sizes, artifacts): local, 0600, never sent."""
+        return self.cfg.workdir / "jobs" / job_id / "result.json"
 
     def _report(self, job_id: str, ok: bool, result: dict[str, Any], error: str, code: str) -> None:
         req = job_pb2.ReportRoleResultRequest(job_id=job_id, ok=ok, error=error, error_code=code, result_json=json.dumps(result))

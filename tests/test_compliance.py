@@ -92,7 +92,7 @@ def test_job_waits_for_operator_approval_then_runs_on_consented_ids(setup) -> No
     expected = set(ids[:500]) & guest_ids  # only enterprises with a valid consent for the purpose
     got = set(pd.read_csv(cluster.workdir / "bank" / "jobs" / info.job_id / "intersection.csv", dtype=str)["id"])
     assert got == expected
-    assert json.loads(info.result_json)["psi"]["intersection_size"] == len(expected)
+    assert cluster.party_result("bank", info.job_id)["psi"]["intersection_size"] == len(expected)
     # Only the platform learns how many it excluded: it is in its own transcript, not in the job's result.
     assert "excluded" not in info.result_json
     platform_t = cluster.workdir / "platform" / "transcripts" / f"{info.job_id}.platform.jsonl"
@@ -119,7 +119,7 @@ def test_revocation_applies_from_the_next_job(setup) -> None:
                            check=True, capture_output=True, timeout=60)
             info = client.wait(info.job_id, timeout_s=120)
         assert info.state == "succeeded", info.error
-        assert json.loads(info.result_json)["psi"]["intersection_size"] == len(set(ids[50:500]) & guest_ids)
+        assert cluster.party_result("bank", info.job_id)["psi"]["intersection_size"] == len(set(ids[50:500]) & guest_ids)
     finally:
         consent.write_text(original, encoding="utf-8")
 

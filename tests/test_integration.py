@@ -59,6 +59,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, split_files: tuple[Path, P
         yield c
 
 
+def _assert_private_outputs(cluster: Cluster, job_id: str, expect: set[str]) -> None:
+    """#12: every file a party wrote for the job is readable by its owner only."""
+    outputs = [p for party in ("bank", "platform") for p in (cluster.workdir / party / "jobs" / job_id).iterdir() if p.is_file()]
+    assert expect <= {p.name for p in outputs}, outputs
+    assert all(p.stat().st_mode & 0o077 == 0 for p in outputs), [(p.name, oct(p.stat().st_mode)) for p in outputs]
+
+
 def _spec(**overrides: object) -> JobSpec:
     base = {"kind": "train", "name": "it", "purpose": "financing.credit_risk_model", "guest": {"party": "bank", "dataset": "breast"},
             "host": {"party": "platform", "dataset": "breast"},
@@ -73,8 +80,16 @@ def test_train_job_over_mtls_matches_centralized(cluster: Cluster, split_files: 
         info = client.submit(_spec())
         info = client.wait(info.job_id, timeout_s=300)
     assert info.state == "succeeded", info.error
-    result = json.loads(info.result_json)
+    result = cluster.party_result("bank", info.job_id)  # the bank's own result, on its own node
     assert result["psi"]["intersection_size"] == len(common)
+    # #12: the job status the coordinator, the operator and the platform read carries run metadata only:
+    # no metric, loss, size or path of the bank's; and each node's entries come from that node alone
+    public = json.loads(info.result_json)
+    assert set(public) <= {"seconds", "bytes", "peak_rss_mb"} and set(public["seconds"]) == {"bank", "platform"}, public
+    assert "auc" not in info.result_json and "losses" not in info.result_json and "intersection_size" not in info.result_json
+    with OperatorClient(cluster.client_config()) as client:  # the CLI's `job status --json` view, the same
+        assert json.loads(client.get(info.job_id).result_json) == public
+    _assert_private_outputs(cluster, info.job_id, expect={"intersection.csv", "model.json", "result.json"})
     ref = reference_models(DatasetConfig(path=gp, label_column="y"), DatasetConfig(path=hp), 7, 0.2)
     assert ref["intersection_size"] == len(common)
     joint = result["metrics"]["joint"]["auc"]
@@ -100,7 +115,7 @@ def test_train_job_with_shared_weights_keeps_them_shared(cluster: Cluster) -> No
         shared = client.wait(client.submit(_spec(training={"key_bits": 1024, "max_epochs": 5, "reveal_weights": "shared"})).job_id,
                              timeout_s=300)
     assert owner.state == shared.state == "succeeded", (owner.error, shared.error)
-    r_owner, r_shared = json.loads(owner.result_json), json.loads(shared.result_json)
+    r_owner, r_shared = cluster.party_result("bank", owner.job_id), cluster.party_result("bank", shared.job_id)
     assert r_shared["training"]["topology"] == "two_party" and r_shared["training"]["reveal_weights"] == "shared"
     # the same model, evaluated from shares: the same AUC
     assert abs(r_shared["metrics"]["joint"]["auc"] - r_owner["metrics"]["joint"]["auc"]) < 1e-6
@@ -121,15 +136,11 @@ def test_psi_job_revealed_to_guest_only(cluster: Cluster, split_files: tuple[Pat
         info = client.submit(_spec(kind="psi", psi={"reveal": "guest"}))
         info = client.wait(info.job_id, timeout_s=120)
     assert info.state == "succeeded", info.error
-    assert json.loads(info.result_json)["psi"]["intersection_size"] == len(common)
+    assert cluster.party_result("bank", info.job_id)["psi"]["intersection_size"] == len(common)
+    assert "intersection_size" not in cluster.party_result("platform", info.job_id).get("psi", {})  # reveal: guest
     assert set(pd.read_csv(cluster.workdir / "bank" / "jobs" / info.job_id / "intersection.csv", dtype=str)["id"]) == common
     assert not (cluster.workdir / "platform" / "jobs" / info.job_id / "intersection.csv").exists()
-    # #12: every party output is readable by its owner only
-    for party in ("bank", "platform"):
-        jobdir = cluster.workdir / party / "jobs" / info.job_id
-        outputs = [p for p in jobdir.iterdir() if p.is_file()]
-        assert any(p.name == "model.json" for p in outputs), outputs
-        assert all(p.stat().st_mode & 0o077 == 0 for p in outputs), [(p.name, oct(p.stat().st_mode)) for p in outputs]
+    _assert_private_outputs(cluster, info.job_id, expect={"intersection.csv", "result.json"})
 
 
 def test_a_bad_cell_fails_the_job_without_its_value_or_path_leaving_the_node(cluster: Cluster) -> None:

@@ -39,7 +39,7 @@ def test_unbalanced_cache_is_shipped_once_reused_and_invalidated(tmp_path: Path)
             def run(reveal: str = "guest") -> tuple[dict, str]:
                 info = client.wait(client.submit(_spec(reveal)).job_id, timeout_s=300)
                 assert info.state == "succeeded", info.error
-                return json.loads(info.result_json), info.job_id
+                return cluster.job_result(info.job_id, info.result_json), info.job_id
 
             first, job1 = run()
             assert first["psi"]["intersection_size"] == len(expected) and first["psi"]["cache_received"] is True
