@@ -85,7 +85,8 @@ CLASSIFICATION_LABELS: dict[str, str] = {
 }
 _CLASS_ORDER = ("plaintext", "aggregate", "public", "masked", "ciphertext")
 
-_NO_CA = "CA not provided: signing certificates not checked against a CA"
+_NO_CA = ("no CA certificate was given (--ca, or $FEDCREDIT_CA): without a trust anchor, transcripts re-signed "
+          "with fresh keys, with records removed or results changed, would verify; nothing is verified")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX128 = re.compile(r"[0-9a-f]{128}")
 _PAYLOAD_FILE = re.compile(r"[^/\\]+\.payloads/[0-9a-f]{64}\.bin")
@@ -730,7 +731,7 @@ def _audit(paths: Sequence[Path], ca_cert_pem: bytes | None) -> _Audit:
     if not files:
         f.problem("MISSING", "no transcript files were given")
     if ca_cert_pem is None and files:
-        f.warn("CERT", _NO_CA)
+        f.problem("NO_CA", _NO_CA)  # #12: a signature proves nothing without the CA that says whose key it is
 
     jobs: dict[str, list[_File]] = {}
     for tf in files:
@@ -773,9 +774,9 @@ def verify_transcripts(paths: Sequence[Path], *, ca_cert_pem: bytes | None = Non
 
     Args:
         paths: transcript files, of one or several jobs and nodes.
-        ca_cert_pem: the job's CA certificate. Without it the signing
-            certificates are only checked for name and key type (a warning
-            says so).
+        ca_cert_pem: the job's CA certificate, the trust anchor. Without it
+            nothing verifies (problem ``NO_CA``): anyone can re-sign a
+            transcript with a fresh key of the same name.
 
     Returns:
         A :class:`VerificationResult`; ``ok`` is false if there is any

@@ -275,7 +275,9 @@ def job_reject(
 @audit_app.command("verify")
 def audit_verify(
     transcripts: list[Path] = typer.Argument(..., help="Transcript files (.jsonl) of one or more nodes."),
-    ca: Optional[Path] = typer.Option(None, "--ca", help="CA certificate to check the signers' certificates against."),
+    ca: Optional[Path] = typer.Option(None, "--ca", envvar="FEDCREDIT_CA",
+                                      help="The CA certificate (trust anchor) the signers' certificates must chain to; "
+                                           "required (or $FEDCREDIT_CA)."),
 ) -> None:
     """Check chains, signatures, sender/receiver agreement and approved specs. Exit 1 if anything fails."""
     from .audit import verify_transcripts
@@ -300,7 +302,8 @@ def audit_report(
     transcripts: list[Path] = typer.Argument(..., help="Transcript files (.jsonl)."),
     out: Path = typer.Option(..., "--out", help="Where to write the report."),
     fmt: str = typer.Option("html", "--format", help="html, md or json."),
-    ca: Optional[Path] = typer.Option(None, "--ca", help="CA certificate to check signers against."),
+    ca: Optional[Path] = typer.Option(None, "--ca", envvar="FEDCREDIT_CA",
+                                      help="The CA certificate (trust anchor); without it the report says NOT verified."),
 ) -> None:
     """Write a compliance report (who sent what to whom, disclosed aggregates, verification result)."""
     from .audit import render_report

@@ -213,10 +213,10 @@ def test_unreadable_and_hostile_input_never_breaks_the_report(job: list[Path], c
         render_report(job, fmt="pdf")
 
 
-def test_report_without_a_ca_notes_it(job: list[Path]) -> None:
+def test_report_without_a_ca_is_not_verified(job: list[Path]) -> None:
     out = render_report(job, fmt="md")
-    assert "✅ Verified" in out
-    assert "CA not provided: signing certificates not checked against a CA" in out
+    assert "✅ Verified" not in out
+    assert "no CA certificate was given" in out
 
 
 # --------------------------------------------------------------------------

@@ -448,10 +448,12 @@ def test_valid_transcripts_verify(job: dict[str, Path], ca: bytes) -> None:
     assert result.checked["envelope_signatures_unverifiable"] == 0
 
 
-def test_without_a_ca_it_says_so(job: dict[str, Path]) -> None:
+def test_without_a_ca_nothing_verifies(job: dict[str, Path], ca: bytes) -> None:
+    """#12: a signature proves nothing without the CA that says whose key it is. Without a trust anchor,
+    transcripts re-signed under fresh keys of the same names verified; now nothing verifies without one."""
     result = verify(job, None)
-    assert result.ok
-    assert any("CA not provided: signing certificates not checked against a CA" in w.message for w in result.warnings)
+    assert not result.ok and problems(result, "NO_CA") and "--ca" in problems(result, "NO_CA")[0].message
+    assert verify(job, ca).ok  # the same files with the job's CA
 
 
 def test_party_transcripts_alone_use_peer_certs(job: dict[str, Path], ca: bytes) -> None:
