@@ -243,7 +243,7 @@ def init_certs(
         parties: party names; each gets a TLS identity and a sealing key pair.
         coordinator: the coordinator's name (no sealing key).
         operators: operator names (no sealing key; e.g. for the CLI).
-        hosts: extra SANs on every TLS certificate (IP literals become IP SANs).
+        hosts: extra SANs on the coordinator's TLS certificate, the only server (IP literals become IP SANs).
         days: validity of all certificates.
         overwrite: replace an existing CA and node files.
         now: issuing time (UTC); defaults to the current time.
@@ -306,15 +306,16 @@ def init_certs(
     for n in names:
         nf = layout.node(n)
         tls_key = ec.generate_private_key(ec.SECP256R1())
+        # Only the coordinator serves: serverAuth and the host names it listens on. Parties and operators only
+        # dial out: clientAuth and their own name, so no node's certificate can pose as the coordinator.
+        server = n == coordinator
+        eku = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
         tls_cert = (
             _builder(n, ca_name, tls_key.public_key(), now, days)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_key_usage(digital_signature=True), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                critical=False,
-            )
-            .add_extension(x509.SubjectAlternativeName(_san_entries(n, hosts)), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+            .add_extension(x509.SubjectAlternativeName(_san_entries(n, hosts if server else ())), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(tls_key.public_key()), critical=False)
             .add_extension(aki, critical=False)
             .sign(ca_key, hashes.SHA256())

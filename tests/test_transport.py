@@ -196,11 +196,15 @@ def test_node_cert_is_issued_by_the_ca(layout: CertLayout) -> None:
     cert.verify_directly_issued_by(ca)  # raises if not
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "bank"
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert "bank" in san.get_values_for_type(x509.DNSName)
-    assert "localhost" in san.get_values_for_type(x509.DNSName)
-    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    # #12: a party only dials out: clientAuth and its own name, no host names it could serve under
+    assert san.get_values_for_type(x509.DNSName) == ["bank"] and not san.get_values_for_type(x509.IPAddress)
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    assert set(eku) == {ExtendedKeyUsageOID.CLIENT_AUTH}
+    coord = x509.load_pem_x509_certificate(layout.node("coordinator").tls_cert.read_bytes())
+    san = coord.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"coordinator", "localhost"} <= set(san.get_values_for_type(x509.DNSName))
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert set(coord.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == {ExtendedKeyUsageOID.SERVER_AUTH}
 
     other = x509.load_pem_x509_certificate(layout.node("platform").seal_cert.read_bytes())  # type: ignore[union-attr]
     other.verify_directly_issued_by(ca)
@@ -536,3 +540,22 @@ def test_deadline_becomes_deadline_error(layout: CertLayout) -> None:
 
 def test_error_interceptor_is_a_server_interceptor() -> None:
     assert isinstance(ErrorInterceptor(), grpc.ServerInterceptor)
+
+
+def test_a_party_certificate_cannot_pose_as_the_coordinator(layout: CertLayout) -> None:
+    """#12: every node's certificate once carried serverAuth and the shared host names, so a node dialling
+    localhost accepted any node as the coordinator. A party's certificate is clientAuth-only now."""
+    with serve(layout.tls("platform"), handlers=[_probe_handler()], grace_s=0.5) as (_, port):
+        channel = create_channel(f"localhost:{port}", layout.tls("bank"), server_name="localhost")
+        try:
+            with pytest.raises(grpc.RpcError) as err:
+                _health_check(channel)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        finally:
+            channel.close()
+    with serve(layout.tls("coordinator"), handlers=[_probe_handler()], grace_s=0.5) as (_, port):
+        channel = create_channel(f"localhost:{port}", layout.tls("bank"), server_name="localhost")
+        try:
+            assert _health_check(channel) == health_pb2.HealthCheckResponse.SERVING  # the real one still works
+        finally:
+            channel.close()
