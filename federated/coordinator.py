@@ -21,11 +21,16 @@ import grpc
 
 from fedcredit.v1 import envelope_pb2, job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc, relay_pb2, relay_pb2_grpc
 from protocols.core import Role
+from protocols.hetero_lr.two_party import TwoPartyStep
+from protocols.psi.ot.protocol import OtPsiStep
+from protocols.psi.protocol import PsiStep
+from protocols.psi.unbalanced import UnbalancedStep
 
 from .approval import verify_approval
 from .certs import load_tls
+from .codec import payload_type_name
 from .config import CoordinatorConfig, JobSpec, spec_digest
-from .errors import ConfigError, ConflictError, CryptoError, JobFailedError, NotFoundError, PermissionDeniedError, ProtocolError
+from .errors import ConfigError, ConflictError, CryptoError, JobFailedError, NotFoundError, PermissionDeniedError, ProtocolError, QuotaError
 from .signing import SigningIdentity, envelope_digest, envelope_fields, load_signing_identity, verify_digest, verify_signing_cert
 from .transcript import TranscriptWriter
 from .store import ACTIVE_STATES, JobRow, RoleRow, Store, now_ms
@@ -37,7 +42,9 @@ __all__ = ["Coordinator", "Mailbox", "JobManager"]
 PUBLIC_RESULT_KEYS = ("seconds", "bytes", "peak_rss_mb")
 
 _LOG = logging.getLogger(__name__)
-MAX_PAYLOAD_BYTES = 1 << 30  # one relayed message may not exceed 1 GiB
+# One relayed message may not exceed 64 MiB: the largest any protocol sends is a few MiB (a CKKS
+# conversion of a 512-row batch, 2.2 MB; a PSI batch of 8,192 points, 256 KiB).
+MAX_PAYLOAD_BYTES = 64 << 20
 VERSION = "0.1.0"
 
 
@@ -475,6 +482,37 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
 class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
     def __init__(self, auth: _Auth, jobs: JobManager, mailbox: Mailbox) -> None:
         self.auth, self.jobs, self.mailbox = auth, jobs, mailbox
+        self._steps: dict[str, tuple[dict[str, Any], dict[str, Role]]] = {}  # job -> (wire -> StepSpec, node -> role)
+
+    def _check_step(self, env: envelope_pb2.Envelope) -> None:
+        """The step must belong to the job's protocols, from a role that may send it to one that may receive it,
+        with the step's payload type: a party cannot make the relay carry anything else."""
+        steps, roles = self._job_steps(env.job_id)
+        spec = steps.get(env.step)
+        if spec is None:
+            raise ProtocolError(f"step {env.step!r} is not part of job {env.job_id}'s protocols")
+        sender, receiver = roles.get(env.sender), roles.get(env.receiver)
+        if sender not in spec.senders or receiver not in spec.receivers:
+            raise ProtocolError(f"step {env.step} does not go from {env.sender} ({sender}) to {env.receiver} ({receiver})")
+        if env.payload_type != payload_type_name(spec.payload):
+            raise ProtocolError(f"step {env.step} carries {payload_type_name(spec.payload)}, not {env.payload_type}")
+
+    def _job_steps(self, job_id: str) -> tuple[dict[str, Any], dict[str, Role]]:
+        cached = self._steps.get(job_id)
+        if cached is None:
+            job = self.jobs.get(job_id)
+            spec = JobSpec.model_validate_json(job.spec_json)
+            tables: list[Any] = [PsiStep]
+            if spec.psi.unbalanced:
+                tables.append(UnbalancedStep)
+            elif spec.psi.resolved_protocol() == "ot":
+                tables = [OtPsiStep]
+            if spec.kind == "train":
+                tables.append(TwoPartyStep)
+            steps = {s.wire: s.spec for table in tables for s in table}
+            roles = {r.node: Role(r.role) for r in job.roles}
+            cached = self._steps[job_id] = (steps, roles)
+        return cached
 
     def _check_job(self, job_id: str, *nodes: str) -> None:
         job = self.jobs.get(job_id)
@@ -492,8 +530,9 @@ class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
         if env.sender != name:
             raise PermissionDeniedError(f"{name} cannot send as {env.sender!r}")
         if env.payload_size > MAX_PAYLOAD_BYTES:
-            raise ProtocolError(f"payload of {env.payload_size} bytes exceeds the relay limit")
+            raise QuotaError(f"payload of {env.payload_size} bytes exceeds the relay's limit of {MAX_PAYLOAD_BYTES} bytes")
         self._check_job(env.job_id, env.sender, env.receiver)
+        self._check_step(env)
         try:
             verify_digest(self.jobs.sign_key(name), envelope_digest(envelope_fields(env)), env.signature)
         except CryptoError:

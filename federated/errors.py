@@ -44,6 +44,7 @@ __all__ = [
     "TransportError",
     "JobFailedError",
     "DeadlineError",
+    "QuotaError",
     "RemoteError",
     # the mapping
     "ERROR_CODE_KEY",
@@ -115,6 +116,12 @@ class DeadlineError(FedCreditError):
     code = "DEADLINE"
 
 
+class QuotaError(FedCreditError):
+    """A request exceeds a limit of the relay (message size); retrying the same request will not help."""
+
+    code = "QUOTA"
+
+
 class RemoteError(FedCreditError):
     """The peer failed with a status that carries no fedcredit error code.
 
@@ -146,6 +153,7 @@ _STATUS_TABLE: tuple[tuple[type[FedCreditError], grpc.StatusCode], ...] = (
     (DeadlineError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (TransportError, grpc.StatusCode.UNAVAILABLE),
     (JobFailedError, grpc.StatusCode.ABORTED),
+    (QuotaError, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
 
 # Stable code -> class, used by the client to re-create the server's error.
@@ -177,6 +185,7 @@ _CLASS_BY_STATUS: dict[grpc.StatusCode, type[FedCreditError]] = {
     grpc.StatusCode.NOT_FOUND: NotFoundError,
     grpc.StatusCode.ALREADY_EXISTS: ConflictError,
     grpc.StatusCode.FAILED_PRECONDITION: ProtocolError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: QuotaError,
 }
 
 

@@ -11,7 +11,7 @@ import pytest
 from federated.certs import init_certs, load_tls
 from federated.config import CoordinatorConfig, JobSpec, SignConfig, TlsConfig, parse_config
 from federated.coordinator import Coordinator
-from federated.errors import CryptoError, JobFailedError, ProtocolError
+from federated.errors import CryptoError, JobFailedError, ProtocolError, QuotaError
 from federated.runtime import RelayEndpoint
 from federated.approval import make_approval
 from federated.sealing import Sealer, load_seal_identity, verify_peer_seal_cert
@@ -56,8 +56,8 @@ def _endpoint(coord: Coordinator, layout, me: str, role: Role, job_id: str, peer
                          sealers={peer: Sealer(ident, peer, peer_key, job_id)}, timeout_s=20)
 
 
-def _job(coord: Coordinator) -> str:
-    spec = parse_config(JobSpec, {"kind": "psi", "purpose": "financing.credit_risk_model",
+def _job(coord: Coordinator, kind: str = "train") -> str:
+    spec = parse_config(JobSpec, {"kind": kind, "purpose": "financing.credit_risk_model",
                                   "guest": {"party": "bank", "dataset": "d"}, "host": {"party": "platform", "dataset": "d"}}, source="t")
     job_id = coord.jobs.submit(spec).job_id
     # Approve as each party would (signed with its own key), so the job runs.
@@ -145,10 +145,32 @@ def test_wrong_payload_type_for_step_is_rejected(coordinator) -> None:
     guest = _endpoint(coord, layout, "bank", Role.GUEST, job, "platform")
     host = _endpoint(coord, layout, "platform", Role.HOST, job, "bank")
     wrong = MaskedLoss(EncryptedVector(b"k" * 32, 0, (gmpy2.mpz(5),)))
-    # Bypass the driver's step check to put a mistyped payload on the wire.
-    host.send(TwoPartyStep.RESIDUAL, Role.GUEST, wrong)
-    with pytest.raises(ProtocolError):
-        guest.recv(TwoPartyStep.RESIDUAL, Role.HOST)
+    # Bypass the driver's step check to put a mistyped payload on the wire: the relay refuses it (#12) ...
+    with pytest.raises(ProtocolError, match="carries"):
+        host.send(TwoPartyStep.RESIDUAL, Role.GUEST, wrong)
+    with pytest.raises(ProtocolError, match="does not go from"):  # ... and a step in the wrong direction
+        guest.send(TwoPartyStep.MASKED_LOSS, Role.HOST, wrong)  # masked_loss goes host -> guest
+
+
+def test_steps_outside_the_jobs_protocols_and_oversized_payloads_are_refused(coordinator) -> None:
+    """#12: the relay carried any step name and payloads up to 1 GiB, held in memory."""
+    coord, layout = coordinator
+    psi_job = _job(coord, kind="psi")
+    host = _endpoint(coord, layout, "platform", Role.HOST, psi_job, "bank")
+    with pytest.raises(ProtocolError, match="not part of"):  # a psi job has no training steps
+        host.send(TwoPartyStep.RESIDUAL, Role.GUEST, _big_scores(1))
+    import federated.coordinator as coordinator_module
+
+    job = _job(coord)
+    host = _endpoint(coord, layout, "platform", Role.HOST, job, "bank")
+    limit = coordinator_module.MAX_PAYLOAD_BYTES
+    assert limit <= 64 << 20
+    coordinator_module.MAX_PAYLOAD_BYTES = 4096
+    try:
+        with pytest.raises(QuotaError, match="exceeds the relay's limit"):
+            host.send(TwoPartyStep.RESIDUAL, Role.GUEST, _big_scores(20))  # about 10 KiB
+    finally:
+        coordinator_module.MAX_PAYLOAD_BYTES = limit
 
 
 def test_receivers_wake_when_a_job_is_cancelled(coordinator) -> None:
