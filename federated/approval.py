@@ -47,6 +47,31 @@ def my_role(spec: JobSpec, node: str) -> tuple[str, str, str]:
     raise PermissionDeniedError(f"{node} has no role in this job")
 
 
+def dataset_digest(spec: JobSpec, cfg: PartyConfig) -> str:
+    """SHA-256 of what this node will read for the job: its dataset file's bytes, its consent registry's
+    bytes, and the columns the job selects. Recorded at approval; a job whose data changed since is refused."""
+    _, dataset, _ = my_role(spec, cfg.name)
+    ds = cfg.datasets.get(dataset)
+    if ds is None:
+        return ""  # the policy check refuses the job for its unknown dataset
+    mine = spec.guest if spec.guest.party == cfg.name else spec.host
+    h = hashlib.sha256(b"fedcredit/v1/dataset-digest")
+    selection = {"dataset": dataset, "id_column": ds.id_column, "label_column": ds.label_column,
+                 "columns": mine.columns, "feature_columns": ds.feature_columns}
+    h.update(canonical_json(selection))
+    for path in (ds.path, ds.consent_registry):
+        if path is None:
+            h.update(b"\x00")
+            continue
+        try:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        except OSError:
+            h.update(b"\x01unreadable")  # loading reports it; the digest just will not match a readable file
+    return h.hexdigest()
+
+
 def check_policy(spec: JobSpec, cfg: PartyConfig) -> PolicyCheck:
     """Check a job against this node's policy. Reads no data."""
     role, dataset, peer = my_role(spec, cfg.name)

@@ -239,6 +239,8 @@ def _party_decision(job_id: str, config: Path, approve: bool, reason: str) -> No
         console.print(f"spec sha256 {info.spec_sha256}")
         for c in check.checks:
             console.print(f"  [green]ok[/] {c}")
+        if approve:
+            node.record_approved_data(info)  # the job will run on exactly this data
         approval = make_approval(node.signer, job_id, info.spec_sha256, approve, "operator", reason or ("approved by an operator" if approve else ""))
         resp = node._call(node.jobs.ApproveJob, job_pb2.ApproveJobRequest(job_id=job_id, approval=approval))
         console.print(f"{'approved' if approve else 'rejected'} as {cfg.name}; job is now [bold]{resp.job.state}[/]")

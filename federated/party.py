@@ -29,7 +29,7 @@ from protocols.psi import protocol as psi
 from protocols.psi import unbalanced as ub
 from protocols.psi.ot import protocol as ot_psi
 
-from .approval import check_policy, checked_spec, make_approval, my_role, require_own_approval
+from .approval import check_policy, checked_spec, dataset_digest, make_approval, my_role, require_own_approval
 from .certs import load_tls
 from .config import JobSpec, PartyConfig
 from .consent import apply_consent, load_consent_registry
@@ -161,7 +161,33 @@ class PartyNode:
                          "or `fedcredit job reject ...`", info.job_id, spec.purpose, info.job_id)
             self._decided.add(info.job_id)
 
+    def approved_data_path(self, job_id: str) -> Path:
+        return self.cfg.workdir / "jobs" / job_id / "approved_data.json"
+
+    def record_approved_data(self, info: job_pb2.JobInfo) -> None:
+        """Before approving: the digest of the data this node approves the job on (#12: a job runs on that data only)."""
+        spec = checked_spec(info)
+        _write_private_json(self.approved_data_path(info.job_id), {"spec_sha256": info.spec_sha256,
+                                                                   "dataset_sha256": dataset_digest(spec, self.cfg)})
+
+    def check_approved_data(self, info: job_pb2.JobInfo, spec: JobSpec) -> str:
+        """The data digest now, which must equal the one recorded at approval."""
+        path = self.approved_data_path(info.job_id)
+        now = dataset_digest(spec, self.cfg)
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise PermissionDeniedError(f"no record of the data this node approved job {info.job_id} on ({path})",
+                                        public="this node has no record of the data it approved the job on") from None
+        if recorded.get("spec_sha256") != info.spec_sha256 or recorded.get("dataset_sha256") != now:
+            raise PermissionDeniedError(f"the dataset (or its consent registry, or the selected columns) changed since this node "
+                                        f"approved job {info.job_id}: approve the job again on the current data",
+                                        public="the party's data changed since it approved the job")
+        return now
+
     def _decide(self, info: job_pb2.JobInfo, approve: bool, by: str, reason: str) -> None:
+        if approve:
+            self.record_approved_data(info)
         approval = make_approval(self.signer, info.job_id, info.spec_sha256, approve, by, reason)
         try:
             self._call(self.jobs.ApproveJob, job_pb2.ApproveJobRequest(job_id=info.job_id, approval=approval))
@@ -344,6 +370,7 @@ class PartyNode:
         check = check_policy(spec, self.cfg)
         if not check.ok:
             raise PermissionDeniedError("the job no longer passes this node's policy: " + "; ".join(check.violations))
+        data_sha256 = self.check_approved_data(info, spec)
         ds_cfg = self.cfg.datasets[dataset_name]
         if spec.psi.validate_uscc and not ds_cfg.validate_uscc:
             ds_cfg = ds_cfg.model_copy(update={"validate_uscc": True})
@@ -361,7 +388,7 @@ class PartyNode:
             if not resuming:
                 writer.event("job_spec", spec=json.loads(spec.canonical_json()), spec_sha256=info.spec_sha256, purpose=spec.purpose)
                 writer.event("approved", spec_sha256=approval.spec_sha256, by=approval.by, reason=approval.reason,
-                             checks=check.checks, signature=approval.signature.hex())
+                             checks=check.checks, signature=approval.signature.hex(), dataset_sha256=data_sha256)
             try:
                 result = self._run_approved(info, spec, role, peer, ds_cfg, writer)
             except Exception as exc:

@@ -195,3 +195,29 @@ def test_nobody_can_approve_for_another_party(setup) -> None:
     with OperatorClient(cluster.client_config()) as client:
         assert client.get(info.job_id).state == "pending"
         client.cancel(info.job_id, "test over")
+
+
+def test_a_job_runs_only_on_the_data_it_was_approved_on(setup) -> None:
+    """#12: a file changed between approval and run was used silently. Now each node records the digest of its
+    dataset, consent registry and selected columns when it approves, and refuses to run on anything else."""
+    cluster, consent, ids, _ = setup
+    original = consent.read_text()
+    try:
+        with OperatorClient(cluster.client_config()) as client:
+            info = client.submit(_spec())
+            _wait_state(client, info.job_id, {"pending"})
+            record = cluster.workdir / "platform" / "jobs" / info.job_id / "approved_data.json"
+            deadline = time.monotonic() + 30
+            while not record.exists() and time.monotonic() < deadline:  # the platform approves on its own policy
+                time.sleep(0.1)
+            assert record.exists() and record.stat().st_mode & 0o077 == 0
+            consent.write_text(original.replace("financing.*,2020-01-01,,", "financing.*,2020-01-01,,2020-06-01", 5),
+                               encoding="utf-8")  # the platform's data changes after its approval
+            subprocess.run([*CLI, "job", "approve", info.job_id, "--config", str(cluster.party_config_path("bank"))],
+                           check=True, capture_output=True, timeout=60)
+            info = client.wait(info.job_id, timeout_s=120)
+        assert info.state == "failed" and "changed since it approved" in info.error, info.error
+        assert not (cluster.workdir / "bank" / "jobs" / info.job_id / "intersection.csv").exists()
+        cluster.check_alive()
+    finally:
+        consent.write_text(original, encoding="utf-8")
