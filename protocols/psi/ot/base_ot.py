@@ -21,9 +21,12 @@ The random-OT variant, with the sender and receiver roles of the OT itself
     sender:   k_i^0 = H(i, A, B_i, B_i^a),  k_i^1 = H(i, A, B_i, (B_i / A)^a)
 
 so k_i = k_i^{c_i}, and k_i^{1-c_i} = H(..., g^{a b_i} · A^{∓a}) needs the CDH
-of (A, B_i/A or B_i·A). B_i is uniform in the subgroup whatever c_i is, so
-the sender learns nothing of the choices (perfectly). H is SHA-256 truncated
-to 16 bytes, modelled as a random oracle; semi-honest security.
+of (A, B_i/A or B_i·A). With b_i uniform over the subgroup's order, B_i would
+be uniform whatever c_i is (perfect hiding); with the 256-bit b_i used here,
+g^b_i is only computationally indistinguishable from uniform (the
+short-exponent discrete-log assumption), so B_i hides c_i computationally. H
+is SHA-256 truncated to 16 bytes, modelled as a random oracle; semi-honest
+security.
 
 :func:`ot_encrypt` / :func:`ot_decrypt` turn these random OTs into chosen-message
 OTs (m_0, m_1 masked by PRG(k^0), PRG(k^1)); the PSI itself uses the keys as
