@@ -112,21 +112,13 @@ from .params import HeteroLRParams
 from .preprocess import epoch_batches
 from .protocol import EvaluationMetrics, GuestModel, HostModel, HostTestScores, decide_epoch, quantize
 from .share_engine import ShareEngine, TwoPartyPlan, check_ring_budget, make_share_engine, plan_rlwe_for, plan_two_party
-from .two_party_messages import (EncryptedResidualShare, EncryptedShares, MaskedConversion, MaskedGradientShare, MaskedLoss,
-                                 MaskedLossReply, PartySetup, ScoreShares, TwoPartyStep, WeightShare, WeightShares)
+from . import two_party_messages as _messages
+from .two_party_messages import (  # noqa: F401  (all re-exported through _messages.__all__)
+    EncryptedResidualShare, EncryptedShares, HeVector, MaskedConversion, MaskedGradientShare, MaskedLoss, MaskedLossReply,
+    PartySetup, PublicKey, ScoreShares, TwoPartyStep, WeightShare, WeightShares)
 
 __all__ = [
-    "TwoPartyStep",
-    "PartySetup",
-    "EncryptedShares",
-    "MaskedConversion",
-    "EncryptedResidualShare",
-    "MaskedGradientShare",
-    "MaskedLoss",
-    "MaskedLossReply",
-    "WeightShare",
-    "ScoreShares",
-    "WeightShares",
+    *_messages.__all__,  # the step table and its messages, re-exported: this module is the protocol's front door
     "TwoPartyPlan",
     "plan_two_party",
     "plan_rlwe_for",
