@@ -57,7 +57,8 @@ def dataset_digest(spec: JobSpec, cfg: PartyConfig) -> str:
     mine = spec.guest if spec.guest.party == cfg.name else spec.host
     h = hashlib.sha256(b"fedcredit/v1/dataset-digest")
     selection = {"dataset": dataset, "id_column": ds.id_column, "label_column": ds.label_column,
-                 "columns": mine.columns, "feature_columns": ds.feature_columns}
+                 "columns": mine.columns, "feature_columns": ds.feature_columns, "missing_values": ds.missing_values,
+                 "duplicates": ds.duplicates, "validate_uscc": ds.validate_uscc or spec.psi.validate_uscc}
     h.update(canonical_json(selection))
     for path in (ds.path, ds.consent_registry):
         if path is None:

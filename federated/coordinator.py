@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import grpc
 
 from fedcredit.v1 import envelope_pb2, job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc, relay_pb2, relay_pb2_grpc
+from protocols.core import MAX_PAYLOAD_BYTES as CORE_MAX_PAYLOAD_BYTES
 from protocols.core import Role
 from protocols.hetero_lr.two_party import TwoPartyStep
 from protocols.psi.ot.protocol import OtPsiStep
@@ -42,9 +43,9 @@ __all__ = ["Coordinator", "Mailbox", "JobManager"]
 PUBLIC_RESULT_KEYS = ("seconds", "bytes", "peak_rss_mb")
 
 _LOG = logging.getLogger(__name__)
-# One relayed message may not exceed 64 MiB: the largest any protocol sends is a few MiB (a CKKS
-# conversion of a 512-row batch, 2.2 MB; a PSI batch of 8,192 points, 256 KiB).
-MAX_PAYLOAD_BYTES = 64 << 20
+# One relayed message may not exceed protocols.core.MAX_PAYLOAD_BYTES (64 MiB); the protocols check their own
+# plans against it before any work (a default CKKS job's largest message is 2.2 MB, a PSI batch 256 KiB).
+MAX_PAYLOAD_BYTES = CORE_MAX_PAYLOAD_BYTES
 VERSION = "0.1.0"
 
 
@@ -329,7 +330,7 @@ class JobManager:
         # One record per party: only run metadata keyed by the reporting node itself is kept, so one party
         # cannot overwrite another's entries, and no party's metrics or sizes reach the coordinator's store.
         result = {k: {node: v[node]} for k, v in result.items()
-                  if k in PUBLIC_RESULT_KEYS and isinstance(v, dict) and set(v) == {node}}
+                  if k in PUBLIC_RESULT_KEYS and isinstance(v, dict) and set(v) == {node} and _flat_numbers(v[node])}
         self.store.finish_role(job_id, role.role, ok, result, error)
         if not ok:
             self.fail(job_id, f"{role.role} ({node}) failed: [{code}] {error}")
@@ -352,6 +353,13 @@ class JobManager:
         self._close_transcript(job_id, ok, error)
         with self._changed:
             self._changed.notify_all()
+
+
+def _flat_numbers(v: Any) -> bool:
+    """A number, or a flat dict of str -> number: all run metadata may be (nothing nested, no text)."""
+    num = (int, float)
+    return (isinstance(v, num) and not isinstance(v, bool)) or (
+        isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, num) and not isinstance(x, bool) for k, x in v.items()))
 
 
 def job_info(job: JobRow) -> job_pb2.JobInfo:
@@ -492,7 +500,7 @@ class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
         if spec is None:
             raise ProtocolError(f"step {env.step!r} is not part of job {env.job_id}'s protocols")
         sender, receiver = roles.get(env.sender), roles.get(env.receiver)
-        if sender not in spec.senders or receiver not in spec.receivers:
+        if sender not in spec.senders or receiver not in spec.receivers or sender is receiver:
             raise ProtocolError(f"step {env.step} does not go from {env.sender} ({sender}) to {env.receiver} ({receiver})")
         if env.payload_type != payload_type_name(spec.payload):
             raise ProtocolError(f"step {env.step} carries {payload_type_name(spec.payload)}, not {env.payload_type}")
@@ -517,6 +525,7 @@ class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
     def _check_job(self, job_id: str, *nodes: str) -> None:
         job = self.jobs.get(job_id)
         if job.state not in ACTIVE_STATES:
+            self._steps.pop(job_id, None)
             raise JobFailedError(f"job {job_id} is {job.state}" + (f": {job.error}" if job.error else ""))
         for n in nodes:
             self.jobs.role_of(job, n)

@@ -28,6 +28,7 @@ from typing import Any, Callable, ClassVar, Generator, Iterable, Mapping, Protoc
 from .errors import ProtocolError
 
 __all__ = [
+    "MAX_PAYLOAD_BYTES",
     "RandomSource",
     "MapFn",
     "check_unique_ids",
@@ -65,6 +66,10 @@ class RandomSource(Protocol):
 
     def getrandbits(self, k: int, /) -> int: ...
 
+
+#: The largest payload the runtime relays (one message). A protocol whose plan needs a larger message
+#: refuses the job before any work (BudgetError) instead of failing at the relay halfway through.
+MAX_PAYLOAD_BYTES = 64 << 20
 
 #: ``map_fn(worker, tasks)``: the builtin ``map`` or an executor's ``map``. Workers are
 #: module-level functions and tasks plain data (bytes, ints, tuples), so a process pool

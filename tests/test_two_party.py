@@ -297,3 +297,15 @@ def test_ckks_engine_refuses_a_peer_with_smaller_parameters(data):
     g = tp.guest_program(xg[:cut], y[:cut], xg[cut:], y[cut:], params, random.Random(10))
     with pytest.raises((ProtocolError, BudgetError)):
         run_local({Role.GUEST: g, Role.HOST: h})
+
+
+def test_ckks_engine_refuses_a_plan_whose_messages_exceed_the_relay_limit() -> None:
+    """A job the relay would stop halfway (a message over protocols.core.MAX_PAYLOAD_BYTES) is refused before any work."""
+    params = _params(he_scheme="ckks", batch_size=8192)
+    eng = tp.make_share_engine(params, random.Random(3), n_train=100_000, max_rows=8192, n_batches=12)
+    peer = tp.make_share_engine(params, random.Random(4), n_train=100_000, max_rows=8192, n_batches=12)
+    with pytest.raises(BudgetError, match="relay"):
+        eng.bind(peer.public_key, m_own=4096, m_peer=4096)
+    small = tp.make_share_engine(_params(he_scheme="ckks"), random.Random(3), n_train=300, max_rows=64, n_batches=4)
+    small.bind(tp.make_share_engine(_params(he_scheme="ckks"), random.Random(4), n_train=300, max_rows=64,
+                                    n_batches=4).public_key, m_own=14, m_peer=10)  # a default-sized job passes

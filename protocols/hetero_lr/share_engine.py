@@ -29,6 +29,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from ..core import MAX_PAYLOAD_BYTES
 from ..errors import BudgetError, ProtocolError
 from ..paillier import PaillierPrivateKey, PaillierPublicKey, generate_keypair
 from ..paillier.parallel import MapFn
@@ -356,13 +357,19 @@ class RlweShareEngine:
         self.grad_mine = rl.plan_layout(m_own, R, J, N)  # my columns times the peer's residual share
         self.grad_peer = rl.plan_layout(m_peer, R, J, N)
         self.m_peer = m_peer
+        residue = 4 * self.rlwe.n_primes * N  # bytes of one polynomial on the wire
+        largest = max(max(lay.inner_blocks * (residue + 32), lay.row_blocks * 2 * residue)
+                      for lay in (self.conv_mine, self.conv_peer, self.grad_mine, self.grad_peer))
+        if largest > MAX_PAYLOAD_BYTES:
+            raise BudgetError(f"a CKKS message of this job would be {largest / 2**20:.0f} MiB, above the relay's "
+                              f"{MAX_PAYLOAD_BYTES >> 20} MiB: use a smaller batch_size or fewer features")
 
     def _loss_layout(self, grad: rl.Layout) -> rl.Layout:
         """The loss product reads the guest's residual operand, so it keeps the gradient's inner blocks.
 
         Its plaintext rows are the 20-bit limbs of the host's ``2 D^H``."""
         rows = -(-self.params.ring_bits // LOSS_LIMB_BITS)
-        r_b = (grad.degree - grad.inner_block + 1) // (grad.inner_block * grad.limbs)
+        r_b = rl.row_block(grad.inner_block, grad.limbs, grad.degree)
         return rl.Layout(rows, grad.inner, grad.limbs, grad.degree, grad.inner_block, min(r_b, rows))
 
     def encrypt_weight_share(self, b: Sequence[int]) -> EncryptedShares:

@@ -292,11 +292,6 @@ class RingContext:
         q = self.qs.astype(np.int64)[:, None]
         return np.mod(c[None, :], q).astype(np.uint64)
 
-    def from_ints(self, coeffs: Any) -> np.ndarray:
-        """Arbitrary Python-int coefficients -> residues (exact), coefficient order."""
-        c = np.asarray(coeffs, dtype=object)
-        return np.stack([(c % q).astype(np.uint64) for q in self.primes])
-
     def crt(self, residues: np.ndarray, positions: np.ndarray) -> list[int]:
         """Exact centered lifts in ``(-Q/2, Q/2]`` of the coefficients at ``positions`` (Garner)."""
         cols = residues[:, positions]

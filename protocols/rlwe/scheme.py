@@ -62,6 +62,7 @@ __all__ = [
     "RlweCiphertexts",
     "Layout",
     "plan_layout",
+    "row_block",
     "context",
     "encrypt_operand",
     "ProductAccumulator",
@@ -267,7 +268,8 @@ class Layout:
         return r * nb * J + j * nb + nb - 1
 
 
-def _row_block(n_b: int, limbs: int, degree: int) -> int:
+def row_block(n_b: int, limbs: int, degree: int) -> int:
+    """Rows one product holds with inner blocks of ``n_b``: no target collides and no term wraps past ``x^N``."""
     return (degree - n_b + 1) // (n_b * limbs)
 
 
@@ -279,7 +281,7 @@ def plan_layout(rows: int, inner: int, limbs: int, degree: int) -> Layout:
         raise BudgetError("an RLWE product needs at least one row and one column")
     best: tuple[float, int] | None = None
     for n_b in range(1, min(inner, degree // limbs) + 1):
-        r_b = _row_block(n_b, limbs, degree)
+        r_b = row_block(n_b, limbs, degree)
         if r_b < 1:
             break
         nblk, rblk = -(-inner // n_b), -(-rows // min(r_b, rows))
@@ -289,7 +291,7 @@ def plan_layout(rows: int, inner: int, limbs: int, degree: int) -> Layout:
     if best is None:
         raise BudgetError(f"a degree-{degree} ring cannot hold one {limbs}-limb product")
     n_b = best[1]
-    return Layout(rows, inner, limbs, degree, n_b, min(_row_block(n_b, limbs, degree), rows))
+    return Layout(rows, inner, limbs, degree, n_b, min(row_block(n_b, limbs, degree), rows))
 
 
 # --------------------------------------------------------------------------- owner: encrypt
@@ -349,7 +351,6 @@ class ProductAccumulator:
     layout: Layout
     c0: np.ndarray  # (row_blocks, P, N)
     c1: np.ndarray
-    products: int = 0
 
 
 def multiply(pk: RlwePublicKey, operand: RlweCiphertexts, a_matrix: np.ndarray, layout: Layout,
@@ -386,12 +387,7 @@ def multiply(pk: RlwePublicKey, operand: RlweCiphertexts, a_matrix: np.ndarray, 
             pn = ctx.ntt(ctx.from_small(p))
             ctx.mul_add(acc.c0[rb], operand.c0[kb], pn)
             ctx.mul_add(acc.c1[rb], c1s[kb], pn)
-            acc.products += 1
     return acc
-
-
-def _uniform_ints(rng: Any, bits: int, count: int) -> list[int]:
-    return [int(rng.getrandbits(bits)) for _ in range(count)]
 
 
 def mask(pk: RlwePublicKey, acc: ProductAccumulator, rng: Any) -> tuple[RlweCiphertexts, list[int]]:
@@ -412,7 +408,7 @@ def mask(pk: RlwePublicKey, acc: ProductAccumulator, rng: Any) -> tuple[RlweCiph
     for rb in range(layout.row_blocks):
         rows_here = min(layout.row_block, layout.rows - rb * layout.row_block)
         pos = tgt[:rows_here].ravel()
-        masks = _uniform_ints(rng, params.mask_bits, pos.size)
+        masks = [int(rng.getrandbits(params.mask_bits)) for _ in range(pos.size)]
         floods = [int(rng.getrandbits(params.flood_bits + 1)) - (1 << params.flood_bits) for _ in range(pos.size)]
         m = ctx.uniform(rng)  # uniform mod Q off the targets, in coefficient order
         vals = np.array([delta * r + f for r, f in zip(masks, floods)], dtype=object)
