@@ -108,8 +108,8 @@ class MaskedLoss(Masked):
 
 @dataclass(frozen=True)
 class MaskedLossReply(Aggregate):
-    """``(A + ρ + Σ (D^G)²) mod 2^ℓ``. The host made ``ρ``: removing it gives ``Σ D²`` of the epoch,
-    that is the epoch's Taylor loss (an agreed aggregate), and nothing more."""
+    """``(Σ 2 D^H D^G + ρ + Σ (D^G)²) mod 2^ℓ``. The host made ``ρ``: removing it and adding ``Σ (D^H)²``
+    gives ``Σ D²`` of the epoch, that is the epoch's Taylor loss (an agreed aggregate), and nothing more."""
 
     value: int
     ring_bits: int
