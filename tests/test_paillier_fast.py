@@ -518,3 +518,42 @@ def test_dot_many_equals_dot_for_every_row():
     for r, c in zip(rows, got):
         assert sk.decrypt_raw(c) == sum(x * m for x, m in zip(r, ms)) % pk.n
     assert ops.dot_many(pk, cs, []) == []
+    # every window width gives the same products as the automatic choice
+    assert all(ops.dot_many(pk, cs, rows[:3], window_bits=w) == got[:3] for w in (1, 4, 8))
+
+
+@pytest.mark.parametrize("base_kind", ["canonical", "drawn"])
+@pytest.mark.parametrize("exponent_bits", [None, 1024 + 80])
+def test_secret_encryptor_makes_the_public_encryptors_ciphertexts(base_kind, exponent_bits):
+    """The key holder's CRT encryption is an optimisation only: same rng, same ciphertexts, serial or pooled."""
+    from protocols.paillier import canonical_base
+    from protocols.paillier.crt import SecretEncryptor, crt_factors_task
+
+    pk, sk = generate_keypair(1024, random.Random(31))
+    base = canonical_base(pk) if base_kind == "canonical" else None
+    ms = [random.Random(32).getrandbits(900) for _ in range(40)] + [0, pk.n - 1]
+    want = Encryptor(pk, random.Random(33), exponent_bits=exponent_bits, base=base).encrypt_raw_many(ms)
+    got = SecretEncryptor(sk, random.Random(33), exponent_bits=exponent_bits, base=base).encrypt_raw_many(ms)
+    assert got == want
+    pooled = SecretEncryptor(sk, random.Random(33), exponent_bits=exponent_bits, base=base)
+    assert pooled.encrypt_raw_many(ms, map_fn=map, chunk_size=7) == want
+    assert [sk.decrypt_raw(c) for c in got] == [m % pk.n for m in ms]
+    enc = SecretEncryptor(sk, random.Random(34), window_bits=5, base=base)  # the general (non-byte) window path
+    assert enc.encrypt_raw_many(ms[:5]) == Encryptor(pk, random.Random(34), window_bits=5, base=base).encrypt_raw_many(ms[:5])
+    p, q = int(sk.p), int(sk.q)
+    assert crt_factors_task((p, q, int(enc.hs), 8, (0, 1, 2**1023))) == compute_factors(int(pk.n), int(enc.hs), [0, 1, 2**1023], 8, 1024)
+    with pytest.raises(ValueError):
+        SecretEncryptor(sk, random.Random(1), exponent_bits=64)
+
+
+def test_owner_engine_encrypts_like_the_public_engine_and_decrypts_in_a_pool():
+    from protocols.hetero_lr.he import PaillierPublic, PaillierSecret
+
+    pk, sk = generate_keypair(1024, random.Random(41))
+    ms = list(range(300))
+    owner = PaillierSecret(sk, random.Random(42), map_fn=map)  # >= MIN_PARALLEL values go through the map_fn
+    public = PaillierPublic(pk, random.Random(42))
+    cs = owner.encrypt_many(ms)
+    assert cs == public.encrypt_many(ms)
+    assert owner.decrypt_many(cs) == ms
+    assert PaillierSecret(sk, random.Random(42), engine="phe").decrypt_many(cs[:3]) == ms[:3]

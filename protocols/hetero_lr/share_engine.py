@@ -172,10 +172,10 @@ def _randbits(rng: Any, bits: int, count: int) -> list[int]:
     return [int(rng.getrandbits(bits)) for _ in range(count)]
 
 
-def encrypt_shares(own: PublicEngine, share: Sequence[int], plan: TwoPartyPlan) -> EncryptedShares:
+def encrypt_shares(own: SecretEngine, share: Sequence[int], plan: TwoPartyPlan) -> EncryptedShares:
     """``[[b · 2^(kS)]]`` for k < K under the sender's own key (fresh encryptions)."""
     vals = [int(b) << (k * plan.slot_bits) for k in range(plan.slots) for b in share]
-    return EncryptedShares(EncryptedVector(own.fingerprint(), 0, tuple(own.encrypt_many(vals))))
+    return EncryptedShares(EncryptedVector(own.public.fingerprint(), 0, tuple(own.encrypt_many(vals))))
 
 
 def convert(peer: PublicEngine, shares: EncryptedShares, xq: np.ndarray, plan: TwoPartyPlan, rng: Any
@@ -271,7 +271,7 @@ class PaillierShareEngine:
         self.m_peer = m_peer
 
     def encrypt_weight_share(self, b: Sequence[int]) -> EncryptedShares:
-        return encrypt_shares(self.own.public, b, self.peer_plan)
+        return encrypt_shares(self.own, b, self.peer_plan)
 
     def convert(self, msg: EncryptedShares, xq: np.ndarray) -> tuple[MaskedConversion, list[int]]:
         return convert(self.peer, msg, xq, self.my_plan, self.rng)
@@ -280,8 +280,7 @@ class PaillierShareEngine:
         return open_conversion(self.own, msg, rows, (self.peer_plan.slot_bits, self.peer_plan.slots), self.params.ring_bits)
 
     def encrypt_residual(self, d: Sequence[int]) -> EncryptedResidualShare:
-        pub = self.own.public
-        return EncryptedResidualShare(EncryptedVector(pub.fingerprint(), 0, tuple(pub.encrypt_many(d))))
+        return EncryptedResidualShare(EncryptedVector(self.own.public.fingerprint(), 0, tuple(self.own.encrypt_many(d))))
 
     def masked_gradient(self, msg: EncryptedResidualShare, xq: np.ndarray) -> tuple[MaskedGradientShare, list[int]]:
         return mask_gradient(self.peer, msg, xq, self.my_plan, self.rng)

@@ -58,10 +58,10 @@ _MIN_EXPONENT_BITS = 128
 #: Default number of obfuscators per task handed to a ``map_fn`` (≈ 0.2 s of work at 2048 bits).
 DEFAULT_FACTOR_CHUNK = 256
 
-# Memo of fixed-base tables for worker processes: (n, hs, window_bits, exponent_bits) -> table.
+# Memo of fixed-base tables for worker processes: (modulus, base, window_bits, exponent_bits) -> table.
 # A cache of a pure function of its key (no I/O); bounded, oldest evicted first.
 _TABLE_CACHE: dict[tuple[int, int, int, int], list[list[mpz]]] = {}
-_MAX_CACHED_TABLES = 4
+_MAX_CACHED_TABLES = 6  # a key holder's CRT pair (p², q²) besides the public tables
 
 
 def canonical_base(public_key: PaillierPublicKey) -> mpz:
@@ -147,16 +147,22 @@ def encrypt_with_factors(public_key: PaillierPublicKey, ms: Sequence[Any], facto
 
 
 def _cached_table(n: int, hs: int, window_bits: int, exponent_bits: int) -> list[list[mpz]]:
-    key = (int(n), int(hs), int(window_bits), int(exponent_bits))
+    n_ = mpz(n)
+    return cached_table_mod(n_ * n_, hs, window_bits, exponent_bits)
+
+
+def cached_table_mod(modulus: int, base: int, window_bits: int, exponent_bits: int) -> list[list[mpz]]:
+    """The memoized fixed-base table of ``base`` mod ``modulus`` (keyed by all four values)."""
+    key = (int(modulus), int(base), int(window_bits), int(exponent_bits))
     table = _TABLE_CACHE.get(key)
     if table is None:
-        n_ = mpz(n)
-        table = _build_table(mpz(hs), n_ * n_, window_bits, exponent_bits)
-        _remember_table(key, table)
+        table = _build_table(mpz(base), mpz(modulus), window_bits, exponent_bits)
+        remember_table(key, table)
     return table
 
 
-def _remember_table(key: tuple[int, int, int, int], table: list[list[mpz]]) -> None:
+def remember_table(key: tuple[int, int, int, int], table: list[list[mpz]]) -> None:
+    """Memoize ``table`` under ``(modulus, base, window_bits, exponent_bits)``; the oldest is evicted first."""
     if key in _TABLE_CACHE:
         return
     while len(_TABLE_CACHE) >= _MAX_CACHED_TABLES:
@@ -169,7 +175,8 @@ def clear_table_cache() -> None:
     _TABLE_CACHE.clear()
 
 
-def _check_window(window_bits: Any) -> int:
+def check_window(window_bits: Any) -> int:
+    """``window_bits`` as an int in ``[1, 12]``; raises ValueError otherwise."""
     window_bits = operator.index(window_bits)
     if not 1 <= window_bits <= _MAX_WINDOW_BITS:
         raise ValueError(f"window_bits must be in [1, {_MAX_WINDOW_BITS}], got {window_bits}")
@@ -204,7 +211,7 @@ def compute_factors(
     Raises:
         ValueError: if ``window_bits`` is out of range or an exponent is too wide.
     """
-    window_bits = _check_window(window_bits)
+    window_bits = check_window(window_bits)
     if exponent_bits is None:
         exponent_bits = int(n).bit_length() // 2
     exponent_bits = operator.index(exponent_bits)
@@ -277,7 +284,7 @@ class Encryptor:
         exponent_bits: int | None = None,
         base: Any = None,
     ) -> None:
-        window_bits = _check_window(window_bits)
+        window_bits = check_window(window_bits)
         if exponent_bits is None:
             exponent_bits = public_key.bits // 2
         exponent_bits = operator.index(exponent_bits)
@@ -345,8 +352,8 @@ class Encryptor:
 
     def _share_table(self) -> None:
         """Let in-process workers (builtin ``map``, threads) reuse this table instead of rebuilding it."""
-        key = (int(self.public_key.n), int(self._hs), self.window_bits, self.exponent_bits)
-        _remember_table(key, self._table)
+        key = (int(self.public_key.nsquare), int(self._hs), self.window_bits, self.exponent_bits)
+        remember_table(key, self._table)
 
     def random_factor(self) -> mpz:
         """A fresh obfuscator ``hs^α`` (an encryption of 0), for rerandomization.

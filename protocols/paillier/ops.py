@@ -311,7 +311,16 @@ def dot(public_key: PaillierPublicKey, cs: Sequence[Any], xs: Sequence[Any]) -> 
     return _dot_raw(public_key.n, public_key.nsquare, cs, xs)
 
 
-def dot_many(public_key: PaillierPublicKey, cs: Sequence[Any], rows: Sequence[Sequence[int]], window_bits: int = 5) -> list[mpz]:
+def _straus_window(k: int, n_rows: int, bits: int) -> int:
+    """The window minimizing ``k·2^w`` (tables) plus ``n_rows·(k + w)·⌈bits/w⌉`` (rows), up to 8 bits."""
+    def cost(w: int) -> int:
+        windows = -(-bits // w)
+        return k * (1 << w) + n_rows * (k * windows + w * (windows - 1))
+    return min(range(1, min(8, bits) + 1), key=cost)
+
+
+def dot_many(public_key: PaillierPublicKey, cs: Sequence[Any], rows: Sequence[Sequence[int]],
+             window_bits: int | None = None) -> list[mpz]:
     """``[dot(cs, row) for row in rows]`` for many scalar rows over the *same* ciphertexts (Straus).
 
     Each ciphertext gets one table of its powers ``c^1 .. c^(2^w - 1)``, built once
@@ -320,7 +329,8 @@ def dot_many(public_key: PaillierPublicKey, cs: Sequence[Any], rows: Sequence[Se
     are shifted by an offset ``2^b`` so every digit is non-negative, and the
     result is divided by ``(Π cᵢ)^(2^b)`` once (one inverse for all rows).
     Worth it when there are many rows: the tables cost ``len(cs) · 2^w``
-    multiplications once.
+    multiplications once. ``window_bits`` None picks the ``w`` that minimizes
+    that count for the given rows (6 for 74 rows of 91 22-bit scalars).
 
     Returns:
         ``E(Σ rowᵢ·mᵢ)`` per row, equal to :func:`dot` of that row.
@@ -342,7 +352,7 @@ def dot_many(public_key: PaillierPublicKey, cs: Sequence[Any], rows: Sequence[Se
     shift = bound.bit_length()  # offset 2^shift > |x|: shifted scalars lie in (0, 2^(shift + 1))
     offset = 1 << shift
     bits = shift + 1
-    w = max(1, min(window_bits, bits))
+    w = _straus_window(k, len(ints), bits) if window_bits is None else max(1, min(window_bits, bits))
     mask = (1 << w) - 1
     n_windows = -(-bits // w)
     bases = [_mpz(c) for c in cs]
