@@ -38,7 +38,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from federated.certs import NAME_PATTERN
 from federated.errors import ConflictError, DataError
@@ -61,6 +61,7 @@ __all__ = [
     "HASHED_FIELDS",
     "TranscriptWriter",
     "record_hash",
+    "iter_lines",
     "read_transcript",
     "transcript_name",
 ]
@@ -363,11 +364,33 @@ class TranscriptWriter:
         return f"TranscriptWriter({str(self.path)!r}, job={self.job_id!r}, node={self.node!r}, next={self._index})"
 
 
-def read_transcript(path: Path) -> list[dict[str, Any]]:
-    """Parse a transcript file into its records (no verification).
+def iter_lines(data: bytes) -> Iterator[tuple[int, Any, str | None]]:
+    """Split a transcript's bytes into lines and decode each: the one transcript parser.
 
     Lines are split on ``\\n`` only (record JSON escapes newlines; other Unicode
-    line separators may appear raw inside strings).
+    line separators may appear raw inside strings); a final empty line is not a
+    line. Nothing is verified here: :func:`read_transcript` and the auditor
+    (:mod:`federated.audit`) both read through this function.
+
+    Yields:
+        ``(number, value, error)`` per line: the 1-based line number, the decoded
+        JSON value (any JSON type; ``None`` if the line could not be decoded) and
+        ``None``, or ``error`` saying why the line is not a complete JSON value.
+    """
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    for number, raw in enumerate(lines, start=1):
+        try:
+            value = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            yield number, None, "not a complete JSON record (cut off or edited)"
+            continue
+        yield number, value, None
+
+
+def read_transcript(path: Path) -> list[dict[str, Any]]:
+    """Parse a transcript file into its records (no verification), through :func:`iter_lines`.
 
     Raises:
         DataError: the file cannot be read, or a line is not a JSON object;
@@ -379,14 +402,9 @@ def read_transcript(path: Path) -> list[dict[str, Any]]:
     except OSError as exc:
         raise DataError(f"cannot read transcript {path}: {exc.strerror or exc}") from None
     records: list[dict[str, Any]] = []
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    for number, raw in enumerate(lines, start=1):
-        try:
-            value = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise DataError(f"{path} line {number}: not a complete JSON record (cut off or edited)") from None
+    for number, value, error in iter_lines(data):
+        if error is not None:
+            raise DataError(f"{path} line {number}: {error}")
         if not isinstance(value, dict):
             raise DataError(f"{path} line {number}: not a transcript record (expected a JSON object)")
         records.append(value)

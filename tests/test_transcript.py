@@ -160,12 +160,16 @@ def build_job(
     failed: bool = False,
     keep_payloads: bool = False,
     nodes: tuple[str, ...] = NODES,
+    stop_at: tuple[str, int] | None = None,
 ) -> dict[str, Path]:
     """Write the transcripts of one job; return {node: path}.
 
     ``tweak(node, direction, message, sequence, envelope, signature)`` may
     change what a node records for a message (return the new pair) or drop
-    the record (return None).
+    the record (return None). ``stop_at=(step, sequence)`` breaks the job at
+    that message, as a real failure does: its sender sends it and the relay
+    relays it, but its receiver never records it and nothing after it happens
+    (use with ``failed=True``).
     """
     ids = {n: identity(layout, n) for n in NODES}
     ids.update(identities or {})
@@ -197,9 +201,13 @@ def build_job(
         writers["platform"].event("consent", purpose=PURPOSE, included=449, excluded=37)
 
     seqs: Counter[tuple[str, str, str]] = Counter()
+    stopped = False
     for m in MESSAGES:
+        if stopped:
+            break
         seq = seqs[(m.step, m.sender, m.receiver)]
         seqs[(m.step, m.sender, m.receiver)] += 1
+        stopped = (m.step, seq) == stop_at
         data = payload_bytes(m.step, seq, m.size)
         env = envelope_pb2.Envelope(
             job_id=job_id, message_id=hashlib.sha256(f"{job_id}/{m.step}/{m.sender}/{seq}".encode()).hexdigest()[:32],
@@ -214,7 +222,7 @@ def build_job(
             order.append(("coordinator", "relayed"))
         order.append((m.receiver, "received"))
         for node, direction in order:
-            if node not in writers:
+            if node not in writers or (stopped and direction == "received"):
                 continue
             e, s = dict(fields), signature
             if tweak is not None:
@@ -648,11 +656,92 @@ def test_sent_message_missing_on_the_receiver_side(layout: CertLayout, ca: bytes
     assert p.other_file == str(paths["platform"])
     assert "no record of receiving it" in p.message
 
-    # while a job failed, a missing counterpart is a warning, not a problem
-    failed = build_job(layout, tmp_path / "failed-job", tweak=drop, failed=True)
+    # while a job failed, a missing counterpart is a warning, not a problem: here the job broke at that
+    # message (the coordinator records the failure, and nothing happened after it; see the next tests for
+    # what is no longer excused since #12)
+    failed = build_job(layout, tmp_path / "failed-job", failed=True, stop_at=("lr.residuals", 1))
     result = verify(failed, ca)
     assert result.ok, result.problems
     assert any(w.code == "MISSING" and "job failed" in w.message for w in result.warnings)
+
+
+def _drop_received(step: str, seq: int, at: str = "platform") -> Tweak:
+    def drop(node: str, direction: str, m: M, s: int, env: dict[str, Any], sig: bytes):
+        if node == at and direction == "received" and m.step == step and s == seq:
+            return None
+        return env, sig
+    return drop
+
+
+def test_a_failed_job_excuses_only_the_receives_from_the_failure_point_on(layout: CertLayout, ca: bytes,
+                                                                          tmp_path: Path) -> None:
+    """#12: the coordinator's signed transcript records the failure; only the message the platform never got is excused."""
+    paths = build_job(layout, tmp_path / "failed", failed=True, stop_at=("lr.residuals", 1))
+    coordinator_end = read_transcript(paths["coordinator"])[-1]["body"]
+    assert coordinator_end["event"] == "finished" and coordinator_end["ok"] is False
+    result = verify(paths, ca)
+    assert result.ok and result.problems == [], [str(p) for p in result.problems]
+    # warnings only for the record after the failure point: the platform's receive of lr.residuals #1
+    assert [(w.code, w.file, w.record, w.other_file) for w in result.warnings] == [
+        ("MISSING", str(paths["bank"]), find_message(paths["bank"], "lr.residuals", "sent", 1), str(paths["platform"]))]
+    assert "the coordinator's transcript records that the job failed" in result.warnings[0].message
+
+    # the same failed job, but the platform also has no record of an earlier message, lr.residuals #0, after
+    # which it went on sending: not excused
+    holed = build_job(layout, tmp_path / "holed", failed=True, stop_at=("lr.residuals", 1),
+                      tweak=_drop_received("lr.residuals", 0))
+    result = verify(holed, ca)
+    assert result.codes() == {"MISSING"}
+    [p] = result.problems
+    assert p.file == str(holed["bank"]) and p.record == find_message(holed["bank"], "lr.residuals", "sent", 0)
+    assert "not excused" in p.message and "platform went on to send lr.host_scores #1" in p.message
+    assert [w.record for w in result.warnings if w.code == "MISSING"] == [
+        find_message(holed["bank"], "lr.residuals", "sent", 1)]
+
+    # before #12 every node's failed 'finished' record excused any hole, mid-job ones too: not any more
+    old_case = build_job(layout, tmp_path / "old-case", failed=True, tweak=_drop_received("lr.residuals", 1))
+    result = verify(old_case, ca)
+    assert not result.ok and result.codes() == {"MISSING"}
+    assert "platform went on to send" in result.problems[0].message
+
+
+def test_a_party_cannot_excuse_a_deleted_receive_by_rewriting_its_finished_record(
+        job: dict[str, Path], ca: bytes, layout: CertLayout, tmp_path: Path) -> None:
+    """#12 item 1: the bank, with its own key, deletes its record of receiving the platform's test scores and
+    rewrites its 'finished' record to ok=false. Its own file stays valid (re-chained, re-signed).
+
+    Before #12 this verified: ``_job_failed`` took a failed 'finished' record from ANY transcript, so the
+    missing receive became a warning. Now only the coordinator's signed record of a failure excuses anything,
+    and the coordinator's says the job succeeded.
+    """
+    bank = identity(layout, "bank")
+    copy = copy_job(job, tmp_path / "attack")
+    records = read_transcript(copy["bank"])
+    k = find_message(copy["bank"], "lr.host_test_scores", "received")
+    forged = records[:k]
+    for rec in records[k + 1:]:
+        rec = dict(rec, index=rec["index"] - 1, prev_hash=forged[-1]["hash"])
+        if rec["body"].get("event") == "finished":
+            rec["body"] = {"event": "finished", "ok": False, "error": "platform went away during lr.host_test_scores"}
+        forged.append(resign(rec, bank))
+    write_lines(copy["bank"], [dump(r) for r in forged])
+    assert [r["body"]["ok"] for p in copy.values() for r in read_transcript(p) if r["body"].get("event") == "finished"] == [
+        False, True, True]  # the bank's claim; the platform and the coordinator recorded success
+
+    result = verify(copy, ca)
+    assert not result.ok
+    assert not {"HASH", "SIGNATURE", "CHAIN", "INDEX", "CERT"} & result.codes()  # the bank's own file verifies
+    assert result.codes() == {"MISSING"}
+    [p] = result.problems
+    assert p.file == str(copy["platform"]) and p.other_file == str(copy["bank"])
+    assert p.record == find_message(copy["platform"], "lr.host_test_scores", "sent")
+    assert "no record of receiving it" in p.message
+    assert "not excused" in p.message and "the coordinator's transcript records that the job succeeded" in p.message
+    assert not [w for w in result.warnings if w.code == "MISSING"]
+
+    # without the coordinator's transcript nothing can excuse it either
+    result = verify([copy["bank"], copy["platform"]], ca)
+    assert result.codes() == {"MISSING"} and "no coordinator transcript was given" in result.problems[0].message
 
 
 def test_relayed_message_the_sender_never_sent(layout: CertLayout, ca: bytes, tmp_path: Path) -> None:

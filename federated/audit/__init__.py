@@ -1,0 +1,40 @@
+"""Audit: verify transcripts and write a report a compliance officer can read.
+
+The room in three parts, with arrows one way (render → model → verify → reader → result):
+
+* :mod:`~federated.audit.verify` checks transcripts alone and against each
+  other (:func:`verify_transcripts`), and says when a missing record is
+  excused (its module docstring). :mod:`~federated.audit.reader` reads one
+  file through the runtime's own parser (:func:`federated.transcript.iter_lines`);
+  :mod:`~federated.audit.result` holds :class:`Problem`,
+  :class:`VerificationResult` and the stable problem codes.
+* :mod:`~federated.audit.model` turns what was read into a typed report
+  (:class:`~federated.audit.model.Report`; :func:`report_data` is its JSON).
+* :mod:`~federated.audit.render` renders it through the Jinja2 templates in
+  ``templates/`` (:func:`render_report`: HTML, Markdown or JSON).
+
+It may import :mod:`federated.transcript`, :mod:`federated.signing`,
+:mod:`federated.errors` and :mod:`federated.approval`; nothing else in the
+runtime imports it but the CLI and the demo.
+"""
+
+from __future__ import annotations
+
+from .model import CLASSIFICATION_LABELS, Report, build_report, report_data
+from .render import bytes_text, render_report
+from .render import bytes_text as _bytes_text  # noqa: F401 - the name tests/test_audit_report.py imports
+from .result import PROBLEM_CODES, Problem, VerificationResult
+from .verify import verify_transcripts
+
+__all__ = [
+    "PROBLEM_CODES",
+    "Problem",
+    "VerificationResult",
+    "verify_transcripts",
+    "render_report",
+    "report_data",
+    "build_report",
+    "Report",
+    "bytes_text",
+    "CLASSIFICATION_LABELS",
+]
