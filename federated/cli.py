@@ -18,7 +18,8 @@ from .errors import FedCreditError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fedcredit: privacy-preserving joint credit modeling (PSI + vertical LR over mTLS gRPC).")
-certs_app = typer.Typer(no_args_is_help=True, help="Development certificates (a CA, a TLS certificate per node, a sealing key per party).")
+certs_app = typer.Typer(no_args_is_help=True, help="Certificates: all in one folder (init), or a CA that signs each node's request "
+                        "(ca, request, sign) so private keys never leave their node.")
 coord_app = typer.Typer(no_args_is_help=True, help="Run the coordinator.")
 party_app = typer.Typer(no_args_is_help=True, help="Run a party node (dials out only).")
 job_app = typer.Typer(no_args_is_help=True, help="Submit and inspect jobs (operator); approve or reject them (at a party).")
@@ -63,7 +64,7 @@ def certs_init(
     parties: str = typer.Option(..., "--parties", help="Comma-separated party names, e.g. bank,platform."),
     coordinator: str = typer.Option("coordinator", help="The coordinator's node name."),
     operators: str = typer.Option("operator", help="Comma-separated operator names (job submitters)."),
-    hosts: str = typer.Option("localhost,127.0.0.1", help="DNS names / IPs put in every certificate's SAN."),
+    hosts: str = typer.Option("localhost,127.0.0.1", help="The coordinator's DNS names / IPs (its certificate's SAN; only it serves)."),
     days: int = typer.Option(365, help="Validity in days."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing CA."),
 ) -> None:
@@ -79,6 +80,68 @@ def certs_init(
     console.print(f"CA: {layout.ca_cert}")
     for name in layout.nodes:
         console.print(f"  {name}: {directory / name}")
+
+
+def _names(csv: str) -> list[str]:
+    return [x.strip() for x in csv.split(",") if x.strip()]
+
+
+@certs_app.command("ca")
+def certs_ca(
+    directory: Path = typer.Argument(..., help="Folder for ca.crt and ca.key (0600)."),
+    days: int = typer.Option(365, help="Validity in days; certificates it signs end no later."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing CA."),
+) -> None:
+    """Create only a CA, to sign nodes' requests with `certs sign`."""
+    from .certs import create_ca
+
+    try:
+        layout = create_ca(directory, days=days, overwrite=force)
+    except FedCreditError as exc:
+        _fail(exc)
+    console.print(f"CA: {layout.ca_cert} (key {layout.ca_key}, keep it offline)")
+
+
+@certs_app.command("request")
+def certs_request(
+    name: str = typer.Option(..., "--name", help="This node's name (its certificates' CN)."),
+    role: str = typer.Option(..., "--role", help="party, operator or coordinator."),
+    out: Path = typer.Option(..., "--out", help="This node's certificate folder: keys go to OUT/NAME/, the request to OUT/NAME.csr."),
+    hosts: Optional[str] = typer.Option(None, "--hosts", help="Coordinator only: its DNS names / IPs (default localhost,127.0.0.1)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing keys and request."),
+) -> None:
+    """Make this node's private keys (0600) and a certificate request; send only the .csr to the CA."""
+    from .certs import request_certs
+
+    try:
+        req = request_certs(out, name, role, hosts=_names(hosts) if hosts is not None else None, overwrite=force)
+    except FedCreditError as exc:
+        _fail(exc)
+    console.print(f"keys: {req.files.tls_key.parent} (0600, stay on this machine)")
+    console.print(f"request: {req.csr} (send it to the CA)")
+
+
+@certs_app.command("sign")
+def certs_sign(
+    requests: list[Path] = typer.Argument(..., help="Request files (NAME.csr) made by `certs request`."),
+    ca_dir: Path = typer.Option(..., "--ca-dir", help="Folder with ca.crt and ca.key."),
+    out: Path = typer.Option(..., "--out", help="Where to write OUT/ca.crt and OUT/NAME/*.crt."),
+    coordinator: str = typer.Option("coordinator", help="The coordinator's node name: the only one given a server certificate."),
+    days: int = typer.Option(365, help="Validity in days (never past the CA's)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing certificates."),
+) -> None:
+    """Check each request against its role's profile and issue its certificates; one bad request issues nothing."""
+    from .certs import cert_fingerprint, sign_requests
+
+    try:
+        signed = sign_requests(ca_dir, requests, out, coordinator=coordinator, days=days, overwrite=force)
+    except FedCreditError as exc:
+        _fail(exc)
+    for node in signed:
+        console.print(f"{node.name} ({node.issued.role}): {node.files.tls_cert.parent}")
+        for what, cert in (("tls", node.issued.tls), ("sign", node.issued.sign), ("seal", node.issued.seal)):
+            if cert is not None:  # what a deny-list (`revoked:` in the coordinator config) takes
+                console.print(f"  {what}: serial:{cert.serial_number:x} sha256:{cert_fingerprint(cert)}", highlight=False, soft_wrap=True)
 
 
 @coord_app.command("serve")

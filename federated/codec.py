@@ -18,6 +18,7 @@ from google.protobuf.message import Message as PbMessage
 from fedcredit.v1 import hetero_lr_pb2 as lr_pb
 from fedcredit.v1 import psi_ot_pb2, psi_pb2
 from fedcredit.v1 import rlwe_pb2
+from fedcredit.v1 import seal_pb2
 from protocols.core import Message
 from protocols.errors import ProtocolError
 from protocols.hetero_lr import protocol as lr
@@ -27,6 +28,8 @@ from protocols.psi import protocol as psi
 from protocols.psi import unbalanced as ub
 from protocols.psi.ot import protocol as ot
 from protocols.rlwe import scheme as rlwe
+
+from .sealing import SealHello
 
 __all__ = ["encode_payload", "decode_payload", "payload_type_name", "registered_types"]
 
@@ -130,6 +133,25 @@ _register(
     lambda m: psi_pb2.MatchedPositions(count=len(m.positions), positions=np.asarray(m.positions, dtype="<u4").tobytes()),
     _positions_msg,
 )
+
+
+def _count_msg(pb: psi_pb2.IntersectionCount) -> psi.IntersectionCount:
+    if not (pb.HasField("count") and pb.HasField("meets_minimum")):
+        raise ProtocolError("IntersectionCount: the count and the verdict are both required")
+    return psi.IntersectionCount(int(pb.count), bool(pb.meets_minimum))
+
+
+def _unshuffle_msg(pb: psi_pb2.UnshuffleKey) -> psi.UnshuffleKey:
+    if not pb.HasField("meets_minimum"):
+        raise ProtocolError("UnshuffleKey: the verdict is required")
+    return psi.UnshuffleKey(bool(pb.meets_minimum), bytes(pb.key))
+
+
+# Count-first PSI (#12): fixed-size messages, whatever the count and the verdicts.
+_register(psi.IntersectionCount, psi_pb2.IntersectionCount,
+          lambda m: psi_pb2.IntersectionCount(count=m.count, meets_minimum=m.meets_minimum), _count_msg)
+_register(psi.UnshuffleKey, psi_pb2.UnshuffleKey,
+          lambda m: psi_pb2.UnshuffleKey(meets_minimum=m.meets_minimum, key=m.key), _unshuffle_msg)
 
 
 # --------------------------------------------------------------------------- vertical LR
@@ -339,14 +361,24 @@ _register(
 
 # --------------------------------------------------------------------------- OT-extension PSI
 
-_register(ot.OtHostSetup, psi_ot_pb2.OtHostSetup, lambda m: psi_ot_pb2.OtHostSetup(count=m.count, code_key=m.code_key),
-          lambda pb: ot.OtHostSetup(int(pb.count), bytes(pb.code_key)))
+_register(ot.OtHostSetup, psi_ot_pb2.OtHostSetup,
+          lambda m: psi_ot_pb2.OtHostSetup(count=m.count, code_key=m.code_key, count_first=m.count_first),
+          lambda pb: ot.OtHostSetup(int(pb.count), bytes(pb.code_key), bool(pb.count_first)))
 _register(ot.OtGuestSetup, psi_ot_pb2.OtGuestSetup,
-          lambda m: psi_ot_pb2.OtGuestSetup(count=m.count, bins=m.bins, cuckoo_seed=m.cuckoo_seed, base_ot_setup=m.base_ot_setup),
-          lambda pb: ot.OtGuestSetup(int(pb.count), int(pb.bins), bytes(pb.cuckoo_seed), bytes(pb.base_ot_setup)))
+          lambda m: psi_ot_pb2.OtGuestSetup(count=m.count, bins=m.bins, cuckoo_seed=m.cuckoo_seed, base_ot_setup=m.base_ot_setup,
+                                            count_first=m.count_first),
+          lambda pb: ot.OtGuestSetup(int(pb.count), int(pb.bins), bytes(pb.cuckoo_seed), bytes(pb.base_ot_setup),
+                                     bool(pb.count_first)))
 _register(ot.BaseOtElements, psi_ot_pb2.BaseOtElements, lambda m: psi_ot_pb2.BaseOtElements(elements=m.elements),
           lambda pb: ot.BaseOtElements(bytes(pb.elements)))
 _register(ot.CorrectionRows, psi_ot_pb2.CorrectionRows, lambda m: psi_ot_pb2.CorrectionRows(rows=m.rows),
           lambda pb: ot.CorrectionRows(bytes(pb.rows)))
 _register(ot.OprfValues, psi_ot_pb2.OprfValues, lambda m: psi_ot_pb2.OprfValues(values=m.values),
           lambda pb: ot.OprfValues(bytes(pb.values)))
+
+
+# --------------------------------------------------------------------------- sealing
+
+_register(SealHello, seal_pb2.SealHello,
+          lambda m: seal_pb2.SealHello(phase=m.phase, ephemeral=m.ephemeral, signature=m.signature),
+          lambda pb: SealHello(str(pb.phase), bytes(pb.ephemeral), bytes(pb.signature)))

@@ -20,9 +20,11 @@ from protocols.hetero_lr import HeteroLRParams
 from protocols.errors import BudgetError
 
 from .errors import ConfigError
+from .revocation import parse_entry
 
 __all__ = [
     "TlsConfig",
+    "RelayLimits",
     "CoordinatorConfig",
     "DatasetConfig",
     "PartyConfig",
@@ -73,6 +75,20 @@ def _check_purpose(v: str) -> str:
     return v
 
 
+class RelayLimits(_Model):
+    """The relay's quotas per job and rate limit per party; each refusal is RESOURCE_EXHAUSTED naming its setting.
+
+    Sized from real default_credit jobs (1,433 messages; 127 MB with Paillier, 2.8 GB with CKKS; at most 43
+    messages in any second from one party) with a wide margin (README, Configuration).
+    """
+
+    job_max_bytes: int = Field(16 << 30, ge=1)  # payload bytes relayed for one job, all senders
+    job_max_messages: int = Field(100_000, ge=1)  # messages relayed for one job, all senders
+    job_max_pending_bytes: int = Field(1 << 30, ge=1)  # bytes of one job held for receivers that have not taken them
+    party_messages_per_s: float = Field(100.0, gt=0)  # token bucket: refill rate per party, all its jobs
+    party_burst: int = Field(400, ge=1)  # token bucket: capacity
+
+
 class CoordinatorConfig(_Model):
     name: str = "coordinator"
     listen: str = "127.0.0.1:50051"
@@ -84,8 +100,22 @@ class CoordinatorConfig(_Model):
     parties: list[str] = Field(min_length=1)
     operators: list[str] = ["operator"]
     message_ttl_s: float = 3600.0
+    relay: RelayLimits = RelayLimits()
+    # Revoked certificates, refused on every call and at registration: 'sha256:<fingerprint>' or 'serial:<hex>'
+    # (federated/revocation.py). Read at start: restart the coordinator after a change.
+    revoked: list[str] = []
 
     _names = field_validator("name")(_check_name)
+
+    @field_validator("revoked")
+    @classmethod
+    def _revoked_ok(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            try:
+                parse_entry(entry)
+            except ConfigError as exc:
+                raise ValueError(exc.message) from None
+        return v
 
     @field_validator("parties", "operators")
     @classmethod

@@ -4,6 +4,8 @@ Parties dial in over mutual TLS; the coordinator never dials out. Servicers
 are thin: they authenticate the caller by its certificate, decode, call the
 :class:`JobManager` or the :class:`Mailbox`, and encode. Errors become gRPC
 status codes in one place (:class:`federated.errors.ErrorInterceptor`).
+Revoked certificates are refused on every RPC (:mod:`federated.revocation`),
+and the relay's quotas and rate limits live in :mod:`federated.relay`.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ from .certs import load_tls
 from .codec import payload_type_name
 from .config import CoordinatorConfig, JobSpec, spec_digest
 from .errors import ConfigError, ConflictError, CryptoError, JobFailedError, NotFoundError, PermissionDeniedError, ProtocolError, QuotaError
+from .sealing import SealStep
+from .relay import Mailbox, RateLimiter
+from .revocation import DenyList
 from .signing import SigningIdentity, envelope_digest, envelope_fields, load_signing_identity, verify_digest, verify_signing_cert
 from .transcript import TranscriptWriter
 from .store import ACTIVE_STATES, JobRow, RoleRow, Store, now_ms
-from .transport import CHUNK_BYTES, chunk_bytes, create_server, peer_identity
+from .transport import CHUNK_BYTES, PeerCheckInterceptor, chunk_bytes, create_server, peer_identity
 
 __all__ = ["Coordinator", "Mailbox", "JobManager"]
 
@@ -48,86 +53,8 @@ _LOG = logging.getLogger(__name__)
 MAX_PAYLOAD_BYTES = CORE_MAX_PAYLOAD_BYTES
 VERSION = "0.1.0"
 
-
-Key = tuple[str, str, str, str, int]
-
-
 #: Seconds after which a pending job a node has not decided on is shown to it again.
 REOFFER_S = 10.0
-
-class Mailbox:
-    """Relayed messages waiting for their receiver, keyed by (job, receiver, sender, step, sequence).
-
-    Delivery is exactly-once per key: a message with a key already seen in the
-    job (a replay, or a resumed sender sending a batch again) is not delivered
-    a second time. Delivered messages are kept, within ``retain_bytes`` per job,
-    so a receiver that restarts from a checkpoint can fetch them again.
-    """
-
-    def __init__(self, retain_bytes: int = 512 << 20) -> None:
-        self._items: dict[Key, tuple[envelope_pb2.Envelope, bytes]] = {}
-        self._seen: dict[str, set[Key]] = {}
-        self._delivered: dict[str, dict[Key, tuple[envelope_pb2.Envelope, bytes]]] = {}
-        self._delivered_bytes: dict[str, int] = {}
-        self._retain = retain_bytes
-        self._cond = threading.Condition()
-
-    def put(self, env: envelope_pb2.Envelope, data: bytes, *, redeliver: bool = False) -> bool:
-        """Store a message; False if its key was already seen in this job (it is then dropped)."""
-        key = (env.job_id, env.receiver, env.sender, env.step, env.sequence)
-        with self._cond:
-            seen = self._seen.setdefault(env.job_id, set())
-            if key in self._items or (key in seen and not redeliver):
-                return False
-            seen.add(key)
-            self._items[key] = (env, data)
-            self._cond.notify_all()
-            return True
-
-    def _retain_delivered(self, key: Key, item: tuple[envelope_pb2.Envelope, bytes]) -> None:
-        job = key[0]
-        kept = self._delivered.setdefault(job, {})
-        kept[key] = item
-        total = self._delivered_bytes.get(job, 0) + len(item[1])
-        while total > self._retain and kept:
-            oldest = next(iter(kept))
-            total -= len(kept.pop(oldest)[1])
-        self._delivered_bytes[job] = total
-
-    def take(self, job_id: str, receiver: str, sender: str, step: str, seq: int, wait_s: float) -> tuple[envelope_pb2.Envelope, bytes] | None:
-        key = (job_id, receiver, sender, step, seq)
-        deadline = time.monotonic() + wait_s
-        with self._cond:
-            while key not in self._items:
-                again = self._delivered.get(job_id, {}).get(key)
-                if again is not None:  # the receiver restarted from a checkpoint
-                    return again
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self._cond.wait(left)
-            item = self._items.pop(key)
-            self._retain_delivered(key, item)
-            return item
-
-    def wake(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
-
-    def drop_job(self, job_id: str) -> int:
-        with self._cond:
-            keys = [k for k in self._items if k[0] == job_id]
-            for k in keys:
-                del self._items[k]
-            self._seen.pop(job_id, None)
-            self._delivered.pop(job_id, None)
-            self._delivered_bytes.pop(job_id, None)
-            self._cond.notify_all()
-            return len(keys)
-
-    def pending_bytes(self) -> int:
-        with self._cond:
-            return sum(len(d) for _, d in self._items.values())
 
 
 @dataclass(frozen=True)
@@ -147,6 +74,7 @@ class JobManager:
         self.identity = identity
         self.ca_pem = ca_pem
         self._lock = threading.Lock()
+        self._decisions = threading.RLock()  # approvals against job endings (see approve)
         self._changed = threading.Condition()
         # (job, node) -> when a job was last shown to the node. A pending job it has not decided on, or a
         # running role it claimed but reports nothing on, is shown again after REOFFER_S: a long-poll reply
@@ -214,7 +142,16 @@ class JobManager:
         return self.get(job_id)
 
     def approve(self, job_id: str, node: str, approval: Any) -> JobRow:
-        """Record a party's signed decision; start the job when every party approved."""
+        """Record a party's signed decision; start the job when every party approved.
+
+        Decisions and job endings are serialized (``_decisions``): two parties deciding at once, one of them
+        rejecting, must not let the other's decision be checked against a pending job and then recorded in the
+        transcript that the rejection has just closed.
+        """
+        with self._decisions:
+            return self._approve(job_id, node, approval)
+
+    def _approve(self, job_id: str, node: str, approval: Any) -> JobRow:
         job = self.get(job_id)
         self.role_of(job, node)
         if approval.node != node:
@@ -349,8 +286,9 @@ class JobManager:
             self._job_ended(job_id, False, error)
 
     def _job_ended(self, job_id: str, ok: bool, error: str) -> None:
-        self.mailbox.drop_job(job_id)
-        self._close_transcript(job_id, ok, error)
+        with self._decisions:
+            self.mailbox.drop_job(job_id)
+            self._close_transcript(job_id, ok, error)
         with self._changed:
             self._changed.notify_all()
 
@@ -387,6 +325,7 @@ def job_info(job: JobRow) -> job_pb2.JobInfo:
 class _Auth:
     def __init__(self, cfg: CoordinatorConfig) -> None:
         self.cfg = cfg
+        self.revoked = DenyList.from_entries(cfg.revoked)  # callers' TLS certificates: PeerCheckInterceptor, every RPC
 
     def caller(self, context: grpc.ServicerContext) -> Caller:
         name = peer_identity(context)
@@ -415,6 +354,8 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 
     def Register(self, request: node_pb2.RegisterRequest, context: grpc.ServicerContext) -> node_pb2.RegisterResponse:
         name = self.auth.party(context)
+        self.auth.revoked.check_pem(request.sign_cert_pem, "signing", name)
+        self.auth.revoked.check_pem(request.seal_cert_pem, "sealing", name)
         self.jobs.set_sign_key(name, request.sign_cert_pem)  # refuses a certificate our CA did not issue to this name
         self.jobs.node_registered(name)
         self.store.upsert_node(name, request.seal_cert_pem, request.sign_cert_pem, request.software_version, list(request.datasets))
@@ -490,6 +431,7 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
 class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
     def __init__(self, auth: _Auth, jobs: JobManager, mailbox: Mailbox) -> None:
         self.auth, self.jobs, self.mailbox = auth, jobs, mailbox
+        self.rate = RateLimiter(auth.cfg.relay.party_messages_per_s, auth.cfg.relay.party_burst)
         self._steps: dict[str, tuple[dict[str, Any], dict[str, Role]]] = {}  # job -> (wire -> StepSpec, node -> role)
 
     def _check_step(self, env: envelope_pb2.Envelope) -> None:
@@ -517,6 +459,7 @@ class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
                 tables = [OtPsiStep]
             if spec.kind == "train":
                 tables.append(TwoPartyStep)
+            tables.append(SealStep)  # every job: the parties' per-phase ephemeral sealing keys (federated/sealing.py)
             steps = {s.wire: s.spec for table in tables for s in table}
             roles = {r.node: Role(r.role) for r in job.roles}
             cached = self._steps[job_id] = (steps, roles)
@@ -530,8 +473,17 @@ class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
         for n in nodes:
             self.jobs.role_of(job, n)
 
+    def _within_quota(self, job_id: str, charge: Any) -> Any:
+        """Run a per-job quota check (``Mailbox.admit`` or ``put``); a job over its quota fails, for both parties."""
+        try:
+            return charge()
+        except QuotaError as exc:
+            self.jobs.fail(job_id, exc.message)
+            raise
+
     def Send(self, request_iterator: Iterator[relay_pb2.SendRequest], context: grpc.ServicerContext) -> relay_pb2.SendResponse:
         name = self.auth.party(context)
+        self.rate.take(name)  # a party over its rate is refused; the coordinator does not fail its job for it
         first = next(request_iterator, None)
         if first is None or not first.HasField("envelope"):
             raise ProtocolError("a Send stream must start with the envelope")
@@ -546,6 +498,7 @@ class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
             verify_digest(self.jobs.sign_key(name), envelope_digest(envelope_fields(env)), env.signature)
         except CryptoError:
             raise PermissionDeniedError(f"the envelope of {env.step}#{env.sequence} is not signed by {name}") from None
+        self._within_quota(env.job_id, lambda: self.mailbox.admit(env.job_id, env.payload_size))  # before reading it
         parts, size = [], 0
         for req in request_iterator:
             if not req.HasField("chunk"):
@@ -559,7 +512,7 @@ class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
         data = b"".join(parts)
         if hashlib.sha256(data).digest() != env.payload_sha256:
             raise ProtocolError("payload does not match the digest in its signed envelope")
-        if not self.mailbox.put(env, data):
+        if not self._within_quota(env.job_id, lambda: self.mailbox.put(env, data)):
             _LOG.info("dropped a second copy of %s#%d from %s in %s (already relayed)", env.step, env.sequence, name, env.job_id)
             return relay_pb2.SendResponse(message_id=env.message_id, received_bytes=size)
         if env.receiver != self.auth.cfg.name:
@@ -598,14 +551,14 @@ class Coordinator:
     def __init__(self, cfg: CoordinatorConfig) -> None:
         self.cfg = cfg
         self.store = Store(cfg.database)
-        self.mailbox = Mailbox()
+        self.mailbox = Mailbox(limits=cfg.relay)
         tls = load_tls(cfg.tls.ca, cfg.tls.cert, cfg.tls.key)
         identity = load_signing_identity(cfg.sign.cert, cfg.sign.key)
         if identity.name != cfg.name:
             raise ConfigError(f"signing certificate is for {identity.name!r}, but this coordinator is {cfg.name!r}")
         self.jobs = JobManager(cfg, self.store, self.mailbox, identity, tls.ca)
-        self.server, self.port = create_server(tls, cfg.listen)
         auth = _Auth(cfg)
+        self.server, self.port = create_server(tls, cfg.listen, interceptors=[PeerCheckInterceptor(auth.revoked.check_peer)])
         node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(auth, self.store, self.jobs), self.server)
         job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(auth, self.jobs), self.server)
         relay_pb2_grpc.add_RelayServiceServicer_to_server(RelayServicer(auth, self.jobs, self.mailbox), self.server)

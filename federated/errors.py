@@ -38,6 +38,7 @@ __all__ = [
     # runtime errors
     "ConfigError",
     "AuthError",
+    "RevokedError",
     "PermissionDeniedError",
     "NotFoundError",
     "ConflictError",
@@ -45,6 +46,7 @@ __all__ = [
     "JobFailedError",
     "DeadlineError",
     "QuotaError",
+    "RateLimitedError",
     "RemoteError",
     # the mapping
     "ERROR_CODE_KEY",
@@ -78,6 +80,12 @@ class AuthError(FedCreditError):
     """The peer is not authenticated (no client certificate, no identity)."""
 
     code = "AUTH"
+
+
+class RevokedError(AuthError):
+    """The peer's certificate is on the coordinator's deny-list (``revoked``): it no longer authenticates anyone."""
+
+    code = "REVOKED"
 
 
 class PermissionDeniedError(FedCreditError):
@@ -117,9 +125,18 @@ class DeadlineError(FedCreditError):
 
 
 class QuotaError(FedCreditError):
-    """A request exceeds a limit of the relay (message size); retrying the same request will not help."""
+    """A request exceeds a limit of the relay: the message size, a job's quota of bytes or messages, or a party's
+    rate of messages. The message names the limit and its setting, never a data value."""
 
     code = "QUOTA"
+
+
+class RateLimitedError(QuotaError):
+    """A party sent faster than the relay's per-party rate allows. Unlike the other quotas it is transient: the
+    call was refused and nothing else changed, so the sender may try again after a pause (the party's relay
+    endpoint does, with backoff)."""
+
+    code = "RATE_LIMITED"
 
 
 class RemoteError(FedCreditError):
@@ -168,12 +185,15 @@ _CLASS_BY_CODE: dict[str, type[FedCreditError]] = {
         DataError,
         ConfigError,
         AuthError,
+        RevokedError,
         PermissionDeniedError,
         NotFoundError,
         ConflictError,
         TransportError,
         JobFailedError,
         DeadlineError,
+        QuotaError,
+        RateLimitedError,
         RemoteError,
     )
 }

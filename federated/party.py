@@ -36,7 +36,7 @@ from .consent import apply_consent, load_consent_registry
 from .data import LocalDataset, load_dataset
 from .errors import ConfigError, ConflictError, DataError, FedCreditError, NotFoundError, PermissionDeniedError, TransportError, from_rpc_error
 from .runtime import RelayEndpoint, describe_error, drive
-from .sealing import Sealer, load_seal_identity, verify_peer_seal_cert
+from .sealing import SEAL_CHECKPOINT_KEY, SealSession, load_seal_identity, verify_peer_seal_cert
 from .signing import envelope_fields, load_signing_identity, verify_signing_cert
 from .transcript import TranscriptWriter
 from .transport import DEFAULT_DEADLINE_S, create_channel, wait_healthy
@@ -129,7 +129,10 @@ class PartyNode:
                 continue
             for info in resp.jobs:
                 if info.state == "pending":
-                    self.decide(info)
+                    try:
+                        self.decide(info)
+                    except TransportError as exc:  # not recorded as decided: the next poll decides again
+                        _LOG.warning("job %s: could not send this node's decision: %s; retrying", info.job_id, exc)
                     continue
                 if info.job_id not in self._threads:
                     t = threading.Thread(target=self.run_job, args=(info,), name=f"job-{info.job_id}", daemon=True)
@@ -194,6 +197,10 @@ class PartyNode:
             _LOG.info("job %s %s by %s: %s", info.job_id, "approved" if approve else "rejected", by, reason)
         except ConflictError as exc:
             _LOG.info("job %s: %s", info.job_id, exc)
+        except TransportError:
+            raise  # the poll loop retries; the decision is made again on the next poll
+        except FedCreditError as exc:  # one job's decision failing must not stop the node
+            _LOG.error("job %s: the coordinator refused this node's decision: %s", info.job_id, exc)
         self._decided.add(info.job_id)
 
     # -- one job
@@ -271,9 +278,9 @@ class PartyNode:
         return key, salt
 
     def _run_unbalanced(self, spec: JobSpec, role: Role, peer: str, ds_cfg: Any, ids: list[str], rng: Any,
-                        endpoint: RelayEndpoint) -> dict[str, Any]:
+                        endpoint: RelayEndpoint, minimum: int, *, count_first: bool) -> dict[str, Any]:
         me = self.cfg.name
-        params = ub.UnbalancedParams(mode=psi.Reveal(spec.psi.reveal))
+        params = ub.UnbalancedParams(mode=psi.Reveal(spec.psi.reveal), count_first=count_first)
         mine = spec.guest if role is Role.GUEST else spec.host
         out: dict[str, Any] = {"psi": {"unbalanced": True}}
         t_off = time.monotonic()
@@ -294,7 +301,8 @@ class PartyNode:
                 rebuilt = True
             offline = time.monotonic() - t_off
             t_on = time.monotonic()
-            drive(role, ub.unbalanced_host_program(key, cache, digest, params, rng, map_fn=self._map_fn(len(ids))), endpoint)
+            drive(role, ub.unbalanced_host_program(key, cache, digest, params, rng, map_fn=self._map_fn(len(ids)),
+                                                   min_intersection=minimum), endpoint)
             out["psi"]["seconds"] = {me: {"offline": round(offline, 3), "online": round(time.monotonic() - t_on, 3)}}
             out["psi"]["cache_rebuilt"] = {me: rebuilt}
         else:
@@ -306,7 +314,8 @@ class PartyNode:
                 data = (store / "cache.bin").read_bytes()
                 cache = ub.UnbalancedCache.from_values(dig, (data[i : i + 16] for i in range(0, len(data), 16)))
             t_on = time.monotonic()
-            res = drive(role, ub.unbalanced_guest_program(ids, params, rng, cache=cache, map_fn=self._map_fn(len(ids))), endpoint)
+            res = drive(role, ub.unbalanced_guest_program(ids, params, rng, cache=cache, map_fn=self._map_fn(len(ids)),
+                                                          min_intersection=minimum), endpoint)
             if res.cache_updated:
                 c = res.cache
                 store.mkdir(parents=True, exist_ok=True)
@@ -321,6 +330,9 @@ class PartyNode:
             else:
                 aligned = [ids[i] for i in r.rows]
                 out["psi"]["intersection_size"] = len(aligned)
+                if len(aligned) < minimum:  # refused at the count already (count-first); a guard only
+                    raise PermissionDeniedError(f"the intersection has {len(aligned)} enterprises, below this node's minimum of {minimum}",
+                                                public=f"the intersection is below this party's minimum (min_intersection {minimum})")
                 atomic_write_text(self.cfg.workdir / "jobs" / endpoint.job_id / "intersection.csv",
                                   "id\n" + "".join(f"{i}\n" for i in aligned))
         out["bytes"] = {me: {"sent": endpoint.bytes_sent, "received": endpoint.bytes_received}}
@@ -342,8 +354,13 @@ class PartyNode:
                 self._pool = ProcessPoolExecutor(max_workers=os.cpu_count(), mp_context=multiprocessing.get_context("spawn"))
             return self._pool.map
 
-    def _sealer(self, job_id: str, peer: str, wait_s: float = 300.0) -> tuple[Sealer, bytes]:
-        """The peer's sealing key, verified against our own CA copy. Waits for the peer to register."""
+    def _sealer(self, job_id: str, peer: str, wait_s: float = 300.0) -> tuple[SealSession, bytes]:
+        """The job's sealing with ``peer`` and the peer's signing certificate. Waits for the peer to register.
+
+        The peer's static sealing and signing keys are verified against our own CA copy; they only authenticate
+        the fresh ephemeral keys the endpoint exchanges per phase (:class:`SealSession`). After a restart
+        mid-PSI, the PSI phase's derived keys come back from this node's own checkpoint, which is all that
+        was kept of them."""
         deadline = time.monotonic() + wait_s
         while True:
             try:
@@ -354,7 +371,16 @@ class PartyNode:
                     raise
                 self._stop.wait(0.5)
         peer_key = verify_peer_seal_cert(resp.seal_cert_pem, self.tls.ca, peer)
-        return Sealer(self.seal, peer, peer_key, job_id), resp.sign_cert_pem
+        peer_sign = verify_signing_cert(resp.sign_cert_pem, self.tls.ca, peer)
+        restored = None
+        ckpt = self._checkpoint_path(job_id)
+        if ckpt.exists():
+            try:
+                restored = json.loads(ckpt.read_text(encoding="utf-8")).get(SEAL_CHECKPOINT_KEY, {}).get(peer)
+            except (OSError, ValueError, AttributeError):
+                restored = None  # the PSI resume reads the same file and reports what is wrong with it
+        session = SealSession(self.seal, self.signer, peer, peer_key, peer_sign, job_id, restored=restored)
+        return session, resp.sign_cert_pem
 
     def _sign_cert(self, name: str) -> bytes:
         return self._call(self.nodes.GetPeer, node_pb2.GetPeerRequest(name=name)).sign_cert_pem
@@ -416,10 +442,12 @@ class PartyNode:
                          registry=str(ds_cfg.consent_registry))
             _LOG.info("job %s: consent registry admits %d of %d enterprises for %s (%d excluded; only this node knows)",
                       info.job_id, decision.included, len(data.ids), spec.purpose, decision.excluded)
-        minimum = self.cfg.policy.min_intersection
-        learns_rows = spec.kind == "train" or spec.psi.reveal == "both" or (spec.psi.reveal == "guest" and role is Role.GUEST)
-        if learns_rows and len(ids) < minimum:
-            # the intersection cannot reach the minimum, which is checked where rows are learnt: refuse before any message
+        # Where the job reveals rows (training; PSI with reveal both or guest), each party's minimum is checked on the
+        # count, before anything locates the intersection: count-first PSI (#12). Both parties learn the count then.
+        reveals_rows = spec.kind == "train" or spec.psi.reveal in ("both", "guest")
+        minimum = self.cfg.policy.min_intersection if reveals_rows else 0
+        if len(ids) < minimum:
+            # the intersection cannot reach the minimum: refuse before any message
             raise DataError(f"{ds_cfg.path}: {len(ids)} usable enterprises, below this node's min_intersection of {minimum}",
                             public=f"the party's usable dataset is smaller than its policy's min_intersection ({minimum})")
 
@@ -455,13 +483,15 @@ class PartyNode:
         t0 = time.monotonic()
 
         if spec.psi.unbalanced:
-            return self._run_unbalanced(spec, role, peer, ds_cfg, ids, rng, endpoint)
+            return self._run_unbalanced(spec, role, peer, ds_cfg, ids, rng, endpoint, minimum, count_first=reveals_rows)
         if spec.psi.resolved_protocol() == "ot":
+            # OT cannot reveal the count alone: a positive minimum on either side switches both to count-first ECDH
             ot_params = ot_psi.OtPsiParams(salt=bytes.fromhex(info.psi_salt_hex), mode=psi.Reveal(spec.psi.reveal))
             ot_program = ot_psi.ot_guest_program if role is Role.GUEST else ot_psi.ot_host_program
-            psi_result = drive(role, ot_program(ids, ot_params, rng), endpoint)
+            psi_result = drive(role, ot_program(ids, ot_params, rng, min_intersection=minimum), endpoint)
             return self._after_psi(info, spec, role, data, keep, psi_result, t0, endpoint, rng)
-        params = psi.PsiParams(salt=bytes.fromhex(info.psi_salt_hex), reveal=psi.Reveal(spec.psi.reveal))
+        params = psi.PsiParams(salt=bytes.fromhex(info.psi_salt_hex), reveal=psi.Reveal(spec.psi.reveal),
+                               count_first=reveals_rows)
         role_program = psi.guest_program if role is Role.GUEST else psi.host_program
         resume = None
         if ckpt_path.exists():
@@ -477,8 +507,15 @@ class PartyNode:
                         endpoint.already_received.add((e["step"], e["sender"], int(e["sequence"])))
             writer.event("resumed_psi", sent=dict(resume.sent), recv_from=dict(resume.recv_from))
             _LOG.warning("job %s: resuming PSI from its checkpoint (sent %s)", info.job_id, dict(resume.sent))
-        program = role_program(ids, params, rng, map_fn=self._map_fn(len(ids)), checkpoint=True, resume=resume)
-        psi_result: psi.PsiResult = drive(role, program, endpoint)
+        program = role_program(ids, params, rng, map_fn=self._map_fn(len(ids)), checkpoint=True, resume=resume,
+                               min_intersection=minimum)
+        try:
+            psi_result: psi.PsiResult = drive(role, program, endpoint)
+        except Exception:
+            # a failed role fails the job (a refused count, or the peer's failure), which cannot resume: keep none of its
+            # secrets. Only a killed process leaves its checkpoint behind, to resume from.
+            ckpt_path.unlink(missing_ok=True)
+            raise
         ckpt_path.unlink(missing_ok=True)  # the scalar is no longer needed: do not keep it
         return self._after_psi(info, spec, role, data, keep, psi_result, t0, endpoint, rng)
 
@@ -500,9 +537,11 @@ class PartyNode:
                 rows = keep[rows]  # back to rows of the full file
             aligned = [data.ids[i] for i in rows]
             result["psi"]["intersection_size"] = len(aligned)
-            if len(aligned) < self.cfg.policy.min_intersection:  # checked before anything is written
+            if len(aligned) < self.cfg.policy.min_intersection:
+                # the count-first exchange refused this before any row was known; reaching here would be a bug: still write nothing
                 raise PermissionDeniedError(
-                    f"the intersection has {len(aligned)} enterprises, below this node's minimum of {self.cfg.policy.min_intersection}")
+                    f"the intersection has {len(aligned)} enterprises, below this node's minimum of {self.cfg.policy.min_intersection}",
+                    public=f"the intersection is below this party's minimum (min_intersection {self.cfg.policy.min_intersection})")
             atomic_write_text(outdir / "intersection.csv", "id\n" + "".join(f"{i}\n" for i in aligned))
         if spec.kind == "psi":
             result["bytes"] = {me: {"sent": endpoint.bytes_sent, "received": endpoint.bytes_received}}

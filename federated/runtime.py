@@ -8,7 +8,11 @@ exactly one place where messages are built and checked.
 
 * :class:`RelayEndpoint` is a party's: it streams messages to the coordinator
   and long-polls for its own. Payloads to the other party are sealed end to
-  end, so the coordinator relays them without being able to read them.
+  end, so the coordinator relays them without being able to read them. The
+  keys are agreed per protocol phase from fresh ephemeral X25519 keys
+  (:class:`federated.sealing.SealSession`): before a phase's first payload to
+  or from the peer, the endpoint sends its signed ``seal.hello`` and waits for
+  the peer's (see :meth:`Endpoint.establish_sealing`).
 
 The coordinator runs no role: it holds no key and only relays.
 """
@@ -29,9 +33,8 @@ from protocols.core import Checkpoint, Message, Progress, ProtocolStep, Recv, Ro
 from protocols.errors import ProtocolError
 
 from .codec import decode_payload, encode_payload
-from .errors import DeadlineError, FedCreditError, TransportError, from_rpc_error
-from .errors import CryptoError
-from .sealing import Sealer
+from .errors import CryptoError, DeadlineError, FedCreditError, RateLimitedError, TransportError, from_rpc_error
+from .sealing import SEAL_CHECKPOINT_KEY, SealHello, SealSession, SealStep, Sealer, seal_phase, seal_sequence
 from .signing import SigningIdentity, envelope_digest, envelope_fields, sign_digest, verify_digest
 from .transport import STREAM_DEADLINE_S, chunk_bytes
 
@@ -80,6 +83,10 @@ class Endpoint(ABC):
     which covers job, step, sequence and payload digest) and verified by its
     receiver before anything else is trusted. ``recorder`` is the transcript
     hook: it sees every message sent or received, with its decoded payload.
+
+    ``sealers`` maps a peer party's name to the job's :class:`SealSession` with
+    it: every payload to or from that peer is sealed, under the keys of its
+    step's phase, agreed by one ``seal.hello`` exchange per phase.
     """
 
     def __init__(
@@ -90,7 +97,7 @@ class Endpoint(ABC):
         *,
         signer: SigningIdentity,
         verify_keys: Mapping[str, Any],
-        sealers: Mapping[str, Sealer] | None = None,
+        sealers: Mapping[str, SealSession] | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         on_checkpoint: Callable[[Checkpoint], None] | None = None,
         recorder: Recorder | None = None,
@@ -112,6 +119,8 @@ class Endpoint(ABC):
         self.already_received: set[tuple[str, str, int]] = set()
         self.bytes_sent = 0
         self.bytes_received = 0
+        self._offered: set[tuple[str, str]] = set()  # (peer, phase) whose seal.hello this endpoint sent
+        self._last_checkpoint: Checkpoint | None = None
 
     # -- to implement
     @abstractmethod
@@ -123,6 +132,7 @@ class Endpoint(ABC):
     # -- the one place messages are built and checked
     def send(self, step: ProtocolStep, to: Role, payload: Message) -> None:
         receiver = self.names[to]
+        sealer = self._sealer(receiver, step)  # the phase's keys first: agreeing them sends and receives seal.hello
         key = (step.wire, receiver)
         seq = self._send_seq.get(key, 0)
         self._send_seq[key] = seq + 1
@@ -140,7 +150,6 @@ class Endpoint(ABC):
             classification=type(payload).classification.value,
             sent_unix_ms=int(time.time() * 1000),
         )
-        sealer = self.sealers.get(receiver)
         if sealer is not None:
             data = sealer.seal(envelope_aad(env), data)
             env.sealed = True
@@ -154,6 +163,7 @@ class Endpoint(ABC):
 
     def recv(self, step: ProtocolStep, frm: Role) -> Message:
         sender = self.names[frm]
+        sealer = self._sealer(sender, step)  # keys first: the peer may be waiting for this party's seal.hello
         seq = self._recv_seq.get((step.wire, sender), 0)
         env, data = self._fetch(sender, step.wire, seq)
         if (env.job_id, env.sender, env.receiver, env.step, env.sequence) != (self.job_id, sender, self.name, step.wire, seq):
@@ -168,13 +178,12 @@ class Endpoint(ABC):
         if len(data) != env.payload_size or hashlib.sha256(data).digest() != env.payload_sha256:
             raise ProtocolError(f"payload of {step.wire}#{seq} from {sender} does not match its digest")
         wire = data  # as sent and digested; the transcript keeps these bytes
-        sealer = self.sealers.get(sender)
         if sealer is not None:
             if not env.sealed:
                 raise ProtocolError(f"{step.wire} from {sender} must be sealed end to end but was not")
             data = sealer.open(envelope_aad(env), data)
         elif env.sealed:
-            raise ProtocolError(f"{step.wire} from {sender} is sealed but no seal key is shared with {sender}")
+            raise ProtocolError(f"{step.wire} from {sender} is sealed but no seal key is shared with {sender} for it")
         msg = decode_payload(env.payload_type, data, expected=step.spec.payload)
         if type(msg).classification.value != env.classification:
             raise ProtocolError(f"{step.wire}: envelope classification {env.classification!r} does not match the payload type")
@@ -189,9 +198,81 @@ class Endpoint(ABC):
             self._on_progress(p)
 
     def checkpoint(self, c: Checkpoint) -> None:
-        """Persist a role's state before it continues. Without a handler the job cannot resume, and that is all."""
-        if self._on_checkpoint:
-            self._on_checkpoint(c)
+        """Persist a role's state before it continues. Without a handler the job cannot resume, and that is all.
+
+        A checkpoint also keeps the sealing keys of its own phase (its ``stage`` names the phase, as its steps'
+        wire names do), under :data:`~federated.sealing.SEAL_CHECKPOINT_KEY`: a restarted party must open what
+        the peer sealed before the crash. No other phase's keys, and no ephemeral private key, are ever written."""
+        self._last_checkpoint = c
+        self._persist_checkpoint()
+
+    def _persist_checkpoint(self) -> None:
+        c = self._last_checkpoint
+        if c is None or self._on_checkpoint is None:
+            return
+        keys = {peer: s.export(c.stage) for peer, s in self.sealers.items() if s.sealer(c.stage) is not None}
+        self._on_checkpoint(Checkpoint(c.stage, {**c.state, SEAL_CHECKPOINT_KEY: keys}) if keys else c)
+
+    # -- sealing: one ephemeral key exchange per phase and peer
+    def _role_of(self, node: str) -> Role:
+        for role, name in self.names.items():
+            if name == node:
+                return role
+        raise ProtocolError(f"{node!r} has no role in job {self.job_id}")
+
+    def _sealer(self, peer: str, step: ProtocolStep) -> Sealer | None:
+        """The sealer for a payload of ``step`` to or from ``peer``; None when the payload is not sealed
+        (no session with ``peer``, or the hello itself). Agrees the phase's keys first if needed."""
+        session = self.sealers.get(peer)
+        if session is None or step is SealStep.HELLO:
+            return None
+        phase = seal_phase(step.wire)
+        return session.sealer(phase) or self.establish_sealing(peer, phase)
+
+    def offer_sealing(self, peer: str, phase: str) -> None:
+        """Send ``peer`` this party's signed ephemeral key for ``phase`` (the first half of the exchange), once.
+
+        Raises:
+            CryptoError: this node restarted after sending its key for the phase and kept no keys for it
+                (a checkpoint without them): the peer's payloads of that phase can no longer be opened.
+        """
+        session = self.sealers[peer]
+        if session.sealer(phase) is not None or (peer, phase) in self._offered:
+            return
+        seq = seal_sequence(phase)
+        wire = SealStep.HELLO.wire
+        if (wire, peer, seq) in self.already_sent:
+            raise CryptoError(f"cannot resume job {self.job_id}: this node sent {peer} its ephemeral sealing key for phase "
+                              f"{phase!r} before it restarted, and kept no keys for that phase: run the job again")
+        self._send_seq[(wire, peer)] = seq
+        self.send(SealStep.HELLO, self._role_of(peer), session.hello(phase))
+        self._offered.add((peer, phase))
+
+    def establish_sealing(self, peer: str, phase: str) -> Sealer:
+        """The keys of ``phase`` with ``peer``: send this party's ephemeral key (if not yet), receive the peer's,
+        check its signature and derive. Blocks until the peer's ``seal.hello`` arrives.
+
+        Raises:
+            CryptoError: the peer's hello is refused (not signed by the peer for this job, phase and keys:
+                substituted or replayed by the relay) or its envelope fails its checks.
+        """
+        session = self.sealers[peer]
+        existing = session.sealer(phase)
+        if existing is not None:
+            return existing
+        self.offer_sealing(peer, phase)
+        self._recv_seq[(SealStep.HELLO.wire, peer)] = seal_sequence(phase)
+        try:
+            hello = self.recv(SealStep.HELLO, self._role_of(peer))
+            if not isinstance(hello, SealHello):
+                raise ProtocolError(f"seal.hello carried {type(hello).__name__}")
+            sealer = session.accept(phase, hello)
+        except (CryptoError, ProtocolError) as exc:
+            raise CryptoError(f"refusing to seal phase {phase!r} of job {self.job_id} with {peer}: its ephemeral key exchange "
+                              f"failed: {exc}") from None
+        if self._last_checkpoint is not None and self._last_checkpoint.stage == phase:
+            self._persist_checkpoint()  # the phase's first checkpoint came before its keys: keep them before going on
+        return sealer
 
     def restore_counters(self, steps: Any, sent: Mapping[str, int], recv_from: Mapping[str, int]) -> None:
         """After a restart: continue each step's sequence numbers where the checkpoint says."""
@@ -220,10 +301,21 @@ class RelayEndpoint(Endpoint):
             for chunk in chunk_bytes(data):
                 yield relay_pb2.SendRequest(chunk=chunk)
 
-        try:
-            self._stub.Send(requests(), timeout=STREAM_DEADLINE_S)
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from None
+        # A refusal for the party's rate (RateLimitedError) changed nothing at the relay: wait and send again,
+        # with backoff, within the endpoint's timeout. Every other error, a job quota included, is final.
+        deadline = time.monotonic() + self._timeout_s
+        backoff = 0.05
+        while True:
+            try:
+                self._stub.Send(requests(), timeout=STREAM_DEADLINE_S)
+                return
+            except grpc.RpcError as exc:
+                err = from_rpc_error(exc)
+                if not isinstance(err, RateLimitedError) or time.monotonic() + backoff > deadline:
+                    raise err from None
+                _LOG.info("relay rate limit reached sending %s#%d; retrying in %.2fs", env.step, env.sequence, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
 
     def _fetch(self, sender: str, step: str, seq: int) -> tuple[envelope_pb2.Envelope, bytes]:
         deadline = time.monotonic() + self._timeout_s

@@ -36,6 +36,8 @@ __all__ = [
     "serve",
     "create_channel",
     "peer_identity",
+    "peer_certificate",
+    "PeerCheckInterceptor",
     "wait_healthy",
     "chunk_bytes",
 ]
@@ -266,6 +268,68 @@ def peer_identity(context: grpc.ServicerContext) -> str:
     if not name:
         raise AuthError("the peer's certificate has an empty common name")
     return name
+
+
+def peer_certificate(context: grpc.ServicerContext) -> bytes:
+    """The authenticated client's certificate (PEM), as verified by the TLS handshake.
+
+    Raises:
+        AuthError: the call carries no verified client certificate.
+    """
+    try:
+        auth = context.auth_context() or {}
+    except Exception as exc:  # noqa: BLE001
+        raise AuthError("cannot read the peer's authentication context") from exc
+    values = auth.get("x509_pem_cert") or []
+    if len(values) != 1 or not values[0]:
+        raise AuthError("the peer presented no client certificate")
+    value = values[0]
+    return value if isinstance(value, bytes) else str(value).encode("ascii")
+
+
+class PeerCheckInterceptor(grpc.ServerInterceptor):
+    """Run ``check(context)`` before every handler of the server, whatever its service or kind.
+
+    ``check`` raises (e.g. :class:`~federated.errors.RevokedError` for a revoked client certificate) to refuse
+    the call; put this after :class:`~federated.errors.ErrorInterceptor` (``create_server`` does), which maps the
+    error to its status.
+    """
+
+    def __init__(self, check: Callable[[grpc.ServicerContext], None]) -> None:
+        self._check = check
+
+    def _unary(self, behavior: Callable[..., object]) -> Callable[..., object]:
+        def wrapper(request: object, context: grpc.ServicerContext) -> object:
+            self._check(context)
+            return behavior(request, context)
+
+        return wrapper
+
+    def _streaming(self, behavior: Callable[..., Iterable[object]]) -> Callable[..., Iterator[object]]:
+        def wrapper(request: object, context: grpc.ServicerContext) -> Iterator[object]:
+            self._check(context)
+            yield from behavior(request, context)
+
+        return wrapper
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        des, ser = handler.request_deserializer, handler.response_serializer
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary), des, ser)
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(self._streaming(handler.unary_stream), des, ser)
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary), des, ser)
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(self._streaming(handler.stream_stream), des, ser)
+        return handler
 
 
 def wait_healthy(

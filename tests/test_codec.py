@@ -11,6 +11,7 @@ import pytest
 from fedcredit.v1 import hetero_lr_pb2 as lr_pb
 from fedcredit.v1 import psi_pb2
 from federated.codec import decode_payload, encode_payload, payload_type_name, registered_types
+from federated.sealing import SealHello, SealStep
 from protocols.core import Aggregate, Ciphertext, Classification, Masked, Plaintext, Public
 from protocols.errors import ProtocolError
 from protocols.hetero_lr import protocol as lr
@@ -54,11 +55,13 @@ def _samples(pk, sk) -> dict[type, list]:
                            lr.EpochDecision(5, 0.123456789012345, True, "loss changed by 1e-05 < tol — ünïcode")],
         lr.HostTestScores: [lr.HostTestScores(()), lr.HostTestScores((0.0, -1.5, 3.14159e-300, 1e300, -0.1))],
         psi.SetSize: [psi.SetSize(0), psi.SetSize(2**20)],
+        psi.IntersectionCount: [psi.IntersectionCount(0, False), psi.IntersectionCount(2**32, True), psi.IntersectionCount(7, True)],
+        psi.UnshuffleKey: [psi.UnshuffleKey(True, bytes(range(32))), psi.UnshuffleKey(False, b"")],
         ub.CacheDigest: [ub.CacheDigest(b"k" * 32, b"d" * 32, 1 << 20, b"s" * 32), ub.CacheDigest(b"k" * 32, b"d" * 32, 0, b"s" * 16)],
         ub.CacheStatus: [ub.CacheStatus(True), ub.CacheStatus(False)],
         ub.CachedDigests: [ub.CachedDigests(()), ub.CachedDigests(tuple(bytes([i]) * 16 for i in range(5)))],
-        ot.OtHostSetup: [ot.OtHostSetup(1 << 20, b"k" * 16), ot.OtHostSetup(0, b"k" * 16)],
-        ot.OtGuestSetup: [ot.OtGuestSetup(1000, 2048, b"s" * 16, b"\x01" * 384)],
+        ot.OtHostSetup: [ot.OtHostSetup(1 << 20, b"k" * 16), ot.OtHostSetup(0, b"k" * 16), ot.OtHostSetup(5, b"k" * 16, True)],
+        ot.OtGuestSetup: [ot.OtGuestSetup(1000, 2048, b"s" * 16, b"\x01" * 384), ot.OtGuestSetup(1, 8, b"s" * 16, b"\x01", True)],
         ot.BaseOtElements: [ot.BaseOtElements(b"\x02" * 384 * 3)],
         ot.CorrectionRows: [ot.CorrectionRows(b"\x03" * 56 * 10)],
         ot.OprfValues: [ot.OprfValues(b"\x04" * 11 * 6)],
@@ -73,6 +76,8 @@ def _samples(pk, sk) -> dict[type, list]:
         tp.MaskedLossReply: [tp.MaskedLossReply(0, 160), tp.MaskedLossReply(2**160 - 1, 160), tp.MaskedLossReply(5, 64)],
         tp.ScoreShares: [tp.ScoreShares((5, 2**160 - 1), 160), tp.ScoreShares((), 160)],
         tp.WeightShare: [tp.WeightShare((0, 1, 2**160 - 1), 160), tp.WeightShare((), 192)],
+        # the sealing layer's ephemeral key exchange
+        SealHello: [SealHello("psi", b"\x09" * 32, b"\x07" * 64), SealHello("lr2", bytes(32), bytes(64))],
     }
 
 
@@ -206,7 +211,8 @@ def test_other_inconsistent_payloads_raise_protocol_error():
 _BASES = (Ciphertext, Masked, Public, Aggregate, Plaintext)
 
 
-@pytest.mark.parametrize("step", list(PsiStep) + list(ub.UnbalancedStep) + list(ot.OtPsiStep) + list(tp.TwoPartyStep), ids=lambda s: s.wire)
+@pytest.mark.parametrize("step", list(PsiStep) + list(ub.UnbalancedStep) + list(ot.OtPsiStep) + list(tp.TwoPartyStep) + list(SealStep),
+                         ids=lambda s: s.wire)
 def test_every_step_payload_has_a_codec_and_a_classification(step):
     payload = step.spec.payload
     assert payload in registered_types()

@@ -17,6 +17,7 @@ from federated.audit import verify_transcripts
 from federated.client import OperatorClient
 from federated.config import DatasetConfig, JobSpec, parse_config
 from federated.demo import Cluster
+from federated.sealing import SEAL_PHASES
 from federated.transcript import read_transcript
 
 pytestmark = pytest.mark.integration
@@ -69,8 +70,12 @@ def test_platform_receives_only_ciphertexts_masked_public_and_aggregates(runs) -
             assert m["key_owner"] == "guest"  # under the bank's own key: never one the platform (or the coordinator) holds
     # No plaintext and nothing label-derived in the clear: the only aggregates are agreed ones.
     disclosed_keys = {k for m in received if m["disclosed"] for k in m["disclosed"]}
-    assert disclosed_keys <= {"set_size", "bins", "intersection_size", "paillier_key_bits", "key_fingerprint", "n_features",
-                              "training_rows", "test_rows", "epoch", "mean_training_loss", "stop", "what", "weights"}, disclosed_keys
+    # (count-first PSI, #12: the intersection size and the bank's verdict on its minimum; OT's setup says whether the
+    # bank's minimum calls for it)
+    assert disclosed_keys <= {"set_size", "bins", "intersection_size", "meets_minimum", "count_first", "paillier_key_bits",
+                              "key_fingerprint", "n_features",
+                              "training_rows", "test_rows", "epoch", "mean_training_loss", "stop", "what", "weights",
+                              "seal_phase", "ephemeral_x25519"}, disclosed_keys  # the last two: seal.hello's public key
     steps = {m["envelope"]["step"] for m in received}
     assert {"lr2.conversion", "lr2.gradient", "lr2.residual", "lr2.shares", "lr2.loss_reply", "lr2.weight_share"} <= steps
 
@@ -81,8 +86,13 @@ def test_coordinator_holds_no_key_and_sees_only_sealed_envelopes(runs) -> None:
     assert _messages(coord, "received") == [] and _messages(coord, "sent") == []
     relayed = _messages(coord, "relayed")
     assert len(relayed) > 20
-    # ...and everything it passed between the parties was sealed end to end: it saw envelopes only.
-    assert all(m["envelope"]["sealed"] for m in relayed)
+    # ...and everything it passed between the parties was sealed end to end: it saw envelopes only, and the parties'
+    # signed ephemeral public keys (seal.hello, one per party and phase: PSI, then training) that the seals' keys come from.
+    hellos = [m for m in relayed if m["envelope"]["step"] == "seal.hello"]
+    phases = {p: sorted(m["envelope"]["sequence"] for m in hellos if m["envelope"]["sender"] == p) for p in ("bank", "platform")}
+    assert phases["bank"] == phases["platform"] and SEAL_PHASES.index("lr2") in phases["bank"] and len(phases["bank"]) >= 2, phases
+    assert all(m["envelope"]["classification"] == "public" and m["envelope"]["payload_size"] < 200 for m in hellos)
+    assert all(m["envelope"]["sealed"] for m in relayed if m not in hellos)
     assert {m["envelope"]["receiver"] for m in relayed} == {"bank", "platform"}
     assert all(m["disclosed"] is None and m["key_owner"] is None for m in relayed)
 

@@ -41,6 +41,7 @@ from protocols.psi.ids import (
 )
 from protocols.psi.protocol import (
     BlindedPoints,
+    IntersectionCount,
     MatchedPositions,
     PsiCheckpoint,
     PsiParams,
@@ -48,6 +49,7 @@ from protocols.psi.protocol import (
     PsiStep,
     Reveal,
     SetSize,
+    UnshuffleKey,
     guest_program,
     host_program,
     seeded_permutation,
@@ -421,7 +423,7 @@ def test_reveal_guest_sends_no_matches() -> None:
     g, h, log = run_psi(common + make_ids(rng, 5, "G"), common, PsiParams(salt=SALT, reveal="guest"))
     steps = [s.step for s in sends(log)]
     assert PsiStep.GUEST_MATCHES not in steps
-    assert set(steps) == set(PsiStep) - {PsiStep.GUEST_MATCHES}
+    assert set(steps) == set(PsiStep) - {PsiStep.GUEST_MATCHES, PsiStep.GUEST_COUNT, PsiStep.HOST_UNSHUFFLE}  # no count-first
     assert h.rows == () and h.size == -1
     assert g.size == 5
 
@@ -459,7 +461,7 @@ def test_wire_carries_no_plaintext_or_unblinded_hashes() -> None:
     common = make_ids(rng, 15, "C")
     guest_ids = common + make_ids(rng, 25, "G")
     host_ids = make_ids(rng, 35, "H") + common
-    _, _, log = run_psi(guest_ids, host_ids)
+    _, _, log = run_psi(guest_ids, host_ids, PsiParams(salt=SALT, count_first=True))  # count-first: every step is used
     all_ids = guest_ids + host_ids
     id_bytes = [x.encode() for x in all_ids]
     hashes = {hash_to_point(SALT, x) for x in all_ids}
@@ -475,6 +477,10 @@ def test_wire_carries_no_plaintext_or_unblinded_hashes() -> None:
             for p in m.payload.points:
                 assert p not in hashes
                 assert not any(x in p for x in id_bytes)
+        elif isinstance(m.payload, IntersectionCount):
+            assert m.payload.count == len(common) and m.payload.meets_minimum
+        elif isinstance(m.payload, UnshuffleKey):
+            assert m.payload.meets_minimum and len(m.payload.key) == 32 and m.payload.key not in hashes
         else:
             assert isinstance(m.payload, MatchedPositions)
             assert len(m.payload.positions) == len(common)

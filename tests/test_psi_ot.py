@@ -25,7 +25,7 @@ from protocols.psi.ot.cuckoo import (
     table_size,
 )
 from protocols.psi.ot.kkrt import OprfReceiver, OprfSender, code_failure_log2, codewords, hash_rows
-from protocols.psi.protocol import Reveal
+from protocols.psi.protocol import PsiStep, Reveal
 
 SALT = b"test-salt-0123456789"
 
@@ -229,8 +229,11 @@ def test_step_table() -> None:
     assert kinds["HOST_SETUP"] is kinds["GUEST_SETUP"] is Classification.PUBLIC
     assert kinds["BASE_OT"] is kinds["CORRECTIONS"] is kinds["OPRF_VALUES"] is Classification.MASKED
     for s in OtPsiStep:
-        if s is not OtPsiStep.GUEST_MATCHES:
+        if s is not OtPsiStep.GUEST_MATCHES and not s.name.startswith("ECDH_"):
             assert issubclass(s.spec.payload, (Masked, Public))
+    # the count-first fallback: ECDH-PSI's own steps under psi_ot.ecdh_* (tests/test_psi_count_first.py)
+    fallback = [s for s in OtPsiStep if s.name.startswith("ECDH_")]
+    assert {s.wire for s in fallback} == {"psi_ot.ecdh_" + s.wire.removeprefix("psi.") for s in PsiStep}
 
 
 # --------------------------------------------------------------------------- the PSI

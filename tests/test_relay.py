@@ -1,4 +1,8 @@
-"""The relay in process: chunked payloads past gRPC's message limit, sealing, sequence and job binding."""
+"""The relay in process: chunked payloads past gRPC's message limit, sealing, sequence and job binding.
+
+Sealing keys are agreed per phase from ephemeral keys (``seal.hello``, federated/sealing.py). A party's first
+payload of a phase waits for the peer's key, so these single-threaded tests agree the keys first with :func:`_pair`.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from federated.coordinator import Coordinator
 from federated.errors import CryptoError, JobFailedError, ProtocolError, QuotaError
 from federated.runtime import RelayEndpoint
 from federated.approval import make_approval
-from federated.sealing import Sealer, load_seal_identity, verify_peer_seal_cert
+from federated.sealing import SealSession, load_seal_identity, verify_peer_seal_cert
 from federated.signing import load_signing_identity, verify_signing_cert
 from federated.transport import MAX_MESSAGE_BYTES, create_channel
 from protocols.core import Role
@@ -43,7 +47,7 @@ def layout_of(coord: Coordinator):
     return _LAYOUTS[id(coord)]
 
 
-def _endpoint(coord: Coordinator, layout, me: str, role: Role, job_id: str, peer: str) -> RelayEndpoint:
+def _endpoint(coord: Coordinator, layout, me: str, role: Role, job_id: str, peer: str, restored: dict | None = None) -> RelayEndpoint:
     files = layout.node(me)
     channel = create_channel(f"127.0.0.1:{coord.port}", load_tls(layout.ca_cert, files.tls_cert, files.tls_key), server_name="coordinator")
     ident = load_seal_identity(files.seal_cert, files.seal_key)
@@ -52,8 +56,19 @@ def _endpoint(coord: Coordinator, layout, me: str, role: Role, job_id: str, peer
     names = {Role.GUEST: "bank", Role.HOST: "platform", Role.COORDINATOR: "coordinator"}
     signer = load_signing_identity(files.sign_cert, files.sign_key)
     verify = {n: verify_signing_cert(layout.node(n).sign_cert.read_bytes(), layout.ca_cert.read_bytes(), n) for n in ("bank", "platform", "coordinator")}
-    return RelayEndpoint(channel, job_id, role, names, signer=signer, verify_keys=verify,
-                         sealers={peer: Sealer(ident, peer, peer_key, job_id)}, timeout_s=20)
+    session = SealSession(ident, signer, peer, peer_key, verify[peer], job_id, restored=restored)
+    return RelayEndpoint(channel, job_id, role, names, signer=signer, verify_keys=verify, sealers={peer: session}, timeout_s=20)
+
+
+def _pair(coord: Coordinator, layout, job_id: str, phase: str = "lr2") -> tuple[RelayEndpoint, RelayEndpoint]:
+    """(host, guest) endpoints of ``job_id`` whose sealing keys for ``phase`` are agreed: both send their seal.hello, then both read."""
+    host = _endpoint(coord, layout, "platform", Role.HOST, job_id, "bank")
+    guest = _endpoint(coord, layout, "bank", Role.GUEST, job_id, "platform")
+    host.offer_sealing("bank", phase)
+    guest.offer_sealing("platform", phase)
+    host.establish_sealing("bank", phase)
+    guest.establish_sealing("platform", phase)
+    return host, guest
 
 
 def _job(coord: Coordinator, kind: str = "train") -> str:
@@ -78,8 +93,7 @@ def _big_scores(count: int) -> EncryptedResidualShare:
 def test_large_sealed_payload_streams_in_chunks(coordinator) -> None:
     coord, layout = coordinator
     job = _job(coord)
-    host = _endpoint(coord, layout, "platform", Role.HOST, job, "bank")
-    guest = _endpoint(coord, layout, "bank", Role.GUEST, job, "platform")
+    host, guest = _pair(coord, layout, job)
     msg = _big_scores(40_000)  # ~20 MB, well past the 8 MiB gRPC message limit
     host.send(TwoPartyStep.RESIDUAL, Role.GUEST, msg)
     assert host.bytes_sent > 2 * MAX_MESSAGE_BYTES
@@ -91,8 +105,7 @@ def test_large_sealed_payload_streams_in_chunks(coordinator) -> None:
 def test_sequence_numbers_order_messages_and_replays_are_refused(coordinator) -> None:
     coord, layout = coordinator
     job = _job(coord)
-    host = _endpoint(coord, layout, "platform", Role.HOST, job, "bank")
-    guest = _endpoint(coord, layout, "bank", Role.GUEST, job, "platform")
+    host, guest = _pair(coord, layout, job)
     first, second = _big_scores(2), _big_scores(3)
     host.send(TwoPartyStep.RESIDUAL, Role.GUEST, first)
     host.send(TwoPartyStep.RESIDUAL, Role.GUEST, second)
@@ -102,16 +115,17 @@ def test_sequence_numbers_order_messages_and_replays_are_refused(coordinator) ->
     replay = _endpoint(coord, layout, "platform", Role.HOST, job, "bank")
     replay.send(TwoPartyStep.RESIDUAL, Role.GUEST, _big_scores(7))
     assert coord.mailbox.take(job, "bank", "platform", TwoPartyStep.RESIDUAL.wire, 2, wait_s=0.5) is None
-    # A receiver restarted from a checkpoint can fetch what it had already taken: the original, not the copy.
-    restarted = _endpoint(coord, layout, "bank", Role.GUEST, job, "platform")
+    # A receiver restarted from a checkpoint (which keeps the phase's derived sealing keys) can fetch what it had
+    # already taken: the original, not the copy.
+    restarted = _endpoint(coord, layout, "bank", Role.GUEST, job, "platform", restored=guest.sealers["platform"].export("lr2"))
     assert restarted.recv(TwoPartyStep.RESIDUAL, Role.HOST) == first
 
 
 def test_payload_sealed_for_another_job_is_rejected(coordinator) -> None:
     coord, layout = coordinator
     job_a, job_b = _job(coord), _job(coord)
-    host_a = _endpoint(coord, layout, "platform", Role.HOST, job_a, "bank")
-    guest_b = _endpoint(coord, layout, "bank", Role.GUEST, job_b, "platform")
+    host_a, _ = _pair(coord, layout, job_a)
+    _, guest_b = _pair(coord, layout, job_b)
     host_a.send(TwoPartyStep.RESIDUAL, Role.GUEST, _big_scores(2))
     # Move the stored message into job B, as a malicious relay might.
     env, data = coord.mailbox.take(job_a, "bank", "platform", TwoPartyStep.RESIDUAL.wire, 0, wait_s=5)
@@ -125,8 +139,7 @@ def test_payload_sealed_for_another_job_is_rejected(coordinator) -> None:
 def test_relay_cannot_reorder_messages(coordinator) -> None:
     coord, layout = coordinator
     job = _job(coord)
-    host = _endpoint(coord, layout, "platform", Role.HOST, job, "bank")
-    guest = _endpoint(coord, layout, "bank", Role.GUEST, job, "platform")
+    host, guest = _pair(coord, layout, job)
     host.send(TwoPartyStep.RESIDUAL, Role.GUEST, _big_scores(2))
     host.send(TwoPartyStep.RESIDUAL, Role.GUEST, _big_scores(3))
     # A malicious relay swaps the sequence numbers of the two stored messages.
@@ -142,8 +155,7 @@ def test_relay_cannot_reorder_messages(coordinator) -> None:
 def test_wrong_payload_type_for_step_is_rejected(coordinator) -> None:
     coord, layout = coordinator
     job = _job(coord)
-    guest = _endpoint(coord, layout, "bank", Role.GUEST, job, "platform")
-    host = _endpoint(coord, layout, "platform", Role.HOST, job, "bank")
+    host, guest = _pair(coord, layout, job)
     wrong = MaskedLoss(EncryptedVector(b"k" * 32, 0, (gmpy2.mpz(5),)))
     # Bypass the driver's step check to put a mistyped payload on the wire: the relay refuses it (#12) ...
     with pytest.raises(ProtocolError, match="carries"):
@@ -156,13 +168,13 @@ def test_steps_outside_the_jobs_protocols_and_oversized_payloads_are_refused(coo
     """#12: the relay carried any step name and payloads up to 1 GiB, held in memory."""
     coord, layout = coordinator
     psi_job = _job(coord, kind="psi")
-    host = _endpoint(coord, layout, "platform", Role.HOST, psi_job, "bank")
+    host, _ = _pair(coord, layout, psi_job)  # seal.hello is part of every job; the phase named in it is the sender's business
     with pytest.raises(ProtocolError, match="not part of"):  # a psi job has no training steps
         host.send(TwoPartyStep.RESIDUAL, Role.GUEST, _big_scores(1))
     import federated.coordinator as coordinator_module
 
     job = _job(coord)
-    host = _endpoint(coord, layout, "platform", Role.HOST, job, "bank")
+    host, _ = _pair(coord, layout, job)
     limit = coordinator_module.MAX_PAYLOAD_BYTES
     assert limit <= 64 << 20
     coordinator_module.MAX_PAYLOAD_BYTES = 4096

@@ -4,7 +4,8 @@
 * :mod:`protocols.psi.ecdh` -- hazmat primitives: hashing ids onto Curve25519,
   blinding (optionally on a process pool), invertible scalars.
 * :mod:`protocols.psi.protocol` -- the balanced, streamed PSI: message table,
-  modes (both / guest / cardinality), checkpoints and both role programs.
+  modes (both / guest / cardinality), the count-first check of each party's
+  minimum, checkpoints and both role programs.
 * :mod:`protocols.psi.unbalanced` -- a large host set cached under a
   long-lived key, small guest queries online.
 """
@@ -13,6 +14,8 @@ from .ecdh import blind, hash_and_blind, hash_points, hash_to_point, invertible_
 from .ids import DedupedIds, is_valid_uscc, normalize_id, prepare_ids
 from .protocol import (
     BlindedPoints,
+    IntersectionCount,
+    IntersectionTooSmall,
     MatchedPositions,
     Mode,
     PsiCheckpoint,
@@ -21,6 +24,7 @@ from .protocol import (
     PsiStep,
     Reveal,
     SetSize,
+    UnshuffleKey,
     guest_program,
     host_program,
 )
@@ -60,6 +64,9 @@ __all__ = [
     "SetSize",
     "BlindedPoints",
     "MatchedPositions",
+    "IntersectionCount",
+    "UnshuffleKey",
+    "IntersectionTooSmall",
     "guest_program",
     "host_program",
     "UnbalancedStep",

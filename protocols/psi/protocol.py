@@ -25,9 +25,15 @@ step                        direction    payload     content
                                                      permutation π of the host's rows
 ``HOST_DOUBLE_BLINDED``     host→guest   Blinded…    per batch: b·(a·h(x)); BOTH/GUEST: batch k
                                                      answers GUEST_BLINDED batch k, same order;
-                                                     CARDINALITY: all of them, shuffled by a
-                                                     permutation τ the host draws, sent only
-                                                     once the host has them all
+                                                     CARDINALITY and count-first: all of them,
+                                                     shuffled by a permutation τ the host draws,
+                                                     sent only once the host has them all
+``GUEST_COUNT``             guest→host   Intersec…   count-first only: |X ∩ Y|, counted on the
+                                                     shuffled reply, and whether it meets the
+                                                     guest's minimum
+``HOST_UNSHUFFLE``          host→guest   Unshuff…    count-first only: whether the count meets
+                                                     the host's minimum and, if both minimums
+                                                     are met, the 32-byte key τ was drawn from
 ``GUEST_MATCHES``           guest→host   Matched…    BOTH only: for each intersection element,
                                                      in increasing guest row order, its position
                                                      in the HOST_BLINDED stream
@@ -53,6 +59,47 @@ Modes (:class:`Reveal`, ``PsiParams.mode``)
   shuffles the whole double-blinded reply (τ) so the guest cannot link a
   reply value to the row it blinded, and the guest sends nothing back.
 
+Count-first (``PsiParams.count_first``; BOTH and GUEST)
+-------------------------------------------------------
+Each party's policy may refuse an intersection below its own minimum
+(``min_intersection``, passed to its role program; the peer never learns the
+value). Checked on the revealed rows, it would come too late: the guest would
+already know which of its ids are shared. With ``count_first`` the host
+answers exactly as in CARDINALITY mode -- the whole double-blinded reply,
+shuffled by τ -- so the guest can count its matches but not tell which of its
+rows they are. Then:
+
+0. each party stops at once if the other's announced set is smaller than
+   its own minimum (the count could not reach it, and for a tiny set the
+   count would say which few ids are shared): the host before it replies,
+   the guest before it counts;
+1. the guest sends GUEST_COUNT: the count c and whether c meets its own
+   minimum; if not, it stops (:class:`IntersectionTooSmall`);
+2. the host stops if the guest refused or if c is below its own minimum, and
+   says which in HOST_UNSHUFFLE; otherwise HOST_UNSHUFFLE carries the 32-byte
+   key τ was drawn from (:func:`reply_order`);
+3. the guest re-creates τ, maps each match back to its stream position and
+   row, and the exchange ends as in its mode (BOTH: GUEST_MATCHES, whose
+   length the host checks against c).
+
+Who learns what: both parties learn c before either checks it, and each
+learns whether the other's minimum was met; in GUEST mode that gives the host
+the count, which it would not learn otherwise. When a check fails, the guest
+holds only the shuffled reply and the host only blinded points: neither learns
+which ids are shared, and nothing locates them later (τ's key is never sent).
+The count itself is disclosed even then: a party that pads a few real ids
+with made-up ones can still learn how many of those few are shared. That is
+a choice of input, which no PSI prevents; step 0 only keeps an honest small
+set from turning the count into a membership answer.
+
+Cost: one round trip of two small messages (GUEST_COUNT 11 bytes,
+HOST_UNSHUFFLE 36 bytes before sealing) and not one extra scalar
+multiplication: τ travels as a key, and re-creating it costs the guest one
+:func:`seeded_permutation` (~0.3 s at 2^20). One message cannot do: the host
+needs c before it may release τ, and the guest has c only after the whole
+reply. As in CARDINALITY mode, the host holds all |X| double-blinded points
+(32 bytes each) before it replies instead of answering batch by batch.
+
 Memory (per role, beyond its id list)
 -------------------------------------
 Both roles hold O(batch) points in flight, a row permutation (8 bytes per own
@@ -64,8 +111,9 @@ row) and:
   map each value to its host position (about 150 bytes per host id in CPython,
   ~150 MB at 2^20); CARDINALITY keeps a set. Plus one 8-byte slot per own row
   for the matched position.
-* host: nothing else in BOTH/GUEST. In CARDINALITY it must hold all |X|
-  double-blinded points before shuffling them (32 bytes each, 32 MB at 2^20):
+* host: nothing else in BOTH/GUEST. In CARDINALITY and count-first it must
+  hold all |X| double-blinded points before shuffling them (32 bytes each,
+  32 MB at 2^20):
   any reply sent before it has seen the last guest batch would tell the guest
   which batch -- hence which of its rows -- a value answers.
 
@@ -104,11 +152,14 @@ was delivered, re-deliver received messages from ``recv_from`` on).
 What each side learns (semi-honest)
 -----------------------------------
 * Guest: |Y|; in BOTH/GUEST the intersection as its own rows; in CARDINALITY
-  only |X ∩ Y|. Never which host row a value came from (π).
+  only |X ∩ Y|. Never which host row a value came from (π). With count-first,
+  |X ∩ Y| and the host's verdict first, and the rows only if both minimums
+  are met.
 * Host: |X|. With reveal BOTH, also the intersection as its own rows, listed
   in the agreed order -- which, being increasing guest row index, tells it the
   relative guest order of the shared entities, and nothing about guest rows
-  outside the intersection. In GUEST and CARDINALITY modes nothing else.
+  outside the intersection. In GUEST and CARDINALITY modes nothing else --
+  except that count-first tells it |X ∩ Y| and the guest's verdict.
 
 Security argument: model h as a random oracle onto Curve25519 and assume DDH in
 its prime-order subgroup (see :mod:`protocols.psi.ecdh`). The host sees a·h(x)
@@ -119,7 +170,9 @@ intersection the latter equals a·(b·h(y)) for the matching y, and every other
 value is pseudorandom under DDH, so its view is simulatable from the
 intersection and |Y|. In CARDINALITY mode the double-blinded values arrive as a
 uniformly shuffled multiset, so the view is simulatable from |X ∩ Y|, |X| and
-|Y| alone. Every hashed id lies on the curve proper, never on the twist, so the
+|Y| alone; so is a count-first guest's view until HOST_UNSHUFFLE carries τ's
+key (an independent uniform seed: it reveals nothing about the host's other
+secrets, see :func:`reply_key`), and a refused run never gets further. Every hashed id lies on the curve proper, never on the twist, so the
 public curve/twist bit of a blinded point is the same for all ids and leaks
 nothing. Malicious parties (a guest blinding guessed ids, a host answering with
 other points) are out of scope; σ does mean a host tampering with one position
@@ -166,12 +219,20 @@ __all__ = [
     "SetSize",
     "BlindedPoints",
     "MatchedPositions",
+    "IntersectionCount",
+    "UnshuffleKey",
+    "IntersectionTooSmall",
     "PsiStep",
+    "EcdhSteps",
+    "ECDH_STEPS",
+    "ecdh_step_copy",
     "Reveal",
     "Mode",
     "PsiParams",
     "PsiResult",
     "PsiCheckpoint",
+    "reply_key",
+    "reply_order",
     "guest_program",
     "host_program",
 ]
@@ -253,6 +314,81 @@ class MatchedPositions(Aggregate):
                 raise ProtocolError(f"MatchedPositions.positions[{i}] is not a non-negative int")
 
 
+_KEY_BYTES = 32
+
+
+class IntersectionTooSmall(ProtocolError):
+    """Count-first PSI stopped at the count: |X ∩ Y| is below a party's ``min_intersection``.
+
+    Raised by the party whose minimum is not met, and by its peer once told so.
+    When it is raised nothing has located the intersection: the guest holds the
+    shuffled reply only, the host blinded points only. Its message (local log)
+    has the count; its :attr:`~protocols.errors.FedCreditError.public_message`
+    (what leaves the node) names the policy and the minimum only, never a count
+    or an id.
+    """
+
+    code = "MIN_INTERSECTION"
+
+
+@dataclass(frozen=True)
+class IntersectionCount(Aggregate):
+    """Count-first: |X ∩ Y| as the guest counted it on the shuffled reply, and its verdict.
+
+    Attributes:
+        count: matches between the shuffled HOST_DOUBLE_BLINDED reply and the
+            guest's table of the host's points.
+        meets_minimum: whether ``count`` reaches the guest's ``min_intersection``;
+            when False the guest stops right after sending this.
+
+    Classified :class:`~protocols.core.Aggregate`: the cardinality, which a
+    count-first run discloses to both parties by design, before either checks it.
+    Fixed width on the wire (the size does not depend on the count).
+    """
+
+    count: int
+    meets_minimum: bool
+
+    def __post_init__(self) -> None:
+        if type(self.count) is not int or not 0 <= self.count <= MAX_SET_SIZE:
+            raise ProtocolError(f"IntersectionCount.count must be an int in [0, 2^32], got {self.count!r}")
+        if type(self.meets_minimum) is not bool:
+            raise ProtocolError("IntersectionCount.meets_minimum must be a bool")
+
+    def disclosed(self) -> dict[str, Any]:
+        return {"intersection_size": self.count, "meets_minimum": self.meets_minimum}
+
+
+@dataclass(frozen=True)
+class UnshuffleKey(Aggregate):
+    """Count-first: the host's verdict on the count and, if both minimums are met, the key of τ.
+
+    Attributes:
+        meets_minimum: False when the guest refused or the count is below the
+            host's ``min_intersection``; the host then stops.
+        key: the 32-byte seed of the reply's shuffle τ (:func:`reply_order`)
+            when ``meets_minimum``; empty otherwise.
+
+    Classified :class:`~protocols.core.Aggregate`: the key is uniform and
+    independent of every id and of the host's other secrets (:func:`reply_key`),
+    but with the reply the guest already holds it releases the PSI's output
+    (the guest's rows in the intersection). It is sent only once both parties'
+    minimums are met.
+    """
+
+    meets_minimum: bool
+    key: bytes
+
+    def __post_init__(self) -> None:
+        if type(self.meets_minimum) is not bool:
+            raise ProtocolError("UnshuffleKey.meets_minimum must be a bool")
+        if not isinstance(self.key, bytes) or len(self.key) != (_KEY_BYTES if self.meets_minimum else 0):
+            raise ProtocolError(f"UnshuffleKey.key must be {_KEY_BYTES} bytes when the minimum is met, empty otherwise")
+
+    def disclosed(self) -> dict[str, Any]:
+        return {"meets_minimum": self.meets_minimum}
+
+
 class PsiStep(ProtocolStep):
     """The PSI message table (see the module docstring for the flow)."""
 
@@ -276,10 +412,61 @@ class PsiStep(ProtocolStep):
         "psi.host_blinded", (Role.HOST,), (Role.GUEST,), BlindedPoints,
         "one message per batch: b·h(y) for the host's ids, shuffled (π)",
     )
+    GUEST_COUNT = StepSpec(
+        "psi.guest_count", (Role.GUEST,), (Role.HOST,), IntersectionCount,
+        "count-first only: |X ∩ Y| counted on the shuffled reply, and whether it meets the guest's minimum",
+    )
+    HOST_UNSHUFFLE = StepSpec(
+        "psi.host_unshuffle", (Role.HOST,), (Role.GUEST,), UnshuffleKey,
+        "count-first only: whether the count meets the host's minimum and, if both are met, the key of τ",
+    )
     GUEST_MATCHES = StepSpec(
         "psi.guest_matches", (Role.GUEST,), (Role.HOST,), MatchedPositions,
         "positions of the intersection in the HOST_BLINDED stream (reveal BOTH only)",
     )
+
+
+@dataclass(frozen=True)
+class EcdhSteps:
+    """The steps one ECDH-PSI run travels under; :data:`ECDH_STEPS` (:class:`PsiStep`'s own) by default.
+
+    The OT mode runs this exchange as its count-first fallback under copies in
+    its own table (``psi_ot.ecdh_*``, see :mod:`protocols.psi.ot.protocol`),
+    because the relay admits a job's own protocol's steps only. Each copy must
+    have the same senders, receivers and payload type as the step it stands for.
+
+    Raises:
+        ProtocolError: if a field's step differs from its :class:`PsiStep`
+            counterpart in anything but its wire name.
+    """
+
+    guest_size: ProtocolStep
+    host_size: ProtocolStep
+    guest_blinded: ProtocolStep
+    host_blinded: ProtocolStep
+    host_double_blinded: ProtocolStep
+    guest_count: ProtocolStep
+    host_unshuffle: ProtocolStep
+    guest_matches: ProtocolStep
+
+    def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            mine, model = getattr(self, name).spec, PsiStep[name.upper()].spec
+            if (mine.senders, mine.receivers, mine.payload) != (model.senders, model.receivers, model.payload):
+                raise ProtocolError(f"EcdhSteps.{name}: {mine.wire} does not match {model.wire}")
+
+
+def ecdh_step_copy(step: PsiStep, prefix: str) -> StepSpec:
+    """``step``'s row under another wire name: ``prefix`` + its name after ``psi.`` (for :class:`EcdhSteps`)."""
+    spec = step.spec
+    return StepSpec(prefix + spec.wire.removeprefix("psi."), spec.senders, spec.receivers, spec.payload, spec.doc)
+
+
+#: The balanced ECDH-PSI's own steps.
+ECDH_STEPS = EcdhSteps(
+    PsiStep.GUEST_SIZE, PsiStep.HOST_SIZE, PsiStep.GUEST_BLINDED, PsiStep.HOST_BLINDED,
+    PsiStep.HOST_DOUBLE_BLINDED, PsiStep.GUEST_COUNT, PsiStep.HOST_UNSHUFFLE, PsiStep.GUEST_MATCHES,
+)
 
 
 class Reveal(str, enum.Enum):
@@ -312,16 +499,22 @@ class PsiParams:
             after construction both hold the same value. Passing both with
             different values is an error (unless ``reveal`` is left at its
             default).
+        count_first: run the count-first exchange (module docstring): the
+            parties learn |X ∩ Y| and check it against their own
+            ``min_intersection`` before anything locates the intersection.
+            BOTH and GUEST only (CARDINALITY reveals the count alone anyway).
+            A role program refuses a positive ``min_intersection`` without it.
 
     Raises:
-        ProtocolError: on a short or non-bytes salt, an unknown mode or a
-            non-positive ``batch_size``.
+        ProtocolError: on a short or non-bytes salt, an unknown mode, a
+            non-positive ``batch_size``, or ``count_first`` with CARDINALITY.
     """
 
     salt: bytes
     reveal: Reveal = Reveal.BOTH
     batch_size: int = 8192
     mode: Reveal | None = None
+    count_first: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.salt, bytes) or len(self.salt) < _MIN_SALT_BYTES:
@@ -337,6 +530,11 @@ class PsiParams:
         object.__setattr__(self, "mode", mode)
         if type(self.batch_size) is not int or self.batch_size < 1:
             raise ProtocolError(f"PSI batch_size must be a positive int, got {self.batch_size!r}")
+        if type(self.count_first) is not bool:
+            raise ProtocolError(f"PSI count_first must be a bool, got {self.count_first!r}")
+        if self.count_first and mode is Reveal.CARDINALITY:
+            raise ProtocolError("PSI count_first applies to modes that reveal rows (both, guest); "
+                                "cardinality reveals only the count already")
 
 
 @dataclass(frozen=True)
@@ -349,7 +547,9 @@ class PsiResult:
             ``host.rows[k]`` refer to the same entity. Empty in CARDINALITY
             mode, and for the host unless the mode is BOTH.
         size: the intersection size; ``-1`` for the host unless the mode is
-            BOTH (it learns nothing about the intersection, not even its size).
+            BOTH (it learns nothing about the intersection, not even its size
+            -- unless the run was count-first, whose count its transcript
+            records as received).
     """
 
     rows: tuple[int, ...]
@@ -480,7 +680,10 @@ def _ids_digest(ids: Sequence[str]) -> bytes:
 
 def _job_digest(role: Role, ids: Sequence[str], params: PsiParams) -> bytes:
     h = hashlib.sha256(_CHECKPOINT_TAG)
-    for part in (role.value.encode(), params.salt, params.reveal.value.encode(), str(params.batch_size).encode()):
+    parts = [role.value.encode(), params.salt, params.reveal.value.encode(), str(params.batch_size).encode()]
+    if params.count_first:
+        parts.append(b"count-first")
+    for part in parts:
         h.update(len(part).to_bytes(8, "big"))
         h.update(part)
     h.update(_ids_digest(ids))
@@ -641,6 +844,104 @@ def _blind_rows(
     return hash_and_blind_async(salt, scalar, [ids[perm[i]] for i in range(lo, hi)], map_fn)
 
 
+_REPLY_KEY_TAG = b"fedcredit/v1/psi-reply-key"
+
+
+def reply_key(shuffle_seed: bytes) -> bytes:
+    """The host's key of τ, derived from its secret shuffle seed: SHA-256(tag ‖ seed).
+
+    A one-way derivation, so revealing it (count-first, HOST_UNSHUFFLE) says
+    nothing about the seed and hence nothing about π, which the same seed draws.
+    A resumed host re-derives the same key from its checkpoint.
+    """
+    return hashlib.sha256(_REPLY_KEY_TAG + shuffle_seed).digest()
+
+
+def reply_order(n: int, key: bytes) -> array[int]:
+    """τ: position p of the shuffled HOST_DOUBLE_BLINDED stream holds the reply to GUEST_BLINDED position τ[p]."""
+    return seeded_permutation(n, key, b"host-reply")
+
+
+def _check_minimum(minimum: int, count_first: bool) -> None:
+    if type(minimum) is not int or minimum < 0:
+        raise ProtocolError(f"min_intersection must be a non-negative int, got {minimum!r}")
+    if minimum > 0 and not count_first:
+        raise ProtocolError("a min_intersection can be checked before the intersection is revealed only by a "
+                            "count-first run (PsiParams.count_first=True)")
+
+
+def _below(role: Role, minimum: int | None, count: int | None) -> IntersectionTooSmall:
+    """The error of a count-first run stopped by ``role``'s minimum (None: the peer's value, not known here)."""
+    policy = f"min_intersection {minimum}" if minimum is not None else "its min_intersection policy"
+    found = "" if count is None else f" ({count} ids)"
+    return IntersectionTooSmall(
+        f"count-first PSI stopped: the intersection{found} is below the {role}'s minimum ({policy}); "
+        "nothing has located the intersection",
+        public=f"count-first PSI stopped: the intersection is below the {role}'s minimum ({policy}); "
+               "no ids were revealed to either party")
+
+
+def _too_few(small: Role, checker: Role, size: int, minimum: int) -> IntersectionTooSmall:
+    """A count-first run stopped before the count: ``small``'s whole set cannot reach ``checker``'s minimum."""
+    return IntersectionTooSmall(
+        f"count-first PSI stopped before the count: the {small}'s set has {size} ids, fewer than the {checker}'s "
+        f"min_intersection of {minimum}",
+        public=f"count-first PSI stopped: the {small}'s set is smaller than the {checker}'s minimum "
+               f"(min_intersection {minimum}); no ids were revealed to either party")
+
+
+def guest_count_exchange(
+    count_step: ProtocolStep, unshuffle_step: ProtocolStep, count: int, minimum: int, tracker: "_Tracker | None" = None
+) -> Generator[Any, Any, bytes]:
+    """The guest's side of the count exchange: send the count and its verdict, then read the host's.
+
+    Returns the key of τ once both minimums are met. ``tracker`` (the balanced
+    mode's) skips a send a resumed role already made. Raises
+    :class:`IntersectionTooSmall` otherwise -- right after sending its own
+    refusal, so the host stops too.
+    """
+    meets = count >= minimum
+    if tracker is not None:
+        yield from tracker.send_once(count_step, IntersectionCount(count, meets))
+    else:
+        yield Send(count_step, IntersectionCount(count, meets))
+    if not meets:
+        raise _below(Role.GUEST, minimum, count)
+    reply = yield from recv_checked(unshuffle_step)
+    assert isinstance(reply, UnshuffleKey)  # guaranteed by recv_checked
+    if not reply.meets_minimum:
+        raise _below(Role.HOST, None, count)
+    return reply.key
+
+
+def host_count_exchange(
+    count_step: ProtocolStep, unshuffle_step: ProtocolStep, key: bytes, minimum: int, most: int,
+    tracker: "_Tracker | None" = None,
+) -> Generator[Any, Any, int]:
+    """The host's side of the count exchange: read the guest's count, check it, release τ's key or refuse.
+
+    ``most`` bounds an honest count (the smaller set's size). Returns the count.
+    A resumed host reads the count again (its checkpoint keeps none). Raises
+    :class:`IntersectionTooSmall` if either minimum is not met, after telling
+    the guest when the refusal is its own.
+    """
+    msg = yield from recv_checked(count_step)
+    assert isinstance(msg, IntersectionCount)  # guaranteed by recv_checked
+    if msg.count > most:
+        raise ProtocolError(f"{count_step.wire} announces {msg.count} matches, more than either set holds")
+    if not msg.meets_minimum:
+        raise _below(Role.GUEST, None, msg.count)
+    meets = msg.count >= minimum
+    verdict = UnshuffleKey(meets, key if meets else b"")
+    if tracker is not None:
+        yield from tracker.send_once(unshuffle_step, verdict)
+    else:
+        yield Send(unshuffle_step, verdict)
+    if not meets:
+        raise _below(Role.HOST, minimum, msg.count)
+    return msg.count
+
+
 # --------------------------------------------------------------------------- roles
 
 
@@ -652,6 +953,8 @@ def guest_program(
     map_fn: MapFn | None = None,
     resume: PsiCheckpoint | None = None,
     checkpoint: bool = False,
+    min_intersection: int = 0,
+    steps: EcdhSteps = ECDH_STEPS,
 ) -> RoleProgram:
     """The guest's side of the PSI.
 
@@ -665,6 +968,9 @@ def guest_program(
         resume: the last checkpoint of an interrupted run of this role.
         checkpoint: yield a :class:`~protocols.core.Checkpoint` (a :class:`PsiCheckpoint`, with the
             secrets) before every ``Progress``; implied by ``resume``.
+        min_intersection: the guest's own minimum, checked on the count before
+            anything locates the intersection; needs ``params.count_first``.
+        steps: the step names to use (:class:`EcdhSteps`; the OT mode's fallback passes its own).
 
     Returns (as the generator's return value):
         :class:`PsiResult`: the guest's intersecting rows in increasing order
@@ -672,33 +978,42 @@ def guest_program(
 
     Raises:
         DataError: on duplicate ids.
+        IntersectionTooSmall: count-first, when the count is below either
+            party's minimum (the guest then holds no row of the intersection).
         ProtocolError: if a batch has the wrong length, the host's points
-            repeat, or ``resume`` does not belong to these ids and params.
+            repeat, ``resume`` does not belong to these ids and params, or a
+            minimum is given without ``count_first``.
         CryptoError: if the host sends a low-order point.
     """
     check_unique_ids(ids, Role.GUEST)
+    _check_minimum(min_intersection, params.count_first)
     t = _Tracker(Role.GUEST, ids, params, rng, resume, checkpoint)
-    a, size, mode = t.scalar, params.batch_size, params.reveal
+    a, size, mode, gated = t.scalar, params.batch_size, params.reveal, params.count_first
     n = len(ids)
     perm = seeded_permutation(n, t.seed, b"guest-rows")  # stream position k holds guest row perm[k]
     if t.enabled:
         yield from t.progress(0, n, "start")  # the secrets reach the checkpoint before any message leaves
 
     # Round 1: announce |X|, then stream a·h(x) in σ order, without waiting for the host.
-    yield from t.send_once(PsiStep.GUEST_SIZE, SetSize(n))
-    own = range(t.sent_count(PsiStep.GUEST_BLINDED), n_batches(n, size))
+    yield from t.send_once(steps.guest_size, SetSize(n))
+    own = range(t.sent_count(steps.guest_blinded), n_batches(n, size))
     for k, points in one_ahead(own, lambda k: _blind_rows(params.salt, a, ids, perm, k, size, map_fn)):
-        yield Send(PsiStep.GUEST_BLINDED, BlindedPoints(tuple(points)))
-        t.count_sent(PsiStep.GUEST_BLINDED)
+        yield Send(steps.guest_blinded, BlindedPoints(tuple(points)))
+        t.count_sent(steps.guest_blinded)
         yield from t.progress(batch_bounds(k, n, size)[1], n, "guest_blind")
 
-    n_host = yield from t.recv_size(PsiStep.HOST_SIZE)
+    n_host = yield from t.recv_size(steps.host_size)
     total = n + n_host
+    if gated and n_host < min_intersection:
+        # The count could not reach the minimum, and it would tell the host how many of its few ids are ours
+        # (one id: whether it is): stop before it exists.
+        raise _too_few(Role.HOST, Role.GUEST, n_host, min_intersection)
 
     # Round 2: the lookup table a·b·h(y) -> host stream position. It lives in
-    # memory only, so a resumed guest reads both receive steps again from 0.
-    t.recv_from[PsiStep.HOST_BLINDED.wire] = 0
-    t.recv_from[PsiStep.HOST_DOUBLE_BLINDED.wire] = 0
+    # memory only, so a resumed guest reads both receive steps again from 0
+    # (and, count-first, HOST_UNSHUFFLE, which it never marks as read).
+    t.recv_from[steps.host_blinded.wire] = 0
+    t.recv_from[steps.host_double_blinded.wire] = 0
     table: dict[bytes, int] = {}
     seen: set[bytes] = set()
 
@@ -710,14 +1025,14 @@ def guest_program(
             table.update((p[:DIGEST_BYTES], lo + i) for i, p in enumerate(again))
             filled = len(table)
         if filled != hi:
-            raise ProtocolError(f"{PsiStep.HOST_BLINDED.wire} repeats a point (host ids not unique)")
+            raise ProtocolError(f"{steps.host_blinded.wire} repeats a point (host ids not unique)")
         yield from t.progress(n + hi, total, "guest_reblind")
 
     # One batch ahead: batch k is re-blinded by the pool while batch k+1 is awaited.
     previous: tuple[int, int, Pending] | None = None
     for k in range(n_batches(n_host, size)):
         lo, hi = batch_bounds(k, n_host, size)
-        theirs = yield from recv_batch(PsiStep.HOST_BLINDED, k, hi - lo)
+        theirs = yield from recv_batch(steps.host_blinded, k, hi - lo)
         current = (lo, hi, blind_async(a, theirs, map_fn))
         if previous is not None:
             yield from absorb(previous[0], previous[1], previous[2].result())
@@ -725,14 +1040,23 @@ def guest_program(
     if previous is not None:
         yield from absorb(previous[0], previous[1], previous[2].result())
 
-    # Round 3: stream b·a·h(x) through the table.
+    # Round 3: stream b·a·h(x) through the table. Count-first, the stream is
+    # shuffled by τ: record each hit by its reply position p, which says
+    # nothing about the row until τ is known.
     count = 0
     matched = array("q", [-1]) * n  # guest row -> host stream position, -1 if none
+    hits = array("q", [-1]) * (n if gated else 0)  # count-first: reply position -> host stream position
     for k in range(n_batches(n, size)):
         lo, hi = batch_bounds(k, n, size)
-        double = yield from recv_batch(PsiStep.HOST_DOUBLE_BLINDED, k, hi - lo)
+        double = yield from recv_batch(steps.host_double_blinded, k, hi - lo)
         if mode is Reveal.CARDINALITY:
             count += sum(1 for d in double if d[:DIGEST_BYTES] in seen)
+        elif gated:
+            for i, d in enumerate(double):
+                j = table.get(d[:DIGEST_BYTES])
+                if j is not None:
+                    hits[lo + i] = j
+                    count += 1
         else:
             for i, d in enumerate(double):
                 j = table.get(d[:DIGEST_BYTES])
@@ -744,9 +1068,17 @@ def guest_program(
     if mode is Reveal.CARDINALITY:
         yield from t.progress(total, total, "done")
         return PsiResult(rows=(), size=count)
+    if gated:
+        key = yield from guest_count_exchange(steps.guest_count, steps.host_unshuffle, count, min_intersection, t)
+        tau = reply_order(n, key)  # reply position p answers guest stream position tau[p]
+        for p in range(n):
+            if hits[p] >= 0:
+                matched[perm[tau[p]]] = hits[p]
+        del hits, tau
+        yield from t.progress(total, total, "guest_unshuffle")
     rows = tuple(i for i in range(n) if matched[i] >= 0)
     if mode is Reveal.BOTH:
-        yield from t.send_once(PsiStep.GUEST_MATCHES, MatchedPositions(tuple(matched[i] for i in rows)))
+        yield from t.send_once(steps.guest_matches, MatchedPositions(tuple(matched[i] for i in rows)))
     yield from t.progress(total, total, "done")
     return PsiResult(rows=rows, size=len(rows))
 
@@ -759,6 +1091,8 @@ def host_program(
     map_fn: MapFn | None = None,
     resume: PsiCheckpoint | None = None,
     checkpoint: bool = False,
+    min_intersection: int = 0,
+    steps: EcdhSteps = ECDH_STEPS,
 ) -> RoleProgram:
     """The host's side of the PSI.
 
@@ -767,7 +1101,9 @@ def host_program(
         params: the job's PSI parameters (same as the guest's).
         rng: source of the host's secret scalar and shuffle seed (unused when
             resuming).
-        map_fn, resume, checkpoint: as for :func:`guest_program`.
+        map_fn, resume, checkpoint, steps: as for :func:`guest_program`.
+        min_intersection: the host's own minimum, checked on the guest's count
+            before τ's key is released; needs ``params.count_first``.
 
     Returns (as the generator's return value):
         :class:`PsiResult` with the host's rows aligned to the guest's order
@@ -775,88 +1111,105 @@ def host_program(
 
     Raises:
         DataError: on duplicate ids.
-        ProtocolError: if a batch has the wrong length, the guest's matches
-            are out of range or repeated, or ``resume`` does not fit.
+        IntersectionTooSmall: count-first, when the count is below either
+            party's minimum (τ's key is then never sent).
+        ProtocolError: if a batch has the wrong length, the guest's count or
+            matches are out of range, repeated or disagree, ``resume`` does
+            not fit, or a minimum is given without ``count_first``.
         CryptoError: if the guest sends a low-order point.
     """
     check_unique_ids(ids, Role.HOST)
+    _check_minimum(min_intersection, params.count_first)
     t = _Tracker(Role.HOST, ids, params, rng, resume, checkpoint)
-    b, size, mode = t.scalar, params.batch_size, params.reveal
+    b, size, mode, gated = t.scalar, params.batch_size, params.reveal, params.count_first
     n = len(ids)
     perm = seeded_permutation(n, t.seed, b"host-rows")  # stream position j holds host row perm[j]
     if t.enabled:
         yield from t.progress(0, n, "start")
 
     # Round 1: announce |Y|, then stream b·h(y) in π order, without waiting for the guest.
-    yield from t.send_once(PsiStep.HOST_SIZE, SetSize(n))
-    own = range(t.sent_count(PsiStep.HOST_BLINDED), n_batches(n, size))
+    yield from t.send_once(steps.host_size, SetSize(n))
+    own = range(t.sent_count(steps.host_blinded), n_batches(n, size))
     for k, points in one_ahead(own, lambda k: _blind_rows(params.salt, b, ids, perm, k, size, map_fn)):
-        yield Send(PsiStep.HOST_BLINDED, BlindedPoints(tuple(points)))
-        t.count_sent(PsiStep.HOST_BLINDED)
+        yield Send(steps.host_blinded, BlindedPoints(tuple(points)))
+        t.count_sent(steps.host_blinded)
         yield from t.progress(batch_bounds(k, n, size)[1], n, "host_blind")
 
-    n_guest = yield from t.recv_size(PsiStep.GUEST_SIZE)
+    n_guest = yield from t.recv_size(steps.guest_size)
     total = n + n_guest
+    if gated and n_guest < min_intersection:
+        # The count could not reach the minimum, and it would tell the guest how many of its few ids are ours: do
+        # not answer at all.
+        raise _too_few(Role.GUEST, Role.HOST, n_guest, min_intersection)
     guest_batches = n_batches(n_guest, size)
-    start = t.sent_count(PsiStep.HOST_DOUBLE_BLINDED)
+    start = t.sent_count(steps.host_double_blinded)
+    key = reply_key(t.seed)
 
-    if mode is not Reveal.CARDINALITY:
+    if mode is not Reveal.CARDINALITY and not gated:
         # Round 2: double-blind each guest batch as it arrives; nothing is kept.
         # One batch ahead: reply k is computed by the pool while batch k+1 is
         # awaited, then sent (the guest sends all its batches before it
         # waits for any reply, so this cannot deadlock).
-        t.recv_from[PsiStep.GUEST_BLINDED.wire] = start
+        t.recv_from[steps.guest_blinded.wire] = start
         previous: tuple[int, int, Pending] | None = None
         for k in range(start, guest_batches + 1):
             current = None
             if k < guest_batches:
                 lo, hi = batch_bounds(k, n_guest, size)
-                theirs = yield from recv_batch(PsiStep.GUEST_BLINDED, k, hi - lo)
+                theirs = yield from recv_batch(steps.guest_blinded, k, hi - lo)
                 current = (k, hi, blind_async(b, theirs, map_fn))
             if previous is not None:
-                yield Send(PsiStep.HOST_DOUBLE_BLINDED, BlindedPoints(tuple(previous[2].result())))
-                t.count_sent(PsiStep.HOST_DOUBLE_BLINDED)
-                t.recv_from[PsiStep.GUEST_BLINDED.wire] = previous[0] + 1
+                yield Send(steps.host_double_blinded, BlindedPoints(tuple(previous[2].result())))
+                t.count_sent(steps.host_double_blinded)
+                t.recv_from[steps.guest_blinded.wire] = previous[0] + 1
                 yield from t.progress(n + previous[1], total, "host_reblind")
             previous = current
     elif start < guest_batches:
-        # Round 2, cardinality: all of b·a·h(x) first, then one shuffle τ over
-        # the whole list, so no reply can be traced to a guest batch or row.
-        t.recv_from[PsiStep.GUEST_BLINDED.wire] = 0
+        # Round 2, cardinality and count-first: all of b·a·h(x) first, then one
+        # shuffle τ over the whole list, so no reply can be traced to a guest
+        # batch or row.
+        t.recv_from[steps.guest_blinded.wire] = 0
         double = bytearray()
         pending: tuple[int, Pending] | None = None
         for k in range(guest_batches + 1):
             upcoming: tuple[int, Pending] | None = None
             if k < guest_batches:
                 lo, hi = batch_bounds(k, n_guest, size)
-                theirs = yield from recv_batch(PsiStep.GUEST_BLINDED, k, hi - lo)
+                theirs = yield from recv_batch(steps.guest_blinded, k, hi - lo)
                 upcoming = (hi, blind_async(b, theirs, map_fn))
             if pending is not None:
                 double += b"".join(pending[1].result())
                 yield from t.progress(n + pending[0], total, "host_reblind")
             pending = upcoming
-        tau = seeded_permutation(n_guest, t.seed, b"host-reply")
+        tau = reply_order(n_guest, key)
         for k in range(start, guest_batches):
             lo, hi = batch_bounds(k, n_guest, size)
             out = tuple(bytes(double[POINT_BYTES * tau[i] : POINT_BYTES * (tau[i] + 1)]) for i in range(lo, hi))
-            yield Send(PsiStep.HOST_DOUBLE_BLINDED, BlindedPoints(out))
-            t.count_sent(PsiStep.HOST_DOUBLE_BLINDED)
+            yield Send(steps.host_double_blinded, BlindedPoints(out))
+            t.count_sent(steps.host_double_blinded)
             yield from t.progress(total, total, "host_reply")
         del double
-    t.recv_from[PsiStep.GUEST_BLINDED.wire] = guest_batches
+    t.recv_from[steps.guest_blinded.wire] = guest_batches
 
+    count = -1
+    if gated:
+        count = yield from host_count_exchange(steps.guest_count, steps.host_unshuffle, key, min_intersection,
+                                                min(n_guest, n), t)
+        yield from t.progress(total, total, "host_unshuffle")
     if mode is not Reveal.BOTH:
         yield from t.progress(total, total, "done")
         return PsiResult(rows=(), size=-1)
 
-    matches = yield from recv_checked(PsiStep.GUEST_MATCHES)
+    matches = yield from recv_checked(steps.guest_matches)
     assert isinstance(matches, MatchedPositions)  # guaranteed by recv_checked
     positions = matches.positions
     if len(positions) > min(n_guest, n):
-        raise ProtocolError(f"{PsiStep.GUEST_MATCHES.wire} lists more matches than either set holds")
+        raise ProtocolError(f"{steps.guest_matches.wire} lists more matches than either set holds")
+    if gated and len(positions) != count:
+        raise ProtocolError(f"{steps.guest_matches.wire} lists {len(positions)} matches, but the guest counted {count}")
     if len(set(positions)) != len(positions):
-        raise ProtocolError(f"{PsiStep.GUEST_MATCHES.wire} repeats a position")
+        raise ProtocolError(f"{steps.guest_matches.wire} repeats a position")
     if any(j >= n for j in positions):
-        raise ProtocolError(f"{PsiStep.GUEST_MATCHES.wire} has a position beyond {n} host points")
+        raise ProtocolError(f"{steps.guest_matches.wire} has a position beyond {n} host points")
     rows = tuple(perm[j] for j in positions)
     return PsiResult(rows=rows, size=len(rows))

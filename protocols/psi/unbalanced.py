@@ -46,7 +46,12 @@ step                        direction    payload        content
 ``QUERY_SIZE``              guest→host   SetSize        |Q|
 ``QUERY``                   guest→host   BlindedPoints  per batch: r·h(q) for fresh r
 ``REPLY``                   host→guest   BlindedPoints  per batch: k·r·h(q), same order
-                                                        (CARDINALITY: all of them, shuffled)
+                                                        (CARDINALITY and count-first: all
+                                                        of them, shuffled by τ)
+``COUNT``                   guest→host   Intersection…  count-first only: the count and
+                                                        whether it meets the guest's minimum
+``UNSHUFFLE``               host→guest   UnshuffleKey   count-first only: the host's verdict
+                                                        and, if both minimums are met, τ's key
 ==========================  ===========  =============  ==================================
 
 The guest computes r⁻¹·(k·r·h(q)) = k·h(q), truncates it and looks it up in F.
@@ -59,10 +64,20 @@ reply, so the guest, which unblinds every answer with the same r⁻¹, cannot te
 which query an answer belongs to). ``Reveal.BOTH`` is not offered: the host
 holds no per-job state to align.
 
+Count-first (``UnbalancedParams.count_first``, GUEST mode) works as in the
+balanced protocol (:mod:`protocols.psi.protocol`): the host shuffles its reply
+as in CARDINALITY mode, the guest counts its hits and sends the count and its
+verdict (COUNT), and only if both parties' ``min_intersection`` are met does
+the host send the 32-byte key its shuffle τ was drawn from (UNSHUFFLE), which
+lets the guest put each hit back on its query row. Both learn the count before
+either checks it; a refused run leaves the guest with the count only. Cost: two
+small messages and one permutation, no scalar multiplication.
+
 What each side learns (semi-honest)
 -----------------------------------
 * Host: |Q| per job (and when jobs run). r is fresh per job, so r·h(q) is
-  pseudorandom under DDH: nothing about which ids were asked.
+  pseudorandom under DDH: nothing about which ids were asked. Count-first:
+  also the count and the guest's verdict.
 * Guest: the result, |P| -- and F: a pseudorandom function of every platform
   id under k (the Diffie-Hellman OPRF x ↦ k·h(x), pseudorandom in the random
   oracle model under DDH). The guest cannot evaluate that function itself:
@@ -109,10 +124,15 @@ from .ecdh import (
 )
 from .protocol import (
     BlindedPoints,
+    IntersectionCount,
+    IntersectionTooSmall,
     PsiResult,
     Reveal,
     SetSize,
+    UnshuffleKey,
     batch_bounds,
+    guest_count_exchange,
+    host_count_exchange,
     n_batches,
     one_ahead,
     recv_batch,
@@ -249,7 +269,15 @@ class UnbalancedStep(ProtocolStep):
     )
     REPLY = StepSpec(
         "psi.ub_reply", (Role.HOST,), (Role.GUEST,), BlindedPoints,
-        "one message per batch: k·r·h(q), in QUERY order (CARDINALITY: shuffled)",
+        "one message per batch: k·r·h(q), in QUERY order (CARDINALITY and count-first: shuffled)",
+    )
+    COUNT = StepSpec(
+        "psi.ub_count", (Role.GUEST,), (Role.HOST,), IntersectionCount,
+        "count-first only: the count of hits, and whether it meets the guest's minimum",
+    )
+    UNSHUFFLE = StepSpec(
+        "psi.ub_unshuffle", (Role.HOST,), (Role.GUEST,), UnshuffleKey,
+        "count-first only: whether the count meets the host's minimum and, if both are met, τ's key",
     )
 
 
@@ -262,12 +290,15 @@ class UnbalancedParams:
         batch_size: query points per message.
         cache_batch_size: F entries per message (16 bytes each; 65536 = 1 MiB).
         max_queries: the host refuses a job announcing more queries (None: no cap).
+        count_first: GUEST mode only: check both parties' ``min_intersection``
+            on the count before the guest can locate its hits (module docstring).
     """
 
     mode: Reveal = Reveal.GUEST
     batch_size: int = 8192
     cache_batch_size: int = 1 << 16
     max_queries: int | None = None
+    count_first: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -283,6 +314,18 @@ class UnbalancedParams:
                 raise ProtocolError(f"{name} must be a positive int, got {v!r}")
         if self.max_queries is not None and (type(self.max_queries) is not int or self.max_queries < 0):
             raise ProtocolError(f"max_queries must be a non-negative int or None, got {self.max_queries!r}")
+        if type(self.count_first) is not bool:
+            raise ProtocolError(f"count_first must be a bool, got {self.count_first!r}")
+        if self.count_first and mode is Reveal.CARDINALITY:
+            raise ProtocolError("count_first applies to reveal guest; cardinality reveals only the count already")
+
+
+def _check_minimum(minimum: int, params: UnbalancedParams) -> None:
+    if type(minimum) is not int or minimum < 0:
+        raise ProtocolError(f"min_intersection must be a non-negative int, got {minimum!r}")
+    if minimum > 0 and not params.count_first:
+        raise ProtocolError("a min_intersection can be checked before the intersection is revealed only by a "
+                            "count-first run (UnbalancedParams.count_first=True)")
 
 
 @dataclass(frozen=True)
@@ -378,6 +421,7 @@ def unbalanced_host_program(
     rng: RandomSource,
     *,
     map_fn: MapFn | None = None,
+    min_intersection: int = 0,
 ) -> RoleProgram:
     """The host's online side: announce the cache, ship it if stale, answer queries.
 
@@ -386,22 +430,29 @@ def unbalanced_host_program(
         cache: F from :func:`unbalanced_build_cache`.
         digest: its :class:`CacheDigest`.
         params: the job's parameters (same as the guest's).
-        rng: draws the reply shuffle (CARDINALITY only).
+        rng: draws the reply shuffle (CARDINALITY and count-first only).
         map_fn: runs the scalar multiplications (see :func:`~protocols.psi.ecdh.blind`).
+        min_intersection: the host's own minimum, checked on the guest's count
+            before τ's key is released; needs ``params.count_first``.
 
     Returns (as the generator's return value):
-        ``PsiResult(rows=(), size=-1)``: the host learns |Q| only.
+        ``PsiResult(rows=(), size=-1)``: the host learns |Q| only (and, count-first, the count).
 
     Raises:
+        IntersectionTooSmall: count-first, when the count is below either
+            party's minimum (τ's key is then never sent).
         ProtocolError: if key, cache and digest disagree, a batch has the
-            wrong length, or the guest asks more than ``params.max_queries``.
+            wrong length, the guest asks more than ``params.max_queries`` or
+            announces an impossible count.
         CryptoError: if the guest sends a low-order point.
     """
+    _check_minimum(min_intersection, params)
     if unbalanced_key_id(key) != digest.key_id:
         raise ProtocolError("the cache digest names another key")
     if len(cache) != digest.count:
         raise ProtocolError(f"the cache has {len(cache)} entries but its digest announces {digest.count}")
     size, mode = params.batch_size, params.mode
+    shuffled = mode is Reveal.CARDINALITY or params.count_first
 
     yield Send(UnbalancedStep.DIGEST, digest)
     status = yield from recv_checked(UnbalancedStep.CACHE_STATUS)
@@ -415,6 +466,12 @@ def unbalanced_host_program(
     announced = yield from recv_checked(UnbalancedStep.QUERY_SIZE)
     assert isinstance(announced, SetSize)
     n = announced.count
+    if params.count_first and n < min_intersection:  # the count could not reach it: do not answer at all
+        raise IntersectionTooSmall(
+            f"count-first PSI stopped before the count: the guest asks {n} queries, fewer than the host's "
+            f"min_intersection of {min_intersection}",
+            public=f"count-first PSI stopped: the guest's set is smaller than the host's minimum "
+                   f"(min_intersection {min_intersection}); no ids were revealed to either party")
     if params.max_queries is not None and n > params.max_queries:
         raise ProtocolError(f"the guest asks {n} queries, above this job's cap of {params.max_queries}")
     answers = bytearray()
@@ -428,18 +485,23 @@ def unbalanced_host_program(
             current = (hi, blind_async(key, query, map_fn))
         if previous is not None:
             answer = previous[1].result()
-            if mode is Reveal.GUEST:
+            if not shuffled:
                 yield Send(UnbalancedStep.REPLY, BlindedPoints(tuple(answer)))
             else:
                 answers += b"".join(answer)
             yield Progress(stage="psi", done=previous[0], total=n, detail={"phase": "ub_answer"})
         previous = current
-    if mode is Reveal.CARDINALITY:
-        tau = seeded_permutation(n, rng.getrandbits(256).to_bytes(32, "little"), b"ub-reply")
+    if shuffled:
+        tau_key = rng.getrandbits(256).to_bytes(32, "little")  # drawn for τ alone: revealing it reveals τ only
+        tau = seeded_permutation(n, tau_key, b"ub-reply")
         for k in range(n_batches(n, size)):
             lo, hi = batch_bounds(k, n, size)
             out = tuple(bytes(answers[POINT_BYTES * tau[i] : POINT_BYTES * (tau[i] + 1)]) for i in range(lo, hi))
             yield Send(UnbalancedStep.REPLY, BlindedPoints(out))
+        del answers
+        if params.count_first:
+            yield from host_count_exchange(UnbalancedStep.COUNT, UnbalancedStep.UNSHUFFLE, tau_key, min_intersection,
+                                           min(n, digest.count))
     return PsiResult(rows=(), size=-1)
 
 
@@ -450,6 +512,7 @@ def unbalanced_guest_program(
     *,
     cache: UnbalancedCache | None = None,
     map_fn: MapFn | None = None,
+    min_intersection: int = 0,
 ) -> RoleProgram:
     """The guest's online side: blind with r, unblind with r⁻¹, look up in F.
 
@@ -460,6 +523,8 @@ def unbalanced_guest_program(
         cache: the guest's stored copy of F, if any; used when its digest is
             the one the host announces, otherwise F is received again.
         map_fn: runs the hashing and scalar multiplications.
+        min_intersection: the guest's own minimum, checked on the count before
+            it can locate its hits; needs ``params.count_first``.
 
     Returns (as the generator's return value):
         :class:`UnbalancedResult`: ``result`` holds the guest's rows in P in
@@ -468,15 +533,24 @@ def unbalanced_guest_program(
 
     Raises:
         DataError: on duplicate ids.
+        IntersectionTooSmall: count-first, when the count is below either
+            party's minimum (the guest then holds no row of the intersection).
         ProtocolError: on a short batch or a cache that does not match its digest.
         CryptoError: if the host sends a low-order point.
     """
     check_unique_ids(ids, Role.GUEST)
+    _check_minimum(min_intersection, params)
     size, mode = params.batch_size, params.mode
     n = len(ids)
 
     digest = yield from recv_checked(UnbalancedStep.DIGEST)
     assert isinstance(digest, CacheDigest)
+    if params.count_first and digest.count < min_intersection:  # the count could not reach it: ask nothing
+        raise IntersectionTooSmall(
+            f"count-first PSI stopped before the count: the host's set has {digest.count} ids, fewer than the guest's "
+            f"min_intersection of {min_intersection}",
+            public=f"count-first PSI stopped: the host's set is smaller than the guest's minimum "
+                   f"(min_intersection {min_intersection}); no ids were revealed to either party")
     have = cache is not None and cache.digest == digest
     yield Send(UnbalancedStep.CACHE_STATUS, CacheStatus(have))
 
@@ -504,7 +578,7 @@ def unbalanced_guest_program(
     assert cache is not None
     table = cache.values
 
-    rows: list[int] = []
+    rows: list[int] = []  # GUEST: query rows; count-first: reply positions, until τ is known
     count = 0
     previous: tuple[int, int, Pending] | None = None
     batches = n_batches(n, size)
@@ -519,9 +593,13 @@ def unbalanced_guest_program(
                 if p[:DIGEST_BYTES] in table:
                     count += 1
                     if mode is Reveal.GUEST:
-                        rows.append(previous[0] + i)
+                        rows.append(previous[0] + i)  # count-first: a position in the shuffled reply
             yield Progress(stage="psi", done=n + previous[1], total=2 * n, detail={"phase": "ub_lookup"})
         previous = current
 
+    if params.count_first:
+        tau_key = yield from guest_count_exchange(UnbalancedStep.COUNT, UnbalancedStep.UNSHUFFLE, count, min_intersection)
+        tau = seeded_permutation(n, tau_key, b"ub-reply")  # reply position p answers query row tau[p]
+        rows = sorted(tau[p] for p in rows)
     result = PsiResult(rows=(), size=count) if mode is Reveal.CARDINALITY else PsiResult(rows=tuple(rows), size=count)
     return UnbalancedResult(result=result, cache=cache, cache_updated=not have)

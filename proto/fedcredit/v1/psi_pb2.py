@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x65\x64\x63redit/v1/psi.proto\x12\x0c\x66\x65\x64\x63redit.v1\".\n\rBlindedPoints\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x0e\n\x06points\x18\x02 \x01(\x0c\"4\n\x10MatchedPositions\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x11\n\tpositions\x18\x02 \x01(\x0c\"\x18\n\x07SetSize\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\"N\n\x0b\x43\x61\x63heDigest\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\x12\x12\n\nset_digest\x18\x02 \x01(\x0c\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\x12\x0c\n\x04salt\x18\x04 \x01(\x0c\"\x1b\n\x0b\x43\x61\x63heStatus\x12\x0c\n\x04have\x18\x01 \x01(\x08\"=\n\rCachedDigests\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06values\x18\x03 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x65\x64\x63redit/v1/psi.proto\x12\x0c\x66\x65\x64\x63redit.v1\".\n\rBlindedPoints\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x0e\n\x06points\x18\x02 \x01(\x0c\"4\n\x10MatchedPositions\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x11\n\tpositions\x18\x02 \x01(\x0c\"\x18\n\x07SetSize\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\"_\n\x11IntersectionCount\x12\x12\n\x05\x63ount\x18\x01 \x01(\x06H\x00\x88\x01\x01\x12\x1a\n\rmeets_minimum\x18\x02 \x01(\x08H\x01\x88\x01\x01\x42\x08\n\x06_countB\x10\n\x0e_meets_minimum\"I\n\x0cUnshuffleKey\x12\x1a\n\rmeets_minimum\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x42\x10\n\x0e_meets_minimum\"N\n\x0b\x43\x61\x63heDigest\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\x12\x12\n\nset_digest\x18\x02 \x01(\x0c\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\x12\x0c\n\x04salt\x18\x04 \x01(\x0c\"\x1b\n\x0b\x43\x61\x63heStatus\x12\x0c\n\x04have\x18\x01 \x01(\x08\"=\n\rCachedDigests\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06values\x18\x03 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,10 +37,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MATCHEDPOSITIONS']._serialized_end=140
   _globals['_SETSIZE']._serialized_start=142
   _globals['_SETSIZE']._serialized_end=166
-  _globals['_CACHEDIGEST']._serialized_start=168
-  _globals['_CACHEDIGEST']._serialized_end=246
-  _globals['_CACHESTATUS']._serialized_start=248
-  _globals['_CACHESTATUS']._serialized_end=275
-  _globals['_CACHEDDIGESTS']._serialized_start=277
-  _globals['_CACHEDDIGESTS']._serialized_end=338
+  _globals['_INTERSECTIONCOUNT']._serialized_start=168
+  _globals['_INTERSECTIONCOUNT']._serialized_end=263
+  _globals['_UNSHUFFLEKEY']._serialized_start=265
+  _globals['_UNSHUFFLEKEY']._serialized_end=338
+  _globals['_CACHEDIGEST']._serialized_start=340
+  _globals['_CACHEDIGEST']._serialized_end=418
+  _globals['_CACHESTATUS']._serialized_start=420
+  _globals['_CACHESTATUS']._serialized_end=447
+  _globals['_CACHEDDIGESTS']._serialized_start=449
+  _globals['_CACHEDDIGESTS']._serialized_end=510
 # @@protoc_insertion_point(module_scope)

@@ -26,6 +26,22 @@ class SetSize(_message.Message):
     count: int
     def __init__(self, count: _Optional[int] = ...) -> None: ...
 
+class IntersectionCount(_message.Message):
+    __slots__ = ("count", "meets_minimum")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEETS_MINIMUM_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    meets_minimum: bool
+    def __init__(self, count: _Optional[int] = ..., meets_minimum: _Optional[bool] = ...) -> None: ...
+
+class UnshuffleKey(_message.Message):
+    __slots__ = ("meets_minimum", "key")
+    MEETS_MINIMUM_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    meets_minimum: bool
+    key: bytes
+    def __init__(self, meets_minimum: _Optional[bool] = ..., key: _Optional[bytes] = ...) -> None: ...
+
 class CacheDigest(_message.Message):
     __slots__ = ("key_id", "set_digest", "count", "salt")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]

@@ -1,0 +1,242 @@
+"""#12: the relay's quotas per job (bytes, messages, undelivered bytes) and its rate limit per party.
+
+A real coordinator on port 0 and real relay endpoints over mTLS; every refusal must be RESOURCE_EXHAUSTED,
+name its setting and carry no payload value. The helpers here are shared with tests/test_certs_csr.py and
+tests/test_revocation.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gmpy2
+import grpc
+import pytest
+
+from federated.approval import make_approval
+from federated.certs import CertLayout, init_certs, load_tls
+from federated.config import CoordinatorConfig, JobSpec, RelayLimits, SignConfig, TlsConfig, parse_config
+from federated.coordinator import Coordinator
+from federated.errors import QuotaError, RateLimitedError
+from federated.relay import Mailbox, RateLimiter
+from federated.runtime import RelayEndpoint
+from federated.signing import load_signing_identity, verify_signing_cert
+from federated.transport import create_channel
+from protocols.core import Role
+from protocols.hetero_lr.protocol import EncryptedVector
+from protocols.hetero_lr.two_party import EncryptedResidualShare, TwoPartyStep
+
+PARTIES = ("bank", "platform")
+
+
+# --------------------------------------------------------------------------
+# helpers (also used by test_certs_csr.py and test_revocation.py)
+# --------------------------------------------------------------------------
+def start_coordinator(tmp_path: Path, layout: CertLayout, **settings: Any) -> Coordinator:
+    """A coordinator on 127.0.0.1:0 with ``layout``'s certificates; ``settings`` are extra config fields."""
+    c = layout.node("coordinator")
+    cfg = CoordinatorConfig(tls=TlsConfig(ca=layout.ca_cert, cert=c.tls_cert, key=c.tls_key), listen="127.0.0.1:0",
+                            sign=SignConfig(cert=c.sign_cert, key=c.sign_key), transcripts=tmp_path / "transcripts",
+                            database=tmp_path / "c.sqlite", parties=list(PARTIES), **settings)
+    coord = Coordinator(cfg)
+    coord.start()
+    return coord
+
+
+def channel_for(coord: Coordinator, layout: CertLayout, name: str) -> grpc.Channel:
+    return create_channel(f"127.0.0.1:{coord.port}", layout.tls(name), server_name="coordinator")
+
+
+def running_job(coord: Coordinator, layout: CertLayout, kind: str = "train") -> str:
+    """Submit a job and approve it as both parties would (signed with their keys), so it runs."""
+    spec = parse_config(JobSpec, {"kind": kind, "purpose": "financing.credit_risk_model",
+                                  "guest": {"party": "bank", "dataset": "d"}, "host": {"party": "platform", "dataset": "d"}}, source="t")
+    job_id = coord.jobs.submit(spec).job_id
+    for party in PARTIES:
+        files = layout.node(party)
+        coord.jobs.set_sign_key(party, files.sign_cert.read_bytes())
+        ident = load_signing_identity(files.sign_cert, files.sign_key)
+        coord.jobs.approve(job_id, party, make_approval(ident, job_id, coord.jobs.get(job_id).spec_sha256, True, "policy"))
+    assert coord.jobs.get(job_id).state == "running"
+    return job_id
+
+
+def endpoint(coord: Coordinator, layout: CertLayout, me: str, job_id: str, timeout_s: float = 20) -> RelayEndpoint:
+    """``me``'s relay endpoint in ``job_id`` (bank is the guest, platform the host). Nothing is sealed: the relay's
+    checks and limits do not depend on it (sealing has its own tests), and an unsealed endpoint needs no key exchange."""
+    files = layout.node(me)
+    channel = create_channel(f"127.0.0.1:{coord.port}", load_tls(layout.ca_cert, files.tls_cert, files.tls_key), server_name="coordinator")
+    names = {Role.GUEST: "bank", Role.HOST: "platform", Role.COORDINATOR: "coordinator"}
+    verify = {n: verify_signing_cert(layout.node(n).sign_cert.read_bytes(), layout.ca_cert.read_bytes(), n) for n in (*PARTIES, "coordinator")}
+    return RelayEndpoint(channel, job_id, Role.GUEST if me == "bank" else Role.HOST, names,
+                         signer=load_signing_identity(files.sign_cert, files.sign_key), verify_keys=verify, timeout_s=timeout_s)
+
+
+SECRET = 0x5EC12E7  # a "data value" that must never appear in an error
+
+
+def residual(count: int = 2) -> EncryptedResidualShare:
+    """A residual-share message of ``count`` 512-byte "ciphertexts" (about 0.5 KiB each on the wire)."""
+    return EncryptedResidualShare(EncryptedVector(b"k" * 32, 0, tuple(gmpy2.mpz((1 << 4095) + SECRET + i) for i in range(count))))
+
+
+def assert_quota_refusal(exc: QuotaError, setting: str) -> None:
+    assert getattr(exc, "grpc_status", None) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert setting in exc.message
+    assert str(SECRET) not in exc.message and format(SECRET, "x") not in exc.message.lower()
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory: pytest.TempPathFactory) -> CertLayout:
+    return init_certs(tmp_path_factory.mktemp("certs"), list(PARTIES))
+
+
+# --------------------------------------------------------------------------
+# per-job quotas, through a real coordinator
+# --------------------------------------------------------------------------
+def test_the_message_quota_stops_a_job_at_the_limit(tmp_path: Path, layout: CertLayout) -> None:
+    coord = start_coordinator(tmp_path, layout, relay={"job_max_messages": 3})
+    try:
+        job = running_job(coord, layout)
+        host = endpoint(coord, layout, "platform", job)
+        for _ in range(3):
+            host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual())
+        with pytest.raises(QuotaError) as err:
+            host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual())
+        assert_quota_refusal(err.value, "relay.job_max_messages")
+        assert "3 messages" in err.value.message
+        # The job is over for both parties, with an error naming the limit.
+        info = coord.jobs.get(job)
+        assert info.state == "failed" and "relay.job_max_messages" in info.error
+        # Another job has its own quota.
+        other = running_job(coord, layout)
+        endpoint(coord, layout, "platform", other).send(TwoPartyStep.RESIDUAL, Role.GUEST, residual())
+    finally:
+        coord.stop(0)
+
+
+def test_the_byte_quota_refuses_a_message_before_reading_it(tmp_path: Path, layout: CertLayout) -> None:
+    coord = start_coordinator(tmp_path, layout, relay={"job_max_bytes": 4096})
+    try:
+        job = running_job(coord, layout)
+        host = endpoint(coord, layout, "platform", job)
+        host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual(2))  # about 1 KiB
+        with pytest.raises(QuotaError) as err:
+            host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual(8))  # about 4 KiB more: over
+        assert_quota_refusal(err.value, "relay.job_max_bytes")
+        assert coord.mailbox.charged(job) == (0, 0)  # the failed job's accounting is dropped with it
+        assert coord.jobs.get(job).state == "failed"
+    finally:
+        coord.stop(0)
+
+
+def test_undelivered_bytes_are_bounded_per_job(tmp_path: Path, layout: CertLayout) -> None:
+    """#12: the mailbox had no limit: a party could park any amount for a receiver that never takes it."""
+    one = 4 * 512  # a lower bound of residual(4)'s size on the wire (a little more with its encoding and seal)
+    coord = start_coordinator(tmp_path, layout, relay={"job_max_pending_bytes": one + one // 2})  # one fits, two do not
+    try:
+        job = running_job(coord, layout)
+        host = endpoint(coord, layout, "platform", job)
+        guest = endpoint(coord, layout, "bank", job)
+        host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual(4))
+        assert guest.recv(TwoPartyStep.RESIDUAL, Role.HOST) == residual(4)  # taken: no longer held
+        host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual(4))
+        with pytest.raises(QuotaError) as err:
+            host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual(4))  # two held at once: over
+        assert_quota_refusal(err.value, "relay.job_max_pending_bytes")
+        assert coord.mailbox.pending_bytes() == 0  # the failed job's messages are dropped
+    finally:
+        coord.stop(0)
+
+
+# --------------------------------------------------------------------------
+# per-party rate limit
+# --------------------------------------------------------------------------
+def test_a_party_over_its_rate_is_refused_and_the_other_is_not(tmp_path: Path, layout: CertLayout) -> None:
+    coord = start_coordinator(tmp_path, layout, relay={"party_messages_per_s": 0.001, "party_burst": 2})
+    try:
+        job = running_job(coord, layout)
+        host = endpoint(coord, layout, "platform", job, timeout_s=1.0)  # retries a rate refusal for 1 s, then gives up
+        host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual())
+        host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual())
+        with pytest.raises(RateLimitedError) as err:
+            host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual())
+        assert_quota_refusal(err.value, "relay.party_messages_per_s")
+        assert "platform" in err.value.message
+        assert coord.jobs.get(job).state == "running"  # a rate refusal does not fail the job at the coordinator
+        guest = endpoint(coord, layout, "bank", job)  # the bank has its own bucket
+        guest.send(TwoPartyStep.RESIDUAL, Role.HOST, residual())
+    finally:
+        coord.stop(0)
+
+
+def test_a_party_slowed_by_its_rate_limit_waits_and_delivers_everything(tmp_path: Path, layout: CertLayout) -> None:
+    """A rate refusal changes nothing at the relay, so the endpoint waits and sends again: no message is lost."""
+    coord = start_coordinator(tmp_path, layout, relay={"party_messages_per_s": 10, "party_burst": 2})
+    try:
+        job = running_job(coord, layout)
+        host = endpoint(coord, layout, "platform", job)
+        for _ in range(6):  # 2 at once, then one per 0.1 s: the endpoint retries the refused sends
+            host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual())
+        guest = endpoint(coord, layout, "bank", job)
+        got = [guest.recv(TwoPartyStep.RESIDUAL, Role.HOST) for _ in range(6)]
+        assert all(len(m.values) == 2 for m in got)
+        assert coord.jobs.get(job).state == "running"
+    finally:
+        coord.stop(0)
+
+
+def test_token_bucket_refills_at_its_rate_up_to_its_burst() -> None:
+    now = [100.0]
+    bucket = RateLimiter(rate=2.0, burst=3, clock=lambda: now[0])
+    for _ in range(3):
+        bucket.take("bank")
+    with pytest.raises(QuotaError, match=r"2 messages per second, bursts of 3"):
+        bucket.take("bank")
+    bucket.take("platform")  # one bucket per party
+    now[0] += 0.5  # one token back
+    bucket.take("bank")
+    with pytest.raises(QuotaError):
+        bucket.take("bank")
+    now[0] += 3600  # never more than the burst
+    for _ in range(3):
+        bucket.take("bank")
+    with pytest.raises(QuotaError):
+        bucket.take("bank")
+
+
+def test_mailbox_admit_charges_nothing_it_refuses() -> None:
+    box = Mailbox(limits=RelayLimits(job_max_messages=2, job_max_bytes=100))
+    box.admit("j", 60)
+    with pytest.raises(QuotaError, match="relay.job_max_bytes"):
+        box.admit("j", 41)
+    box.admit("j", 40)
+    assert box.charged("j") == (2, 100)
+    with pytest.raises(QuotaError, match="relay.job_max_messages"):
+        box.admit("j", 0)
+    box.drop_job("j")
+    assert box.charged("j") == (0, 0)
+
+
+def test_default_limits_leave_a_wide_margin_over_the_demo_job() -> None:
+    """The defaults are sized from the coordinator transcripts of real `make demo` runs (default_credit, 4 epochs):
+    1,433 messages; 127.4 MB (Paillier) and 2.80 GB (CKKS); at most 43 messages in any second from one party
+    (7 in any 100 ms) across the recorded jobs; no more than a few MB held for a receiver at once."""
+    limits = RelayLimits()
+    assert limits.job_max_messages >= 50 * 1_433
+    assert limits.job_max_bytes >= 5 * 2_801_929_516
+    assert limits.party_burst + limits.party_messages_per_s >= 10 * 43
+    assert limits.party_messages_per_s >= 3 * 33  # the fastest sustained rate seen (small test jobs)
+    assert limits.job_max_pending_bytes >= 16 * (64 << 20)  # sixteen of the largest message the relay accepts
+
+
+def test_relay_limits_are_validated_in_the_config(tmp_path: Path) -> None:
+    from federated.errors import ConfigError
+
+    base = {"tls": {"ca": "a", "cert": "b", "key": "c"}, "sign": {"cert": "d", "key": "e"}, "parties": ["bank"]}
+    assert parse_config(CoordinatorConfig, base, source="c").relay == RelayLimits()
+    with pytest.raises(ConfigError, match="relay.party_messages_per_s"):
+        parse_config(CoordinatorConfig, {**base, "relay": {"party_messages_per_s": 0}}, source="c")
+    with pytest.raises(ConfigError, match="relay.max_bytes"):
+        parse_config(CoordinatorConfig, {**base, "relay": {"max_bytes": 1}}, source="c")
