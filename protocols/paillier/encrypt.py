@@ -29,7 +29,7 @@ Encryption splits into two independent halves:
 from __future__ import annotations
 
 import operator
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import gmpy2
 from gmpy2 import mpz
@@ -39,8 +39,17 @@ from ..fixed_base import build_table as _build_table, table_pow as _table_pow
 from .keys import PaillierPublicKey, RandomSource, _random_unit
 from .parallel import MapFn, chunked, run_tasks
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .pool import RandomnessPool
+
+
+class FactorSource(Protocol):
+    """What the encryptor takes precomputed obfuscators from: a
+    :class:`~protocols.paillier.pool.RandomnessPool` (declared here so that the
+    pool, built on this module, is not imported back)."""
+
+    @property
+    def public_key(self) -> PaillierPublicKey: ...
+
+    def take(self, k: int) -> list[mpz]: ...
 
 __all__ = [
     "Encryptor",
@@ -412,7 +421,7 @@ class Encryptor:
         r = self.random_factor()
         return (r + n * (m * r % n)) % nsq
 
-    def _check_pool(self, pool: "RandomnessPool") -> None:
+    def _check_pool(self, pool: FactorSource) -> None:
         if pool.public_key.n != self.public_key.n:
             raise KeyMismatchError("the randomness pool holds factors for a different public key")
 
@@ -420,7 +429,7 @@ class Encryptor:
         self,
         ms: Sequence[Any],
         *,
-        pool: "RandomnessPool | None" = None,
+        pool: "FactorSource | None" = None,
         map_fn: MapFn | None = None,
         chunk_size: int = DEFAULT_FACTOR_CHUNK,
     ) -> list[mpz]:
@@ -451,7 +460,7 @@ class Encryptor:
             factors.extend(self.random_factors(missing, map_fn=map_fn, chunk_size=chunk_size))
         return encrypt_with_factors(self.public_key, residues, factors)
 
-    def rerandomize(self, c: Any, *, pool: "RandomnessPool | None" = None) -> mpz:
+    def rerandomize(self, c: Any, *, pool: "FactorSource | None" = None) -> mpz:
         """Multiply ``c`` by a fresh obfuscator, so it no longer links to its inputs.
 
         Do this to any ciphertext computed homomorphically (sums, products, dot
@@ -477,7 +486,7 @@ class Encryptor:
         self,
         cs: Sequence[Any],
         *,
-        pool: "RandomnessPool | None" = None,
+        pool: "FactorSource | None" = None,
         map_fn: MapFn | None = None,
         chunk_size: int = DEFAULT_FACTOR_CHUNK,
     ) -> list[mpz]:
