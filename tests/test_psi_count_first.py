@@ -286,7 +286,7 @@ def test_the_reply_key_reveals_tau_and_nothing_else_of_the_host_seed() -> None:
 
 @pytest.mark.parametrize("mode", ROW_REVEALING)
 def test_a_count_first_role_killed_anywhere_resumes_to_the_same_result(mode: Reveal) -> None:
-    from test_psi import RESUME_CASE, run_resumable
+    from test_psi_checkpoint import RESUME_CASE, run_resumable
 
     params = PsiParams(salt=SALT, mode=mode, batch_size=6, count_first=True)
     make = {

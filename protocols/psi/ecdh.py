@@ -72,12 +72,12 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import gmpy2
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from ..core import MapFn, RandomSource
+from ..core import MapFn, RandomSource, batches
 from ..errors import CryptoError
 
 __all__ = [
@@ -364,11 +364,6 @@ def _split(packed: bytes, width: int) -> list[bytes]:
     return [packed[i : i + width] for i in range(0, len(packed), width)]
 
 
-def _chunks(n: int, chunk: int) -> Iterator[tuple[int, int]]:
-    for lo in range(0, n, chunk):
-        yield lo, min(n, lo + chunk)
-
-
 class Pending:
     """Work handed to ``map_fn``, collected by :meth:`result`.
 
@@ -458,7 +453,7 @@ def blind_async(
         if not isinstance(u, bytes) or len(u) != POINT_BYTES:
             raise CryptoError(f"point {i} was rejected by X25519 (wrong size or low order)")
     chunk = _task_chunk(len(points), chunk_size, map_fn)
-    tasks = [(scalar, b"".join(points[lo:hi]), lo) for lo, hi in _chunks(len(points), chunk)]
+    tasks = [(scalar, b"".join(points[lo:hi]), lo) for _, lo, hi in batches(len(points), chunk)]
     return _submit(blind_worker, tasks, map_fn)
 
 
@@ -477,7 +472,7 @@ def hash_points(
     _check_chunk(chunk_size)
     raw = _encode_ids(ids)
     chunk = _task_chunk(len(raw), chunk_size, map_fn)
-    tasks = [(salt, tuple(raw[lo:hi])) for lo, hi in _chunks(len(raw), chunk)]
+    tasks = [(salt, tuple(raw[lo:hi])) for _, lo, hi in batches(len(raw), chunk)]
     return _submit(hash_worker, tasks, map_fn).result()
 
 
@@ -506,5 +501,5 @@ def hash_and_blind_async(
     _x25519_key(scalar)
     raw = _encode_ids(ids)
     chunk = _task_chunk(len(raw), chunk_size, map_fn)
-    tasks = [(salt, scalar, tuple(raw[lo:hi])) for lo, hi in _chunks(len(raw), chunk)]
+    tasks = [(salt, scalar, tuple(raw[lo:hi])) for _, lo, hi in batches(len(raw), chunk)]
     return _submit(hash_blind_worker, tasks, map_fn)

@@ -181,40 +181,55 @@ of its reply learns about a random guest row rather than a row of its choice.
 
 from __future__ import annotations
 
-import enum
-import hashlib
 from array import array
-from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Generator, Iterator, Mapping, Sequence, TypeVar
-
-import numpy as np
+from typing import Any, Generator, Sequence
 
 from ..core import (
-    Aggregate,
     Checkpoint,
-    check_unique_ids,
-    Masked,
     Progress,
-    ProtocolStep,
-    Public,
-    Recv,
+    RandomSource,
     Role,
     RoleProgram,
     Send,
-    StepSpec,
+    batch_bounds,
+    batches,
+    check_unique_ids,
+    n_batches,
+    permuted_records,
+    recv_typed,
+    seeded_permutation,
 )
 from ..errors import ProtocolError
-from .ecdh import (
-    DIGEST_BYTES,
-    POINT_BYTES,
-    MapFn,
-    Pending,
-    RandomSource,
-    blind_async,
-    hash_and_blind_async,
-    random_scalar,
+from .checkpoint import PsiCheckpoint, Tracker
+from .count_first import (
+    IntersectionTooSmall,
+    check_minimum,
+    guest_count_exchange,
+    host_count_exchange,
+    reply_key,
+    reply_order,
+    too_few,
 )
+from .ecdh import DIGEST_BYTES, POINT_BYTES, MapFn, Pending, blind_async, hash_and_blind_async
+from .messages import (
+    ECDH_STEPS,
+    BlindedPoints,
+    EcdhSteps,
+    IntersectionCount,
+    MatchedPositions,
+    Mode,
+    PsiParams,
+    PsiResult,
+    PsiStep,
+    Reveal,
+    SetSize,
+    UnshuffleKey,
+    ecdh_step_copy,
+)
+from .streams import one_ahead, recv_batch, recv_one_ahead
 
+# The payloads, the step table and the parameters live in .messages, checkpoints in .checkpoint and the
+# count-first helpers in .count_first; they are listed here too, so this module stays the protocol's one entry.
 __all__ = [
     "SetSize",
     "BlindedPoints",
@@ -237,709 +252,51 @@ __all__ = [
     "host_program",
 ]
 
-_MIN_SALT_BYTES = 16
-#: Largest set size a peer may announce (the wire carries a uint64; 2^32 ids is far beyond any job).
-MAX_SET_SIZE = 1 << 32
 
+def _round_one(
+    role: Role, ids: Sequence[str], params: PsiParams, rng: RandomSource, map_fn: MapFn | None,
+    resume: PsiCheckpoint | None, checkpoint: bool, min_intersection: int, steps: EcdhSteps,
+) -> Generator[Any, Any, tuple[Tracker, array[int], int]]:
+    """Round 1, the same for both roles: announce the set size, stream scalar·h(id) in a shuffled row order, read the peer's size.
 
-# --------------------------------------------------------------------------- payloads
+    Checks the input, then draws the secrets (or takes them from ``resume``)
+    and the role's row permutation (σ for the guest, π for the host): stream
+    position j carries row ``perm[j]``, a batch a message, sent without waiting
+    for the peer. A resumed role starts after the last batch it sent; the pool
+    hashes and blinds batch k+1 while batch k is sent. Count-first, it stops
+    once the peer's announced set is below this role's minimum: the count
+    could not reach it, and would tell the peer how many of its few ids are
+    shared (one id: whether it is).
 
-
-@dataclass(frozen=True)
-class SetSize(Public):
-    """A party's set size, announced first so the peer knows how many batches follow.
-
-    Classified :class:`~protocols.core.Public`: the size is disclosed by the
-    number of blinded points anyway; announcing it first only lets the peer
-    plan its batches and report progress.
+    Returns the role's tracker, its permutation and the peer's set size.
     """
-
-    count: int
-
-    def __post_init__(self) -> None:
-        if type(self.count) is not int or not 0 <= self.count <= MAX_SET_SIZE:
-            raise ProtocolError(f"SetSize.count must be an int in [0, 2^32], got {self.count!r}")
-
-    def disclosed(self) -> dict[str, Any]:
-        return {"set_size": self.count}
-
-
-@dataclass(frozen=True)
-class BlindedPoints(Masked):
-    """A list of X25519 u-coordinates, each blinded by a sender's secret scalar.
-
-    Classified :class:`~protocols.core.Masked`: every point is h(id) times a
-    fresh scalar the receiver does not know, which hides the id computationally
-    (DDH). The receiver does learn the list's length. Every honest point lies
-    on Curve25519 proper, so its public curve/twist bit is constant (see
-    :mod:`protocols.psi.ecdh`); the order is a permutation the sender drew,
-    unrelated to its row order.
-    """
-
-    points: tuple[bytes, ...]
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.points, tuple):
-            raise ProtocolError(f"BlindedPoints.points must be a tuple, got {type(self.points).__name__}")
-        for i, p in enumerate(self.points):
-            if not isinstance(p, bytes) or len(p) != POINT_BYTES:
-                raise ProtocolError(f"BlindedPoints.points[{i}] is not {POINT_BYTES} bytes")
-
-
-@dataclass(frozen=True)
-class MatchedPositions(Aggregate):
-    """The intersection, as positions in the host's ``HOST_BLINDED`` stream.
-
-    ``positions[k]`` is where the k-th intersection element (in increasing
-    guest row order) sits in that stream (batch ``j // batch_size``, index
-    ``j % batch_size``). Classified :class:`~protocols.core.Aggregate`: it is
-    the PSI's own output, sent only when the job lists the intersection as
-    revealed to both parties (``Reveal.BOTH``). It discloses to the host which
-    of its rows are shared and the guest's agreed order, nothing about guest
-    rows outside the intersection.
-    """
-
-    positions: tuple[int, ...]
-
-    def disclosed(self) -> dict[str, Any]:
-        return {"intersection_size": len(self.positions)}
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.positions, tuple):
-            raise ProtocolError(
-                f"MatchedPositions.positions must be a tuple, got {type(self.positions).__name__}"
-            )
-        for i, p in enumerate(self.positions):
-            if type(p) is not int or p < 0:
-                raise ProtocolError(f"MatchedPositions.positions[{i}] is not a non-negative int")
-
-
-_KEY_BYTES = 32
-
-
-class IntersectionTooSmall(ProtocolError):
-    """Count-first PSI stopped at the count: |X ∩ Y| is below a party's ``min_intersection``.
-
-    Raised by the party whose minimum is not met, and by its peer once told so.
-    When it is raised nothing has located the intersection: the guest holds the
-    shuffled reply only, the host blinded points only. Its message (local log)
-    has the count; its :attr:`~protocols.errors.FedCreditError.public_message`
-    (what leaves the node) names the policy and the minimum only, never a count
-    or an id.
-    """
-
-    code = "MIN_INTERSECTION"
-
-
-@dataclass(frozen=True)
-class IntersectionCount(Aggregate):
-    """Count-first: |X ∩ Y| as the guest counted it on the shuffled reply, and its verdict.
-
-    Attributes:
-        count: matches between the shuffled HOST_DOUBLE_BLINDED reply and the
-            guest's table of the host's points.
-        meets_minimum: whether ``count`` reaches the guest's ``min_intersection``;
-            when False the guest stops right after sending this.
-
-    Classified :class:`~protocols.core.Aggregate`: the cardinality, which a
-    count-first run discloses to both parties by design, before either checks it.
-    Fixed width on the wire (the size does not depend on the count).
-    """
-
-    count: int
-    meets_minimum: bool
-
-    def __post_init__(self) -> None:
-        if type(self.count) is not int or not 0 <= self.count <= MAX_SET_SIZE:
-            raise ProtocolError(f"IntersectionCount.count must be an int in [0, 2^32], got {self.count!r}")
-        if type(self.meets_minimum) is not bool:
-            raise ProtocolError("IntersectionCount.meets_minimum must be a bool")
-
-    def disclosed(self) -> dict[str, Any]:
-        return {"intersection_size": self.count, "meets_minimum": self.meets_minimum}
-
-
-@dataclass(frozen=True)
-class UnshuffleKey(Aggregate):
-    """Count-first: the host's verdict on the count and, if both minimums are met, the key of τ.
-
-    Attributes:
-        meets_minimum: False when the guest refused or the count is below the
-            host's ``min_intersection``; the host then stops.
-        key: the 32-byte seed of the reply's shuffle τ (:func:`reply_order`)
-            when ``meets_minimum``; empty otherwise.
-
-    Classified :class:`~protocols.core.Aggregate`: the key is uniform and
-    independent of every id and of the host's other secrets (:func:`reply_key`),
-    but with the reply the guest already holds it releases the PSI's output
-    (the guest's rows in the intersection). It is sent only once both parties'
-    minimums are met.
-    """
-
-    meets_minimum: bool
-    key: bytes
-
-    def __post_init__(self) -> None:
-        if type(self.meets_minimum) is not bool:
-            raise ProtocolError("UnshuffleKey.meets_minimum must be a bool")
-        if not isinstance(self.key, bytes) or len(self.key) != (_KEY_BYTES if self.meets_minimum else 0):
-            raise ProtocolError(f"UnshuffleKey.key must be {_KEY_BYTES} bytes when the minimum is met, empty otherwise")
-
-    def disclosed(self) -> dict[str, Any]:
-        return {"meets_minimum": self.meets_minimum}
-
-
-class PsiStep(ProtocolStep):
-    """The PSI message table (see the module docstring for the flow)."""
-
-    GUEST_SIZE = StepSpec(
-        "psi.guest_size", (Role.GUEST,), (Role.HOST,), SetSize,
-        "|X|, the guest's first message",
+    guest = role is Role.GUEST
+    peer = Role.HOST if guest else Role.GUEST
+    size_step, blinded_step, peer_size_step = (
+        (steps.guest_size, steps.guest_blinded, steps.host_size) if guest else (steps.host_size, steps.host_blinded, steps.guest_size)
     )
-    HOST_SIZE = StepSpec(
-        "psi.host_size", (Role.HOST,), (Role.GUEST,), SetSize,
-        "|Y|, the host's first message",
-    )
-    GUEST_BLINDED = StepSpec(
-        "psi.guest_blinded", (Role.GUEST,), (Role.HOST,), BlindedPoints,
-        "one message per batch: a·h(x) for the guest's ids, shuffled (σ)",
-    )
-    HOST_DOUBLE_BLINDED = StepSpec(
-        "psi.host_double_blinded", (Role.HOST,), (Role.GUEST,), BlindedPoints,
-        "one message per batch: b·a·h(x), in GUEST_BLINDED order (CARDINALITY: shuffled by τ)",
-    )
-    HOST_BLINDED = StepSpec(
-        "psi.host_blinded", (Role.HOST,), (Role.GUEST,), BlindedPoints,
-        "one message per batch: b·h(y) for the host's ids, shuffled (π)",
-    )
-    GUEST_COUNT = StepSpec(
-        "psi.guest_count", (Role.GUEST,), (Role.HOST,), IntersectionCount,
-        "count-first only: |X ∩ Y| counted on the shuffled reply, and whether it meets the guest's minimum",
-    )
-    HOST_UNSHUFFLE = StepSpec(
-        "psi.host_unshuffle", (Role.HOST,), (Role.GUEST,), UnshuffleKey,
-        "count-first only: whether the count meets the host's minimum and, if both are met, the key of τ",
-    )
-    GUEST_MATCHES = StepSpec(
-        "psi.guest_matches", (Role.GUEST,), (Role.HOST,), MatchedPositions,
-        "positions of the intersection in the HOST_BLINDED stream (reveal BOTH only)",
-    )
-
-
-@dataclass(frozen=True)
-class EcdhSteps:
-    """The steps one ECDH-PSI run travels under; :data:`ECDH_STEPS` (:class:`PsiStep`'s own) by default.
-
-    The OT mode runs this exchange as its count-first fallback under copies in
-    its own table (``psi_ot.ecdh_*``, see :mod:`protocols.psi.ot.protocol`),
-    because the relay admits a job's own protocol's steps only. Each copy must
-    have the same senders, receivers and payload type as the step it stands for.
-
-    Raises:
-        ProtocolError: if a field's step differs from its :class:`PsiStep`
-            counterpart in anything but its wire name.
-    """
-
-    guest_size: ProtocolStep
-    host_size: ProtocolStep
-    guest_blinded: ProtocolStep
-    host_blinded: ProtocolStep
-    host_double_blinded: ProtocolStep
-    guest_count: ProtocolStep
-    host_unshuffle: ProtocolStep
-    guest_matches: ProtocolStep
-
-    def __post_init__(self) -> None:
-        for name in self.__dataclass_fields__:
-            mine, model = getattr(self, name).spec, PsiStep[name.upper()].spec
-            if (mine.senders, mine.receivers, mine.payload) != (model.senders, model.receivers, model.payload):
-                raise ProtocolError(f"EcdhSteps.{name}: {mine.wire} does not match {model.wire}")
-
-
-def ecdh_step_copy(step: PsiStep, prefix: str) -> StepSpec:
-    """``step``'s row under another wire name: ``prefix`` + its name after ``psi.`` (for :class:`EcdhSteps`)."""
-    spec = step.spec
-    return StepSpec(prefix + spec.wire.removeprefix("psi."), spec.senders, spec.receivers, spec.payload, spec.doc)
-
-
-#: The balanced ECDH-PSI's own steps.
-ECDH_STEPS = EcdhSteps(
-    PsiStep.GUEST_SIZE, PsiStep.HOST_SIZE, PsiStep.GUEST_BLINDED, PsiStep.HOST_BLINDED,
-    PsiStep.HOST_DOUBLE_BLINDED, PsiStep.GUEST_COUNT, PsiStep.HOST_UNSHUFFLE, PsiStep.GUEST_MATCHES,
-)
-
-
-class Reveal(str, enum.Enum):
-    """The PSI mode: who learns what."""
-
-    BOTH = "both"  # guest and host learn the intersection, aligned (training)
-    GUEST = "guest"  # only the guest learns the intersection; the host learns |X|
-    CARDINALITY = "cardinality"  # only the guest learns |X ∩ Y|; the host learns |X|
-
-    def __str__(self) -> str:
-        return self.value
-
-
-#: The name used by ``PsiParams.mode``; the same enum as :class:`Reveal`.
-Mode = Reveal
-
-
-@dataclass(frozen=True)
-class PsiParams:
-    """Job parameters both roles must agree on.
-
-    Attributes:
-        salt: per-job salt, at least 16 bytes; public within the job. A fresh
-            salt per job keeps blinded values from different jobs unlinkable
-            even if a scalar were reused.
-        reveal: the mode (kept under its first name; see ``mode``).
-        batch_size: points per message, and per ``Progress`` report.
-        mode: the mode, :class:`Reveal` (alias :data:`Mode`): BOTH, GUEST or
-            CARDINALITY. ``mode`` and ``reveal`` are one setting: pass either;
-            after construction both hold the same value. Passing both with
-            different values is an error (unless ``reveal`` is left at its
-            default).
-        count_first: run the count-first exchange (module docstring): the
-            parties learn |X ∩ Y| and check it against their own
-            ``min_intersection`` before anything locates the intersection.
-            BOTH and GUEST only (CARDINALITY reveals the count alone anyway).
-            A role program refuses a positive ``min_intersection`` without it.
-
-    Raises:
-        ProtocolError: on a short or non-bytes salt, an unknown mode, a
-            non-positive ``batch_size``, or ``count_first`` with CARDINALITY.
-    """
-
-    salt: bytes
-    reveal: Reveal = Reveal.BOTH
-    batch_size: int = 8192
-    mode: Reveal | None = None
-    count_first: bool = False
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.salt, bytes) or len(self.salt) < _MIN_SALT_BYTES:
-            raise ProtocolError(f"PSI salt must be at least {_MIN_SALT_BYTES} bytes")
-        try:
-            reveal = Reveal(self.reveal)
-            mode = reveal if self.mode is None else Reveal(self.mode)
-        except ValueError:
-            raise ProtocolError(f"unknown PSI mode {self.mode if self.mode is not None else self.reveal!r}") from None
-        if reveal is not Reveal.BOTH and reveal is not mode:
-            raise ProtocolError(f"PSI reveal={reveal} and mode={mode} disagree; pass one of them")
-        object.__setattr__(self, "reveal", mode)
-        object.__setattr__(self, "mode", mode)
-        if type(self.batch_size) is not int or self.batch_size < 1:
-            raise ProtocolError(f"PSI batch_size must be a positive int, got {self.batch_size!r}")
-        if type(self.count_first) is not bool:
-            raise ProtocolError(f"PSI count_first must be a bool, got {self.count_first!r}")
-        if self.count_first and mode is Reveal.CARDINALITY:
-            raise ProtocolError("PSI count_first applies to modes that reveal rows (both, guest); "
-                                "cardinality reveals only the count already")
-
-
-@dataclass(frozen=True)
-class PsiResult:
-    """One party's PSI output.
-
-    Attributes:
-        rows: indices into this party's own input list, in the agreed order
-            (increasing guest row index), so ``guest.rows[k]`` and
-            ``host.rows[k]`` refer to the same entity. Empty in CARDINALITY
-            mode, and for the host unless the mode is BOTH.
-        size: the intersection size; ``-1`` for the host unless the mode is
-            BOTH (it learns nothing about the intersection, not even its size
-            -- unless the run was count-first, whose count its transcript
-            records as received).
-    """
-
-    rows: tuple[int, ...]
-    size: int
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-_CHECKPOINT_TAG = b"fedcredit/v1/psi-checkpoint"
-_CHECKPOINT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class PsiCheckpoint:
-    """Where a role stands after its last completed batch, enough to resume it.
-
-    Yielded as a :class:`~protocols.core.Checkpoint` action's ``state`` (as :meth:`to_dict`) when a
-    role runs with ``checkpoint=True``; pass :meth:`from_dict` of the last one
-    back as ``resume=`` to continue. A resumed role is deterministic: with the
-    same ids and params it re-creates exactly the messages it sent before.
-
-    Attributes:
-        role: the role it belongs to.
-        job: SHA-256 binding the checkpoint to the role, the params (salt,
-            mode, batch size) and the id list; resuming with anything else
-            raises :class:`~protocols.errors.ProtocolError`.
-        scalar: **secret** -- the role's blinding scalar.
-        shuffle_seed: **secret** -- seeds the role's permutations (σ/π, τ).
-        peer_size: the peer's announced size, -1 until received.
-        sent: wire name -> messages of that step already sent. The resumed
-            role sends message number ``sent[wire]`` next.
-        recv_from: wire name -> the sequence number the resumed role asks for
-            first. It can be lower than the number already received: the
-            guest keeps its lookup table in memory and rebuilds it by reading
-            its receive steps again from 0.
-
-    The runtime's part:
-
-    * Persist every checkpoint synchronously, before the program continues
-      (the first one comes before any message is sent, so the secret scalar
-      is on disk before anything derived from it leaves), and only in the
-      party's own storage (mode 0600): ``scalar`` and ``shuffle_seed`` are as
-      secret as the ids themselves; the coordinator must never see them.
-    * On resume set the endpoint's send counter of each step to ``sent`` and
-      its receive counter to ``recv_from``.
-    * A crash between a send and the next checkpoint makes the resumed role
-      send that message again, byte for byte (its payload is a deterministic
-      function of ids, params and checkpoint). Skip a send whose sequence was
-      already delivered (ideally after checking the payload digest matches).
-    * Keep every received message with a sequence number ≥ ``recv_from`` of
-      its step (a local spool, written before the payload is handed to the
-      program): the relay drops a message once delivered, and the resumed
-      role will ask for it again.
-    """
-
-    role: Role
-    job: bytes
-    scalar: bytes
-    shuffle_seed: bytes
-    peer_size: int = -1
-    sent: Mapping[str, int] = field(default_factory=dict)
-    recv_from: Mapping[str, int] = field(default_factory=dict)
-
-    version: ClassVar[int] = _CHECKPOINT_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (bytes as hex). Contains the secrets under ``"secret"``."""
-        return {
-            "version": _CHECKPOINT_VERSION,
-            "protocol": "psi.ecdh",
-            "role": self.role.value,
-            "job": self.job.hex(),
-            "secret": {"scalar": self.scalar.hex(), "shuffle_seed": self.shuffle_seed.hex()},
-            "peer_size": self.peer_size,
-            "sent": {k: int(v) for k, v in sorted(self.sent.items())},
-            "recv_from": {k: int(v) for k, v in sorted(self.recv_from.items())},
-        }
-
-    def public_view(self) -> dict[str, Any]:
-        """:meth:`to_dict` without the secrets (safe for logs and job status)."""
-        d = self.to_dict()
-        del d["secret"]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "PsiCheckpoint":
-        """Parse :meth:`to_dict` output. Raises ProtocolError if malformed."""
-        try:
-            if d["version"] != _CHECKPOINT_VERSION or d["protocol"] != "psi.ecdh":
-                raise ProtocolError(f"unsupported PSI checkpoint version {d.get('version')!r}")
-            secret = d["secret"]
-            cp = cls(
-                role=Role(d["role"]),
-                job=bytes.fromhex(d["job"]),
-                scalar=bytes.fromhex(secret["scalar"]),
-                shuffle_seed=bytes.fromhex(secret["shuffle_seed"]),
-                peer_size=d["peer_size"],
-                sent=dict(d["sent"]),
-                recv_from=dict(d["recv_from"]),
-            )
-        except ProtocolError:
-            raise
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ProtocolError(f"malformed PSI checkpoint: {type(exc).__name__}: {exc}") from None
-        cp._validate()
-        return cp
-
-    def _validate(self) -> None:
-        if len(self.job) != 32 or len(self.scalar) != POINT_BYTES or len(self.shuffle_seed) != 32:
-            raise ProtocolError("malformed PSI checkpoint: wrong digest, scalar or seed length")
-        if type(self.peer_size) is not int or not -1 <= self.peer_size <= MAX_SET_SIZE:
-            raise ProtocolError("malformed PSI checkpoint: bad peer_size")
-        for name, counts in (("sent", self.sent), ("recv_from", self.recv_from)):
-            for k, v in counts.items():
-                if not isinstance(k, str) or type(v) is not int or v < 0:
-                    raise ProtocolError(f"malformed PSI checkpoint: bad {name} entry")
-
-
-def _ids_digest(ids: Sequence[str]) -> bytes:
-    h = hashlib.sha256(b"fedcredit/v1/psi-ids")
-    for x in ids:
-        data = x.encode("utf-8")
-        h.update(len(data).to_bytes(4, "big"))
-        h.update(data)
-    return h.digest()
-
-
-def _job_digest(role: Role, ids: Sequence[str], params: PsiParams) -> bytes:
-    h = hashlib.sha256(_CHECKPOINT_TAG)
-    parts = [role.value.encode(), params.salt, params.reveal.value.encode(), str(params.batch_size).encode()]
-    if params.count_first:
-        parts.append(b"count-first")
-    for part in parts:
-        h.update(len(part).to_bytes(8, "big"))
-        h.update(part)
-    h.update(_ids_digest(ids))
-    return h.digest()
-
-
-class _Tracker:
-    """A role's secrets and message counters; makes its Progress reports and checkpoints."""
-
-    def __init__(
-        self,
-        role: Role,
-        ids: Sequence[str],
-        params: PsiParams,
-        rng: RandomSource,
-        resume: PsiCheckpoint | None,
-        checkpoint: bool,
-    ) -> None:
-        self.role = role
-        self.enabled = checkpoint or resume is not None
-        self.job = _job_digest(role, ids, params) if self.enabled else b""
-        if resume is None:
-            self.scalar = random_scalar(rng)
-            self.seed = rng.getrandbits(256).to_bytes(32, "little")
-            self.peer_size = -1
-            self.sent: dict[str, int] = {}
-            self.recv_from: dict[str, int] = {}
-        else:
-            if not isinstance(resume, PsiCheckpoint):
-                raise ProtocolError(f"resume must be a PsiCheckpoint, got {type(resume).__name__}")
-            resume._validate()
-            if resume.role is not role:
-                raise ProtocolError(f"checkpoint is for the {resume.role}, not the {role}")
-            if resume.job != self.job:
-                raise ProtocolError("checkpoint is for other ids or other PSI params; cannot resume")
-            self.scalar = resume.scalar
-            self.seed = resume.shuffle_seed
-            self.peer_size = resume.peer_size
-            self.sent = dict(resume.sent)
-            self.recv_from = dict(resume.recv_from)
-
-    def snapshot(self) -> PsiCheckpoint:
-        return PsiCheckpoint(self.role, self.job, self.scalar, self.seed, self.peer_size,
-                             dict(self.sent), dict(self.recv_from))
-
-    def progress(self, done: int, total: int, phase: str) -> Generator[Checkpoint | Progress, Any, None]:
-        """A :class:`Checkpoint` (with the secrets; the runtime persists it before the program goes on),
-        then the :class:`Progress` report, which never carries a secret."""
-        if self.enabled:
-            yield Checkpoint("psi", self.snapshot().to_dict())
-        yield Progress(stage="psi", done=done, total=total, detail={"phase": phase})
-
-    def sent_count(self, step: ProtocolStep) -> int:
-        return self.sent.get(step.wire, 0)
-
-    def count_sent(self, step: ProtocolStep) -> None:
-        self.sent[step.wire] = self.sent.get(step.wire, 0) + 1
-
-    def send_once(self, step: ProtocolStep, payload: Any) -> Generator[Send, Any, None]:
-        """Send a step's only message, unless a resumed role already did."""
-        if self.sent_count(step) == 0:
-            yield Send(step, payload)
-            self.count_sent(step)
-
-    def recv_size(self, step: ProtocolStep) -> Generator[Recv, object, int]:
-        """The peer's announced size (read once; a resumed role has it in its checkpoint)."""
-        if self.peer_size < 0:
-            msg = yield from recv_checked(step)
-            assert isinstance(msg, SetSize)  # guaranteed by recv_checked
-            self.peer_size = msg.count
-            self.recv_from[step.wire] = 1
-        return self.peer_size
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def n_batches(n: int, batch_size: int) -> int:
-    """How many messages a list of ``n`` points takes."""
-    return -(-n // batch_size)
-
-
-def batch_bounds(k: int, n: int, batch_size: int) -> tuple[int, int]:
-    """Positions ``[lo, hi)`` of batch ``k`` of a list of ``n``."""
-    lo = k * batch_size
-    return lo, min(n, lo + batch_size)
-
-
-def seeded_permutation(n: int, seed: bytes, label: bytes) -> array[int]:
-    """A uniformly random permutation of range(n), drawn deterministically from ``seed``.
-
-    Each position gets a 128-bit key from SHAKE-256(tag ‖ label ‖ seed), and
-    the permutation is the order that sorts the keys: uniform as long as no
-    two keys tie, i.e. within statistical distance n²·2^-129 of uniform
-    (2^-89 at n = 2^20); ties, should one happen, keep index order. A resumed
-    role re-creates the same shuffle from its checkpointed seed; distinct
-    labels give independent permutations from one seed. Vectorized (numpy),
-    ~0.3 s at 2^20; kept as an ``array('q')``: 8 bytes per element.
-    """
-    perm = array("q")
-    if n == 0:
-        return perm
-    stream = hashlib.shake_256(
-        b"fedcredit/v1/psi-shuffle" + len(label).to_bytes(2, "big") + label + seed
-    ).digest(16 * n)
-    keys = np.frombuffer(stream, dtype="<u8").reshape(n, 2)
-    order = np.lexsort((keys[:, 1], keys[:, 0]))  # sorts by keys[:, 0], then keys[:, 1]
-    perm.frombytes(order.astype(np.int64).tobytes())
-    return perm
-
-
-_T = TypeVar("_T")
-
-
-def one_ahead(items: Sequence[_T], submit: Callable[[_T], Pending]) -> Iterator[tuple[_T, list[bytes]]]:
-    """Yield ``(item, submit(item).result())`` in order, submitting each item one step early.
-
-    With a pool ``map_fn`` the pool computes item k+1 while the caller sends
-    item k (or, under :func:`~protocols.core.run_local`, while the peer runs).
-    """
-    pending: Pending | None = None
-    previous: _T | None = None
-    for item in items:
-        nxt = submit(item)
-        if pending is not None:
-            yield previous, pending.result()  # type: ignore[misc]
-        pending, previous = nxt, item
-    if pending is not None:
-        yield previous, pending.result()  # type: ignore[misc]
-
-
-def recv_checked(step: ProtocolStep) -> Generator[Recv, object, object]:
-    """Receive one message of ``step`` and check its payload type."""
-    payload = yield Recv(step)
-    if not isinstance(payload, step.spec.payload):
-        raise ProtocolError(
-            f"step {step.wire} expects {step.spec.payload.__name__}, got {type(payload).__name__}"
-        )
-    return payload
-
-
-def recv_batch(step: ProtocolStep, k: int, expected: int) -> Generator[Recv, object, tuple[bytes, ...]]:
-    """Receive batch ``k`` of a :class:`BlindedPoints` stream and check its length."""
-    payload = yield from recv_checked(step)
-    assert isinstance(payload, BlindedPoints)  # guaranteed by recv_checked
-    if len(payload.points) != expected:
-        raise ProtocolError(
-            f"{step.wire} batch {k} carries {len(payload.points)} points, expected {expected}"
-        )
-    return payload.points
-
-
-def _blind_rows(
-    salt: bytes, scalar: bytes, ids: Sequence[str], perm: array[int], k: int, size: int, map_fn: MapFn | None
-) -> Pending:
-    """Start hashing and blinding batch ``k`` of the shuffled rows."""
-    lo, hi = batch_bounds(k, len(ids), size)
-    return hash_and_blind_async(salt, scalar, [ids[perm[i]] for i in range(lo, hi)], map_fn)
-
-
-_REPLY_KEY_TAG = b"fedcredit/v1/psi-reply-key"
-
-
-def reply_key(shuffle_seed: bytes) -> bytes:
-    """The host's key of τ, derived from its secret shuffle seed: SHA-256(tag ‖ seed).
-
-    A one-way derivation, so revealing it (count-first, HOST_UNSHUFFLE) says
-    nothing about the seed and hence nothing about π, which the same seed draws.
-    A resumed host re-derives the same key from its checkpoint.
-    """
-    return hashlib.sha256(_REPLY_KEY_TAG + shuffle_seed).digest()
-
-
-def reply_order(n: int, key: bytes) -> array[int]:
-    """τ: position p of the shuffled HOST_DOUBLE_BLINDED stream holds the reply to GUEST_BLINDED position τ[p]."""
-    return seeded_permutation(n, key, b"host-reply")
-
-
-def _check_minimum(minimum: int, count_first: bool) -> None:
-    if type(minimum) is not int or minimum < 0:
-        raise ProtocolError(f"min_intersection must be a non-negative int, got {minimum!r}")
-    if minimum > 0 and not count_first:
-        raise ProtocolError("a min_intersection can be checked before the intersection is revealed only by a "
-                            "count-first run (PsiParams.count_first=True)")
-
-
-def _below(role: Role, minimum: int | None, count: int | None) -> IntersectionTooSmall:
-    """The error of a count-first run stopped by ``role``'s minimum (None: the peer's value, not known here)."""
-    policy = f"min_intersection {minimum}" if minimum is not None else "its min_intersection policy"
-    found = "" if count is None else f" ({count} ids)"
-    return IntersectionTooSmall(
-        f"count-first PSI stopped: the intersection{found} is below the {role}'s minimum ({policy}); "
-        "nothing has located the intersection",
-        public=f"count-first PSI stopped: the intersection is below the {role}'s minimum ({policy}); "
-               "no ids were revealed to either party")
-
-
-def _too_few(small: Role, checker: Role, size: int, minimum: int) -> IntersectionTooSmall:
-    """A count-first run stopped before the count: ``small``'s whole set cannot reach ``checker``'s minimum."""
-    return IntersectionTooSmall(
-        f"count-first PSI stopped before the count: the {small}'s set has {size} ids, fewer than the {checker}'s "
-        f"min_intersection of {minimum}",
-        public=f"count-first PSI stopped: the {small}'s set is smaller than the {checker}'s minimum "
-               f"(min_intersection {minimum}); no ids were revealed to either party")
-
-
-def guest_count_exchange(
-    count_step: ProtocolStep, unshuffle_step: ProtocolStep, count: int, minimum: int, tracker: "_Tracker | None" = None
-) -> Generator[Any, Any, bytes]:
-    """The guest's side of the count exchange: send the count and its verdict, then read the host's.
-
-    Returns the key of τ once both minimums are met. ``tracker`` (the balanced
-    mode's) skips a send a resumed role already made. Raises
-    :class:`IntersectionTooSmall` otherwise -- right after sending its own
-    refusal, so the host stops too.
-    """
-    meets = count >= minimum
-    if tracker is not None:
-        yield from tracker.send_once(count_step, IntersectionCount(count, meets))
-    else:
-        yield Send(count_step, IntersectionCount(count, meets))
-    if not meets:
-        raise _below(Role.GUEST, minimum, count)
-    reply = yield from recv_checked(unshuffle_step)
-    assert isinstance(reply, UnshuffleKey)  # guaranteed by recv_checked
-    if not reply.meets_minimum:
-        raise _below(Role.HOST, None, count)
-    return reply.key
-
-
-def host_count_exchange(
-    count_step: ProtocolStep, unshuffle_step: ProtocolStep, key: bytes, minimum: int, most: int,
-    tracker: "_Tracker | None" = None,
-) -> Generator[Any, Any, int]:
-    """The host's side of the count exchange: read the guest's count, check it, release τ's key or refuse.
-
-    ``most`` bounds an honest count (the smaller set's size). Returns the count.
-    A resumed host reads the count again (its checkpoint keeps none). Raises
-    :class:`IntersectionTooSmall` if either minimum is not met, after telling
-    the guest when the refusal is its own.
-    """
-    msg = yield from recv_checked(count_step)
-    assert isinstance(msg, IntersectionCount)  # guaranteed by recv_checked
-    if msg.count > most:
-        raise ProtocolError(f"{count_step.wire} announces {msg.count} matches, more than either set holds")
-    if not msg.meets_minimum:
-        raise _below(Role.GUEST, None, msg.count)
-    meets = msg.count >= minimum
-    verdict = UnshuffleKey(meets, key if meets else b"")
-    if tracker is not None:
-        yield from tracker.send_once(unshuffle_step, verdict)
-    else:
-        yield Send(unshuffle_step, verdict)
-    if not meets:
-        raise _below(Role.HOST, minimum, msg.count)
-    return msg.count
+    check_unique_ids(ids, role)
+    check_minimum(min_intersection, params.count_first)
+    t = Tracker(role, ids, params, rng, resume, checkpoint)
+    n, size = len(ids), params.batch_size
+    perm = seeded_permutation(n, t.seed, b"guest-rows" if guest else b"host-rows")
+    if t.enabled:
+        yield from t.progress(0, n, "start")  # the secrets reach the checkpoint before any message leaves
+    yield from t.send_once(size_step, SetSize(n))
+
+    def blind_rows(k: int) -> Pending:
+        lo, hi = batch_bounds(k, n, size)
+        return hash_and_blind_async(params.salt, t.scalar, [ids[perm[i]] for i in range(lo, hi)], map_fn)
+
+    for k, points in one_ahead(range(t.sent_count(blinded_step), n_batches(n, size)), blind_rows):
+        yield Send(blinded_step, BlindedPoints(tuple(points)))
+        t.count_sent(blinded_step)
+        yield from t.progress(batch_bounds(k, n, size)[1], n, f"{role}_blind")
+
+    n_peer = yield from t.recv_size(peer_size_step)
+    if params.count_first and n_peer < min_intersection:
+        raise too_few(peer, role, n_peer, min_intersection)
+    return t, perm, n_peer
 
 
 # --------------------------------------------------------------------------- roles
@@ -985,29 +342,11 @@ def guest_program(
             minimum is given without ``count_first``.
         CryptoError: if the host sends a low-order point.
     """
-    check_unique_ids(ids, Role.GUEST)
-    _check_minimum(min_intersection, params.count_first)
-    t = _Tracker(Role.GUEST, ids, params, rng, resume, checkpoint)
+    # Round 1: announce |X|, then stream a·h(x) in σ order (stream position k holds guest row perm[k]).
+    t, perm, n_host = yield from _round_one(Role.GUEST, ids, params, rng, map_fn, resume, checkpoint, min_intersection, steps)
     a, size, mode, gated = t.scalar, params.batch_size, params.reveal, params.count_first
     n = len(ids)
-    perm = seeded_permutation(n, t.seed, b"guest-rows")  # stream position k holds guest row perm[k]
-    if t.enabled:
-        yield from t.progress(0, n, "start")  # the secrets reach the checkpoint before any message leaves
-
-    # Round 1: announce |X|, then stream a·h(x) in σ order, without waiting for the host.
-    yield from t.send_once(steps.guest_size, SetSize(n))
-    own = range(t.sent_count(steps.guest_blinded), n_batches(n, size))
-    for k, points in one_ahead(own, lambda k: _blind_rows(params.salt, a, ids, perm, k, size, map_fn)):
-        yield Send(steps.guest_blinded, BlindedPoints(tuple(points)))
-        t.count_sent(steps.guest_blinded)
-        yield from t.progress(batch_bounds(k, n, size)[1], n, "guest_blind")
-
-    n_host = yield from t.recv_size(steps.host_size)
     total = n + n_host
-    if gated and n_host < min_intersection:
-        # The count could not reach the minimum, and it would tell the host how many of its few ids are ours
-        # (one id: whether it is): stop before it exists.
-        raise _too_few(Role.HOST, Role.GUEST, n_host, min_intersection)
 
     # Round 2: the lookup table a·b·h(y) -> host stream position. It lives in
     # memory only, so a resumed guest reads both receive steps again from 0
@@ -1017,7 +356,7 @@ def guest_program(
     table: dict[bytes, int] = {}
     seen: set[bytes] = set()
 
-    def absorb(lo: int, hi: int, again: list[bytes]) -> Generator[Checkpoint | Progress, Any, None]:
+    def absorb(k: int, lo: int, hi: int, again: list[bytes]) -> Generator[Checkpoint | Progress, Any, None]:
         if mode is Reveal.CARDINALITY:
             seen.update(p[:DIGEST_BYTES] for p in again)
             filled = len(seen)
@@ -1028,17 +367,11 @@ def guest_program(
             raise ProtocolError(f"{steps.host_blinded.wire} repeats a point (host ids not unique)")
         yield from t.progress(n + hi, total, "guest_reblind")
 
+    def reblind(points: tuple[bytes, ...]) -> Pending:
+        return blind_async(a, points, map_fn)
+
     # One batch ahead: batch k is re-blinded by the pool while batch k+1 is awaited.
-    previous: tuple[int, int, Pending] | None = None
-    for k in range(n_batches(n_host, size)):
-        lo, hi = batch_bounds(k, n_host, size)
-        theirs = yield from recv_batch(steps.host_blinded, k, hi - lo)
-        current = (lo, hi, blind_async(a, theirs, map_fn))
-        if previous is not None:
-            yield from absorb(previous[0], previous[1], previous[2].result())
-        previous = current
-    if previous is not None:
-        yield from absorb(previous[0], previous[1], previous[2].result())
+    yield from recv_one_ahead(steps.host_blinded, n_host, size, reblind, absorb)
 
     # Round 3: stream b·a·h(x) through the table. Count-first, the stream is
     # shuffled by τ: record each hit by its reply position p, which says
@@ -1046,8 +379,7 @@ def guest_program(
     count = 0
     matched = array("q", [-1]) * n  # guest row -> host stream position, -1 if none
     hits = array("q", [-1]) * (n if gated else 0)  # count-first: reply position -> host stream position
-    for k in range(n_batches(n, size)):
-        lo, hi = batch_bounds(k, n, size)
+    for k, lo, hi in batches(n, size):
         double = yield from recv_batch(steps.host_double_blinded, k, hi - lo)
         if mode is Reveal.CARDINALITY:
             count += sum(1 for d in double if d[:DIGEST_BYTES] in seen)
@@ -1118,74 +450,46 @@ def host_program(
             not fit, or a minimum is given without ``count_first``.
         CryptoError: if the guest sends a low-order point.
     """
-    check_unique_ids(ids, Role.HOST)
-    _check_minimum(min_intersection, params.count_first)
-    t = _Tracker(Role.HOST, ids, params, rng, resume, checkpoint)
+    # Round 1: announce |Y|, then stream b·h(y) in π order (stream position j holds host row perm[j]).
+    t, perm, n_guest = yield from _round_one(Role.HOST, ids, params, rng, map_fn, resume, checkpoint, min_intersection, steps)
     b, size, mode, gated = t.scalar, params.batch_size, params.reveal, params.count_first
     n = len(ids)
-    perm = seeded_permutation(n, t.seed, b"host-rows")  # stream position j holds host row perm[j]
-    if t.enabled:
-        yield from t.progress(0, n, "start")
-
-    # Round 1: announce |Y|, then stream b·h(y) in π order, without waiting for the guest.
-    yield from t.send_once(steps.host_size, SetSize(n))
-    own = range(t.sent_count(steps.host_blinded), n_batches(n, size))
-    for k, points in one_ahead(own, lambda k: _blind_rows(params.salt, b, ids, perm, k, size, map_fn)):
-        yield Send(steps.host_blinded, BlindedPoints(tuple(points)))
-        t.count_sent(steps.host_blinded)
-        yield from t.progress(batch_bounds(k, n, size)[1], n, "host_blind")
-
-    n_guest = yield from t.recv_size(steps.guest_size)
     total = n + n_guest
-    if gated and n_guest < min_intersection:
-        # The count could not reach the minimum, and it would tell the guest how many of its few ids are ours: do
-        # not answer at all.
-        raise _too_few(Role.GUEST, Role.HOST, n_guest, min_intersection)
     guest_batches = n_batches(n_guest, size)
     start = t.sent_count(steps.host_double_blinded)
     key = reply_key(t.seed)
+
+    def reblind(points: tuple[bytes, ...]) -> Pending:
+        return blind_async(b, points, map_fn)
 
     if mode is not Reveal.CARDINALITY and not gated:
         # Round 2: double-blind each guest batch as it arrives; nothing is kept.
         # One batch ahead: reply k is computed by the pool while batch k+1 is
         # awaited, then sent (the guest sends all its batches before it
         # waits for any reply, so this cannot deadlock).
+        def reply(k: int, lo: int, hi: int, points: list[bytes]) -> Generator[Any, Any, None]:
+            yield Send(steps.host_double_blinded, BlindedPoints(tuple(points)))
+            t.count_sent(steps.host_double_blinded)
+            t.recv_from[steps.guest_blinded.wire] = k + 1
+            yield from t.progress(n + hi, total, "host_reblind")
+
         t.recv_from[steps.guest_blinded.wire] = start
-        previous: tuple[int, int, Pending] | None = None
-        for k in range(start, guest_batches + 1):
-            current = None
-            if k < guest_batches:
-                lo, hi = batch_bounds(k, n_guest, size)
-                theirs = yield from recv_batch(steps.guest_blinded, k, hi - lo)
-                current = (k, hi, blind_async(b, theirs, map_fn))
-            if previous is not None:
-                yield Send(steps.host_double_blinded, BlindedPoints(tuple(previous[2].result())))
-                t.count_sent(steps.host_double_blinded)
-                t.recv_from[steps.guest_blinded.wire] = previous[0] + 1
-                yield from t.progress(n + previous[1], total, "host_reblind")
-            previous = current
+        yield from recv_one_ahead(steps.guest_blinded, n_guest, size, reblind, reply, start)
     elif start < guest_batches:
         # Round 2, cardinality and count-first: all of b·a·h(x) first, then one
         # shuffle τ over the whole list, so no reply can be traced to a guest
         # batch or row.
-        t.recv_from[steps.guest_blinded.wire] = 0
         double = bytearray()
-        pending: tuple[int, Pending] | None = None
-        for k in range(guest_batches + 1):
-            upcoming: tuple[int, Pending] | None = None
-            if k < guest_batches:
-                lo, hi = batch_bounds(k, n_guest, size)
-                theirs = yield from recv_batch(steps.guest_blinded, k, hi - lo)
-                upcoming = (hi, blind_async(b, theirs, map_fn))
-            if pending is not None:
-                double += b"".join(pending[1].result())
-                yield from t.progress(n + pending[0], total, "host_reblind")
-            pending = upcoming
+
+        def collect(k: int, lo: int, hi: int, points: list[bytes]) -> Generator[Checkpoint | Progress, Any, None]:
+            double.extend(b"".join(points))
+            yield from t.progress(n + hi, total, "host_reblind")
+
+        t.recv_from[steps.guest_blinded.wire] = 0
+        yield from recv_one_ahead(steps.guest_blinded, n_guest, size, reblind, collect)
         tau = reply_order(n_guest, key)
-        for k in range(start, guest_batches):
-            lo, hi = batch_bounds(k, n_guest, size)
-            out = tuple(bytes(double[POINT_BYTES * tau[i] : POINT_BYTES * (tau[i] + 1)]) for i in range(lo, hi))
-            yield Send(steps.host_double_blinded, BlindedPoints(out))
+        for k, lo, hi in batches(n_guest, size, start):
+            yield Send(steps.host_double_blinded, BlindedPoints(permuted_records(double, POINT_BYTES, tau, lo, hi)))
             t.count_sent(steps.host_double_blinded)
             yield from t.progress(total, total, "host_reply")
         del double
@@ -1200,8 +504,7 @@ def host_program(
         yield from t.progress(total, total, "done")
         return PsiResult(rows=(), size=-1)
 
-    matches = yield from recv_checked(steps.guest_matches)
-    assert isinstance(matches, MatchedPositions)  # guaranteed by recv_checked
+    matches = yield from recv_typed(steps.guest_matches, MatchedPositions)
     positions = matches.positions
     if len(positions) > min(n_guest, n):
         raise ProtocolError(f"{steps.guest_matches.wire} lists more matches than either set holds")

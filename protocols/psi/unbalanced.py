@@ -107,39 +107,39 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Generator, Sequence
 
-from ..core import MapFn, Masked, ProtocolStep, Progress, Public, RandomSource, Role, RoleProgram, Send, StepSpec, check_unique_ids
-from ..errors import ProtocolError
-from .ecdh import (
-    DIGEST_BYTES,
-    POINT_BYTES,
-    Pending,
-    blind_async,
-    hash_and_blind,
-    hash_and_blind_async,
-    invertible_scalar,
-    random_scalar,
-)
-from .protocol import (
-    BlindedPoints,
-    IntersectionCount,
-    IntersectionTooSmall,
-    PsiResult,
-    Reveal,
-    SetSize,
-    UnshuffleKey,
+from ..core import (
+    Progress,
+    RandomSource,
+    Role,
+    RoleProgram,
+    Send,
     batch_bounds,
-    guest_count_exchange,
-    host_count_exchange,
+    batches,
+    check_unique_ids,
     n_batches,
-    one_ahead,
-    recv_batch,
-    recv_checked,
+    permuted_records,
+    recv_typed,
     seeded_permutation,
 )
+from ..errors import ProtocolError
+from .count_first import check_minimum, guest_count_exchange, host_count_exchange, too_few
+from .ecdh import DIGEST_BYTES, POINT_BYTES, MapFn, Pending, blind_async, hash_and_blind, hash_and_blind_async, invertible_scalar, random_scalar
+from .messages import MIN_SALT_BYTES, BlindedPoints, PsiResult, Reveal, SetSize
+from .streams import one_ahead, recv_one_ahead
+from .unbalanced_messages import (
+    CacheDigest,
+    CachedDigests,
+    CacheStatus,
+    UnbalancedCache,
+    UnbalancedParams,
+    UnbalancedResult,
+    UnbalancedStep,
+)
 
+# The payloads, the step table, the parameters and the results live in .unbalanced_messages; they are
+# listed here too, so this module stays the protocol's one entry.
 __all__ = [
     "CacheDigest",
     "CacheStatus",
@@ -158,207 +158,6 @@ __all__ = [
 
 _KEY_ID_TAG = b"fedcredit/v1/psi-ub-key-id"
 _SET_TAG = b"fedcredit/v1/psi-ub-set"
-_DIGEST_TAG = b"fedcredit/v1/psi-ub-cache"
-_MIN_SALT_BYTES = 16
-
-
-# --------------------------------------------------------------------------- payloads
-
-
-@dataclass(frozen=True)
-class CacheDigest(Public):
-    """Names one version of the host's cache F: key, set, size and salt.
-
-    Attributes:
-        key_id: SHA-256 of a tag and the key (:func:`unbalanced_key_id`);
-            identifies the key without revealing it.
-        set_digest: HMAC-SHA256 over the sorted ids under a key derived from
-            k (:func:`unbalanced_cache_digest`): changes with any id, tells the
-            guest nothing else (it cannot test guessed sets against it).
-        count: |P|, the number of entries of F.
-        salt: the hash salt fixed for the key's life (public).
-
-    Classified :class:`~protocols.core.Public`. ``digest`` (a property) is
-    SHA-256 over all four: the value the runtime stores next to F and compares.
-    """
-
-    key_id: bytes
-    set_digest: bytes
-    count: int
-    salt: bytes
-
-    def __post_init__(self) -> None:
-        for name in ("key_id", "set_digest"):
-            v = getattr(self, name)
-            if not isinstance(v, bytes) or len(v) != 32:
-                raise ProtocolError(f"CacheDigest.{name} must be 32 bytes")
-        if type(self.count) is not int or self.count < 0:
-            raise ProtocolError("CacheDigest.count must be a non-negative int")
-        if not isinstance(self.salt, bytes) or not _MIN_SALT_BYTES <= len(self.salt) <= 255:
-            raise ProtocolError(f"CacheDigest.salt must be {_MIN_SALT_BYTES} to 255 bytes")
-
-    @property
-    def digest(self) -> bytes:
-        h = hashlib.sha256(_DIGEST_TAG)
-        h.update(self.key_id)
-        h.update(self.set_digest)
-        h.update(self.count.to_bytes(8, "big"))
-        h.update(len(self.salt).to_bytes(1, "big"))
-        h.update(self.salt)
-        return h.digest()
-
-    def disclosed(self) -> dict[str, Any]:
-        return {"cache_size": self.count, "cache_digest": self.digest.hex()}
-
-
-@dataclass(frozen=True)
-class CacheStatus(Public):
-    """Whether the guest holds F with exactly the announced digest. Public."""
-
-    have: bool
-
-    def __post_init__(self) -> None:
-        if type(self.have) is not bool:
-            raise ProtocolError("CacheStatus.have must be a bool")
-
-    def disclosed(self) -> dict[str, Any]:
-        return {"cache_current": self.have}
-
-
-@dataclass(frozen=True)
-class CachedDigests(Masked):
-    """A batch of F: truncated k·h(p), 16 bytes each, in sorted order.
-
-    Classified :class:`~protocols.core.Masked`: each value is a pseudorandom
-    function of a platform id under the host's key (DDH, random oracle); the
-    receiver learns |P| and nothing it could test an id against offline.
-    """
-
-    values: tuple[bytes, ...]
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.values, tuple):
-            raise ProtocolError(f"CachedDigests.values must be a tuple, got {type(self.values).__name__}")
-        for i, v in enumerate(self.values):
-            if not isinstance(v, bytes) or len(v) != DIGEST_BYTES:
-                raise ProtocolError(f"CachedDigests.values[{i}] is not {DIGEST_BYTES} bytes")
-
-
-class UnbalancedStep(ProtocolStep):
-    """The unbalanced PSI message table (see the module docstring)."""
-
-    DIGEST = StepSpec(
-        "psi.ub_cache_digest", (Role.HOST,), (Role.GUEST,), CacheDigest,
-        "the current cache's key id, set digest, size and salt",
-    )
-    CACHE_STATUS = StepSpec(
-        "psi.ub_cache_status", (Role.GUEST,), (Role.HOST,), CacheStatus,
-        "whether the guest already holds that cache",
-    )
-    CACHE = StepSpec(
-        "psi.ub_cache", (Role.HOST,), (Role.GUEST,), CachedDigests,
-        "one message per cache batch: sorted trunc(k·h(p)); only if the guest's cache is stale",
-    )
-    QUERY_SIZE = StepSpec(
-        "psi.ub_query_size", (Role.GUEST,), (Role.HOST,), SetSize,
-        "|Q|",
-    )
-    QUERY = StepSpec(
-        "psi.ub_query", (Role.GUEST,), (Role.HOST,), BlindedPoints,
-        "one message per batch: r·h(q)",
-    )
-    REPLY = StepSpec(
-        "psi.ub_reply", (Role.HOST,), (Role.GUEST,), BlindedPoints,
-        "one message per batch: k·r·h(q), in QUERY order (CARDINALITY and count-first: shuffled)",
-    )
-    COUNT = StepSpec(
-        "psi.ub_count", (Role.GUEST,), (Role.HOST,), IntersectionCount,
-        "count-first only: the count of hits, and whether it meets the guest's minimum",
-    )
-    UNSHUFFLE = StepSpec(
-        "psi.ub_unshuffle", (Role.HOST,), (Role.GUEST,), UnshuffleKey,
-        "count-first only: whether the count meets the host's minimum and, if both are met, τ's key",
-    )
-
-
-@dataclass(frozen=True)
-class UnbalancedParams:
-    """Per-job parameters of the unbalanced mode (the salt comes with the cache).
-
-    Attributes:
-        mode: ``Reveal.GUEST`` or ``Reveal.CARDINALITY``.
-        batch_size: query points per message.
-        cache_batch_size: F entries per message (16 bytes each; 65536 = 1 MiB).
-        max_queries: the host refuses a job announcing more queries (None: no cap).
-        count_first: GUEST mode only: check both parties' ``min_intersection``
-            on the count before the guest can locate its hits (module docstring).
-    """
-
-    mode: Reveal = Reveal.GUEST
-    batch_size: int = 8192
-    cache_batch_size: int = 1 << 16
-    max_queries: int | None = None
-    count_first: bool = False
-
-    def __post_init__(self) -> None:
-        try:
-            mode = Reveal(self.mode)
-        except ValueError:
-            raise ProtocolError(f"unknown PSI mode {self.mode!r}") from None
-        if mode is Reveal.BOTH:
-            raise ProtocolError("unbalanced PSI reveals to the guest only: mode must be guest or cardinality")
-        object.__setattr__(self, "mode", mode)
-        for name in ("batch_size", "cache_batch_size"):
-            v = getattr(self, name)
-            if type(v) is not int or v < 1:
-                raise ProtocolError(f"{name} must be a positive int, got {v!r}")
-        if self.max_queries is not None and (type(self.max_queries) is not int or self.max_queries < 0):
-            raise ProtocolError(f"max_queries must be a non-negative int or None, got {self.max_queries!r}")
-        if type(self.count_first) is not bool:
-            raise ProtocolError(f"count_first must be a bool, got {self.count_first!r}")
-        if self.count_first and mode is Reveal.CARDINALITY:
-            raise ProtocolError("count_first applies to reveal guest; cardinality reveals only the count already")
-
-
-def _check_minimum(minimum: int, params: UnbalancedParams) -> None:
-    if type(minimum) is not int or minimum < 0:
-        raise ProtocolError(f"min_intersection must be a non-negative int, got {minimum!r}")
-    if minimum > 0 and not params.count_first:
-        raise ProtocolError("a min_intersection can be checked before the intersection is revealed only by a "
-                            "count-first run (UnbalancedParams.count_first=True)")
-
-
-@dataclass(frozen=True)
-class UnbalancedCache:
-    """The guest's copy of F: the digest it was announced under and its values."""
-
-    digest: CacheDigest
-    values: frozenset[bytes]
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.values, frozenset):
-            object.__setattr__(self, "values", frozenset(self.values))
-        if len(self.values) != self.digest.count:
-            raise ProtocolError(
-                f"cache holds {len(self.values)} distinct values but its digest announces {self.digest.count}"
-            )
-
-    @classmethod
-    def from_values(cls, digest: CacheDigest, values: Iterable[bytes]) -> "UnbalancedCache":
-        return cls(digest, frozenset(values))
-
-
-@dataclass(frozen=True)
-class UnbalancedResult:
-    """The guest's output: the PSI result and the cache it used.
-
-    ``cache_updated`` is True when F was (re)received in this job; the runtime
-    then replaces its stored copy with ``cache``.
-    """
-
-    result: PsiResult
-    cache: UnbalancedCache
-    cache_updated: bool
 
 
 # --------------------------------------------------------------------------- offline
@@ -389,8 +188,8 @@ def unbalanced_build_cache(
         ProtocolError: on a bad key or salt.
     """
     unbalanced_key_id(key)
-    if not isinstance(salt, bytes) or not _MIN_SALT_BYTES <= len(salt) <= 255:
-        raise ProtocolError(f"unbalanced salt must be {_MIN_SALT_BYTES} to 255 bytes")
+    if not isinstance(salt, bytes) or not MIN_SALT_BYTES <= len(salt) <= 255:
+        raise ProtocolError(f"unbalanced salt must be {MIN_SALT_BYTES} to 255 bytes")
     check_unique_ids(ids, Role.HOST)
     return sorted(p[:DIGEST_BYTES] for p in hash_and_blind(salt, key, ids, map_fn))
 
@@ -446,7 +245,7 @@ def unbalanced_host_program(
             announces an impossible count.
         CryptoError: if the guest sends a low-order point.
     """
-    _check_minimum(min_intersection, params)
+    check_minimum(min_intersection, params.count_first, "UnbalancedParams")
     if unbalanced_key_id(key) != digest.key_id:
         raise ProtocolError("the cache digest names another key")
     if len(cache) != digest.count:
@@ -455,49 +254,36 @@ def unbalanced_host_program(
     shuffled = mode is Reveal.CARDINALITY or params.count_first
 
     yield Send(UnbalancedStep.DIGEST, digest)
-    status = yield from recv_checked(UnbalancedStep.CACHE_STATUS)
-    assert isinstance(status, CacheStatus)  # guaranteed by recv_checked
+    status = yield from recv_typed(UnbalancedStep.CACHE_STATUS, CacheStatus)
     if not status.have:
-        for k in range(n_batches(len(cache), params.cache_batch_size)):
-            lo, hi = batch_bounds(k, len(cache), params.cache_batch_size)
+        for _, lo, hi in batches(len(cache), params.cache_batch_size):
             yield Send(UnbalancedStep.CACHE, CachedDigests(tuple(cache[lo:hi])))
             yield Progress(stage="psi", done=hi, total=len(cache), detail={"phase": "ub_send_cache"})
 
-    announced = yield from recv_checked(UnbalancedStep.QUERY_SIZE)
-    assert isinstance(announced, SetSize)
+    announced = yield from recv_typed(UnbalancedStep.QUERY_SIZE, SetSize)
     n = announced.count
     if params.count_first and n < min_intersection:  # the count could not reach it: do not answer at all
-        raise IntersectionTooSmall(
-            f"count-first PSI stopped before the count: the guest asks {n} queries, fewer than the host's "
-            f"min_intersection of {min_intersection}",
-            public=f"count-first PSI stopped: the guest's set is smaller than the host's minimum "
-                   f"(min_intersection {min_intersection}); no ids were revealed to either party")
+        raise too_few(Role.GUEST, Role.HOST, n, min_intersection, queries=True)
     if params.max_queries is not None and n > params.max_queries:
         raise ProtocolError(f"the guest asks {n} queries, above this job's cap of {params.max_queries}")
     answers = bytearray()
-    previous: tuple[int, Pending] | None = None
-    batches = n_batches(n, size)
-    for k in range(batches + 1):  # one batch ahead, as in the balanced host
-        current = None
-        if k < batches:
-            lo, hi = batch_bounds(k, n, size)
-            query = yield from recv_batch(UnbalancedStep.QUERY, k, hi - lo)
-            current = (hi, blind_async(key, query, map_fn))
-        if previous is not None:
-            answer = previous[1].result()
-            if not shuffled:
-                yield Send(UnbalancedStep.REPLY, BlindedPoints(tuple(answer)))
-            else:
-                answers += b"".join(answer)
-            yield Progress(stage="psi", done=previous[0], total=n, detail={"phase": "ub_answer"})
-        previous = current
+
+    def blind_query(points: tuple[bytes, ...]) -> Pending:
+        return blind_async(key, points, map_fn)
+
+    def answer(k: int, lo: int, hi: int, points: list[bytes]) -> Generator[Any, Any, None]:
+        if not shuffled:
+            yield Send(UnbalancedStep.REPLY, BlindedPoints(tuple(points)))
+        else:
+            answers.extend(b"".join(points))
+        yield Progress(stage="psi", done=hi, total=n, detail={"phase": "ub_answer"})
+
+    yield from recv_one_ahead(UnbalancedStep.QUERY, n, size, blind_query, answer)  # one batch ahead, as in the balanced host
     if shuffled:
         tau_key = rng.getrandbits(256).to_bytes(32, "little")  # drawn for τ alone: revealing it reveals τ only
         tau = seeded_permutation(n, tau_key, b"ub-reply")
-        for k in range(n_batches(n, size)):
-            lo, hi = batch_bounds(k, n, size)
-            out = tuple(bytes(answers[POINT_BYTES * tau[i] : POINT_BYTES * (tau[i] + 1)]) for i in range(lo, hi))
-            yield Send(UnbalancedStep.REPLY, BlindedPoints(out))
+        for _, lo, hi in batches(n, size):
+            yield Send(UnbalancedStep.REPLY, BlindedPoints(permuted_records(answers, POINT_BYTES, tau, lo, hi)))
         del answers
         if params.count_first:
             yield from host_count_exchange(UnbalancedStep.COUNT, UnbalancedStep.UNSHUFFLE, tau_key, min_intersection,
@@ -539,37 +325,31 @@ def unbalanced_guest_program(
         CryptoError: if the host sends a low-order point.
     """
     check_unique_ids(ids, Role.GUEST)
-    _check_minimum(min_intersection, params)
+    check_minimum(min_intersection, params.count_first, "UnbalancedParams")
     size, mode = params.batch_size, params.mode
     n = len(ids)
 
-    digest = yield from recv_checked(UnbalancedStep.DIGEST)
-    assert isinstance(digest, CacheDigest)
+    digest = yield from recv_typed(UnbalancedStep.DIGEST, CacheDigest)
     if params.count_first and digest.count < min_intersection:  # the count could not reach it: ask nothing
-        raise IntersectionTooSmall(
-            f"count-first PSI stopped before the count: the host's set has {digest.count} ids, fewer than the guest's "
-            f"min_intersection of {min_intersection}",
-            public=f"count-first PSI stopped: the host's set is smaller than the guest's minimum "
-                   f"(min_intersection {min_intersection}); no ids were revealed to either party")
+        raise too_few(Role.HOST, Role.GUEST, digest.count, min_intersection)
     have = cache is not None and cache.digest == digest
     yield Send(UnbalancedStep.CACHE_STATUS, CacheStatus(have))
 
     r, r_inv = invertible_scalar(rng)
     yield Send(UnbalancedStep.QUERY_SIZE, SetSize(n))
-    def submit(k: int) -> Pending:
+
+    def blind_queries(k: int) -> Pending:
         lo, hi = batch_bounds(k, n, size)
         return hash_and_blind_async(digest.salt, r, ids[lo:hi], map_fn)
 
-    for k, points in one_ahead(range(n_batches(n, size)), submit):
+    for k, points in one_ahead(range(n_batches(n, size)), blind_queries):
         yield Send(UnbalancedStep.QUERY, BlindedPoints(tuple(points)))
         yield Progress(stage="psi", done=batch_bounds(k, n, size)[1], total=2 * n, detail={"phase": "ub_query"})
 
     if not have:
         values: set[bytes] = set()
-        for k in range(n_batches(digest.count, params.cache_batch_size)):
-            lo, hi = batch_bounds(k, digest.count, params.cache_batch_size)
-            got = yield from recv_checked(UnbalancedStep.CACHE)
-            assert isinstance(got, CachedDigests)
+        for k, lo, hi in batches(digest.count, params.cache_batch_size):
+            got = yield from recv_typed(UnbalancedStep.CACHE, CachedDigests)
             if len(got.values) != hi - lo:
                 raise ProtocolError(f"{UnbalancedStep.CACHE.wire} batch {k} carries {len(got.values)} values, expected {hi - lo}")
             values.update(got.values)
@@ -580,22 +360,20 @@ def unbalanced_guest_program(
 
     rows: list[int] = []  # GUEST: query rows; count-first: reply positions, until τ is known
     count = 0
-    previous: tuple[int, int, Pending] | None = None
-    batches = n_batches(n, size)
-    for k in range(batches + 1):  # one batch ahead: unblind k while awaiting k+1
-        current = None
-        if k < batches:
-            lo, hi = batch_bounds(k, n, size)
-            reply = yield from recv_batch(UnbalancedStep.REPLY, k, hi - lo)
-            current = (lo, hi, blind_async(r_inv, reply, map_fn))
-        if previous is not None:
-            for i, p in enumerate(previous[2].result()):
-                if p[:DIGEST_BYTES] in table:
-                    count += 1
-                    if mode is Reveal.GUEST:
-                        rows.append(previous[0] + i)  # count-first: a position in the shuffled reply
-            yield Progress(stage="psi", done=n + previous[1], total=2 * n, detail={"phase": "ub_lookup"})
-        previous = current
+
+    def unblind(points: tuple[bytes, ...]) -> Pending:
+        return blind_async(r_inv, points, map_fn)
+
+    def look_up(k: int, lo: int, hi: int, points: list[bytes]) -> Generator[Any, Any, None]:
+        nonlocal count
+        for i, p in enumerate(points):
+            if p[:DIGEST_BYTES] in table:
+                count += 1
+                if mode is Reveal.GUEST:
+                    rows.append(lo + i)  # count-first: a position in the shuffled reply
+        yield Progress(stage="psi", done=n + hi, total=2 * n, detail={"phase": "ub_lookup"})
+
+    yield from recv_one_ahead(UnbalancedStep.REPLY, n, size, unblind, look_up)  # one batch ahead: unblind k while awaiting k+1
 
     if params.count_first:
         tau_key = yield from guest_count_exchange(UnbalancedStep.COUNT, UnbalancedStep.UNSHUFFLE, count, min_intersection)
