@@ -209,13 +209,9 @@ class PsiSpec(_Model):
     # (psi jobs only, reveal guest or cardinality). See protocols/psi/unbalanced.py.
     unbalanced: bool = False
     # ot: OT-extension PSI (KKRT16), the fastest for both/guest; ecdh: X25519, needed for cardinality
-    # and unbalanced, and the only one that resumes after a restart. auto: the fastest that serves the job.
+    # and unbalanced, and the only one that resumes after a restart. auto: the fastest that serves the job
+    # (federated/plan.py decides).
     protocol: Literal["auto", "ecdh", "ot"] = "auto"
-
-    def resolved_protocol(self) -> str:
-        if self.protocol != "auto":
-            return self.protocol
-        return "ecdh" if self.unbalanced or self.reveal == "cardinality" else "ot"
     validate_uscc: bool = False
 
 
@@ -304,6 +300,9 @@ class JobSpec(_Model):
         return self
 
     def lr_params(self) -> HeteroLRParams:
+        """The training section as the two-party LR's parameters; a spec whose training they refuse is invalid.
+
+        The job plan (:func:`federated.plan.plan_job`) carries them to the roles."""
         t = self.training
         try:
             return HeteroLRParams(

@@ -5,7 +5,13 @@ are thin: they authenticate the caller by its certificate, decode, call the
 :class:`JobManager` or the :class:`Mailbox`, and encode. Errors become gRPC
 status codes in one place (:class:`federated.errors.ErrorInterceptor`).
 Revoked certificates are refused on every RPC (:mod:`federated.revocation`),
-and the relay's quotas and rate limits live in :mod:`federated.relay`.
+and the relay's quotas and rate limits live in :mod:`federated.relay`. What a
+job's protocols are (the steps the relay carries) and whether a restarted node
+resumes its role come from the job's plan (:mod:`federated.plan`); what a party
+may report comes from :mod:`federated.results`.
+
+Owns: the job lifecycle, the relay's checks, and the servicers. May import the
+rest of ``federated`` except the party node, the CLI and the demo.
 """
 
 from __future__ import annotations
@@ -24,18 +30,15 @@ import grpc
 from fedcredit.v1 import envelope_pb2, job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc, relay_pb2, relay_pb2_grpc
 from protocols.core import MAX_PAYLOAD_BYTES as CORE_MAX_PAYLOAD_BYTES
 from protocols.core import Role
-from protocols.hetero_lr.two_party import TwoPartyStep
-from protocols.psi.ot.protocol import OtPsiStep
-from protocols.psi.protocol import PsiStep
-from protocols.psi.unbalanced import UnbalancedStep
 
 from .approval import verify_approval
 from .certs import load_tls
 from .codec import payload_type_name
 from .config import CoordinatorConfig, JobSpec, spec_digest
 from .errors import ConfigError, ConflictError, CryptoError, JobFailedError, NotFoundError, PermissionDeniedError, ProtocolError, QuotaError
-from .sealing import SealStep
+from .plan import JobPlan, plan_job
 from .relay import Mailbox, RateLimiter
+from .results import PUBLIC_RESULT_KEYS
 from .revocation import DenyList
 from .signing import SigningIdentity, envelope_digest, envelope_fields, load_signing_identity, verify_digest, verify_signing_cert
 from .transcript import TranscriptWriter
@@ -43,9 +46,6 @@ from .store import ACTIVE_STATES, JobRow, RoleRow, Store, now_ms
 from .transport import CHUNK_BYTES, PeerCheckInterceptor, chunk_bytes, create_server, peer_identity
 
 __all__ = ["Coordinator", "Mailbox", "JobManager"]
-
-#: What a party's reported result may hold (see federated.party.PUBLIC_RESULT_KEYS).
-PUBLIC_RESULT_KEYS = ("seconds", "bytes", "peak_rss_mb")
 
 _LOG = logging.getLogger(__name__)
 # One relayed message may not exceed protocols.core.MAX_PAYLOAD_BYTES (64 MiB); the protocols check their own
@@ -244,8 +244,7 @@ class JobManager:
         for job in self.store.jobs_in_state("running"):
             for r in job.roles:
                 if r.node == node and r.claimed_ms is not None and r.finished_ms is None:
-                    resumable = JobSpec.model_validate_json(job.spec_json).psi.resolved_protocol() == "ecdh"
-                    if resumable and job.progress.get(node, {}).get("stage") in ("psi", None):
+                    if job_plan(job).can_resume(job.progress.get(node, {}).get("stage")):
                         # PSI checkpoints after every batch: the node picks the role up again and resumes.
                         self.store.unclaim_role(job.job_id, r.role, node)
                         _LOG.warning("%s restarted during PSI of %s; it will resume from its checkpoint", node, job.job_id)
@@ -291,6 +290,11 @@ class JobManager:
             self._close_transcript(job_id, ok, error)
         with self._changed:
             self._changed.notify_all()
+
+
+def job_plan(job: JobRow) -> JobPlan:
+    """The plan of a stored job (its spec was validated when it was submitted)."""
+    return plan_job(JobSpec.model_validate_json(job.spec_json))
 
 
 def _flat_numbers(v: Any) -> bool:
@@ -451,16 +455,8 @@ class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
         cached = self._steps.get(job_id)
         if cached is None:
             job = self.jobs.get(job_id)
-            spec = JobSpec.model_validate_json(job.spec_json)
-            tables: list[Any] = [PsiStep]
-            if spec.psi.unbalanced:
-                tables.append(UnbalancedStep)
-            elif spec.psi.resolved_protocol() == "ot":
-                tables = [OtPsiStep]
-            if spec.kind == "train":
-                tables.append(TwoPartyStep)
-            tables.append(SealStep)  # every job: the parties' per-phase ephemeral sealing keys (federated/sealing.py)
-            steps = {s.wire: s.spec for table in tables for s in table}
+            # the job's PSI, its LR, and in every job the parties' per-phase ephemeral sealing keys (seal.hello)
+            steps = {s.wire: s.spec for table in job_plan(job).steps for s in table}
             roles = {r.node: Role(r.role) for r in job.roles}
             cached = self._steps[job_id] = (steps, roles)
         return cached

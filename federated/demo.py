@@ -31,7 +31,10 @@ from .certs import init_certs
 from .config import ClientConfig, DatasetConfig, JobSpec, load_config, parse_config
 from .data import load_dataset
 from .errors import ConfigError, DataError, TransportError
+from .plan import plan_job
 from .reference import DEFAULT_CLIP, DEFAULT_L2, align_ids, reference_metrics
+from .results import merge_views
+from .workdir import NodeStore
 
 __all__ = ["DemoOptions", "run_demo", "reference_models", "Cluster"]
 
@@ -57,13 +60,6 @@ class DemoOptions:
     host: str = "platform"
     consent_registry: Path | None = None  # default: the example registry when the example data is used
     mode: str = "paillier"  # or ckks
-
-
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def _write_yaml(path: Path, data: dict[str, Any]) -> Path:
@@ -100,9 +96,13 @@ class Cluster:
     def party_config_path(self, party: str) -> Path:
         return self.workdir / f"{party}.yaml"
 
+    def party_store(self, party: str) -> NodeStore:
+        """A party's files, as its node lays them out in its workdir."""
+        return NodeStore(self.workdir / party)
+
     def party_result(self, party: str, job_id: str) -> dict[str, Any]:
         """A party's own result of a job, from its workdir (it never leaves the party's node)."""
-        path = self.workdir / party / "jobs" / job_id / "result.json"
+        path = self.party_store(party).job(job_id).result
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
     def job_result(self, job_id: str, coordinator_view: str = "{}") -> dict[str, Any]:
@@ -111,13 +111,13 @@ class Cluster:
         Only a simulation holding every node's files can build this; no role sees it all."""
         out: dict[str, Any] = json.loads(coordinator_view or "{}")
         for p in self.parties:
-            out = _merge(out, self.party_result(p, job_id))
+            out = merge_views(out, self.party_result(p, job_id))
         return out
 
     def transcripts(self, job_id: str) -> list[Path]:
         """The transcript files of a job: the coordinator's and each party's."""
         found = [self.workdir / "transcripts" / f"{job_id}.coordinator.jsonl"]
-        found += [self.workdir / p / "transcripts" / f"{job_id}.{p}.jsonl" for p in self.parties]
+        found += [self.party_store(p).transcript(job_id, p) for p in self.parties]
         return [f for f in found if f.exists()]
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
@@ -388,7 +388,8 @@ def run_psi_demo(left: Path, right: Path, *, id_column: str, protocol: str, reve
     spec = parse_config(JobSpec, {"kind": "psi", "name": "psi-demo", "purpose": PURPOSE,
                                   "guest": {"party": "bank", "dataset": "ids"}, "host": {"party": "platform", "dataset": "ids"},
                                   "psi": {"reveal": reveal, "protocol": protocol}}, source="psi demo")
-    console.rule(f"[bold]fedcredit PSI demo ({spec.psi.resolved_protocol()}, reveal {reveal})")
+    psi_protocol = plan_job(spec).psi.protocol
+    console.rule(f"[bold]fedcredit PSI demo ({psi_protocol}, reveal {reveal})")
     cluster = Cluster(workdir, {"bank": {"ids": ds["bank"]}, "platform": {"ids": ds["platform"]}},
                       policies={p: {"auto_approve": True, "min_intersection": 0, "allowed_purposes": [PURPOSE]} for p in ("bank", "platform")})
     with cluster:
@@ -402,12 +403,12 @@ def run_psi_demo(left: Path, right: Path, *, id_column: str, protocol: str, reve
         console.print(f"[bold red]job {info.state}[/]: {info.error}\nlogs: {workdir / 'logs'}")
         return 1
     out_csv = workdir / "intersection.csv"
-    src = workdir / "bank" / "jobs" / info.job_id / "intersection.csv"
+    src = cluster.party_store("bank").job(info.job_id).intersection
     if src.exists():
         out_csv.write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
     size = result["psi"].get("intersection_size")
     out = {
-        "job_id": info.job_id, "protocol": spec.psi.resolved_protocol(), "reveal": reveal,
+        "job_id": info.job_id, "protocol": psi_protocol, "reveal": reveal,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "intersection_size": size,

@@ -14,6 +14,10 @@ exactly one place where messages are built and checked.
   or from the peer, the endpoint sends its signed ``seal.hello`` and waits for
   the peer's (see :meth:`Endpoint.establish_sealing`).
 
+* :class:`RoleRun` is one role of a job on a party node: its endpoint, its
+  randomness and its process pool, which the node's PSI and training runners
+  (:mod:`federated.psi_runner`, :mod:`federated.train_runner`) drive programs with.
+
 The coordinator runs no role: it holds no key and only relays.
 """
 
@@ -24,12 +28,14 @@ import logging
 import time
 import uuid
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 import grpc
 
 from fedcredit.v1 import envelope_pb2, relay_pb2, relay_pb2_grpc
-from protocols.core import Checkpoint, Message, Progress, ProtocolStep, Recv, Role, RoleProgram, Send, check_recv, check_send
+from protocols.core import (Checkpoint, MapFn, Message, Progress, ProtocolStep, RandomSource, Recv, Role, RoleProgram, Send,
+                            check_recv, check_send)
 from protocols.errors import ProtocolError
 
 from .codec import decode_payload, encode_payload
@@ -38,7 +44,7 @@ from .sealing import SEAL_CHECKPOINT_KEY, SealHello, SealSession, SealStep, Seal
 from .signing import SigningIdentity, envelope_digest, envelope_fields, sign_digest, verify_digest
 from .transport import STREAM_DEADLINE_S, chunk_bytes
 
-__all__ = ["drive", "Endpoint", "RelayEndpoint", "envelope_aad"]
+__all__ = ["drive", "Endpoint", "RelayEndpoint", "RoleRun", "envelope_aad"]
 
 _LOG = logging.getLogger(__name__)
 RECEIVE_WAIT_MS = 10_000
@@ -342,6 +348,26 @@ class RelayEndpoint(Endpoint):
                 backoff = min(backoff * 2, 5.0)
             if time.monotonic() > deadline:
                 raise DeadlineError(f"no {step}#{seq} from {sender} within {self._timeout_s:.0f}s")
+
+
+@dataclass(frozen=True)
+class RoleRun:
+    """One role of a job on a party node: where its programs send and receive, with what randomness, on which pool.
+
+    ``pool(n_items, minimum)`` is the node's process pool's ``map`` for work over ``n_items`` items, or None
+    below ``minimum`` items (or on one core)."""
+
+    role: Role
+    endpoint: Endpoint
+    rng: RandomSource
+    pool: Callable[[int, int], MapFn | None]
+
+    def drive(self, program: RoleProgram) -> Any:
+        """Run one of this role's programs to completion and return its result."""
+        return drive(self.role, program, self.endpoint)
+
+    def map_fn(self, n_items: int, minimum: int = 20_000) -> MapFn | None:
+        return self.pool(n_items, minimum)
 
 
 def describe_error(exc: BaseException, *, public: bool = False) -> tuple[str, str]:

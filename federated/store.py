@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .results import merge_views
+
 __all__ = ["Store", "JobRow", "RoleRow", "ACTIVE_STATES", "FINAL_STATES"]
 
 ACTIVE_STATES = ("pending", "running")
@@ -250,16 +252,9 @@ class Store:
     def merge_result(self, job_id: str, result: dict[str, Any]) -> None:
         with self.tx() as db:
             row = db.execute("SELECT result_json FROM jobs WHERE job_id=?", (job_id,)).fetchone()
-            merged = _deep_merge(json.loads(row["result_json"]), result)
+            merged = merge_views(json.loads(row["result_json"]), result)  # each party's public part, keyed by its name
             db.execute("UPDATE jobs SET result_json=?, updated_ms=? WHERE job_id=?", (json.dumps(merged), now_ms(), job_id))
 
     def events(self, job_id: str) -> list[sqlite3.Row]:
         with self._lock:
             return self._db.execute("SELECT * FROM job_events WHERE job_id=? ORDER BY id", (job_id,)).fetchall()
-
-
-def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out

@@ -1,0 +1,208 @@
+"""The job plan: what each role of an approved job runs, decided once, from its spec.
+
+:func:`plan_job` turns a :class:`~federated.config.JobSpec` into a :class:`JobPlan`:
+
+* what each role reads: its party, peer, dataset and columns, and whether it needs labels and features;
+* which PSI program the parties run (ECDH, OT-extension or unbalanced) with which parameters, whether
+  it runs count-first, and whether a node restarted in the middle of it picks it up again;
+* for a ``train`` job, the two-party LR parameters and the preprocessing both parties apply;
+* which protocol steps the relay carries for the job.
+
+The party node runs what its plan says (:mod:`federated.party`, :mod:`federated.psi_runner`,
+:mod:`federated.train_runner`); the coordinator reads the same plan for the relay's step tables and
+for what it does when a node restarts. Nothing else turns a spec into protocol parameters.
+
+Owns: the choice of protocols and their parameters, and resumability.
+May import: ``protocols``, :mod:`federated.config` (the spec) and :mod:`federated.sealing` (the
+``seal.hello`` step every job carries). No I/O, no clock, no gRPC: frozen dataclasses only.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Literal
+
+from protocols.core import ProtocolStep, Role
+from protocols.hetero_lr import HeteroLRParams
+from protocols.hetero_lr.two_party import TwoPartyStep
+from protocols.psi import PsiParams, PsiStep, Reveal, UnbalancedParams, UnbalancedStep
+from protocols.psi.ot import OtPsiParams, OtPsiStep
+
+from .config import JobSpec, RoleSpec
+from .sealing import SealStep
+
+__all__ = ["PsiProgram", "PsiPlan", "TrainPlan", "RolePlan", "JobPlan", "plan_job"]
+
+StepTable = type[ProtocolStep]
+
+
+class PsiProgram(str, enum.Enum):
+    """Which PSI role programs the parties run."""
+
+    ECDH = "ecdh"  # protocols.psi guest_program/host_program: every mode, count-first, checkpoints per batch
+    OT = "ot"  # protocols.psi.ot: OT-extension (KKRT16), the fastest for reveal both/guest; no checkpoints
+    UNBALANCED = "unbalanced"  # protocols.psi unbalanced_*: the host answers from its cached, long-lived-key set
+
+
+@dataclass(frozen=True)
+class PsiPlan:
+    """The job's PSI.
+
+    Attributes:
+        program: the role programs.
+        reveal: who learns what (``both``, ``guest`` or ``cardinality``).
+        count_first: the job reveals ids, so each party's ``min_intersection`` is checked on the count
+            before any id is revealed; otherwise a party's minimum does not apply (the count is all it learns).
+        resumable: the programs checkpoint after every batch, so a node restarted mid-PSI resumes.
+        validate_uscc: the job asks both parties to check 统一社会信用代码 check digits.
+    """
+
+    program: PsiProgram
+    reveal: Reveal
+    count_first: bool
+    resumable: bool
+    validate_uscc: bool
+
+    @property
+    def protocol(self) -> Literal["ecdh", "ot"]:
+        """The exchange underneath, as a result reports it: unbalanced PSI is ECDH with a cached host set."""
+        return "ot" if self.program is PsiProgram.OT else "ecdh"
+
+    @property
+    def steps(self) -> tuple[StepTable, ...]:
+        if self.program is PsiProgram.OT:
+            return (OtPsiStep,)  # with its own copies of the ECDH steps for its count-first fallback
+        if self.program is PsiProgram.UNBALANCED:
+            return (PsiStep, UnbalancedStep)
+        return (PsiStep,)
+
+    def minimum(self, policy_minimum: int) -> int:
+        """The minimum intersection a party with ``policy_minimum`` enforces in this job."""
+        return policy_minimum if self.count_first else 0
+
+    def ecdh_params(self, salt: bytes) -> PsiParams:
+        return PsiParams(salt=salt, reveal=self.reveal, count_first=self.count_first)
+
+    def ot_params(self, salt: bytes) -> OtPsiParams:
+        # OT cannot reveal the count alone: a positive minimum on either side makes its programs fall back to
+        # count-first ECDH under the OT table's own steps.
+        return OtPsiParams(salt=salt, mode=self.reveal)
+
+    def unbalanced_params(self) -> UnbalancedParams:
+        return UnbalancedParams(mode=self.reveal, count_first=self.count_first)  # its salt comes with the host's cache
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """The job's two-party vertical LR and the preprocessing both parties apply to their aligned rows.
+
+    Attributes:
+        lr: the protocol's parameters (engine, key size, optimizer, budgets), the same for both roles.
+        seed: the split and the batches derive from it.
+        test_fraction: the share of aligned rows held out for evaluation.
+        clip: each party winsorizes its standardized features at ±clip (None: no clipping).
+        engine, topology, reveal_weights: the job's choices, as a result reports them.
+    """
+
+    lr: HeteroLRParams
+    seed: int
+    test_fraction: float
+    clip: float | None
+    engine: str
+    topology: str
+    reveal_weights: str
+
+    @property
+    def steps(self) -> tuple[StepTable, ...]:
+        return (TwoPartyStep,)
+
+
+@dataclass(frozen=True)
+class RolePlan:
+    """What one role reads for the job, and whom it works with."""
+
+    role: Role
+    party: str
+    peer: str
+    dataset: str
+    peer_dataset: str
+    columns: tuple[str, ...] | None  # the feature columns the job uses; None: all the dataset offers
+    needs_labels: bool
+    needs_features: bool
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What each role of a job runs. Built by :func:`plan_job`; read by the party nodes and the coordinator."""
+
+    kind: Literal["train", "psi"]
+    purpose: str
+    guest: RolePlan
+    host: RolePlan
+    psi: PsiPlan
+    train: TrainPlan | None  # None for a psi job
+
+    def role(self, role: Role) -> RolePlan:
+        if role is Role.GUEST:
+            return self.guest
+        if role is Role.HOST:
+            return self.host
+        raise ValueError(f"the coordinator runs no role in a job (asked for {role})")
+
+    def parties(self, coordinator: str) -> dict[Role, str]:
+        """Every role's node, the relaying coordinator's included."""
+        return {Role.GUEST: self.guest.party, Role.HOST: self.host.party, Role.COORDINATOR: coordinator}
+
+    @property
+    def steps(self) -> tuple[StepTable, ...]:
+        """The step tables the relay carries for the job: its PSI, its LR, and the parties' ``seal.hello``."""
+        return self.psi.steps + (self.train.steps if self.train else ()) + (SealStep,)
+
+    def can_resume(self, stage: str | None) -> bool:
+        """Whether a node restarted at ``stage`` (its last progress report; None: none yet) picks its role up
+        again. PSI checkpoints after every batch where it is resumable; no other stage keeps a checkpoint."""
+        return self.psi.resumable and stage in (None, "psi")
+
+
+def plan_job(spec: JobSpec) -> JobPlan:
+    """The plan of a job: every role program and its parameters, decided from the spec alone.
+
+    The LR parameters are the spec's own :meth:`~federated.config.JobSpec.lr_params`: a job file
+    whose training section they refuse does not load, so a spec that loaded can always be planned.
+    """
+    is_train = spec.kind == "train"
+    train = None
+    if is_train:
+        t = spec.training
+        train = TrainPlan(lr=spec.lr_params(), seed=spec.seed, test_fraction=spec.evaluation.test_fraction, clip=t.clip,
+                          engine=t.engine, topology=t.topology, reveal_weights=t.reveal_weights)
+    return JobPlan(
+        kind=spec.kind,
+        purpose=spec.purpose,
+        guest=_role(Role.GUEST, spec.guest, spec.host, needs_labels=is_train, needs_features=is_train),
+        host=_role(Role.HOST, spec.host, spec.guest, needs_labels=False, needs_features=is_train),
+        psi=_plan_psi(spec),
+        train=train,
+    )
+
+
+def _plan_psi(spec: JobSpec) -> PsiPlan:
+    p = spec.psi
+    if p.unbalanced:
+        program = PsiProgram.UNBALANCED
+    elif p.protocol == "ot" or (p.protocol == "auto" and p.reveal != "cardinality"):
+        program = PsiProgram.OT  # auto: the fastest that serves the job
+    else:
+        program = PsiProgram.ECDH
+    # Where the job reveals rows (training; PSI with reveal both or guest), each party's minimum is checked on the
+    # count, before anything locates the intersection (#12). Both parties learn the count then.
+    count_first = spec.kind == "train" or p.reveal in ("both", "guest")
+    return PsiPlan(program=program, reveal=Reveal(p.reveal), count_first=count_first,
+                   resumable=program is not PsiProgram.OT, validate_uscc=p.validate_uscc)
+
+
+def _role(role: Role, mine: RoleSpec, peer: RoleSpec, *, needs_labels: bool, needs_features: bool) -> RolePlan:
+    return RolePlan(role=role, party=mine.party, peer=peer.party, dataset=mine.dataset, peer_dataset=peer.dataset,
+                    columns=tuple(mine.columns) if mine.columns is not None else None,
+                    needs_labels=needs_labels, needs_features=needs_features)

@@ -1,0 +1,214 @@
+"""A party's PSI: the role program its job plan names, run over the relay, and the rows it aligns.
+
+:func:`run_psi` runs this node's side of the job's PSI (:class:`~federated.plan.PsiPlan`):
+
+* ECDH, resumed from this node's checkpoint after a restart (the checkpoint holds the secret scalar: it is
+  kept, 0600, only while the exchange runs);
+* OT-extension;
+* unbalanced: the host answers from its cached blinding under a long-lived key, rotated on its schedule and
+  rebuilt when its set changes; the guest keeps the host's cache between jobs.
+
+It then checks what this party learned against its minimum and writes ``intersection.csv``.
+
+Owns: calling ``protocols.psi``'s role programs with this node's ids. May import: ``protocols``,
+:mod:`federated.plan`, :mod:`federated.runtime`, :mod:`federated.workdir`, :mod:`federated.results`,
+:mod:`federated.transcript` and :mod:`federated.errors`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+
+from protocols.core import Role
+from protocols.psi import (
+    PsiCheckpoint,
+    PsiResult,
+    PsiStep,
+    Reveal,
+    guest_program,
+    host_program,
+    unbalanced_build_cache,
+    unbalanced_cache_digest,
+    unbalanced_guest_program,
+    unbalanced_host_program,
+    unbalanced_new_key,
+)
+from protocols.psi.ot import ot_guest_program, ot_host_program
+
+from .errors import PermissionDeniedError
+from .plan import PsiPlan, PsiProgram, RolePlan
+from .results import PsiOutcome
+from .runtime import RoleRun
+from .transcript import TranscriptWriter, read_transcript
+from .workdir import JobFiles, NodeStore, UnbalancedHostFiles, UnbalancedKey
+
+__all__ = ["PartyIds", "PsiRun", "run_psi"]
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PartyIds:
+    """The ids this party brings to PSI.
+
+    Attributes:
+        ids: the usable ids (normalized; after the consent registry), in the order PSI sees them.
+        file_ids: every id of the dataset file, row by row.
+        rows: the file row of each usable id; None when every row is usable.
+        duplicates_removed: rows the dataset's ``duplicates: dedupe`` dropped.
+    """
+
+    ids: list[str]
+    file_ids: list[str]
+    rows: np.ndarray | None = None
+    duplicates_removed: int = 0
+
+
+@dataclass(frozen=True)
+class PsiRun:
+    """What PSI gave this party.
+
+    Attributes:
+        outcome: its part of the job's result.
+        rows: its file rows of the intersection, in the order both parties agreed; None when it learns none.
+        aligned: the ids of those rows (empty when it learns none).
+    """
+
+    outcome: PsiOutcome
+    rows: np.ndarray | None
+    aligned: list[str]
+
+
+def run_psi(run: RoleRun, plan: PsiPlan, me: RolePlan, mine: PartyIds, *, salt: bytes, minimum: int, files: JobFiles,
+            store: NodeStore, transcript: TranscriptWriter) -> PsiRun:
+    """Run this node's side of the job's PSI, then align and write what it learned.
+
+    Args:
+        run: this role's endpoint, randomness and pool.
+        plan, me: the job's PSI and this node's role in it.
+        mine: the ids this node brings.
+        salt: the job's PSI salt (drawn by the coordinator).
+        minimum: this node's minimum intersection in this job (:meth:`PsiPlan.minimum`).
+        files, store: this node's files for the job, and its unbalanced-PSI keys and caches.
+        transcript: this node's transcript of the job (read back to resume, and told that it resumed).
+
+    Raises:
+        PermissionDeniedError: the intersection is below ``minimum`` (a count-first exchange refuses it
+            before; this is a guard).
+    """
+    if plan.program is PsiProgram.UNBALANCED:
+        outcome, learned = _unbalanced(run, plan, me, mine.ids, minimum, store)
+    else:
+        t0 = time.monotonic()
+        if plan.program is PsiProgram.OT:
+            program = ot_guest_program if me.role is Role.GUEST else ot_host_program
+            learned = run.drive(program(mine.ids, plan.ot_params(salt), run.rng, min_intersection=minimum))
+        else:
+            learned = _ecdh(run, plan, me, mine.ids, salt, minimum, files, transcript)
+        outcome = PsiOutcome(protocol=plan.protocol, seconds=time.monotonic() - t0, duplicates_removed=mine.duplicates_removed)
+    return _align(outcome, learned, plan.reveal, mine, minimum, files)
+
+
+def _align(outcome: PsiOutcome, learned: PsiResult | None, reveal: Reveal, mine: PartyIds, minimum: int,
+           files: JobFiles) -> PsiRun:
+    if learned is None or learned.size < 0:
+        return PsiRun(outcome, None, [])  # this party learns nothing of the intersection
+    if reveal is Reveal.CARDINALITY:
+        return PsiRun(replace(outcome, intersection_size=learned.size), None, [])  # the count only; no rows are known
+    rows = np.asarray(learned.rows, dtype=np.int64)
+    if mine.rows is not None:
+        rows = mine.rows[rows]  # back to rows of the full file
+    aligned = [mine.file_ids[i] for i in rows]
+    if len(aligned) < minimum:
+        # the count-first exchange refused this before any row was known; reaching here would be a bug: still write nothing
+        raise PermissionDeniedError(f"the intersection has {len(aligned)} enterprises, below this node's minimum of {minimum}",
+                                    public=f"the intersection is below this party's minimum (min_intersection {minimum})")
+    files.write_intersection(aligned)
+    return PsiRun(replace(outcome, intersection_size=len(aligned)), rows, aligned)
+
+
+def _ecdh(run: RoleRun, plan: PsiPlan, me: RolePlan, ids: Sequence[str], salt: bytes, minimum: int, files: JobFiles,
+          transcript: TranscriptWriter) -> PsiResult:
+    """The balanced ECDH-PSI, checkpointed after every batch and resumed from this node's last checkpoint."""
+    resume = None
+    state = files.load_checkpoint()
+    if state is not None:
+        resume = PsiCheckpoint.from_dict(state)
+        _restore_endpoint(run, resume, transcript)
+        transcript.event("resumed_psi", sent=dict(resume.sent), recv_from=dict(resume.recv_from))
+        _LOG.warning("job %s: resuming PSI from its checkpoint (sent %s)", transcript.job_id, dict(resume.sent))
+    program = guest_program if me.role is Role.GUEST else host_program
+    try:
+        result: PsiResult = run.drive(program(ids, plan.ecdh_params(salt), run.rng, map_fn=run.map_fn(len(ids)), checkpoint=True,
+                                              resume=resume, min_intersection=minimum))
+    except Exception:
+        # a failed role fails the job (a refused count, or the peer's failure), which cannot resume: keep none of its
+        # secrets. Only a killed process leaves its checkpoint behind, to resume from.
+        files.drop_checkpoint()
+        raise
+    files.drop_checkpoint()  # the scalar is no longer needed: do not keep it
+    return result
+
+
+def _restore_endpoint(run: RoleRun, resume: PsiCheckpoint, transcript: TranscriptWriter) -> None:
+    """After a restart: the sequence numbers the checkpoint reached, and what this node's transcript says it
+    already sent and received (the relay holds those; they are neither sent again nor recorded twice)."""
+    endpoint = run.endpoint
+    endpoint.restore_counters(PsiStep, resume.sent, resume.recv_from)
+    for rec in read_transcript(transcript.path):
+        if rec.get("kind") != "message":
+            continue
+        body = rec["body"]
+        e = body["envelope"]
+        if body["direction"] == "sent":
+            endpoint.already_sent.add((e["step"], e["receiver"], int(e["sequence"])))
+        elif body["direction"] == "received":
+            endpoint.already_received.add((e["step"], e["sender"], int(e["sequence"])))
+
+
+def _unbalanced(run: RoleRun, plan: PsiPlan, me: RolePlan, ids: Sequence[str], minimum: int,
+                store: NodeStore) -> tuple[PsiOutcome, PsiResult | None]:
+    params = plan.unbalanced_params()
+    t_off = time.monotonic()
+    if me.role is Role.HOST:
+        files = store.unbalanced_host(me.dataset)
+        key = _host_key(files, me.dataset, run)
+        digest = unbalanced_cache_digest(ids, key.key, key.salt)
+        cache = files.cache(digest.digest)
+        rebuilt = cache is None
+        if cache is None:  # the set or the key changed: blind the whole set again (offline work)
+            cache = unbalanced_build_cache(ids, key.key, key.salt, map_fn=run.map_fn(len(ids)))
+            files.save_cache(cache, digest.digest)
+        offline = time.monotonic() - t_off
+        t_on = time.monotonic()
+        run.drive(unbalanced_host_program(key.key, cache, digest, params, run.rng, map_fn=run.map_fn(len(ids)),
+                                          min_intersection=minimum))
+        return PsiOutcome(online_seconds=time.monotonic() - t_on, offline_seconds=offline, cache_rebuilt=rebuilt), None
+    copy = store.unbalanced_guest(me.peer, me.peer_dataset)
+    cache = copy.cache()  # the host's cache from an earlier job, if this node kept one
+    t_on = time.monotonic()
+    res = run.drive(unbalanced_guest_program(ids, params, run.rng, cache=cache, map_fn=run.map_fn(len(ids)),
+                                             min_intersection=minimum))
+    online = time.monotonic() - t_on
+    if res.cache_updated:
+        copy.save_cache(res.cache)
+    return PsiOutcome(online_seconds=online, cache_received=res.cache_updated), res.result
+
+
+def _host_key(files: UnbalancedHostFiles, dataset: str, run: RoleRun) -> UnbalancedKey:
+    """The host's long-lived key and salt for ``dataset``, rotated on the configured schedule."""
+    now = time.time()
+    saved = files.key()
+    if saved is not None:
+        age = saved.age_days(now)
+        if age < files.rotation_days:
+            return saved
+        _LOG.info("unbalanced key for %s is %.1f days old: rotating (the cache is rebuilt)", dataset, age)
+    key = UnbalancedKey(unbalanced_new_key(run.rng), run.rng.getrandbits(256).to_bytes(32, "big"), now)
+    files.save_key(key)
+    return key

@@ -1,0 +1,91 @@
+"""A party's training: its rows of the intersection, split and standardized, through its two-party LR role.
+
+:func:`run_training` splits the aligned rows into training and test rows (from the ids and the job's seed,
+so both parties agree without a message), standardizes this party's features on its training rows, runs
+its role of the two-party LR (``protocols.hetero_lr.two_party``) and writes its ``model.json``: its
+weights, or its shares of them when they stay shared, and its standardizer.
+
+Owns: the model artifact's format. May import: ``protocols``, :mod:`federated.plan`,
+:mod:`federated.runtime`, :mod:`federated.workdir`, :mod:`federated.results` and :mod:`federated.data`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from protocols.core import Role
+from protocols.hetero_lr import HeteroLRParams, Standardizer, split_train_test
+from protocols.hetero_lr import two_party
+
+from .data import LocalDataset
+from .plan import TrainPlan
+from .results import Metrics, TrainingSummary
+from .runtime import RoleRun
+from .workdir import JobFiles
+
+__all__ = ["TrainRun", "run_training"]
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """What training gave this party: its wall time and, for the guest, the summary and the test metrics."""
+
+    seconds: float
+    summary: TrainingSummary | None = None
+    metrics: Metrics | None = None
+
+
+def run_training(run: RoleRun, plan: TrainPlan, data: LocalDataset, rows: np.ndarray, aligned: list[str], *,
+                 job_id: str, files: JobFiles) -> TrainRun:
+    """Run this party's LR role on its ``rows`` of the intersection (ids ``aligned``) and write its model."""
+    t0 = time.monotonic()
+    train_pos, test_pos = split_train_test(aligned, plan.seed, plan.test_fraction)
+    x = data.features[rows]
+    std = Standardizer.fit(x[train_pos], clip=plan.clip)
+    x_train, x_test = std.transform(x[train_pos]), std.transform(x[test_pos])
+    params = plan.lr
+    pool = run.map_fn(len(train_pos), minimum=2048)
+    summary = metrics = None
+    if run.role is Role.GUEST:
+        y = data.labels[rows]
+        model = run.drive(two_party.guest_program(x_train, y[train_pos], x_test, y[test_pos], params, run.rng, map_fn=pool))
+        metrics = Metrics(auc=model.metrics.auc, ks=model.metrics.ks, n_test=model.metrics.n_test)
+        # the guest learns the epoch losses (the coordinator runs no role)
+        summary = TrainingSummary(n_train=int(len(train_pos)), n_test=int(len(test_pos)), engine=plan.engine, topology=plan.topology,
+                                  reveal_weights=plan.reveal_weights, epochs=model.epochs, losses=tuple(model.losses),
+                                  key_bits=params.key_bits if params.he_scheme == "paillier" else None,
+                                  rlwe_degree=params.rlwe_degree if params.he_scheme != "paillier" else None)
+        extra: dict[str, Any] = {"metrics": metrics.to_dict()}
+    else:
+        model = run.drive(two_party.host_program(x_train, x_test, params, run.rng, map_fn=pool))
+        extra = {}
+    files.write_model({"job_id": job_id, "role": run.role.value, **_weights_json(data, model, params),
+                       "standardizer": _std_json(data, std), "epochs": model.epochs, "losses": list(model.losses), **extra})
+    return TrainRun(seconds=time.monotonic() - t0, summary=summary, metrics=metrics)
+
+
+def _weights_json(data: LocalDataset, model: Any, params: HeteroLRParams) -> dict[str, Any]:
+    """The model's weights by feature name, or, when they stay secret-shared, this party's part of them."""
+    if model.shares is None:
+        out: dict[str, Any] = {"features": {n: float(w) for n, w in zip(data.feature_names, model.weights)}}
+        if getattr(model, "intercept", None) is not None:
+            out["intercept"] = model.intercept
+        return out
+    sh = model.shares
+    own = dict(zip(data.feature_names, (str(v) for v in sh.own)))
+    if len(sh.own) == len(data.feature_names) + 1:
+        own["(intercept)"] = str(sh.own[-1])
+    return {"features": list(data.feature_names),
+            "weight_shares": {"what": "this party's additive shares mod 2^ring_bits at scale 2^frac_bits; "
+                                      "neither party's part alone reveals any weight",
+                              "ring_bits": sh.ring_bits, "frac_bits": sh.frac_bits,
+                              "feature_frac_bits": params.feature_frac_bits,
+                              "own": own, "peer": [str(v) for v in sh.peer]}}
+
+
+def _std_json(data: LocalDataset, std: Standardizer) -> dict[str, Any]:
+    return {n: {"mean": float(m), "scale": float(s), "clip": std.clip} for n, m, s in zip(data.feature_names, std.mean, std.scale)}

@@ -1,0 +1,238 @@
+"""A party's files: where each lives, the one way they are written, and how they are read back.
+
+The layout under the party config's ``workdir``::
+
+    jobs/<job>/approved_data.json       the digest of the data the node approved the job on (#12)
+    jobs/<job>/psi.checkpoint.json      PSI's state after its last batch, secrets included; gone when PSI ends
+    jobs/<job>/intersection.csv         the aligned ids, in the order both parties agreed
+    jobs/<job>/model.json               this party's model: its weights (or its shares of them) and its standardizer
+    jobs/<job>/result.json              this party's result (:class:`federated.results.JobResult`)
+    transcripts/<job>.<node>.jsonl      this node's signed transcript of the job (``transcripts.directory``)
+    unbalanced/<dataset>/key.json       the unbalanced host's long-lived key and salt (``unbalanced.directory``)
+    unbalanced/<dataset>/cache.bin      ... its blinded set, 16 bytes an entry, and cache.digest, the set's digest
+    unbalanced/peer-<peer>-<dataset>/   the unbalanced guest's copy of a host's cache: cache.bin and digest.json
+
+Everything here holds private data, so every file is written by :func:`atomic_write_bytes`: readable by
+its owner only (0600, in a 0700 folder), complete or not at all (temporary file, fsync, rename). The
+transcript writer (:mod:`federated.transcript`) appends to its own file.
+
+Owns: the paths and formats of a party's files. May import: the standard library, ``protocols.psi``
+(the unbalanced cache types) and :mod:`federated.results`. It decides nothing about a job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from protocols.psi import CacheDigest, UnbalancedCache
+
+from .results import JobResult
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "NodeStore", "JobFiles", "ApprovedData", "UnbalancedKey",
+           "UnbalancedHostFiles", "UnbalancedGuestFiles"]
+
+CACHE_ENTRY_BYTES = 16
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a party's file atomically and readable by this user only (0600; fsync before the rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj))
+
+
+def _entries(data: bytes) -> list[bytes]:
+    return [data[i : i + CACHE_ENTRY_BYTES] for i in range(0, len(data), CACHE_ENTRY_BYTES)]
+
+
+@dataclass(frozen=True)
+class ApprovedData:
+    """What a node approved a job on: the spec's digest and its data's (:func:`federated.approval.dataset_digest`)."""
+
+    spec_sha256: str
+    dataset_sha256: str
+
+
+@dataclass(frozen=True)
+class JobFiles:
+    """One job's folder on a party's node."""
+
+    folder: Path
+
+    @property
+    def approved_data(self) -> Path:
+        return self.folder / "approved_data.json"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.folder / "psi.checkpoint.json"
+
+    @property
+    def intersection(self) -> Path:
+        return self.folder / "intersection.csv"
+
+    @property
+    def model(self) -> Path:
+        return self.folder / "model.json"
+
+    @property
+    def result(self) -> Path:
+        """This party's own result of the job (metrics, sizes, artifacts): local, 0600, never sent."""
+        return self.folder / "result.json"
+
+    # -- approval
+    def record_approved(self, approved: ApprovedData) -> None:
+        _write_json(self.approved_data, {"spec_sha256": approved.spec_sha256, "dataset_sha256": approved.dataset_sha256})
+
+    def approved(self) -> ApprovedData | None:
+        """The record written at approval; None when there is none or it cannot be read."""
+        try:
+            d = json.loads(self.approved_data.read_text(encoding="utf-8"))
+            return ApprovedData(str(d.get("spec_sha256")), str(d.get("dataset_sha256")))
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    # -- the PSI checkpoint: it holds secrets, so it stays here and goes nowhere
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint.exists()
+
+    def save_checkpoint(self, state: Mapping[str, Any]) -> None:
+        _write_json(self.checkpoint, dict(state))
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """The last checkpoint's state, or None when there is none.
+
+        Raises:
+            ValueError: the file is not a JSON object (a resumed job then fails, as it cannot resume)."""
+        if not self.checkpoint.exists():
+            return None
+        state = json.loads(self.checkpoint.read_text(encoding="utf-8"))
+        if not isinstance(state, dict):
+            raise ValueError(f"{self.checkpoint} does not hold a checkpoint")
+        return state
+
+    def drop_checkpoint(self) -> None:
+        self.checkpoint.unlink(missing_ok=True)
+
+    # -- artifacts
+    def write_intersection(self, ids: Iterable[str]) -> None:
+        atomic_write_text(self.intersection, "id\n" + "".join(f"{i}\n" for i in ids))
+
+    def write_model(self, model: Mapping[str, Any]) -> None:
+        atomic_write_text(self.model, json.dumps(model, indent=2))
+
+    def write_result(self, result: JobResult) -> None:
+        atomic_write_text(self.result, result.to_json())
+
+
+@dataclass(frozen=True)
+class UnbalancedKey:
+    """The unbalanced host's long-lived key for one dataset, and the salt its cache was built with."""
+
+    key: bytes
+    salt: bytes
+    created_unix: float
+
+    def age_days(self, now_unix: float) -> float:
+        return (now_unix - self.created_unix) / 86400.0
+
+
+@dataclass(frozen=True)
+class UnbalancedHostFiles:
+    """The unbalanced host's key and cache for one of its datasets; the key is replaced after ``rotation_days``."""
+
+    folder: Path
+    rotation_days: float
+
+    def key(self) -> UnbalancedKey | None:
+        path = self.folder / "key.json"
+        if not path.exists():
+            return None
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        return UnbalancedKey(bytes.fromhex(saved["key"]), bytes.fromhex(saved["salt"]), float(saved["created_unix"]))
+
+    def save_key(self, key: UnbalancedKey) -> None:
+        _write_json(self.folder / "key.json", {"key": key.key.hex(), "salt": key.salt.hex(), "created_unix": key.created_unix})
+
+    def cache(self, digest: bytes) -> list[bytes] | None:
+        """The cached blinded set, if it was built from the set and key ``digest`` describes; else None."""
+        cache_file, digest_file = self.folder / "cache.bin", self.folder / "cache.digest"
+        if digest_file.exists() and digest_file.read_bytes() == digest and cache_file.exists():
+            return _entries(cache_file.read_bytes())
+        return None
+
+    def save_cache(self, values: Iterable[bytes], digest: bytes) -> None:
+        atomic_write_bytes(self.folder / "cache.bin", b"".join(values))
+        atomic_write_bytes(self.folder / "cache.digest", digest)
+
+
+@dataclass(frozen=True)
+class UnbalancedGuestFiles:
+    """The unbalanced guest's copy of one host dataset's cache."""
+
+    folder: Path
+
+    def cache(self) -> UnbalancedCache | None:
+        cache_file, digest_file = self.folder / "cache.bin", self.folder / "digest.json"
+        if not (cache_file.exists() and digest_file.exists()):
+            return None
+        d = json.loads(digest_file.read_text(encoding="utf-8"))
+        digest = CacheDigest(bytes.fromhex(d["key_id"]), bytes.fromhex(d["set_digest"]), int(d["count"]), bytes.fromhex(d["salt"]))
+        return UnbalancedCache.from_values(digest, _entries(cache_file.read_bytes()))
+
+    def save_cache(self, cache: UnbalancedCache) -> None:
+        d = cache.digest
+        atomic_write_bytes(self.folder / "cache.bin", b"".join(sorted(cache.values)))
+        atomic_write_text(self.folder / "digest.json", json.dumps({"key_id": d.key_id.hex(), "set_digest": d.set_digest.hex(),
+                                                                   "count": d.count, "salt": d.salt.hex()}))
+
+
+class NodeStore:
+    """A party's workdir: every file it keeps, by job, transcript and unbalanced-PSI dataset.
+
+    Args:
+        workdir: the party config's ``workdir``.
+        transcripts: where transcripts go (default ``<workdir>/transcripts``).
+        unbalanced: where unbalanced-PSI keys and caches go (default ``<workdir>/unbalanced``).
+        key_rotation_days: the age at which the unbalanced host's long-lived key is replaced.
+    """
+
+    def __init__(self, workdir: Path, *, transcripts: Path | None = None, unbalanced: Path | None = None,
+                 key_rotation_days: float = 30.0) -> None:
+        self.workdir = workdir
+        self.transcripts = transcripts or workdir / "transcripts"
+        self.unbalanced = unbalanced or workdir / "unbalanced"
+        self.key_rotation_days = key_rotation_days
+
+    def job(self, job_id: str) -> JobFiles:
+        return JobFiles(self.workdir / "jobs" / job_id)
+
+    def transcript(self, job_id: str, node: str) -> Path:
+        return self.transcripts / f"{job_id}.{node}.jsonl"
+
+    def unbalanced_host(self, dataset: str) -> UnbalancedHostFiles:
+        return UnbalancedHostFiles(self.unbalanced / dataset, self.key_rotation_days)
+
+    def unbalanced_guest(self, peer: str, dataset: str) -> UnbalancedGuestFiles:
+        return UnbalancedGuestFiles(self.unbalanced / f"peer-{peer}-{dataset}")
