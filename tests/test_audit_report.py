@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from federated.audit import _bytes_text, render_report, report_data
-from federated.certs import CertLayout, init_certs
-from test_transcript import (  # the shared builder of realistic transcripts (tests/ is on sys.path)
+from federated.certs import CertLayout
+from transcript_builder import (  # the shared builder of realistic transcripts (tests/ is on sys.path)
     AUC,
     JOB,
     MESSAGES,
@@ -32,19 +32,9 @@ from test_transcript import (  # the shared builder of realistic transcripts (te
 
 
 @pytest.fixture(scope="module")
-def layout(tmp_path_factory: pytest.TempPathFactory) -> CertLayout:
-    return init_certs(tmp_path_factory.mktemp("pki"), ["bank", "platform"])
-
-
-@pytest.fixture(scope="module")
-def ca(layout: CertLayout) -> bytes:
-    return layout.ca_cert.read_bytes()
-
-
-@pytest.fixture(scope="module")
-def job(layout: CertLayout, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    paths = build_job(layout, tmp_path_factory.mktemp("job"))
-    return [paths["bank"], paths["platform"], paths["coordinator"]]
+def job(job: dict[str, Path]) -> list[Path]:
+    """The valid job of tests/conftest.py, as a list: bank, platform, coordinator."""
+    return [job["bank"], job["platform"], job["coordinator"]]
 
 
 @pytest.fixture(scope="module")

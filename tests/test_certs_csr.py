@@ -31,7 +31,7 @@ from federated.signing import load_signing_identity, verify_signing_cert
 from federated.transport import create_channel, serve
 from protocols.core import Role
 from protocols.hetero_lr.two_party import TwoPartyStep
-from test_relay_quotas import channel_for, endpoint, residual, running_job, start_coordinator
+from helpers import channel_for, endpoint, residual, running_job, serving_coordinator
 
 NODES = (("coordinator", "coordinator"), ("bank", "party"), ("platform", "party"), ("operator", "operator"))
 
@@ -47,8 +47,9 @@ def csr_flow(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CertLayout
 
 
 @pytest.fixture(scope="module")
-def init_layout(tmp_path_factory: pytest.TempPathFactory) -> CertLayout:
-    return init_certs(tmp_path_factory.mktemp("init"), ["bank", "platform"])
+def init_layout(layout: CertLayout) -> CertLayout:
+    """What ``certs init`` issues (the layout of tests/conftest.py), for the CSR flow's profiles to match."""
+    return layout
 
 
 def _cert(path: Path) -> x509.Certificate:
@@ -152,15 +153,12 @@ def test_a_csr_issued_party_has_no_server_auth_and_works_for_a_real_call(tmp_pat
         verify_signing_cert(files.sign_cert.read_bytes(), ca, party)  # type: ignore[union-attr]
 
     # Real calls with the CSR-issued certificates: a relayed, signed message, and an operator's call.
-    coord = start_coordinator(tmp_path, layout)
-    try:
+    with serving_coordinator(tmp_path, layout) as coord:
         job = running_job(coord, layout)
         endpoint(coord, layout, "platform", job).send(TwoPartyStep.RESIDUAL, Role.GUEST, residual(3))
         assert endpoint(coord, layout, "bank", job).recv(TwoPartyStep.RESIDUAL, Role.HOST) == residual(3)
         jobs = job_pb2_grpc.JobServiceStub(channel_for(coord, layout, "operator")).ListJobs(job_pb2.ListJobsRequest(), timeout=10)
         assert [j.job_id for j in jobs.jobs] == [job]
-    finally:
-        coord.stop(0)
 
     # A party's certificate cannot serve: a client dialling its "coordinator" refuses it.
     with serve(layout.tls("bank"), grace_s=0.5) as (_, port):

@@ -23,13 +23,14 @@ from protocols.psi import protocol as psi
 from protocols.psi import unbalanced as ub
 from protocols.psi.ot import protocol as ot
 from protocols.psi.protocol import BlindedPoints, MatchedPositions, PsiStep
+from helpers import paillier_keypair
 
 SALT = bytes(range(16))
 
 
 @pytest.fixture(scope="module")
 def keypair():
-    return generate_keypair(1024, random.Random(99))
+    return paillier_keypair(1024, 99)
 
 
 def _samples(pk, sk) -> dict[type, list]:

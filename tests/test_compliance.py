@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import grpc
 import pandas as pd
@@ -25,9 +24,9 @@ from federated.demo import Cluster
 from federated.errors import ConflictError, PermissionDeniedError, from_rpc_error
 from federated.signing import load_signing_identity
 from federated.transport import create_channel
+from helpers import BREAST_GUEST, BREAST_HOST, read_breast
 
 pytestmark = pytest.mark.integration
-DATA = Path(__file__).resolve().parent.parent / "examples" / "data"
 PURPOSE = "financing.credit_risk_model"
 CLI = [sys.executable, "-m", "federated.cli"]
 
@@ -35,8 +34,7 @@ CLI = [sys.executable, "-m", "federated.cli"]
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory):
     d = tmp_path_factory.mktemp("compliance")
-    g = pd.read_csv(DATA / "breast_hetero_guest.csv", dtype={"id": str})
-    h = pd.read_csv(DATA / "breast_hetero_host.csv", dtype={"id": str})
+    g, h = read_breast()
     ids = list(h["id"])
     consent = d / "consent.csv"
     rows = ["enterprise_id,purpose,valid_from,valid_to,revoked"]
@@ -47,8 +45,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory):
     consent.write_text("\n".join(rows) + "\n", encoding="utf-8")
     cluster = Cluster(
         d / "cluster",
-        {"bank": {"breast": DatasetConfig(path=DATA / "breast_hetero_guest.csv", label_column="y")},
-         "platform": {"breast": DatasetConfig(path=DATA / "breast_hetero_host.csv", consent_registry=consent)}},
+        {"bank": {"breast": DatasetConfig(path=BREAST_GUEST, label_column="y")},
+         "platform": {"breast": DatasetConfig(path=BREAST_HOST, consent_registry=consent)}},
         policies={
             "bank": {"auto_approve": False, "allowed_purposes": [PURPOSE], "allowed_peers": ["platform"], "min_intersection": 10},
             "platform": {"auto_approve": True, "allowed_purposes": [PURPOSE], "min_intersection": 10,

@@ -16,33 +16,21 @@ import pytest
 
 from federated.approval import make_approval
 from federated.audit import verify_transcripts
-from federated.certs import CertLayout, init_certs
-from federated.config import JobSpec, parse_config
+from federated.certs import CertLayout
 from federated.errors import ConflictError
-from federated.signing import load_signing_identity
-from test_relay_quotas import PARTIES, start_coordinator
-
-
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory: pytest.TempPathFactory) -> CertLayout:
-    return init_certs(tmp_path_factory.mktemp("certs"), list(PARTIES))
+from helpers import PARTIES, job_spec, signer, serving_coordinator
 
 
 def test_an_approval_racing_a_rejection_is_refused_as_a_conflict(tmp_path: Path, layout: CertLayout,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    coord = start_coordinator(tmp_path, layout)
-    try:
-        spec = parse_config(JobSpec, {"kind": "psi", "purpose": "financing.credit_risk_model",
-                                      "guest": {"party": "bank", "dataset": "d"}, "host": {"party": "platform", "dataset": "d"}},
-                            source="t")
+    with serving_coordinator(tmp_path, layout) as coord:
         jobs = coord.jobs
-        job_id = jobs.submit(spec).job_id
+        job_id = jobs.submit(job_spec("psi")).job_id
         sha = jobs.get(job_id).spec_sha256
         idents = {}
         for party in PARTIES:
-            files = layout.node(party)
-            jobs.set_sign_key(party, files.sign_cert.read_bytes())
-            idents[party] = load_signing_identity(files.sign_cert, files.sign_key)
+            jobs.set_sign_key(party, layout.node(party).sign_cert.read_bytes())
+            idents[party] = signer(layout, party)
 
         # The bank's approval is slowed right after its checks (while it is recorded), so that, without
         # serialization, the platform's rejection ends the job in between.
@@ -79,5 +67,3 @@ def test_an_approval_racing_a_rejection_is_refused_as_a_conflict(tmp_path: Path,
         records = [json.loads(line) for line in (tmp_path / "transcripts" / f"{job_id}.coordinator.jsonl").read_text().splitlines()]
         names = [r["body"].get("event") for r in records]
         assert names.index("approved") < names.index("rejected") < names.index("finished")
-    finally:
-        coord.stop(0)

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from protocols.hetero_lr.engines import make_engine
-from protocols.paillier import from_residue, generate_keypair, to_residue
+from protocols.paillier import from_residue, to_residue
+from helpers import paillier_keypair
 
 
 @pytest.fixture(scope="module")
 def keys():
-    return generate_keypair(1024, random.Random(3))
+    return paillier_keypair(1024, 3)
 
 
 @pytest.mark.parametrize("name", ["fast", "phe"])

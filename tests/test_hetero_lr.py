@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import math
 import random
-from pathlib import Path
 
 import gmpy2
 import numpy as np
-import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -41,8 +39,8 @@ from protocols.hetero_lr.protocol import (
     unmask_gradient,
 )
 from protocols.paillier import Encryptor, FixedPoint, generate_keypair, ops, to_residue
+from helpers import breast_arrays, paillier_keypair
 
-DATA = Path(__file__).resolve().parent.parent / "examples" / "data"
 LOG2 = math.log(2.0)
 
 
@@ -51,12 +49,12 @@ LOG2 = math.log(2.0)
 
 @pytest.fixture(scope="module")
 def keypair():
-    return generate_keypair(1024, random.Random(20240601))
+    return paillier_keypair(1024, 20240601)
 
 
 @pytest.fixture(scope="module")
 def other_keypair():
-    return generate_keypair(1024, random.Random(777))
+    return paillier_keypair(1024, 777)
 
 
 @pytest.fixture(scope="module")
@@ -371,16 +369,8 @@ def test_coordinator_refuses_key_smaller_than_job():
 
 
 def _breast():
-    g = pd.read_csv(DATA / "breast_hetero_guest.csv", dtype={"id": str})
-    h = pd.read_csv(DATA / "breast_hetero_host.csv", dtype={"id": str})
-    j = g.merge(h, on="id", suffixes=("_g", "_h"), validate="one_to_one")
-    gcols = [c for c in g.columns if c not in ("id", "y")]
-    hcols = [c for c in h.columns if c != "id"]
-    xg = j[[c + "_g" if c in hcols else c for c in gcols]].to_numpy(float)
-    xh = j[[c + "_h" if c in gcols else c for c in hcols]].to_numpy(float)
-    assert xg.shape[1] == len(gcols) and xh.shape[1] == len(hcols)
-    y = j["y"].to_numpy().astype(int)
-    train, test = split_train_test(list(j["id"]), 42, 0.2)
+    ids, xg, xh, y = breast_arrays()
+    train, test = split_train_test(list(ids), 42, 0.2)
     sg, sh = Standardizer.fit(xg[train]), Standardizer.fit(xh[train])
     return dict(
         xg_tr=sg.transform(xg[train]), xg_te=sg.transform(xg[test]),
@@ -474,12 +464,16 @@ def test_taylor_loss_and_weights_match_plaintext_reference(keypair):
     np.testing.assert_allclose(h.weights, wh, atol=1e-5)
 
 
-def test_loss_at_zero_weights_is_log2(keypair):
-    rng = np.random.default_rng(12)
-    n = 200
+def _random_data(seed: int, n: int = 200) -> dict:
+    """Random features (3 for the guest, 4 for the host) and labels; the first 40 rows double as the test rows."""
+    rng = np.random.default_rng(seed)
     xg, xh = rng.normal(size=(n, 3)), rng.normal(size=(n, 4))
     y = rng.integers(0, 2, size=n)
-    d = dict(xg_tr=xg, xg_te=xg[:40], xh_tr=xh, xh_te=xh[:40], y_tr=y, y_te=y[:40])
+    return dict(xg_tr=xg, xg_te=xg[:40], xh_tr=xh, xh_te=xh[:40], y_tr=y, y_te=y[:40])
+
+
+def test_loss_at_zero_weights_is_log2(keypair):
+    d = _random_data(12)
     p = HeteroLRParams(key_bits=1024, max_epochs=1, learning_rate=1e-12)
     g, h, c = _run(d, p, keypair)
     assert c.epochs == 1 and len(c.losses) == 1
@@ -487,11 +481,7 @@ def test_loss_at_zero_weights_is_log2(keypair):
 
 
 def test_loss_unchanged_when_weights_fixed(keypair):
-    rng = np.random.default_rng(13)
-    n = 200
-    xg, xh = rng.normal(size=(n, 3)), rng.normal(size=(n, 4))
-    y = rng.integers(0, 2, size=n)
-    d = dict(xg_tr=xg, xg_te=xg[:40], xh_tr=xh, xh_te=xh[:40], y_tr=y, y_te=y[:40])
+    d = _random_data(13)
     p = HeteroLRParams(key_bits=1024, max_epochs=2, learning_rate=1e-12, tol=0.0)
     g, h, c = _run(d, p, keypair)
     assert c.epochs == 2 and len(c.losses) == 2

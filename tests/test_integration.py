@@ -20,17 +20,16 @@ from federated.errors import NotFoundError, PermissionDeniedError, from_rpc_erro
 from federated.transcript import read_transcript
 from federated.transport import create_channel
 from federated.certs import load_tls
+from helpers import read_breast
 
 pytestmark = pytest.mark.integration
-DATA = Path(__file__).resolve().parent.parent / "examples" / "data"
 
 
 @pytest.fixture(scope="module")
 def split_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, set[str]]:
     """Breast data where each side has ids the other lacks, and the host's rows are in another order."""
     d = tmp_path_factory.mktemp("data")
-    g = pd.read_csv(DATA / "breast_hetero_guest.csv", dtype={"id": str})
-    h = pd.read_csv(DATA / "breast_hetero_host.csv", dtype={"id": str})
+    g, h = read_breast()
     g = g.iloc[25:].copy()  # the guest lacks the first 25 ids
     h = h.drop(h.index[100:140]).sample(frac=1.0, random_state=7)  # the host lacks 40 others, shuffled
     extra = h.iloc[:5].copy()

@@ -7,10 +7,7 @@ platform: the same message types, in the same order, with the same sizes.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 import pytest
 
 from federated.audit import verify_transcripts
@@ -19,23 +16,23 @@ from federated.config import DatasetConfig, JobSpec, parse_config
 from federated.demo import Cluster
 from federated.sealing import SEAL_PHASES
 from federated.transcript import read_transcript
+from helpers import BREAST_GUEST, BREAST_HOST, read_breast
 
 pytestmark = pytest.mark.integration
-DATA = Path(__file__).resolve().parent.parent / "examples" / "data"
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, list[dict]]]:
     d = tmp_path_factory.mktemp("leakage")
-    g = pd.read_csv(DATA / "breast_hetero_guest.csv", dtype={"id": str})
+    g, _ = read_breast()
     permuted = g.copy()
     permuted["y"] = np.random.default_rng(5).permutation(g["y"].to_numpy())
     assert (permuted["y"] != g["y"]).any()
     permuted.to_csv(d / "guest_permuted.csv", index=False)
     cluster = Cluster(d / "cluster", {
-        "bank": {"breast": DatasetConfig(path=DATA / "breast_hetero_guest.csv", label_column="y"),
+        "bank": {"breast": DatasetConfig(path=BREAST_GUEST, label_column="y"),
                  "breast_permuted": DatasetConfig(path=d / "guest_permuted.csv", label_column="y")},
-        "platform": {"breast": DatasetConfig(path=DATA / "breast_hetero_host.csv")},
+        "platform": {"breast": DatasetConfig(path=BREAST_HOST)},
     })
     out: dict[str, dict[str, list[dict]]] = {}
     with cluster:

@@ -37,6 +37,7 @@ from protocols.paillier import (
     to_residue,
 )
 from protocols.paillier.ops import _choose_window
+from helpers import dec_signed, paillier_with_phe
 
 PROPERTY = settings(max_examples=40, deadline=None)
 
@@ -47,24 +48,19 @@ PROPERTY = settings(max_examples=40, deadline=None)
 @pytest.fixture(scope="module")
 def small():
     """A 512-bit (insecure, test-only) key pair, its phe twin and an Encryptor."""
-    rng = random.Random(20240512)
-    pk, sk = generate_keypair(512, rng, insecure_allow_small=True)
-    return pk, sk, Encryptor(pk, random.Random(1)), sk.to_phe()
+    pk, sk, phe_sk = paillier_with_phe(512, 20240512)
+    return pk, sk, Encryptor(pk, random.Random(1)), phe_sk
 
 
 @pytest.fixture(scope="module")
 def big():
     """A 2048-bit key pair (the production size) for a few checks."""
-    pk, sk = generate_keypair(2048, random.Random(2048))
-    return pk, sk, Encryptor(pk, random.Random(2)), sk.to_phe()
+    pk, sk, phe_sk = paillier_with_phe(2048, 2048)
+    return pk, sk, Encryptor(pk, random.Random(2)), phe_sk
 
 
 def signed_ints(pk: PaillierPublicKey):
     return st.integers(min_value=-int(pk.max_int), max_value=int(pk.max_int))
-
-
-def dec_signed(sk: PaillierPrivateKey, c) -> int:
-    return from_residue(sk.public_key, sk.decrypt_raw(c))
 
 
 def enc_signed(enc: Encryptor, x: int):

@@ -22,7 +22,6 @@ from phe import paillier as phe_paillier
 from protocols.errors import BudgetError, KeyMismatchError
 from protocols.paillier import (
     Encryptor,
-    PaillierPrivateKey,
     RandomnessPool,
     add,
     add_plain,
@@ -47,6 +46,7 @@ from protocols.paillier import (
     unpack,
 )
 from protocols.paillier import encrypt as encrypt_module
+from helpers import dec_signed, paillier_with_phe
 
 PROPERTY = settings(max_examples=30, deadline=None)
 
@@ -54,19 +54,13 @@ PROPERTY = settings(max_examples=30, deadline=None)
 @pytest.fixture(scope="module")
 def small():
     """A 512-bit (insecure, test-only) key pair and its phe twin."""
-    pk, sk = generate_keypair(512, random.Random(20240513), insecure_allow_small=True)
-    return pk, sk, sk.to_phe()
+    return paillier_with_phe(512, 20240513)
 
 
 @pytest.fixture(scope="module")
 def big():
     """A 2048-bit key pair (the production size)."""
-    pk, sk = generate_keypair(2048, random.Random(2048))
-    return pk, sk, sk.to_phe()
-
-
-def dec_signed(sk: PaillierPrivateKey, c) -> int:
-    return from_residue(sk.public_key, sk.decrypt_raw(c))
+    return paillier_with_phe(2048, 2048)
 
 
 # --------------------------------------------------------------------------- encrypt_with_factors / compute_factors

@@ -12,58 +12,32 @@ from pathlib import Path
 import gmpy2
 import pytest
 
-from federated.certs import init_certs, load_tls
-from federated.config import CoordinatorConfig, JobSpec, SignConfig, TlsConfig, parse_config
+from federated.certs import CertLayout
 from federated.coordinator import Coordinator
 from federated.errors import CryptoError, JobFailedError, ProtocolError, QuotaError
 from federated.runtime import RelayEndpoint
-from federated.approval import make_approval
-from federated.sealing import SealSession, load_seal_identity, verify_peer_seal_cert
-from federated.signing import load_signing_identity, verify_signing_cert
-from federated.transport import MAX_MESSAGE_BYTES, create_channel
+from federated.transport import MAX_MESSAGE_BYTES
+from helpers import job_spec, residual, running_job, seal_session, sealed_endpoint, serving_coordinator
 from protocols.core import Role
 from protocols.hetero_lr.protocol import EncryptedVector
-from protocols.hetero_lr.two_party import EncryptedResidualShare, MaskedLoss, TwoPartyStep
+from protocols.hetero_lr.two_party import MaskedLoss, TwoPartyStep
 
 
 @pytest.fixture()
-def coordinator(tmp_path: Path):
-    layout = init_certs(tmp_path / "certs", ["bank", "platform"])
-    c = layout.node("coordinator")
-    cfg = CoordinatorConfig(tls=TlsConfig(ca=layout.ca_cert, cert=c.tls_cert, key=c.tls_key), listen="127.0.0.1:0",
-                            sign=SignConfig(cert=c.sign_cert, key=c.sign_key), transcripts=tmp_path / "transcripts",
-                            database=tmp_path / "c.sqlite", parties=["bank", "platform"])
-    coord = Coordinator(cfg)
-    coord.start()
-    _LAYOUTS[id(coord)] = layout
-    yield coord, layout
-    coord.stop(0)
+def coordinator(tmp_path: Path, layout: CertLayout):
+    with serving_coordinator(tmp_path, layout) as coord:
+        yield coord, layout
 
 
-_LAYOUTS: dict[int, object] = {}
+def _endpoint(coord: Coordinator, layout: CertLayout, me: str, job_id: str, restored: dict | None = None) -> RelayEndpoint:
+    """``me``'s endpoint sealing to the other party; ``restored``: the phase keys a checkpoint kept."""
+    return sealed_endpoint(coord, layout, me, job_id, seal_session(layout, me, job_id, restored=restored))
 
 
-def layout_of(coord: Coordinator):
-    return _LAYOUTS[id(coord)]
-
-
-def _endpoint(coord: Coordinator, layout, me: str, role: Role, job_id: str, peer: str, restored: dict | None = None) -> RelayEndpoint:
-    files = layout.node(me)
-    channel = create_channel(f"127.0.0.1:{coord.port}", load_tls(layout.ca_cert, files.tls_cert, files.tls_key), server_name="coordinator")
-    ident = load_seal_identity(files.seal_cert, files.seal_key)
-    peer_files = layout.node(peer)
-    peer_key = verify_peer_seal_cert(peer_files.seal_cert.read_bytes(), layout.ca_cert.read_bytes(), peer)
-    names = {Role.GUEST: "bank", Role.HOST: "platform", Role.COORDINATOR: "coordinator"}
-    signer = load_signing_identity(files.sign_cert, files.sign_key)
-    verify = {n: verify_signing_cert(layout.node(n).sign_cert.read_bytes(), layout.ca_cert.read_bytes(), n) for n in ("bank", "platform", "coordinator")}
-    session = SealSession(ident, signer, peer, peer_key, verify[peer], job_id, restored=restored)
-    return RelayEndpoint(channel, job_id, role, names, signer=signer, verify_keys=verify, sealers={peer: session}, timeout_s=20)
-
-
-def _pair(coord: Coordinator, layout, job_id: str, phase: str = "lr2") -> tuple[RelayEndpoint, RelayEndpoint]:
+def _pair(coord: Coordinator, layout: CertLayout, job_id: str, phase: str = "lr2") -> tuple[RelayEndpoint, RelayEndpoint]:
     """(host, guest) endpoints of ``job_id`` whose sealing keys for ``phase`` are agreed: both send their seal.hello, then both read."""
-    host = _endpoint(coord, layout, "platform", Role.HOST, job_id, "bank")
-    guest = _endpoint(coord, layout, "bank", Role.GUEST, job_id, "platform")
+    host = _endpoint(coord, layout, "platform", job_id)
+    guest = _endpoint(coord, layout, "bank", job_id)
     host.offer_sealing("bank", phase)
     guest.offer_sealing("platform", phase)
     host.establish_sealing("bank", phase)
@@ -71,30 +45,11 @@ def _pair(coord: Coordinator, layout, job_id: str, phase: str = "lr2") -> tuple[
     return host, guest
 
 
-def _job(coord: Coordinator, kind: str = "train") -> str:
-    spec = parse_config(JobSpec, {"kind": kind, "purpose": "financing.credit_risk_model",
-                                  "guest": {"party": "bank", "dataset": "d"}, "host": {"party": "platform", "dataset": "d"}}, source="t")
-    job_id = coord.jobs.submit(spec).job_id
-    # Approve as each party would (signed with its own key), so the job runs.
-    for party in ("bank", "platform"):
-        files = layout_of(coord).node(party)
-        coord.jobs.set_sign_key(party, files.sign_cert.read_bytes())
-        ident = load_signing_identity(files.sign_cert, files.sign_key)
-        coord.jobs.approve(job_id, party, make_approval(ident, job_id, coord.jobs.get(job_id).spec_sha256, True, "policy"))
-    assert coord.jobs.get(job_id).state == "running"
-    return job_id
-
-
-def _big_scores(count: int) -> EncryptedResidualShare:
-    vals = tuple(gmpy2.mpz((1 << 4095) + i) for i in range(count))  # 512-byte "ciphertexts"
-    return EncryptedResidualShare(EncryptedVector(b"k" * 32, 0, vals))
-
-
 def test_large_sealed_payload_streams_in_chunks(coordinator) -> None:
     coord, layout = coordinator
-    job = _job(coord)
+    job = running_job(coord, layout)
     host, guest = _pair(coord, layout, job)
-    msg = _big_scores(40_000)  # ~20 MB, well past the 8 MiB gRPC message limit
+    msg = residual(40_000)  # ~20 MB, well past the 8 MiB gRPC message limit
     host.send(TwoPartyStep.RESIDUAL, Role.GUEST, msg)
     assert host.bytes_sent > 2 * MAX_MESSAGE_BYTES
     got = guest.recv(TwoPartyStep.RESIDUAL, Role.HOST)
@@ -104,29 +59,29 @@ def test_large_sealed_payload_streams_in_chunks(coordinator) -> None:
 
 def test_sequence_numbers_order_messages_and_replays_are_refused(coordinator) -> None:
     coord, layout = coordinator
-    job = _job(coord)
+    job = running_job(coord, layout)
     host, guest = _pair(coord, layout, job)
-    first, second = _big_scores(2), _big_scores(3)
+    first, second = residual(2), residual(3)
     host.send(TwoPartyStep.RESIDUAL, Role.GUEST, first)
     host.send(TwoPartyStep.RESIDUAL, Role.GUEST, second)
     assert guest.recv(TwoPartyStep.RESIDUAL, Role.HOST) == first
     assert guest.recv(TwoPartyStep.RESIDUAL, Role.HOST) == second
     # A second copy of sequence 0 (a fresh endpoint restarts its counters) is never delivered again.
-    replay = _endpoint(coord, layout, "platform", Role.HOST, job, "bank")
-    replay.send(TwoPartyStep.RESIDUAL, Role.GUEST, _big_scores(7))
+    replay = _endpoint(coord, layout, "platform", job)
+    replay.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual(7))
     assert coord.mailbox.take(job, "bank", "platform", TwoPartyStep.RESIDUAL.wire, 2, wait_s=0.5) is None
     # A receiver restarted from a checkpoint (which keeps the phase's derived sealing keys) can fetch what it had
     # already taken: the original, not the copy.
-    restarted = _endpoint(coord, layout, "bank", Role.GUEST, job, "platform", restored=guest.sealers["platform"].export("lr2"))
+    restarted = _endpoint(coord, layout, "bank", job, restored=guest.sealers["platform"].export("lr2"))
     assert restarted.recv(TwoPartyStep.RESIDUAL, Role.HOST) == first
 
 
 def test_payload_sealed_for_another_job_is_rejected(coordinator) -> None:
     coord, layout = coordinator
-    job_a, job_b = _job(coord), _job(coord)
+    job_a, job_b = running_job(coord, layout), running_job(coord, layout)
     host_a, _ = _pair(coord, layout, job_a)
     _, guest_b = _pair(coord, layout, job_b)
-    host_a.send(TwoPartyStep.RESIDUAL, Role.GUEST, _big_scores(2))
+    host_a.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual(2))
     # Move the stored message into job B, as a malicious relay might.
     env, data = coord.mailbox.take(job_a, "bank", "platform", TwoPartyStep.RESIDUAL.wire, 0, wait_s=5)
     env.job_id = job_b
@@ -138,10 +93,10 @@ def test_payload_sealed_for_another_job_is_rejected(coordinator) -> None:
 
 def test_relay_cannot_reorder_messages(coordinator) -> None:
     coord, layout = coordinator
-    job = _job(coord)
+    job = running_job(coord, layout)
     host, guest = _pair(coord, layout, job)
-    host.send(TwoPartyStep.RESIDUAL, Role.GUEST, _big_scores(2))
-    host.send(TwoPartyStep.RESIDUAL, Role.GUEST, _big_scores(3))
+    host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual(2))
+    host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual(3))
     # A malicious relay swaps the sequence numbers of the two stored messages.
     m0 = coord.mailbox.take(job, "bank", "platform", TwoPartyStep.RESIDUAL.wire, 0, wait_s=5)
     m1 = coord.mailbox.take(job, "bank", "platform", TwoPartyStep.RESIDUAL.wire, 1, wait_s=5)
@@ -154,7 +109,7 @@ def test_relay_cannot_reorder_messages(coordinator) -> None:
 
 def test_wrong_payload_type_for_step_is_rejected(coordinator) -> None:
     coord, layout = coordinator
-    job = _job(coord)
+    job = running_job(coord, layout)
     host, guest = _pair(coord, layout, job)
     wrong = MaskedLoss(EncryptedVector(b"k" * 32, 0, (gmpy2.mpz(5),)))
     # Bypass the driver's step check to put a mistyped payload on the wire: the relay refuses it (#12) ...
@@ -167,28 +122,28 @@ def test_wrong_payload_type_for_step_is_rejected(coordinator) -> None:
 def test_steps_outside_the_jobs_protocols_and_oversized_payloads_are_refused(coordinator) -> None:
     """#12: the relay carried any step name and payloads up to 1 GiB, held in memory."""
     coord, layout = coordinator
-    psi_job = _job(coord, kind="psi")
+    psi_job = running_job(coord, layout, "psi")
     host, _ = _pair(coord, layout, psi_job)  # seal.hello is part of every job; the phase named in it is the sender's business
     with pytest.raises(ProtocolError, match="not part of"):  # a psi job has no training steps
-        host.send(TwoPartyStep.RESIDUAL, Role.GUEST, _big_scores(1))
+        host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual(1))
     import federated.coordinator as coordinator_module
 
-    job = _job(coord)
+    job = running_job(coord, layout)
     host, _ = _pair(coord, layout, job)
     limit = coordinator_module.MAX_PAYLOAD_BYTES
     assert limit <= 64 << 20
     coordinator_module.MAX_PAYLOAD_BYTES = 4096
     try:
         with pytest.raises(QuotaError, match="exceeds the relay's limit"):
-            host.send(TwoPartyStep.RESIDUAL, Role.GUEST, _big_scores(20))  # about 10 KiB
+            host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual(20))  # about 10 KiB
     finally:
         coordinator_module.MAX_PAYLOAD_BYTES = limit
 
 
 def test_receivers_wake_when_a_job_is_cancelled(coordinator) -> None:
     coord, layout = coordinator
-    job = _job(coord)
-    guest = _endpoint(coord, layout, "bank", Role.GUEST, job, "platform")
+    job = running_job(coord, layout)
+    guest = _endpoint(coord, layout, "bank", job)
     errors: list[BaseException] = []
 
     def wait() -> None:
@@ -209,9 +164,7 @@ def test_a_pending_job_is_offered_again_when_the_node_has_not_decided(coordinato
     import federated.coordinator as coordinator_module
 
     coord, _ = coordinator
-    spec = parse_config(JobSpec, {"kind": "psi", "purpose": "financing.credit_risk_model",
-                                  "guest": {"party": "bank", "dataset": "d"}, "host": {"party": "platform", "dataset": "d"}}, source="t")
-    job_id = coord.jobs.submit(spec).job_id
+    job_id = coord.jobs.submit(job_spec("psi")).job_id
     assert [j.job_id for j in coord.jobs.assignments("platform", 0)] == [job_id]
     # The reply carrying that offer may be lost (a deadline, a dropped connection): not shown again at once...
     assert coord.jobs.assignments("platform", 0) == []
@@ -223,8 +176,8 @@ def test_a_pending_job_is_offered_again_when_the_node_has_not_decided(coordinato
 def test_a_claimed_role_is_offered_again_while_the_node_reports_nothing(coordinator, monkeypatch) -> None:
     import federated.coordinator as coordinator_module
 
-    coord, _ = coordinator
-    job_id = _job(coord)  # approved by both parties: running, roles unclaimed
+    coord, layout = coordinator
+    job_id = running_job(coord, layout)  # approved by both parties: running, roles unclaimed
     assert [j.job_id for j in coord.jobs.assignments("platform", 0)] == [job_id]  # claimed and shown
     assert coord.jobs.assignments("platform", 0) == []  # not again at once
     monkeypatch.setattr(coordinator_module, "REOFFER_S", 0.0)

@@ -1,84 +1,23 @@
 """#12: the relay's quotas per job (bytes, messages, undelivered bytes) and its rate limit per party.
 
 A real coordinator on port 0 and real relay endpoints over mTLS; every refusal must be RESOURCE_EXHAUSTED,
-name its setting and carry no payload value. The helpers here are shared with tests/test_certs_csr.py and
-tests/test_revocation.py.
+name its setting and carry no payload value. The coordinator, job and endpoint helpers are in tests/helpers.py.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import gmpy2
 import grpc
 import pytest
 
-from federated.approval import make_approval
-from federated.certs import CertLayout, init_certs, load_tls
-from federated.config import CoordinatorConfig, JobSpec, RelayLimits, SignConfig, TlsConfig, parse_config
-from federated.coordinator import Coordinator
+from federated.certs import CertLayout
+from federated.config import CoordinatorConfig, RelayLimits, parse_config
 from federated.errors import QuotaError, RateLimitedError
 from federated.relay import Mailbox, RateLimiter
-from federated.runtime import RelayEndpoint
-from federated.signing import load_signing_identity, verify_signing_cert
-from federated.transport import create_channel
+from helpers import SECRET, endpoint, residual, running_job, serving_coordinator
 from protocols.core import Role
-from protocols.hetero_lr.protocol import EncryptedVector
-from protocols.hetero_lr.two_party import EncryptedResidualShare, TwoPartyStep
-
-PARTIES = ("bank", "platform")
-
-
-# --------------------------------------------------------------------------
-# helpers (also used by test_certs_csr.py and test_revocation.py)
-# --------------------------------------------------------------------------
-def start_coordinator(tmp_path: Path, layout: CertLayout, **settings: Any) -> Coordinator:
-    """A coordinator on 127.0.0.1:0 with ``layout``'s certificates; ``settings`` are extra config fields."""
-    c = layout.node("coordinator")
-    cfg = CoordinatorConfig(tls=TlsConfig(ca=layout.ca_cert, cert=c.tls_cert, key=c.tls_key), listen="127.0.0.1:0",
-                            sign=SignConfig(cert=c.sign_cert, key=c.sign_key), transcripts=tmp_path / "transcripts",
-                            database=tmp_path / "c.sqlite", parties=list(PARTIES), **settings)
-    coord = Coordinator(cfg)
-    coord.start()
-    return coord
-
-
-def channel_for(coord: Coordinator, layout: CertLayout, name: str) -> grpc.Channel:
-    return create_channel(f"127.0.0.1:{coord.port}", layout.tls(name), server_name="coordinator")
-
-
-def running_job(coord: Coordinator, layout: CertLayout, kind: str = "train") -> str:
-    """Submit a job and approve it as both parties would (signed with their keys), so it runs."""
-    spec = parse_config(JobSpec, {"kind": kind, "purpose": "financing.credit_risk_model",
-                                  "guest": {"party": "bank", "dataset": "d"}, "host": {"party": "platform", "dataset": "d"}}, source="t")
-    job_id = coord.jobs.submit(spec).job_id
-    for party in PARTIES:
-        files = layout.node(party)
-        coord.jobs.set_sign_key(party, files.sign_cert.read_bytes())
-        ident = load_signing_identity(files.sign_cert, files.sign_key)
-        coord.jobs.approve(job_id, party, make_approval(ident, job_id, coord.jobs.get(job_id).spec_sha256, True, "policy"))
-    assert coord.jobs.get(job_id).state == "running"
-    return job_id
-
-
-def endpoint(coord: Coordinator, layout: CertLayout, me: str, job_id: str, timeout_s: float = 20) -> RelayEndpoint:
-    """``me``'s relay endpoint in ``job_id`` (bank is the guest, platform the host). Nothing is sealed: the relay's
-    checks and limits do not depend on it (sealing has its own tests), and an unsealed endpoint needs no key exchange."""
-    files = layout.node(me)
-    channel = create_channel(f"127.0.0.1:{coord.port}", load_tls(layout.ca_cert, files.tls_cert, files.tls_key), server_name="coordinator")
-    names = {Role.GUEST: "bank", Role.HOST: "platform", Role.COORDINATOR: "coordinator"}
-    verify = {n: verify_signing_cert(layout.node(n).sign_cert.read_bytes(), layout.ca_cert.read_bytes(), n) for n in (*PARTIES, "coordinator")}
-    return RelayEndpoint(channel, job_id, Role.GUEST if me == "bank" else Role.HOST, names,
-                         signer=load_signing_identity(files.sign_cert, files.sign_key), verify_keys=verify, timeout_s=timeout_s)
-
-
-SECRET = 0x5EC12E7  # a "data value" that must never appear in an error
-
-
-def residual(count: int = 2) -> EncryptedResidualShare:
-    """A residual-share message of ``count`` 512-byte "ciphertexts" (about 0.5 KiB each on the wire)."""
-    return EncryptedResidualShare(EncryptedVector(b"k" * 32, 0, tuple(gmpy2.mpz((1 << 4095) + SECRET + i) for i in range(count))))
+from protocols.hetero_lr.two_party import TwoPartyStep
 
 
 def assert_quota_refusal(exc: QuotaError, setting: str) -> None:
@@ -87,17 +26,11 @@ def assert_quota_refusal(exc: QuotaError, setting: str) -> None:
     assert str(SECRET) not in exc.message and format(SECRET, "x") not in exc.message.lower()
 
 
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory: pytest.TempPathFactory) -> CertLayout:
-    return init_certs(tmp_path_factory.mktemp("certs"), list(PARTIES))
-
-
 # --------------------------------------------------------------------------
 # per-job quotas, through a real coordinator
 # --------------------------------------------------------------------------
 def test_the_message_quota_stops_a_job_at_the_limit(tmp_path: Path, layout: CertLayout) -> None:
-    coord = start_coordinator(tmp_path, layout, relay={"job_max_messages": 3})
-    try:
+    with serving_coordinator(tmp_path, layout, relay={"job_max_messages": 3}) as coord:
         job = running_job(coord, layout)
         host = endpoint(coord, layout, "platform", job)
         for _ in range(3):
@@ -112,13 +45,10 @@ def test_the_message_quota_stops_a_job_at_the_limit(tmp_path: Path, layout: Cert
         # Another job has its own quota.
         other = running_job(coord, layout)
         endpoint(coord, layout, "platform", other).send(TwoPartyStep.RESIDUAL, Role.GUEST, residual())
-    finally:
-        coord.stop(0)
 
 
 def test_the_byte_quota_refuses_a_message_before_reading_it(tmp_path: Path, layout: CertLayout) -> None:
-    coord = start_coordinator(tmp_path, layout, relay={"job_max_bytes": 4096})
-    try:
+    with serving_coordinator(tmp_path, layout, relay={"job_max_bytes": 4096}) as coord:
         job = running_job(coord, layout)
         host = endpoint(coord, layout, "platform", job)
         host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual(2))  # about 1 KiB
@@ -127,15 +57,12 @@ def test_the_byte_quota_refuses_a_message_before_reading_it(tmp_path: Path, layo
         assert_quota_refusal(err.value, "relay.job_max_bytes")
         assert coord.mailbox.charged(job) == (0, 0)  # the failed job's accounting is dropped with it
         assert coord.jobs.get(job).state == "failed"
-    finally:
-        coord.stop(0)
 
 
 def test_undelivered_bytes_are_bounded_per_job(tmp_path: Path, layout: CertLayout) -> None:
     """#12: the mailbox had no limit: a party could park any amount for a receiver that never takes it."""
     one = 4 * 512  # a lower bound of residual(4)'s size on the wire (a little more with its encoding and seal)
-    coord = start_coordinator(tmp_path, layout, relay={"job_max_pending_bytes": one + one // 2})  # one fits, two do not
-    try:
+    with serving_coordinator(tmp_path, layout, relay={"job_max_pending_bytes": one + one // 2}) as coord:  # one fits, two do not
         job = running_job(coord, layout)
         host = endpoint(coord, layout, "platform", job)
         guest = endpoint(coord, layout, "bank", job)
@@ -146,16 +73,13 @@ def test_undelivered_bytes_are_bounded_per_job(tmp_path: Path, layout: CertLayou
             host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual(4))  # two held at once: over
         assert_quota_refusal(err.value, "relay.job_max_pending_bytes")
         assert coord.mailbox.pending_bytes() == 0  # the failed job's messages are dropped
-    finally:
-        coord.stop(0)
 
 
 # --------------------------------------------------------------------------
 # per-party rate limit
 # --------------------------------------------------------------------------
 def test_a_party_over_its_rate_is_refused_and_the_other_is_not(tmp_path: Path, layout: CertLayout) -> None:
-    coord = start_coordinator(tmp_path, layout, relay={"party_messages_per_s": 0.001, "party_burst": 2})
-    try:
+    with serving_coordinator(tmp_path, layout, relay={"party_messages_per_s": 0.001, "party_burst": 2}) as coord:
         job = running_job(coord, layout)
         host = endpoint(coord, layout, "platform", job, timeout_s=1.0)  # retries a rate refusal for 1 s, then gives up
         host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual())
@@ -167,14 +91,11 @@ def test_a_party_over_its_rate_is_refused_and_the_other_is_not(tmp_path: Path, l
         assert coord.jobs.get(job).state == "running"  # a rate refusal does not fail the job at the coordinator
         guest = endpoint(coord, layout, "bank", job)  # the bank has its own bucket
         guest.send(TwoPartyStep.RESIDUAL, Role.HOST, residual())
-    finally:
-        coord.stop(0)
 
 
 def test_a_party_slowed_by_its_rate_limit_waits_and_delivers_everything(tmp_path: Path, layout: CertLayout) -> None:
     """A rate refusal changes nothing at the relay, so the endpoint waits and sends again: no message is lost."""
-    coord = start_coordinator(tmp_path, layout, relay={"party_messages_per_s": 10, "party_burst": 2})
-    try:
+    with serving_coordinator(tmp_path, layout, relay={"party_messages_per_s": 10, "party_burst": 2}) as coord:
         job = running_job(coord, layout)
         host = endpoint(coord, layout, "platform", job)
         for _ in range(6):  # 2 at once, then one per 0.1 s: the endpoint retries the refused sends
@@ -183,8 +104,6 @@ def test_a_party_slowed_by_its_rate_limit_waits_and_delivers_everything(tmp_path
         got = [guest.recv(TwoPartyStep.RESIDUAL, Role.HOST) for _ in range(6)]
         assert all(len(m.values) == 2 for m in got)
         assert coord.jobs.get(job).state == "running"
-    finally:
-        coord.stop(0)
 
 
 def test_token_bucket_refills_at_its_rate_up_to_its_burst() -> None:

@@ -12,20 +12,15 @@ from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fedcredit.v1 import job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc, relay_pb2, relay_pb2_grpc
-from federated.certs import CertLayout, cert_fingerprint, init_certs
+from federated.certs import CertLayout, cert_fingerprint
 from federated.config import CoordinatorConfig, parse_config
 from federated.errors import AuthError, ConfigError, RevokedError, from_rpc_error, to_status_code
 from federated.revocation import DenyList, parse_entry
 from protocols.core import Role
 from protocols.hetero_lr.two_party import TwoPartyStep
-from test_relay_quotas import PARTIES, channel_for, endpoint, residual, running_job, start_coordinator
+from helpers import channel_for, endpoint, residual, running_job, serving_coordinator
 
 TIMEOUT = 10.0
-
-
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory: pytest.TempPathFactory) -> CertLayout:
-    return init_certs(tmp_path_factory.mktemp("certs"), list(PARTIES))
 
 
 def _fingerprint(path: Path, colons: bool = False) -> str:
@@ -64,8 +59,7 @@ def _party_calls(channel: grpc.Channel, job_id: str) -> dict[str, Callable[[], A
 
 def test_a_revoked_party_is_refused_on_every_rpc(tmp_path: Path, layout: CertLayout) -> None:
     bank = layout.node("bank")
-    coord = start_coordinator(tmp_path, layout, revoked=[f"sha256:{_fingerprint(bank.tls_cert)}"])
-    try:
+    with serving_coordinator(tmp_path, layout, revoked=[f"sha256:{_fingerprint(bank.tls_cert)}"]) as coord:
         job = running_job(coord, layout)
         channel = channel_for(coord, layout, "bank")
         for rpc, call in _party_calls(channel, job).items():
@@ -78,34 +72,26 @@ def test_a_revoked_party_is_refused_on_every_rpc(tmp_path: Path, layout: CertLay
         endpoint(coord, layout, "platform", job).send(TwoPartyStep.RESIDUAL, Role.GUEST, residual())
         ok = node_pb2_grpc.NodeServiceStub(channel_for(coord, layout, "platform")).Heartbeat(node_pb2.HeartbeatRequest(), timeout=TIMEOUT)
         assert ok.server_unix_ms > 0
-    finally:
-        coord.stop(0)
 
 
 def test_an_operator_revoked_by_serial_is_refused(tmp_path: Path, layout: CertLayout) -> None:
     op = layout.node("operator")
-    coord = start_coordinator(tmp_path, layout, revoked=[f"serial:{_serial(op.tls_cert)}"])
-    try:
+    with serving_coordinator(tmp_path, layout, revoked=[f"serial:{_serial(op.tls_cert)}"]) as coord:
         stub = job_pb2_grpc.JobServiceStub(channel_for(coord, layout, "operator"))
         _refused(lambda: stub.ListJobs(job_pb2.ListJobsRequest(), timeout=TIMEOUT))
         _refused(lambda: stub.SubmitJob(job_pb2.SubmitJobRequest(spec_json="{}"), timeout=TIMEOUT))
-    finally:
-        coord.stop(0)
 
 
 def test_a_revoked_signing_or_sealing_certificate_cannot_register(tmp_path: Path, layout: CertLayout) -> None:
     bank = layout.node("bank")
     for revoked, what in ((bank.sign_cert, "signing"), (bank.seal_cert, "sealing")):
         (tmp_path / what).mkdir()
-        coord = start_coordinator(tmp_path / what, layout, revoked=[f"sha256:{_fingerprint(revoked, colons=True)}"])
-        try:
+        with serving_coordinator(tmp_path / what, layout, revoked=[f"sha256:{_fingerprint(revoked, colons=True)}"]) as coord:
             nodes = node_pb2_grpc.NodeServiceStub(channel_for(coord, layout, "bank"))
             nodes.Heartbeat(node_pb2.HeartbeatRequest(), timeout=TIMEOUT)  # its TLS certificate is still good
             request = node_pb2.RegisterRequest(sign_cert_pem=bank.sign_cert.read_bytes(), seal_cert_pem=bank.seal_cert.read_bytes())
             exc = _refused(lambda: nodes.Register(request, timeout=TIMEOUT))
             assert what in exc.message
-        finally:
-            coord.stop(0)
 
 
 def test_entries_are_parsed_and_malformed_ones_fail_the_config() -> None:

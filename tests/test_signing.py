@@ -29,18 +29,7 @@ from federated.signing import (
     verify_signing_cert,
 )
 
-PARTIES = ("bank", "platform")
 NODES = ("coordinator", "bank", "platform", "operator")
-
-
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory: pytest.TempPathFactory) -> CertLayout:
-    return init_certs(tmp_path_factory.mktemp("pki"), PARTIES)
-
-
-@pytest.fixture(scope="module")
-def other_layout(tmp_path_factory: pytest.TempPathFactory) -> CertLayout:
-    return init_certs(tmp_path_factory.mktemp("other-pki"), PARTIES)
 
 
 def _ca(layout: CertLayout) -> bytes:

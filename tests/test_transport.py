@@ -42,8 +42,8 @@ from federated.transport import (
     serve,
     wait_healthy,
 )
+from helpers import PARTIES
 
-PARTIES = ("bank", "platform")
 SERVICE = "fedcredit.test.Probe"
 RPC_TIMEOUT = 10.0
 
@@ -57,19 +57,8 @@ def _method(name: str) -> str:
 
 
 # --------------------------------------------------------------------------
-# fixtures
+# handlers (the layout fixtures are in tests/conftest.py)
 # --------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory: pytest.TempPathFactory) -> CertLayout:
-    return init_certs(tmp_path_factory.mktemp("pki"), PARTIES)
-
-
-@pytest.fixture(scope="module")
-def other_layout(tmp_path_factory: pytest.TempPathFactory) -> CertLayout:
-    """A second, unrelated CA with the same node names."""
-    return init_certs(tmp_path_factory.mktemp("other-pki"), PARTIES)
-
-
 def _whoami(request: bytes, context: grpc.ServicerContext) -> bytes:
     return peer_identity(context).encode()
 
@@ -470,26 +459,29 @@ def test_a_handlers_own_abort_is_kept(bank_channel: grpc.Channel) -> None:
     assert info.value.details() == "slow down"
 
 
-def test_server_stream_raising_mid_stream_is_internal(bank_channel: grpc.Channel) -> None:
-    call = bank_channel.unary_stream(_method("StreamRuntime"))(b"", timeout=RPC_TIMEOUT)
+def _until_error(call: Iterator[bytes]) -> tuple[list[bytes], grpc.RpcError]:
+    """What a streaming call yields before it fails, and how it fails (the calling test fails if it never does)."""
     received = []
     with pytest.raises(grpc.RpcError) as info:
         for item in call:
             received.append(item)
+    return received, info.value
+
+
+def test_server_stream_raising_mid_stream_is_internal(bank_channel: grpc.Channel) -> None:
+    call = bank_channel.unary_stream(_method("StreamRuntime"))(b"", timeout=RPC_TIMEOUT)
+    received, error = _until_error(call)
     assert received == [b"one", b"two"]
-    assert info.value.code() == grpc.StatusCode.INTERNAL
-    assert info.value.details() == INTERNAL_MESSAGE
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert error.details() == INTERNAL_MESSAGE
 
 
 def test_server_stream_raising_data_error_round_trips(bank_channel: grpc.Channel) -> None:
     call = bank_channel.unary_stream(_method("StreamData"))(b"", timeout=RPC_TIMEOUT)
-    received = []
-    with pytest.raises(grpc.RpcError) as info:
-        for item in call:
-            received.append(item)
+    received, error = _until_error(call)
     assert received == [b"one"]
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    err = from_rpc_error(info.value)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    err = from_rpc_error(error)
     assert type(err) is DataError and err.message == "bad row in the second batch"
 
 
@@ -502,13 +494,10 @@ def test_client_stream_and_bidi_are_mapped(bank_channel: grpc.Channel) -> None:
     assert type(from_rpc_error(info.value)) is DataError
 
     call = bank_channel.stream_stream(_method("BidiRuntime"))(iter([b"x", b"y"]), timeout=RPC_TIMEOUT)
-    received = []
-    with pytest.raises(grpc.RpcError) as info:
-        for item in call:
-            received.append(item)
+    received, error = _until_error(call)
     assert received == [b"x", b"y"]
-    assert info.value.code() == grpc.StatusCode.INTERNAL
-    assert info.value.details() == INTERNAL_MESSAGE
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert error.details() == INTERNAL_MESSAGE
 
 
 def test_unavailable_becomes_transport_error(layout: CertLayout) -> None:

@@ -20,6 +20,7 @@ from protocols.hetero_lr import HeteroLRParams, epoch_batches
 from protocols.hetero_lr import protocol as coordinated
 from protocols.hetero_lr import two_party as tp
 from protocols.paillier import generate_keypair
+from helpers import paillier_keypair
 
 L = 160
 
@@ -37,13 +38,18 @@ def data():
 
 @pytest.fixture(scope="module")
 def keys():
-    return generate_keypair(1024, random.Random(1)), generate_keypair(1024, random.Random(2))
+    return paillier_keypair(1024, 1), paillier_keypair(1024, 2)
 
 
 def _params(**kw) -> HeteroLRParams:
     base = dict(key_bits=1024, max_epochs=2, tol=0.0, batch_size=64)
     base.update(kw)
     return HeteroLRParams(**base)
+
+
+def _open_shares(own, peer, ring_bits: int, frac_bits: int) -> np.ndarray:
+    """The weights a party's own shares and the other party's shares of them add up to, signed, in fixed point."""
+    return np.array([tp.to_signed(x + y, ring_bits) for x, y in zip(own, peer)]) / 2.0**frac_bits
 
 
 def _run(data, keys, params, wire: bool = False):
@@ -206,8 +212,8 @@ def test_shared_weights_score_the_test_rows_without_revealing_weights_or_host_sc
     # the two parts add up to the weights; neither part alone is near them
     wg, b, wh = _plain_sgd(data, _params())
     Lb, fw = g.shares.ring_bits, g.shares.frac_bits
-    w_guest = np.array([tp.to_signed(x + y, Lb) for x, y in zip(g.shares.own, h.shares.peer)]) / 2.0**fw
-    w_host = np.array([tp.to_signed(x + y, Lb) for x, y in zip(h.shares.own, g.shares.peer)]) / 2.0**fw
+    w_guest = _open_shares(g.shares.own, h.shares.peer, Lb, fw)
+    w_host = _open_shares(h.shares.own, g.shares.peer, Lb, fw)
     assert np.max(np.abs(w_guest - np.r_[wg, b])) < 1e-5 and np.max(np.abs(w_host - wh)) < 1e-5
     assert min(abs(tp.to_signed(x, Lb)) for x in g.shares.own + h.shares.peer) > 2**60
 
@@ -226,8 +232,7 @@ def test_edge_shapes_still_equal_plaintext_sgd(data, keys, cut, host_cols, revea
     if reveal == "owner":
         assert np.max(np.abs(g.weights - wg)) < 1e-5 and abs(g.intercept - b) < 1e-5 and np.max(np.abs(h.weights - wh)) < 1e-5
     else:
-        Lb, fw = g.shares.ring_bits, g.shares.frac_bits
-        w_host = np.array([tp.to_signed(x + y_, Lb) for x, y_ in zip(h.shares.own, g.shares.peer)]) / 2.0**fw
+        w_host = _open_shares(h.shares.own, g.shares.peer, g.shares.ring_bits, g.shares.frac_bits)
         assert np.max(np.abs(w_host - wh)) < 1e-5
     assert g.metrics.n_test == len(y) - cut and len(g.test_scores) == len(y) - cut
 
@@ -251,8 +256,7 @@ def test_ckks_engine_computes_what_plaintext_sgd_computes(data, keys, cut, host_
     if reveal == "owner":
         assert np.max(np.abs(g.weights - wg)) < 1e-5 and abs(g.intercept - b) < 1e-5 and np.max(np.abs(h.weights - wh)) < 1e-5
     else:
-        Lb, fw = g.shares.ring_bits, g.shares.frac_bits
-        w_host = np.array([tp.to_signed(x + y_, Lb) for x, y_ in zip(h.shares.own, g.shares.peer)]) / 2.0**fw
+        w_host = _open_shares(h.shares.own, g.shares.peer, g.shares.ring_bits, g.shares.frac_bits)
         assert np.max(np.abs(w_host - wh)) < 1e-5
     paillier = _run(d, keys, _params(optimizer=optimizer, learning_rate=params.learning_rate, reveal_weights=reveal))
     # the same model up to local truncation (±1 unit of 2^-24 per step, which engine's masks decide)

@@ -5,20 +5,17 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from scipy.stats import binom, norm
 
 from protocols.core import Message, Progress, Recv, Send
 from protocols.hetero_lr import HeteroLRParams, Standardizer, epoch_batches, split_train_test
 from protocols.hetero_lr.share_engine import plan_rlwe_for
-from protocols.paillier import generate_keypair
 from protocols.rlwe import scheme as rl
+from helpers import breast_arrays, paillier_keypair
 
-DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
 SEED = 42  # the job seed: split and batches
 TEST_FRACTION = 0.2
 #: Small, fast jobs: one epoch is enough for every first-batch attack.
@@ -46,27 +43,15 @@ class Breast:
 
 def load_breast(seed: int = SEED) -> Breast:
     """The job's preprocessing: align on id, split by the job seed, standardize on train rows (clip 3)."""
-    g = pd.read_csv(DATA / "breast_hetero_guest.csv", dtype={"id": str})
-    h = pd.read_csv(DATA / "breast_hetero_host.csv", dtype={"id": str})
-    j = g.merge(h, on="id", suffixes=("_g", "_h"), validate="one_to_one")
-    gcols = [c for c in g.columns if c not in ("id", "y")]
-    hcols = [c for c in h.columns if c != "id"]
-    xg = j[[c + "_g" if c in hcols else c for c in gcols]].to_numpy(float)
-    xh = j[[c + "_h" if c in gcols else c for c in hcols]].to_numpy(float)
-    y = j["y"].to_numpy().astype(int)
-    assert set(np.unique(y)) == {0, 1}
-    train, test = split_train_test(list(j["id"]), seed, TEST_FRACTION)
+    ids, xg, xh, y = breast_arrays()
+    train, test = split_train_test(list(ids), seed, TEST_FRACTION)
     sg, sh = Standardizer.fit(xg[train], clip=3.0), Standardizer.fit(xh[train], clip=3.0)
-    return Breast(j["id"].to_numpy()[train], sg.transform(xg[train]), sg.transform(xg[test]),
+    return Breast(ids[train], sg.transform(xg[train]), sg.transform(xg[test]),
                   sh.transform(xh[train]), sh.transform(xh[test]), y[train], y[test])
 
 
 def first_batch(n_train: int, params: HeteroLRParams = PARAMS) -> np.ndarray:
     return epoch_batches(n_train, params.batch_size_for(n_train), params.seed, 0)[0]
-
-
-def keypair(bits: int, seed: int):
-    return generate_keypair(bits, random.Random(seed))
 
 
 def party_keypair(params: HeteroLRParams, n_train: int, seed: int) -> Any:
@@ -80,7 +65,7 @@ def party_keypair(params: HeteroLRParams, n_train: int, seed: int) -> Any:
         batches = epoch_batches(n_train, params.batch_size_for(n_train), params.seed, 0)
         rp = plan_rlwe_for(params, n_train=n_train, max_rows=max(len(b) for b in batches), n_batches=len(batches))
         return rl.keygen(rp, random.Random(seed))
-    return keypair(params.key_bits, seed)
+    return paillier_keypair(params.key_bits, seed)
 
 
 # --------------------------------------------------------------------------- transcripts

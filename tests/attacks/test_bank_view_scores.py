@@ -50,8 +50,9 @@ from protocols.core import Role, run_local
 from protocols.hetero_lr import epoch_batches
 from protocols.hetero_lr import protocol as lr
 from protocols.hetero_lr import two_party as tp
+from helpers import paillier_keypair
 
-from .common import DECRYPTED_ROWS, PARAMS, SCHEMES, Breast, chance_correlation_bound, keypair, party_keypair, pearson
+from .common import DECRYPTED_ROWS, PARAMS, SCHEMES, Breast, chance_correlation_bound, party_keypair, pearson
 from .views import Observer, Quantity, role_key, view_quantities
 
 G, H, C = Role.GUEST, Role.HOST, Role.COORDINATOR
@@ -77,7 +78,7 @@ def _batches(d: Breast) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def coordinated_guest_holds_key(breast: Breast) -> Run:
     d = breast
-    kc = keypair(1024, 301)
+    kc = paillier_keypair(1024, 301)
     guest, host = Observer(), Observer()
     out = run_local({
         G: guest.wrap(lr.guest_program(d.xg_tr, d.y_tr, d.xg_te, d.y_te, PARAMS, random.Random(1))),

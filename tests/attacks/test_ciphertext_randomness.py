@@ -28,8 +28,9 @@ import gmpy2
 import pytest
 
 from protocols.hetero_lr.he import PaillierPublic, PaillierSecret
-from protocols.paillier import Encryptor, generate_keypair
+from protocols.paillier import Encryptor
 from protocols.paillier import ops
+from helpers import paillier_keypair
 
 M = 6  # weights in one dot product (a row of features times the shares)
 TRIALS = 240
@@ -37,7 +38,7 @@ TRIALS = 240
 
 @pytest.fixture(scope="module")
 def key():
-    return generate_keypair(1024, random.Random(31))
+    return paillier_keypair(1024, 31)
 
 
 def _randomness(sk, c):

@@ -37,8 +37,9 @@ from protocols.hetero_lr import HeteroLRParams, epoch_batches
 from protocols.hetero_lr import protocol as lr
 from protocols.hetero_lr import two_party as tp
 from protocols.paillier import FixedPoint, from_residue
+from helpers import paillier_keypair
 
-from .common import (DECRYPTED_ROWS, PARAMS, SCHEMES, Breast, accuracy_up_to_flip, chance_accuracy_bound, first_batch, keypair,
+from .common import (DECRYPTED_ROWS, PARAMS, SCHEMES, Breast, accuracy_up_to_flip, chance_accuracy_bound, first_batch,
                      majority_rate, party_keypair)
 from .milp import recover_labels
 from .views import (Guess, Observer, label_guesses, leaky_guest, leaky_host, role_key, size_only_depends_on_layout,
@@ -72,7 +73,7 @@ def _report(label: str, guesses: list[Guess], y: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def coordinated(breast: Breast) -> Run:
     d = breast
-    kc = keypair(1024, 101)  # the coordinator's key pair: the test keeps its secret key
+    kc = paillier_keypair(1024, 101)  # the coordinator's key pair: the test keeps its secret key
     host = Observer()
     out = run_local({
         G: lr.guest_program(d.xg_tr, d.y_tr, d.xg_te, d.y_te, PARAMS, random.Random(1)),

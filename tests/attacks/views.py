@@ -520,9 +520,9 @@ class LeakStep(ProtocolStep):
                     "deliberately leaky: sized by the batch's positive labels")
 
 
-def leaky_guest(program: Any, y01: np.ndarray, batches: list[np.ndarray], hints: int) -> Any:
-    """Run the guest unchanged, and at the end of each of its first ``hints`` training batches (just
-    before its progress marker) send a :class:`LabelCountHint` sized by that batch's positive labels."""
+def _after_training_batches(program: Any, hints: int, extra: Any) -> Any:
+    """Run ``program`` unchanged, and at the end of each of its first ``hints`` training batches (just before its
+    progress marker) perform the action ``extra(batch)`` too, its reply discarded."""
     reply: Any = None
     done = 0
     while True:
@@ -531,22 +531,21 @@ def leaky_guest(program: Any, y01: np.ndarray, batches: list[np.ndarray], hints:
         except StopIteration as stop:
             return stop.value
         if isinstance(action, Progress) and action.stage == "train" and done < hints:
-            k = int(np.sum(np.asarray(y01)[batches[done]]))
-            yield Send(LeakStep.HINT, LabelCountHint(bytes(4 * k)))
+            yield extra(done)
             done += 1
         reply = yield action
+
+
+def leaky_guest(program: Any, y01: np.ndarray, batches: list[np.ndarray], hints: int) -> Any:
+    """Run the guest unchanged, and at the end of each of its first ``hints`` training batches (just
+    before its progress marker) send a :class:`LabelCountHint` sized by that batch's positive labels."""
+    def hint(batch: int) -> Send:
+        k = int(np.sum(np.asarray(y01)[batches[batch]]))
+        return Send(LeakStep.HINT, LabelCountHint(bytes(4 * k)))
+
+    return _after_training_batches(program, hints, hint)
 
 
 def leaky_host(program: Any, hints: int) -> Any:
     """Run the host unchanged, and receive one hint at the end of each of its first ``hints`` training batches."""
-    reply: Any = None
-    done = 0
-    while True:
-        try:
-            action = program.send(reply)
-        except StopIteration as stop:
-            return stop.value
-        if isinstance(action, Progress) and action.stage == "train" and done < hints:
-            yield Recv(LeakStep.HINT)
-            done += 1
-        reply = yield action
+    return _after_training_batches(program, hints, lambda batch: Recv(LeakStep.HINT))
