@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -42,6 +41,7 @@ from typing import Any, Callable, Iterator
 
 from federated.certs import NAME_PATTERN
 from federated.errors import ConflictError, DataError
+from federated.files import atomic_write
 from federated.signing import (
     verify_digest,
     ENVELOPE_FIELDS,
@@ -322,20 +322,7 @@ class TranscriptWriter:
         folder = self.payload_dir
         target = folder / f"{digest}.bin"
         if not target.exists():
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{digest}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(payload)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except FileNotFoundError:
-                    pass
-                raise
+            atomic_write(target, payload)
         return f"{folder.name}/{target.name}"
 
     # -- lifecycle

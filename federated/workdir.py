@@ -23,13 +23,13 @@ Owns: the paths and formats of a party's files. May import: the standard library
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from protocols.psi import CacheDigest, UnbalancedCache
 
+from .files import atomic_write
 from .results import JobResult
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "NodeStore", "JobFiles", "ApprovedData", "UnbalancedKey",
@@ -39,19 +39,8 @@ CACHE_ENTRY_BYTES = 16
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a party's file atomically and readable by this user only (0600; fsync before the rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
+    """Write a party's file atomically and readable by this user only (0600 in a 0700 folder)."""
+    atomic_write(path, data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

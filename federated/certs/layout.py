@@ -13,9 +13,7 @@ this one).
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 
 from federated.errors import ConfigError
+from federated.files import atomic_write
 
 #: Node names: lowercase, start with a letter or digit, at most 63 characters.
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -127,20 +126,7 @@ def _node_files(directory: Path, name: str, role: str) -> NodeFiles:
 # Writing
 # --------------------------------------------------------------------------
 def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), mode)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, data, mode)
 
 
 def _write_files(directory: Path, subdirs: Sequence[str], outputs: Sequence[tuple[Path, bytes, int]]) -> None:
