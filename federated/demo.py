@@ -38,7 +38,22 @@ from .workdir import NodeStore
 
 __all__ = ["DemoOptions", "run_demo", "reference_models", "Cluster"]
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "data"
+
+
+def _example_data() -> Path:
+    """The example data: the installed package ``federated.example_data`` (a wheel carries it), else the checkout's."""
+    try:
+        from importlib.resources import files
+
+        installed = Path(str(files("federated.example_data")))
+        if (installed / "default_credit_hetero_guest.csv").is_file():
+            return installed
+    except (ImportError, TypeError):  # not installed, or not as a regular package
+        pass
+    return Path(__file__).resolve().parent.parent / "examples" / "data"
+
+
+EXAMPLES = _example_data()
 PURPOSE = "financing.credit_risk_model"
 
 
