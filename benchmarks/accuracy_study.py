@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from federated.config import DatasetConfig  # noqa: E402
-from federated.data import load_dataset  # noqa: E402
+from federated.node.data import load_dataset  # noqa: E402
 from federated.reference import PreparedSplit, align_ids, federated_preprocess, fit_sklearn_lr  # noqa: E402
 from protocols.hetero_lr import epoch_batches, roc_auc  # noqa: E402
 

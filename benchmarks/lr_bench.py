@@ -54,10 +54,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from federated.client import OperatorClient  # noqa: E402
+from federated.cli.client import OperatorClient  # noqa: E402
 from federated.config import DatasetConfig, JobSpec, parse_config  # noqa: E402
-from federated.data import load_dataset  # noqa: E402
-from federated.demo import Cluster, reference_models  # noqa: E402
+from federated.node.data import load_dataset  # noqa: E402
+from federated.cli.demo import Cluster, reference_models  # noqa: E402
 from federated.reference import align_ids, federated_preprocess  # noqa: E402
 from protocols.core import Role, run_local  # noqa: E402
 from protocols.hetero_lr import protocol as coordinated  # noqa: E402

@@ -29,7 +29,7 @@ from protocols.psi import unbalanced as ub
 from protocols.psi.ot import protocol as ot
 from protocols.rlwe import scheme as rlwe
 
-from .sealing import SealHello
+from federated.security.sealing import SealHello
 
 __all__ = ["encode_payload", "decode_payload", "payload_type_name", "registered_types"]
 

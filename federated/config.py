@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from protocols.hetero_lr import HeteroLRParams
 from protocols.errors import BudgetError
 
-from .errors import ConfigError
-from .revocation import parse_entry
+from federated.errors import ConfigError
+from federated.security.revocation import parse_entry
 
 __all__ = [
     "TlsConfig",
@@ -102,7 +102,7 @@ class CoordinatorConfig(_Model):
     message_ttl_s: float = 3600.0
     relay: RelayLimits = RelayLimits()
     # Revoked certificates, refused on every call and at registration: 'sha256:<fingerprint>' or 'serial:<hex>'
-    # (federated/revocation.py). Read at start: restart the coordinator after a change.
+    # (federated/security/revocation.py). Read at start: restart the coordinator after a change.
     revoked: list[str] = []
 
     _names = field_validator("name")(_check_name)
@@ -134,7 +134,7 @@ class DatasetConfig(_Model):
     validate_uscc: bool = False
     duplicates: Literal["reject", "dedupe"] = "reject"  # dedupe: keep the first row of each id and report the count
     # CSV of enterprise_id, purpose, valid_from, valid_to, revoked: only ids with valid
-    # consent for the job's purpose enter PSI and training (see federated/consent.py).
+    # consent for the job's purpose enter PSI and training (see federated/node/consent.py).
     consent_registry: Path | None = None
 
 

@@ -8,12 +8,12 @@
 * for a ``train`` job, the two-party LR parameters and the preprocessing both parties apply;
 * which protocol steps the relay carries for the job.
 
-The party node runs what its plan says (:mod:`federated.party`, :mod:`federated.psi_runner`,
-:mod:`federated.train_runner`); the coordinator reads the same plan for the relay's step tables and
+The party node runs what its plan says (:mod:`federated.node.party`, :mod:`federated.node.psi_runner`,
+:mod:`federated.node.train_runner`); the coordinator reads the same plan for the relay's step tables and
 for what it does when a node restarts. Nothing else turns a spec into protocol parameters.
 
 Owns: the choice of protocols and their parameters, and resumability.
-May import: ``protocols``, :mod:`federated.config` (the spec) and :mod:`federated.sealing` (the
+May import: ``protocols``, :mod:`federated.config` (the spec) and :mod:`federated.security.sealing` (the
 ``seal.hello`` step every job carries). No I/O, no clock, no gRPC: frozen dataclasses only.
 """
 
@@ -29,8 +29,8 @@ from protocols.hetero_lr.two_party import TwoPartyStep
 from protocols.psi import PsiParams, PsiStep, Reveal, UnbalancedParams, UnbalancedStep
 from protocols.psi.ot import OtPsiParams, OtPsiStep
 
-from .config import JobSpec, RoleSpec
-from .sealing import SealStep
+from federated.config import JobSpec, RoleSpec
+from federated.security.sealing import SealStep
 
 __all__ = ["PsiProgram", "PsiPlan", "TrainPlan", "RolePlan", "JobPlan", "plan_job"]
 

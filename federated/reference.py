@@ -5,7 +5,7 @@ parties' rows). They exist so that the AUC gap between the federated model
 and a centralized one measures the protocol alone, not a difference in
 preprocessing:
 
-* :func:`federated_preprocess` applies exactly what ``federated/train_runner.py``
+* :func:`federated_preprocess` applies exactly what ``federated/node/train_runner.py``
   ``run_training`` does: the same aligned rows (guest file order, as PSI returns
   them), the same train/test split (:func:`split_train_test` on the aligned
   ids with the job seed and test fraction), and each party's own
@@ -87,7 +87,7 @@ def _split(aligned_ids: Sequence[str], seed: int, test_fraction: float) -> tuple
 
 def federated_preprocess(guest_x: np.ndarray, host_x: np.ndarray, y: np.ndarray, aligned_ids: Sequence[str],
                          seed: int, test_fraction: float, clip: float | None = DEFAULT_CLIP) -> PreparedSplit:
-    """Exactly the federated pipeline's preprocessing (``federated/train_runner.py`` ``run_training``).
+    """Exactly the federated pipeline's preprocessing (``federated/node/train_runner.py`` ``run_training``).
 
     ``guest_x``, ``host_x`` and ``y`` are already aligned: row ``k`` of each is ``aligned_ids[k]``.
     Each party fits its own ``Standardizer(clip=clip)`` on its training rows only.

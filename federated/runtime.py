@@ -10,13 +10,13 @@ exactly one place where messages are built and checked.
   and long-polls for its own. Payloads to the other party are sealed end to
   end, so the coordinator relays them without being able to read them. The
   keys are agreed per protocol phase from fresh ephemeral X25519 keys
-  (:class:`federated.sealing.SealSession`): before a phase's first payload to
+  (:class:`federated.security.sealing.SealSession`): before a phase's first payload to
   or from the peer, the endpoint sends its signed ``seal.hello`` and waits for
   the peer's (see :meth:`Endpoint.establish_sealing`).
 
 * :class:`RoleRun` is one role of a job on a party node: its endpoint, its
   randomness and its process pool, which the node's PSI and training runners
-  (:mod:`federated.psi_runner`, :mod:`federated.train_runner`) drive programs with.
+  (:mod:`federated.node.psi_runner`, :mod:`federated.node.train_runner`) drive programs with.
 
 The coordinator runs no role: it holds no key and only relays.
 """
@@ -38,11 +38,11 @@ from protocols.core import (Checkpoint, MapFn, Message, Progress, ProtocolStep, 
                             check_recv, check_send)
 from protocols.errors import ProtocolError
 
-from .codec import decode_payload, encode_payload
-from .errors import CryptoError, DeadlineError, FedCreditError, RateLimitedError, TransportError, from_rpc_error
-from .sealing import SEAL_CHECKPOINT_KEY, SealHello, SealSession, SealStep, Sealer, seal_phase, seal_sequence
-from .signing import SigningIdentity, envelope_digest, envelope_fields, sign_digest, verify_digest
-from .transport import STREAM_DEADLINE_S, chunk_bytes
+from federated.codec import decode_payload, encode_payload
+from federated.errors import CryptoError, DeadlineError, FedCreditError, RateLimitedError, TransportError, from_rpc_error
+from federated.security.sealing import SEAL_CHECKPOINT_KEY, SealHello, SealSession, SealStep, Sealer, seal_phase, seal_sequence
+from federated.security.signing import SigningIdentity, envelope_digest, envelope_fields, sign_digest, verify_digest
+from federated.security.transport import STREAM_DEADLINE_S, chunk_bytes
 
 __all__ = ["drive", "Endpoint", "RelayEndpoint", "RoleRun", "envelope_aad"]
 
@@ -207,7 +207,7 @@ class Endpoint(ABC):
         """Persist a role's state before it continues. Without a handler the job cannot resume, and that is all.
 
         A checkpoint also keeps the sealing keys of its own phase (its ``stage`` names the phase, as its steps'
-        wire names do), under :data:`~federated.sealing.SEAL_CHECKPOINT_KEY`: a restarted party must open what
+        wire names do), under :data:`~federated.security.sealing.SEAL_CHECKPOINT_KEY`: a restarted party must open what
         the peer sealed before the crash. No other phase's keys, and no ephemeral private key, are ever written."""
         self._last_checkpoint = c
         self._persist_checkpoint()

@@ -1,6 +1,6 @@
 """Signed, hash-chained, append-only transcripts: one JSON Lines file per (job, node).
 
-Each line is one record, canonical JSON (see :func:`federated.signing.canonical_json`)::
+Each line is one record, canonical JSON (see :func:`federated.security.signing.canonical_json`)::
 
     {"index": i, "kind": "header" | "event" | "message", "job_id": J, "node": N,
      "ts_ms": int, "prev_hash": hex (64 zeros for index 0), "body": {...},
@@ -39,10 +39,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Iterator
 
-from federated.certs import NAME_PATTERN
+from federated.security.certs import NAME_PATTERN
 from federated.errors import ConflictError, DataError
 from federated.files import atomic_write
-from federated.signing import (
+from federated.security.signing import (
     verify_digest,
     ENVELOPE_FIELDS,
     SigningIdentity,
@@ -287,7 +287,7 @@ class TranscriptWriter:
 
         Args:
             direction: ``sent``, ``received`` or ``relayed``.
-            envelope: the :func:`~federated.signing.envelope_fields` dict.
+            envelope: the :func:`~federated.security.signing.envelope_fields` dict.
             envelope_signature: the sender's signature over its digest.
             key_owner: for ciphertexts, the role whose key decrypts it.
             disclosed: small summary of what a public/aggregate/plaintext

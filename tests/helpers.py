@@ -18,14 +18,14 @@ import grpc
 import numpy as np
 import pandas as pd
 
-from federated.approval import make_approval
-from federated.certs import CertLayout
+from federated.node.approval import make_approval
+from federated.security.certs import CertLayout
 from federated.config import CoordinatorConfig, JobSpec, SignConfig, TlsConfig, parse_config
-from federated.coordinator import Coordinator
+from federated.coordinator.service import Coordinator
 from federated.runtime import RelayEndpoint
-from federated.sealing import SealIdentity, SealSession, load_seal_identity, verify_peer_seal_cert
-from federated.signing import SigningIdentity, load_signing_identity, verify_signing_cert
-from federated.transport import create_channel
+from federated.security.sealing import SealIdentity, SealSession, load_seal_identity, verify_peer_seal_cert
+from federated.security.signing import SigningIdentity, load_signing_identity, verify_signing_cert
+from federated.security.transport import create_channel
 from protocols.core import Role
 from protocols.hetero_lr.protocol import EncryptedVector
 from protocols.hetero_lr.two_party import EncryptedResidualShare

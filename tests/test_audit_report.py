@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from federated.audit import _bytes_text, render_report, report_data
-from federated.certs import CertLayout
+from federated.security.certs import CertLayout
 from transcript_builder import (  # the shared builder of realistic transcripts (tests/ is on sys.path)
     AUC,
     JOB,

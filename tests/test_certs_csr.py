@@ -21,14 +21,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from typer.testing import CliRunner
 
-import federated.certs.profiles as certs_profiles
+import federated.security.certs.profiles as certs_profiles
 from fedcredit.v1 import job_pb2, job_pb2_grpc
-from federated.certs import SEAL_KEY_OID, CertLayout, create_ca, init_certs, read_request, request_certs, sign_requests
-from federated.cli import app
+from federated.security.certs import SEAL_KEY_OID, CertLayout, create_ca, init_certs, read_request, request_certs, sign_requests
+from federated.cli.main import app
 from federated.errors import ConfigError, CryptoError
-from federated.sealing import load_seal_identity, verify_peer_seal_cert
-from federated.signing import load_signing_identity, verify_signing_cert
-from federated.transport import create_channel, serve
+from federated.security.sealing import load_seal_identity, verify_peer_seal_cert
+from federated.security.signing import load_signing_identity, verify_signing_cert
+from federated.security.transport import create_channel, serve
 from protocols.core import Role
 from protocols.hetero_lr.two_party import TwoPartyStep
 from helpers import channel_for, endpoint, residual, running_job, serving_coordinator

@@ -11,7 +11,7 @@ import pytest
 from fedcredit.v1 import hetero_lr_pb2 as lr_pb
 from fedcredit.v1 import psi_pb2
 from federated.codec import decode_payload, encode_payload, payload_type_name, registered_types
-from federated.sealing import SealHello, SealStep
+from federated.security.sealing import SealHello, SealStep
 from protocols.core import Aggregate, Ciphertext, Classification, Masked, Plaintext, Public
 from protocols.errors import ProtocolError
 from protocols.hetero_lr import protocol as lr

@@ -16,14 +16,14 @@ import pandas as pd
 import pytest
 
 from fedcredit.v1 import job_pb2, job_pb2_grpc
-from federated.approval import make_approval
-from federated.certs import load_tls
-from federated.client import OperatorClient
+from federated.node.approval import make_approval
+from federated.security.certs import load_tls
+from federated.cli.client import OperatorClient
 from federated.config import DatasetConfig, JobSpec, parse_config
-from federated.demo import Cluster
+from federated.cli.demo import Cluster
 from federated.errors import ConflictError, PermissionDeniedError, from_rpc_error
-from federated.signing import load_signing_identity
-from federated.transport import create_channel
+from federated.security.signing import load_signing_identity
+from federated.security.transport import create_channel
 from helpers import BREAST_GUEST, BREAST_HOST, read_breast
 
 pytestmark = pytest.mark.integration

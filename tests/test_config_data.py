@@ -1,4 +1,4 @@
-"""Tests for federated.config (YAML files) and federated.data (CSV loading) plus the Standardizer."""
+"""Tests for federated.config (YAML files) and federated.node.data (CSV loading) plus the Standardizer."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from federated.config import (
     load_config,
     load_job_spec,
 )
-from federated.data import load_dataset
+from federated.node.data import load_dataset
 from federated.errors import ConfigError
 from protocols.errors import DataError
 from protocols.hetero_lr import HeteroLRParams, Standardizer
@@ -155,7 +155,7 @@ def test_config_errors_name_file_and_field(tmp_path, model, base, patch, field):
 
 
 def test_two_party_is_the_default_and_the_policy_bounds_it(tmp_path):
-    from federated.approval import check_policy
+    from federated.node.approval import check_policy
 
     spec = load_job_spec(_write(tmp_path, "job.yaml", JOB))
     assert spec.training.topology == "two_party" and spec.training.reveal_weights == "owner"
@@ -318,7 +318,7 @@ def test_standardizer_all_missing_and_empty():
 
 def test_a_node_refuses_a_spec_that_does_not_hash_to_the_digest_it_signs(tmp_path):
     from fedcredit.v1 import job_pb2
-    from federated.approval import checked_spec
+    from federated.node.approval import checked_spec
     from federated.config import spec_digest
     from federated.errors import PermissionDeniedError
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from federated.consent import apply_consent, load_consent_registry
+from federated.node.consent import apply_consent, load_consent_registry
 from protocols.errors import DataError
 
 D = dt.date

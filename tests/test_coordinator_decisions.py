@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from federated.approval import make_approval
+from federated.node.approval import make_approval
 from federated.audit import verify_transcripts
-from federated.certs import CertLayout
+from federated.security.certs import CertLayout
 from federated.errors import ConflictError
 from helpers import PARTIES, job_spec, signer, serving_coordinator
 

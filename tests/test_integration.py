@@ -12,14 +12,14 @@ import pandas as pd
 import pytest
 
 from fedcredit.v1 import job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc, relay_pb2, relay_pb2_grpc, envelope_pb2
-from federated.certs import init_certs
-from federated.client import OperatorClient
+from federated.security.certs import init_certs
+from federated.cli.client import OperatorClient
 from federated.config import DatasetConfig, JobSpec, parse_config
-from federated.demo import Cluster, reference_models
+from federated.cli.demo import Cluster, reference_models
 from federated.errors import NotFoundError, PermissionDeniedError, from_rpc_error
 from federated.transcript import read_transcript
-from federated.transport import create_channel
-from federated.certs import load_tls
+from federated.security.transport import create_channel
+from federated.security.certs import load_tls
 from helpers import read_breast
 
 pytestmark = pytest.mark.integration

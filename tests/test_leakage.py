@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from federated.audit import verify_transcripts
-from federated.client import OperatorClient
+from federated.cli.client import OperatorClient
 from federated.config import DatasetConfig, JobSpec, parse_config
-from federated.demo import Cluster
-from federated.sealing import SEAL_PHASES
+from federated.cli.demo import Cluster
+from federated.security.sealing import SEAL_PHASES
 from federated.transcript import read_transcript
 from helpers import BREAST_GUEST, BREAST_HOST, read_breast
 

@@ -28,7 +28,7 @@ def test_the_wheel_carries_the_demo_data_the_templates_and_the_protos(tmp_path: 
         assert f"federated/example_data/{name}" in names, name
     assert {"federated/audit/templates/report.html.j2", "federated/audit/templates/report.md.j2"} <= names
     assert "fedcredit/v1/seal.proto" in names and "fedcredit/v1/psi_pb2.py" in names
-    assert "federated/certs/profiles.py" in names and "protocols/psi/count_first.py" in names
+    assert "federated/security/certs/profiles.py" in names and "protocols/psi/count_first.py" in names
     # every package of the source tree is in the wheel
     for init in (ROOT / "federated").rglob("__init__.py"):
         assert init.relative_to(ROOT).as_posix() in names, init
@@ -40,7 +40,7 @@ def test_the_wheel_carries_the_demo_data_the_templates_and_the_protos(tmp_path: 
 
 
 def test_the_demo_finds_its_data_where_the_install_put_it() -> None:
-    from federated.demo import EXAMPLES
+    from federated.cli.demo import EXAMPLES
 
     assert (EXAMPLES / "default_credit_hetero_guest.csv").is_file()
     assert (EXAMPLES / "NOTICE").is_file()

@@ -424,9 +424,9 @@ def split_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, s
 
 
 def _run_job(tmp_path: Path, files: tuple[Path, Path, set[str]], bank_min: int, platform_min: int, protocol: str) -> Any:
-    from federated.client import OperatorClient
+    from federated.cli.client import OperatorClient
     from federated.config import DatasetConfig, JobSpec, parse_config
-    from federated.demo import Cluster
+    from federated.cli.demo import Cluster
     from federated.transcript import read_transcript
 
     gp, hp, _ = files

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from federated.audit import verify_transcripts
-from federated.client import OperatorClient
+from federated.cli.client import OperatorClient
 from federated.config import DatasetConfig, JobSpec, parse_config
-from federated.demo import Cluster
+from federated.cli.demo import Cluster
 
 pytestmark = pytest.mark.integration
 N = 150_000

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from federated.client import OperatorClient
+from federated.cli.client import OperatorClient
 from federated.config import DatasetConfig, JobSpec, parse_config
-from federated.demo import Cluster
+from federated.cli.demo import Cluster
 
 pytestmark = pytest.mark.integration
 

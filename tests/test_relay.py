@@ -1,6 +1,6 @@
 """The relay in process: chunked payloads past gRPC's message limit, sealing, sequence and job binding.
 
-Sealing keys are agreed per phase from ephemeral keys (``seal.hello``, federated/sealing.py). A party's first
+Sealing keys are agreed per phase from ephemeral keys (``seal.hello``, federated/security/sealing.py). A party's first
 payload of a phase waits for the peer's key, so these single-threaded tests agree the keys first with :func:`_pair`.
 """
 
@@ -12,11 +12,11 @@ from pathlib import Path
 import gmpy2
 import pytest
 
-from federated.certs import CertLayout
-from federated.coordinator import Coordinator
+from federated.security.certs import CertLayout
+from federated.coordinator.service import Coordinator
 from federated.errors import CryptoError, JobFailedError, ProtocolError, QuotaError
 from federated.runtime import RelayEndpoint
-from federated.transport import MAX_MESSAGE_BYTES
+from federated.security.transport import MAX_MESSAGE_BYTES
 from helpers import job_spec, residual, running_job, seal_session, sealed_endpoint, serving_coordinator
 from protocols.core import Role
 from protocols.hetero_lr.protocol import EncryptedVector
@@ -126,7 +126,7 @@ def test_steps_outside_the_jobs_protocols_and_oversized_payloads_are_refused(coo
     host, _ = _pair(coord, layout, psi_job)  # seal.hello is part of every job; the phase named in it is the sender's business
     with pytest.raises(ProtocolError, match="not part of"):  # a psi job has no training steps
         host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual(1))
-    import federated.coordinator as coordinator_module
+    import federated.coordinator.service as coordinator_module
 
     job = running_job(coord, layout)
     host, _ = _pair(coord, layout, job)
@@ -161,7 +161,7 @@ def test_receivers_wake_when_a_job_is_cancelled(coordinator) -> None:
 
 
 def test_a_pending_job_is_offered_again_when_the_node_has_not_decided(coordinator, monkeypatch) -> None:
-    import federated.coordinator as coordinator_module
+    import federated.coordinator.service as coordinator_module
 
     coord, _ = coordinator
     job_id = coord.jobs.submit(job_spec("psi")).job_id
@@ -174,7 +174,7 @@ def test_a_pending_job_is_offered_again_when_the_node_has_not_decided(coordinato
 
 
 def test_a_claimed_role_is_offered_again_while_the_node_reports_nothing(coordinator, monkeypatch) -> None:
-    import federated.coordinator as coordinator_module
+    import federated.coordinator.service as coordinator_module
 
     coord, layout = coordinator
     job_id = running_job(coord, layout)  # approved by both parties: running, roles unclaimed

@@ -11,10 +11,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from federated.certs import CertLayout
+from federated.security.certs import CertLayout
 from federated.config import CoordinatorConfig, RelayLimits, parse_config
 from federated.errors import QuotaError, RateLimitedError
-from federated.relay import Mailbox, RateLimiter
+from federated.coordinator.relay import Mailbox, RateLimiter
 from helpers import SECRET, endpoint, residual, running_job, serving_coordinator
 from protocols.core import Role
 from protocols.hetero_lr.two_party import TwoPartyStep

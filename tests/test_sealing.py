@@ -26,13 +26,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fedcredit.v1 import envelope_pb2
 from federated.audit import verify_transcripts
-from federated.certs import CertLayout
+from federated.security.certs import CertLayout
 from federated.codec import decode_payload, encode_payload
-from federated.coordinator import Coordinator
+from federated.coordinator.service import Coordinator
 from federated.errors import CryptoError, ProtocolError
 from federated.runtime import RelayEndpoint, drive, envelope_aad
-from federated.sealing import NONCE_BYTES, SEAL_CHECKPOINT_KEY, SealHello, SealIdentity, SealSession, Sealer, hello_digest
-from federated.signing import envelope_digest, envelope_fields, sign_digest, verify_signing_cert
+from federated.security.sealing import NONCE_BYTES, SEAL_CHECKPOINT_KEY, SealHello, SealIdentity, SealSession, Sealer, hello_digest
+from federated.security.signing import envelope_digest, envelope_fields, sign_digest, verify_signing_cert
 from federated.transcript import TranscriptWriter
 from helpers import PARTIES, other_party, running_job, seal_identity, sealed_endpoint, signer, start_coordinator
 from protocols.core import Checkpoint, Role

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
 from fedcredit.v1 import envelope_pb2
-from federated.certs import CertLayout, init_certs
+from federated.security.certs import CertLayout, init_certs
 from federated.errors import ConfigError, CryptoError
-from federated.signing import (
+from federated.security.signing import (
     ENVELOPE_FIELDS,
     canonical_json,
     cert_fingerprint,

@@ -11,10 +11,10 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from federated.approval import make_approval
+from federated.node.approval import make_approval
 from federated.audit import verify_transcripts
-from federated.certs import CertLayout
-from federated.signing import envelope_digest, sign_digest
+from federated.security.certs import CertLayout
+from federated.security.signing import envelope_digest, sign_digest
 from federated.transcript import TranscriptWriter, read_transcript, transcript_name
 from helpers import signer
 from transcript_builder import (

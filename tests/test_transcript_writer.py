@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from federated.certs import CertLayout
+from federated.security.certs import CertLayout
 from federated.errors import ConflictError, CryptoError, DataError
-from federated.signing import canonical_json, envelope_digest
+from federated.security.signing import canonical_json, envelope_digest
 from federated.transcript import FORMAT, ZERO_HASH, TranscriptWriter, read_transcript, record_hash
 from helpers import signer
 from transcript_builder import JOB, PURPOSE, build_job, dump, find_message, problems, read_lines, spec_sha, verify

@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from federated import errors
-from federated.certs import CertLayout, TlsMaterial, init_certs, load_tls
+from federated.security.certs import CertLayout, TlsMaterial, init_certs, load_tls
 from federated.errors import (
     ConfigError,
     DataError,
@@ -32,7 +32,7 @@ from federated.errors import (
     from_rpc_error,
     to_status_code,
 )
-from federated.transport import (
+from federated.security.transport import (
     CHUNK_BYTES,
     MAX_MESSAGE_BYTES,
     chunk_bytes,

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from fedcredit.v1 import envelope_pb2
-from federated.approval import make_approval
+from federated.node.approval import make_approval
 from federated.audit import Problem, VerificationResult, verify_transcripts
-from federated.certs import CertLayout
-from federated.signing import SigningIdentity, canonical_json, envelope_digest, envelope_fields, sign_digest
+from federated.security.certs import CertLayout
+from federated.security.signing import SigningIdentity, canonical_json, envelope_digest, envelope_fields, sign_digest
 from federated.transcript import TranscriptWriter, record_hash, transcript_name
 from helpers import signer
 

@@ -13,8 +13,8 @@ The room in three parts, with arrows one way (render → model → verify → re
 * :mod:`~federated.audit.render` renders it through the Jinja2 templates in
   ``templates/`` (:func:`render_report`: HTML, Markdown or JSON).
 
-It may import :mod:`federated.transcript`, :mod:`federated.signing`,
-:mod:`federated.errors` and :mod:`federated.approval`; nothing else in the
+It may import :mod:`federated.transcript`, :mod:`federated.security.signing`,
+:mod:`federated.errors` and :mod:`federated.node.approval`; nothing else in the
 runtime imports it but the CLI and the demo.
 """
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from federated.errors import FedCreditError
-from federated.signing import canonical_json, cert_fingerprint
+from federated.security.signing import canonical_json, cert_fingerprint
 from federated.transcript import ROLES
 
 from .reader import Msg, TranscriptFile, ts_text

@@ -22,7 +22,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from federated.errors import FedCreditError
-from federated.signing import ENVELOPE_FIELDS, cert_fingerprint, signing_public_key, verify_digest, verify_signing_cert
+from federated.security.signing import ENVELOPE_FIELDS, cert_fingerprint, signing_public_key, verify_digest, verify_signing_cert
 from federated.transcript import DIRECTIONS, FORMAT, KINDS, ROLES, ZERO_HASH, iter_lines, record_hash
 
 from .result import Findings

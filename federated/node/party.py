@@ -3,10 +3,10 @@
 The node opens no port. It registers its sealing and signing certificates, long-polls for jobs in which it
 has a role, and approves or rejects a pending one by its policy (or waits for its operator). It runs each
 approved job in a thread: it checks its own signed approval and the data it approved on, plans the job
-(:func:`federated.plan.plan_job`), loads its rows, then runs PSI (:mod:`federated.psi_runner`) and, for a
-``train`` job, its LR role (:mod:`federated.train_runner`). Raw data, labels and weights never leave this
-process: what it keeps goes to its workdir (:mod:`federated.workdir`), and the coordinator gets only the
-public part of its result (:class:`federated.results.JobResult`).
+(:func:`federated.plan.plan_job`), loads its rows, then runs PSI (:mod:`federated.node.psi_runner`) and, for a
+``train`` job, its LR role (:mod:`federated.node.train_runner`). Raw data, labels and weights never leave this
+process: what it keeps goes to its workdir (:mod:`federated.node.workdir`), and the coordinator gets only the
+public part of its result (:class:`federated.node.results.JobResult`).
 
 Owns: the node's lifecycle and decisions, and what a job's run is wired to: the relay endpoint, the peer's
 verified keys, the transcript, progress reports and the process pool.
@@ -31,22 +31,22 @@ import numpy as np
 from fedcredit.v1 import job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc
 from protocols.core import MapFn, Progress, Role, key_owner_of
 
-from .approval import check_policy, checked_spec, dataset_digest, make_approval, my_role, require_own_approval
-from .certs import load_tls
-from .config import JobSpec, PartyConfig
-from .consent import apply_consent, load_consent_registry
-from .data import LocalDataset, load_dataset
-from .errors import ConfigError, ConflictError, DataError, FedCreditError, NotFoundError, PermissionDeniedError, TransportError, from_rpc_error
-from .plan import JobPlan, RolePlan, plan_job
-from .psi_runner import PartyIds, run_psi
-from .results import JobResult, Traffic
-from .runtime import RelayEndpoint, RoleRun, describe_error
-from .sealing import SEAL_CHECKPOINT_KEY, SealSession, load_seal_identity, verify_peer_seal_cert
-from .signing import envelope_fields, load_signing_identity, verify_signing_cert
-from .train_runner import run_training
-from .transcript import TranscriptWriter
-from .transport import DEFAULT_DEADLINE_S, create_channel, wait_healthy
-from .workdir import ApprovedData, JobFiles, NodeStore
+from federated.node.approval import check_policy, checked_spec, dataset_digest, make_approval, my_role, require_own_approval
+from federated.security.certs import load_tls
+from federated.config import JobSpec, PartyConfig
+from federated.node.consent import apply_consent, load_consent_registry
+from federated.node.data import LocalDataset, load_dataset
+from federated.errors import ConfigError, ConflictError, DataError, FedCreditError, NotFoundError, PermissionDeniedError, TransportError, from_rpc_error
+from federated.plan import JobPlan, RolePlan, plan_job
+from federated.node.psi_runner import PartyIds, run_psi
+from federated.node.results import JobResult, Traffic
+from federated.runtime import RelayEndpoint, RoleRun, describe_error
+from federated.security.sealing import SEAL_CHECKPOINT_KEY, SealSession, load_seal_identity, verify_peer_seal_cert
+from federated.security.signing import envelope_fields, load_signing_identity, verify_signing_cert
+from federated.node.train_runner import run_training
+from federated.transcript import TranscriptWriter
+from federated.security.transport import DEFAULT_DEADLINE_S, create_channel, wait_healthy
+from federated.node.workdir import ApprovedData, JobFiles, NodeStore
 
 __all__ = ["PartyNode"]
 

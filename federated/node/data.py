@@ -11,7 +11,7 @@ import pandas as pd
 from protocols.errors import DataError
 from protocols.psi.ids import prepare_ids
 
-from .config import DatasetConfig
+from federated.config import DatasetConfig
 
 __all__ = ["LocalDataset", "load_dataset"]
 

@@ -10,11 +10,11 @@ import grpc
 
 from fedcredit.v1 import job_pb2, job_pb2_grpc
 
-from .certs import load_tls
-from .config import ClientConfig, JobSpec
-from .errors import DeadlineError, from_rpc_error
-from .store import FINAL_STATES
-from .transport import DEFAULT_DEADLINE_S, create_channel
+from federated.security.certs import load_tls
+from federated.config import ClientConfig, JobSpec
+from federated.errors import DeadlineError, from_rpc_error
+from federated.coordinator.store import FINAL_STATES
+from federated.security.transport import DEFAULT_DEADLINE_S, create_channel
 
 __all__ = ["OperatorClient", "job_dict"]
 

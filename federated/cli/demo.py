@@ -27,14 +27,14 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from .certs import init_certs
-from .config import ClientConfig, DatasetConfig, JobSpec, load_config, parse_config
-from .data import load_dataset
-from .errors import ConfigError, DataError, TransportError
-from .plan import plan_job
-from .reference import DEFAULT_CLIP, DEFAULT_L2, align_ids, reference_metrics
-from .results import merge_views
-from .workdir import NodeStore
+from federated.security.certs import init_certs
+from federated.config import ClientConfig, DatasetConfig, JobSpec, load_config, parse_config
+from federated.node.data import load_dataset
+from federated.errors import ConfigError, DataError, TransportError
+from federated.plan import plan_job
+from federated.reference import DEFAULT_CLIP, DEFAULT_L2, align_ids, reference_metrics
+from federated.node.results import merge_views
+from federated.node.workdir import NodeStore
 
 __all__ = ["DemoOptions", "run_demo", "reference_models", "Cluster"]
 
@@ -50,7 +50,7 @@ def _example_data() -> Path:
             return installed
     except (ImportError, TypeError):  # not installed, or not as a regular package
         pass
-    return Path(__file__).resolve().parent.parent / "examples" / "data"
+    return Path(__file__).resolve().parents[2] / "examples" / "data"
 
 
 EXAMPLES = _example_data()
@@ -237,7 +237,7 @@ def reference_models(guest_cfg: DatasetConfig, host_cfg: DatasetConfig, seed: in
     preprocessing (``StandardScaler``, no clipping, default C). See
     :mod:`federated.reference`.
     """
-    from .consent import apply_consent, load_consent_registry
+    from federated.node.consent import apply_consent, load_consent_registry
 
     g = load_dataset(guest_cfg, require_label=True)
     h = load_dataset(host_cfg, require_label=False)
@@ -260,8 +260,8 @@ def _default(path: Path | None, name: str) -> Path:
 
 
 def run_demo(opts: DemoOptions, console: Console) -> int:
-    from .client import OperatorClient
-    from .progress import follow_job
+    from federated.cli.client import OperatorClient
+    from federated.cli.progress import follow_job
 
     t0 = time.monotonic()
     guest_path = _default(opts.guest_data, "default_credit_hetero_guest.csv")
@@ -314,7 +314,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         console.print(f"[bold red]job {info.state}[/]: {info.error}\nlogs: {workdir / 'logs'}")
         return 1
 
-    from .audit import render_report, verify_transcripts
+    from federated.audit import render_report, verify_transcripts
 
     transcripts = cluster.transcripts(info.job_id)
     ca_pem = (cluster.certs / "ca.crt").read_bytes()
@@ -388,8 +388,8 @@ def _consent_excluded(transcripts: list[Path]) -> int | None:
 def run_psi_demo(left: Path, right: Path, *, id_column: str, protocol: str, reveal: str, dedupe: bool, workdir: Path,
                  json_out: Path | None, console: Console) -> int:
     """PSI alone between a bank (left, guest) and a platform (right, host) as separate processes over mTLS."""
-    from .client import OperatorClient
-    from .progress import follow_job
+    from federated.cli.client import OperatorClient
+    from federated.cli.progress import follow_job
 
     if protocol not in ("auto", "ecdh", "ot"):
         raise ConfigError(f"--protocol {protocol!r} is not available (choose: auto, ecdh, ot)")

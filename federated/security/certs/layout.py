@@ -7,7 +7,7 @@ atomic writes (temporary file + ``os.replace``, keys 0600, folders 0700) and the
 to overwrite; reading a node's mTLS files back (:func:`load_tls`, :class:`TlsMaterial`).
 
 It issues nothing. It may import :mod:`federated.errors` and ``cryptography``; no other
-module of :mod:`federated.certs` (:mod:`.profiles`, :mod:`.dev` and :mod:`.csr` import
+module of :mod:`federated.security.certs` (:mod:`.profiles`, :mod:`.dev` and :mod:`.csr` import
 this one).
 """
 

@@ -1,7 +1,7 @@
 """End-to-end sealing of party-to-party payloads relayed by the coordinator, with forward secrecy.
 
 Each party has two static keys certified by the job's CA: an X25519 sealing key
-(``seal.crt``) and an Ed25519 signing key (``sign.crt``, :mod:`federated.signing`).
+(``seal.crt``) and an Ed25519 signing key (``sign.crt``, :mod:`federated.security.signing`).
 Neither encrypts anything by itself. For every *phase* of a job -- the protocol a
 step belongs to, named by its wire prefix: ``psi``, ``psi_ot``, ``lr2``
 (:data:`SEAL_PHASES`) -- each party draws a fresh X25519 key pair from the OS
@@ -86,10 +86,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from federated.certs import NAME_PATTERN
-from federated.certs import load_key_pair, verify_issued_cert
+from federated.security.certs import NAME_PATTERN
+from federated.security.certs import load_key_pair, verify_issued_cert
 from federated.errors import ConfigError, CryptoError
-from federated.signing import SigningIdentity, sign_digest, verify_digest
+from federated.security.signing import SigningIdentity, sign_digest, verify_digest
 from protocols.core import ProtocolStep, Public, Role, StepSpec
 from protocols.errors import ProtocolError
 
@@ -380,7 +380,7 @@ class SealSession:
         peer_name: the peer's party name.
         peer_seal_key: the peer's static key, from :func:`verify_peer_seal_cert`.
         peer_sign_key: the peer's Ed25519 key, from
-            :func:`federated.signing.verify_signing_cert`.
+            :func:`federated.security.signing.verify_signing_cert`.
         job_id: the job; keys differ per job.
         restored: :meth:`export` output from this party's own checkpoint, to
             resume a phase after a restart.

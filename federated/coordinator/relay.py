@@ -1,6 +1,6 @@
 """The relay's store and its limits: the mailbox, per-job quotas and per-party rate limits.
 
-The coordinator's :class:`~federated.coordinator.RelayServicer` charges every
+The coordinator's :class:`~federated.coordinator.service.RelayServicer` charges every
 message to its job before reading the payload (:meth:`Mailbox.admit`: bytes and
 messages per job), holds it until the receiver takes it (:meth:`Mailbox.put`:
 undelivered bytes per job), and takes a token from the sender's bucket
@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 from fedcredit.v1 import envelope_pb2
 
-from .config import RelayLimits
-from .errors import QuotaError, RateLimitedError
+from federated.config import RelayLimits
+from federated.errors import QuotaError, RateLimitedError
 
 __all__ = ["Mailbox", "RateLimiter"]
 

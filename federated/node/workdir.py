@@ -6,7 +6,7 @@ The layout under the party config's ``workdir``::
     jobs/<job>/psi.checkpoint.json      PSI's state after its last batch, secrets included; gone when PSI ends
     jobs/<job>/intersection.csv         the aligned ids, in the order both parties agreed
     jobs/<job>/model.json               this party's model: its weights (or its shares of them) and its standardizer
-    jobs/<job>/result.json              this party's result (:class:`federated.results.JobResult`)
+    jobs/<job>/result.json              this party's result (:class:`federated.node.results.JobResult`)
     transcripts/<job>.<node>.jsonl      this node's signed transcript of the job (``transcripts.directory``)
     unbalanced/<dataset>/key.json       the unbalanced host's long-lived key and salt (``unbalanced.directory``)
     unbalanced/<dataset>/cache.bin      ... its blinded set, 16 bytes an entry, and cache.digest, the set's digest
@@ -17,7 +17,7 @@ its owner only (0600, in a 0700 folder), complete or not at all (temporary file,
 transcript writer (:mod:`federated.transcript`) appends to its own file.
 
 Owns: the paths and formats of a party's files. May import: the standard library, ``protocols.psi``
-(the unbalanced cache types) and :mod:`federated.results`. It decides nothing about a job.
+(the unbalanced cache types) and :mod:`federated.node.results`. It decides nothing about a job.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any, Iterable, Mapping
 
 from protocols.psi import CacheDigest, UnbalancedCache
 
-from .files import atomic_write
-from .results import JobResult
+from federated.files import atomic_write
+from federated.node.results import JobResult
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "NodeStore", "JobFiles", "ApprovedData", "UnbalancedKey",
            "UnbalancedHostFiles", "UnbalancedGuestFiles"]
@@ -57,7 +57,7 @@ def _entries(data: bytes) -> list[bytes]:
 
 @dataclass(frozen=True)
 class ApprovedData:
-    """What a node approved a job on: the spec's digest and its data's (:func:`federated.approval.dataset_digest`)."""
+    """What a node approved a job on: the spec's digest and its data's (:func:`federated.node.approval.dataset_digest`)."""
 
     spec_sha256: str
     dataset_sha256: str

@@ -4,11 +4,11 @@ Parties dial in over mutual TLS; the coordinator never dials out. Servicers
 are thin: they authenticate the caller by its certificate, decode, call the
 :class:`JobManager` or the :class:`Mailbox`, and encode. Errors become gRPC
 status codes in one place (:class:`federated.errors.ErrorInterceptor`).
-Revoked certificates are refused on every RPC (:mod:`federated.revocation`),
-and the relay's quotas and rate limits live in :mod:`federated.relay`. What a
+Revoked certificates are refused on every RPC (:mod:`federated.security.revocation`),
+and the relay's quotas and rate limits live in :mod:`federated.coordinator.relay`. What a
 job's protocols are (the steps the relay carries) and whether a restarted node
 resumes its role come from the job's plan (:mod:`federated.plan`); what a party
-may report comes from :mod:`federated.results`.
+may report comes from :mod:`federated.node.results`.
 
 Owns: the job lifecycle, the relay's checks, and the servicers. May import the
 rest of ``federated`` except the party node, the CLI and the demo.
@@ -31,19 +31,19 @@ from fedcredit.v1 import envelope_pb2, job_pb2, job_pb2_grpc, node_pb2, node_pb2
 from protocols.core import MAX_PAYLOAD_BYTES as CORE_MAX_PAYLOAD_BYTES
 from protocols.core import Role
 
-from .approval import verify_approval
-from .certs import load_tls
-from .codec import payload_type_name
-from .config import CoordinatorConfig, JobSpec, spec_digest
-from .errors import ConfigError, ConflictError, CryptoError, JobFailedError, NotFoundError, PermissionDeniedError, ProtocolError, QuotaError
-from .plan import JobPlan, plan_job
-from .relay import Mailbox, RateLimiter
-from .results import PUBLIC_RESULT_KEYS
-from .revocation import DenyList
-from .signing import SigningIdentity, envelope_digest, envelope_fields, load_signing_identity, verify_digest, verify_signing_cert
-from .transcript import TranscriptWriter
-from .store import ACTIVE_STATES, JobRow, RoleRow, Store, now_ms
-from .transport import CHUNK_BYTES, PeerCheckInterceptor, chunk_bytes, create_server, peer_identity
+from federated.node.approval import verify_approval
+from federated.security.certs import load_tls
+from federated.codec import payload_type_name
+from federated.config import CoordinatorConfig, JobSpec, spec_digest
+from federated.errors import ConfigError, ConflictError, CryptoError, JobFailedError, NotFoundError, PermissionDeniedError, ProtocolError, QuotaError
+from federated.plan import JobPlan, plan_job
+from federated.coordinator.relay import Mailbox, RateLimiter
+from federated.node.results import PUBLIC_RESULT_KEYS
+from federated.security.revocation import DenyList
+from federated.security.signing import SigningIdentity, envelope_digest, envelope_fields, load_signing_identity, verify_digest, verify_signing_cert
+from federated.transcript import TranscriptWriter
+from federated.coordinator.store import ACTIVE_STATES, JobRow, RoleRow, Store, now_ms
+from federated.security.transport import CHUNK_BYTES, PeerCheckInterceptor, chunk_bytes, create_server, peer_identity
 
 __all__ = ["Coordinator", "Mailbox", "JobManager"]
 
@@ -388,7 +388,7 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
 
     def SubmitJob(self, request: job_pb2.SubmitJobRequest, context: grpc.ServicerContext) -> job_pb2.SubmitJobResponse:
         self.auth.operator(context)
-        from .config import parse_config
+        from federated.config import parse_config
 
         spec = parse_config(JobSpec, json.loads(request.spec_json or "{}"), source="job spec")
         return job_pb2.SubmitJobResponse(job=job_info(self.jobs.submit(spec)))

@@ -4,11 +4,11 @@ Owns what the rest of the runtime uses to trust a certificate the CA issued:
 :func:`cert_fingerprint` (what ``revoked`` lists take), :func:`single_cn`,
 :func:`verify_issued_cert` (issued by the job's CA to this name, valid now, allows this
 usage) and :func:`load_key_pair` (a node's certificate and its matching private key),
-used by :mod:`federated.sealing`, :mod:`federated.signing`, :mod:`federated.revocation`
+used by :mod:`federated.security.sealing`, :mod:`federated.security.signing`, :mod:`federated.security.revocation`
 and the CLI.
 
 It issues and writes nothing. It may import :mod:`federated.errors` and ``cryptography``
-only; no other module of :mod:`federated.certs`.
+only; no other module of :mod:`federated.security.certs`.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
 It then checks what this party learned against its minimum and writes ``intersection.csv``.
 
 Owns: calling ``protocols.psi``'s role programs with this node's ids. May import: ``protocols``,
-:mod:`federated.plan`, :mod:`federated.runtime`, :mod:`federated.workdir`, :mod:`federated.results`,
+:mod:`federated.plan`, :mod:`federated.runtime`, :mod:`federated.node.workdir`, :mod:`federated.node.results`,
 :mod:`federated.transcript` and :mod:`federated.errors`.
 """
 
@@ -40,12 +40,12 @@ from protocols.psi import (
 )
 from protocols.psi.ot import ot_guest_program, ot_host_program
 
-from .errors import PermissionDeniedError
-from .plan import PsiPlan, PsiProgram, RolePlan
-from .results import PsiOutcome
-from .runtime import RoleRun
-from .transcript import TranscriptWriter, read_transcript
-from .workdir import JobFiles, NodeStore, UnbalancedHostFiles, UnbalancedKey
+from federated.errors import PermissionDeniedError
+from federated.plan import PsiPlan, PsiProgram, RolePlan
+from federated.node.results import PsiOutcome
+from federated.runtime import RoleRun
+from federated.transcript import TranscriptWriter, read_transcript
+from federated.node.workdir import JobFiles, NodeStore, UnbalancedHostFiles, UnbalancedKey
 
 __all__ = ["PartyIds", "PsiRun", "run_psi"]
 

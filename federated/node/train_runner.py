@@ -6,7 +6,7 @@ its role of the two-party LR (``protocols.hetero_lr.two_party``) and writes its 
 weights, or its shares of them when they stay shared, and its standardizer.
 
 Owns: the model artifact's format. May import: ``protocols``, :mod:`federated.plan`,
-:mod:`federated.runtime`, :mod:`federated.workdir`, :mod:`federated.results` and :mod:`federated.data`.
+:mod:`federated.runtime`, :mod:`federated.node.workdir`, :mod:`federated.node.results` and :mod:`federated.node.data`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from protocols.core import Role
 from protocols.hetero_lr import HeteroLRParams, Standardizer, split_train_test
 from protocols.hetero_lr import two_party
 
-from .data import LocalDataset
-from .plan import TrainPlan
-from .results import Metrics, TrainingSummary
-from .runtime import RoleRun
-from .workdir import JobFiles
+from federated.node.data import LocalDataset
+from federated.plan import TrainPlan
+from federated.node.results import Metrics, TrainingSummary
+from federated.runtime import RoleRun
+from federated.node.workdir import JobFiles
 
 __all__ = ["TrainRun", "run_training"]
 

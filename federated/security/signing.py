@@ -1,7 +1,7 @@
 """Ed25519 signatures for envelopes and transcripts.
 
 Every node has a static Ed25519 key certified by the job's CA (``sign.crt``,
-see :mod:`federated.certs`; keyUsage digitalSignature + contentCommitment).
+see :mod:`federated.security.certs`; keyUsage digitalSignature + contentCommitment).
 It signs two things, always as a 32-byte SHA-256 digest:
 
 * each envelope it sends: ``envelope_digest(envelope_fields(env))``, the
@@ -30,7 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from federated.certs import load_key_pair, single_cn, verify_issued_cert
+from federated.security.certs import load_key_pair, single_cn, verify_issued_cert
 from federated.errors import CryptoError
 
 __all__ = [

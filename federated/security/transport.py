@@ -19,7 +19,7 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from federated.certs import TlsMaterial
+from federated.security.certs import TlsMaterial
 from federated.errors import AuthError, ConfigError, ErrorInterceptor, TransportError
 
 __all__ = [

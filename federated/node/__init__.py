@@ -1,0 +1,12 @@
+"""The party node: what runs at a bank or a platform.
+
+It owns the node's lifecycle (:mod:`.party`: dial out, approve, dispatch), its approvals
+(:mod:`.approval`), consent filtering (:mod:`.consent`), dataset loading (:mod:`.data`), the
+PSI and training runners (:mod:`.psi_runner`, :mod:`.train_runner`), the node store (:mod:`.workdir`:
+workdir layout, caches, checkpoints, artifacts) and its typed results (:mod:`.results`).
+
+It may import the shared modules (:mod:`federated.plan`, :mod:`federated.runtime`,
+:mod:`federated.codec`, :mod:`federated.transcript`, :mod:`federated.config`),
+:mod:`federated.security`, :mod:`federated.errors`, :mod:`federated.files` and :mod:`protocols`;
+never the coordinator, the audit or the CLI.
+"""
