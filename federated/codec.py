@@ -147,7 +147,9 @@ def _unshuffle_msg(pb: psi_pb2.UnshuffleKey) -> psi.UnshuffleKey:
     return psi.UnshuffleKey(bool(pb.meets_minimum), bytes(pb.key))
 
 
-# Count-first PSI (#12): fixed-size messages, whatever the count and the verdicts.
+# Count-first PSI (#12): the count message has a fixed size whatever the count; the host's reply carries the
+# 32-byte key only when both minimums are met, so its size shows the relay the verdict, which the job's
+# public outcome (its MIN_INTERSECTION failure) tells the coordinator anyway.
 _register(psi.IntersectionCount, psi_pb2.IntersectionCount,
           lambda m: psi_pb2.IntersectionCount(count=m.count, meets_minimum=m.meets_minimum), _count_msg)
 _register(psi.UnshuffleKey, psi_pb2.UnshuffleKey,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from federated.audit import _bytes_text, render_report, report_data
+from federated.audit import bytes_text, render_report, report_data
 from federated.security.certs import CertLayout
 from transcript_builder import (  # the shared builder of realistic transcripts (tests/ is on sys.path)
     AUC,
@@ -148,10 +148,10 @@ def test_json_report_of_a_verified_job(job: list[Path], ca: bytes) -> None:
 
 
 def test_byte_counts_are_exact_at_every_scale() -> None:
-    assert _bytes_text(0) == "0 B" and _bytes_text(1023) == "1023 B"
-    assert _bytes_text(1536) == "1.5 KiB (1,536 bytes)"
-    assert _bytes_text(11_639_000) == "11.1 MiB (11,639,000 bytes)"
-    assert _bytes_text(3 * 1024**3) == "3.0 GiB (3,221,225,472 bytes)"
+    assert bytes_text(0) == "0 B" and bytes_text(1023) == "1023 B"
+    assert bytes_text(1536) == "1.5 KiB (1,536 bytes)"
+    assert bytes_text(11_639_000) == "11.1 MiB (11,639,000 bytes)"
+    assert bytes_text(3 * 1024**3) == "3.0 GiB (3,221,225,472 bytes)"
 
 
 # --------------------------------------------------------------------------

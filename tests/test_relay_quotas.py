@@ -138,6 +138,23 @@ def test_mailbox_admit_charges_nothing_it_refuses() -> None:
     assert box.charged("j") == (0, 0)
 
 
+def test_a_message_delivered_twice_is_retained_once_for_a_restarted_receiver() -> None:
+    """A delivery broken mid-stream puts the message back; taken again, it must count once toward the retained
+    bytes, or it evicts itself and a receiver restarting from its checkpoint can no longer fetch it."""
+    from fedcredit.v1 import envelope_pb2
+
+    box = Mailbox(retain_bytes=1000)
+    env = envelope_pb2.Envelope(job_id="j", receiver="bank", sender="platform", step="lr2.residual", sequence=0)
+    data = b"x" * 600
+    assert box.put(env, data)
+    assert box.take("j", "bank", "platform", "lr2.residual", 0, wait_s=1) == (env, data)
+    assert box.put(env, data, redeliver=True)  # the stream broke: the relay puts it back
+    assert box.take("j", "bank", "platform", "lr2.residual", 0, wait_s=1) == (env, data)
+    again = box.take("j", "bank", "platform", "lr2.residual", 0, wait_s=0.05)  # the receiver restarted
+    assert again == (env, data)
+    assert box.pending_bytes() == 0
+
+
 def test_default_limits_leave_a_wide_margin_over_the_demo_job() -> None:
     """The defaults are sized from the coordinator transcripts of real `make demo` runs (default_credit, 4 epochs):
     1,433 messages; 127.4 MB (Paillier) and 2.80 GB (CKKS); at most 43 messages in any second from one party

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from .model import CLASSIFICATION_LABELS, Report, build_report, report_data
 from .render import bytes_text, render_report
-from .render import bytes_text as _bytes_text  # noqa: F401 - the name tests/test_audit_report.py imports
 from .result import PROBLEM_CODES, Problem, VerificationResult
 from .verify import verify_transcripts
 

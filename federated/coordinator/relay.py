@@ -94,8 +94,9 @@ class Mailbox:
     def _retain_delivered(self, key: Key, item: tuple[envelope_pb2.Envelope, bytes]) -> None:
         job = key[0]
         kept = self._delivered.setdefault(job, {})
+        previous = kept.pop(key, None)  # delivered again after a broken stream: counted once, kept as the newest
+        total = self._delivered_bytes.get(job, 0) + len(item[1]) - (len(previous[1]) if previous is not None else 0)
         kept[key] = item
-        total = self._delivered_bytes.get(job, 0) + len(item[1])
         while total > self._retain and kept:
             oldest = next(iter(kept))
             total -= len(kept.pop(oldest)[1])
@@ -134,7 +135,7 @@ class Mailbox:
 
     def pending_bytes(self) -> int:
         with self._cond:
-            return sum(len(d) for _, d in self._items.values())
+            return sum(self._pending.values())
 
 
 class RateLimiter:

@@ -23,7 +23,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import grpc
 
@@ -75,6 +75,7 @@ class JobManager:
         self.ca_pem = ca_pem
         self._lock = threading.Lock()
         self._decisions = threading.RLock()  # approvals against job endings (see approve)
+        self.on_ended: list[Callable[[str], None]] = []  # called with the job id when a job ends (the relay's caches)
         self._changed = threading.Condition()
         # (job, node) -> when a job was last shown to the node. A pending job it has not decided on, or a
         # running role it claimed but reports nothing on, is shown again after REOFFER_S: a long-poll reply
@@ -288,6 +289,8 @@ class JobManager:
         with self._decisions:
             self.mailbox.drop_job(job_id)
             self._close_transcript(job_id, ok, error)
+        for forget in self.on_ended:
+            forget(job_id)
         with self._changed:
             self._changed.notify_all()
 
@@ -437,6 +440,7 @@ class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
         self.auth, self.jobs, self.mailbox = auth, jobs, mailbox
         self.rate = RateLimiter(auth.cfg.relay.party_messages_per_s, auth.cfg.relay.party_burst)
         self._steps: dict[str, tuple[dict[str, Any], dict[str, Role]]] = {}  # job -> (wire -> StepSpec, node -> role)
+        jobs.on_ended.append(lambda job_id: self._steps.pop(job_id, None))  # a long-running coordinator keeps none
 
     def _check_step(self, env: envelope_pb2.Envelope) -> None:
         """The step must belong to the job's protocols, from a role that may send it to one that may receive it,

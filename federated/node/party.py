@@ -317,10 +317,10 @@ class PartyNode:
         """The job's endpoint: sealed with the peer, checking the peer's and the coordinator's signatures, recording
         every message in the transcript, reporting progress, and keeping checkpoints on this node."""
         peer = mine.peer
-        sealer, peer_sign_pem = self._sealer(job_id, peer, files)
+        sealer, peer_sign_pem, peer_sign = self._sealer(job_id, peer, files)
         coord_sign_pem = self._sign_cert(self.cfg.coordinator_name)
         verify_keys = {
-            peer: verify_signing_cert(peer_sign_pem, self.tls.ca, peer),
+            peer: peer_sign,
             self.cfg.coordinator_name: verify_signing_cert(coord_sign_pem, self.tls.ca, self.cfg.coordinator_name),
         }
         writer.event("peer_certs", certs={peer: peer_sign_pem.decode(), self.cfg.coordinator_name: coord_sign_pem.decode()})
@@ -342,8 +342,9 @@ class PartyNode:
             timeout_s=self.cfg.message_timeout_s,
         )
 
-    def _sealer(self, job_id: str, peer: str, files: JobFiles, wait_s: float = 300.0) -> tuple[SealSession, bytes]:
-        """The job's sealing with ``peer`` and the peer's signing certificate. Waits for the peer to register.
+    def _sealer(self, job_id: str, peer: str, files: JobFiles, wait_s: float = 300.0) -> tuple[SealSession, bytes, Any]:
+        """The job's sealing with ``peer``, the peer's signing certificate and its key (verified against our CA copy).
+        Waits for the peer to register.
 
         The peer's static sealing and signing keys are verified against our own CA copy; they only authenticate
         the fresh ephemeral keys the endpoint exchanges per phase (:class:`SealSession`). After a restart
@@ -365,7 +366,7 @@ class PartyNode:
         except (OSError, ValueError, AttributeError):
             restored = None  # the PSI resume reads the same file and reports what is wrong with it
         session = SealSession(self.seal, self.signer, peer, peer_key, peer_sign, job_id, restored=restored)
-        return session, resp.sign_cert_pem
+        return session, resp.sign_cert_pem, peer_sign
 
     def _sign_cert(self, name: str) -> bytes:
         return self._call(self.nodes.GetPeer, node_pb2.GetPeerRequest(name=name)).sign_cert_pem

@@ -12,7 +12,7 @@ The layout under the party config's ``workdir``::
     unbalanced/<dataset>/cache.bin      ... its blinded set, 16 bytes an entry, and cache.digest, the set's digest
     unbalanced/peer-<peer>-<dataset>/   the unbalanced guest's copy of a host's cache: cache.bin and digest.json
 
-Everything here holds private data, so every file is written by :func:`atomic_write_bytes`: readable by
+Everything here holds private data, so every file is written by :func:`federated.files.atomic_write`: readable by
 its owner only (0600, in a 0700 folder), complete or not at all (temporary file, fsync, rename). The
 transcript writer (:mod:`federated.transcript`) appends to its own file.
 
@@ -32,23 +32,14 @@ from protocols.psi import CacheDigest, UnbalancedCache
 from federated.files import atomic_write
 from federated.node.results import JobResult
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "NodeStore", "JobFiles", "ApprovedData", "UnbalancedKey",
+__all__ = ["NodeStore", "JobFiles", "ApprovedData", "UnbalancedKey",
            "UnbalancedHostFiles", "UnbalancedGuestFiles"]
 
 CACHE_ENTRY_BYTES = 16
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a party's file atomically and readable by this user only (0600 in a 0700 folder)."""
-    atomic_write(path, data)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj))
+    atomic_write(path, json.dumps(obj).encode("utf-8"))
 
 
 def _entries(data: bytes) -> list[bytes]:
@@ -126,13 +117,13 @@ class JobFiles:
 
     # -- artifacts
     def write_intersection(self, ids: Iterable[str]) -> None:
-        atomic_write_text(self.intersection, "id\n" + "".join(f"{i}\n" for i in ids))
+        atomic_write(self.intersection, ("id\n" + "".join(f"{i}\n" for i in ids)).encode("utf-8"))
 
     def write_model(self, model: Mapping[str, Any]) -> None:
-        atomic_write_text(self.model, json.dumps(model, indent=2))
+        atomic_write(self.model, json.dumps(model, indent=2).encode("utf-8"))
 
     def write_result(self, result: JobResult) -> None:
-        atomic_write_text(self.result, result.to_json())
+        atomic_write(self.result, result.to_json().encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -172,8 +163,8 @@ class UnbalancedHostFiles:
         return None
 
     def save_cache(self, values: Iterable[bytes], digest: bytes) -> None:
-        atomic_write_bytes(self.folder / "cache.bin", b"".join(values))
-        atomic_write_bytes(self.folder / "cache.digest", digest)
+        atomic_write(self.folder / "cache.bin", b"".join(values))
+        atomic_write(self.folder / "cache.digest", digest)
 
 
 @dataclass(frozen=True)
@@ -192,9 +183,9 @@ class UnbalancedGuestFiles:
 
     def save_cache(self, cache: UnbalancedCache) -> None:
         d = cache.digest
-        atomic_write_bytes(self.folder / "cache.bin", b"".join(sorted(cache.values)))
-        atomic_write_text(self.folder / "digest.json", json.dumps({"key_id": d.key_id.hex(), "set_digest": d.set_digest.hex(),
-                                                                   "count": d.count, "salt": d.salt.hex()}))
+        atomic_write(self.folder / "cache.bin", b"".join(sorted(cache.values)))
+        _write_json(self.folder / "digest.json", {"key_id": d.key_id.hex(), "set_digest": d.set_digest.hex(),
+                                                  "count": d.count, "salt": d.salt.hex()})
 
 
 class NodeStore:

@@ -163,16 +163,17 @@ class PaillierSecret:
         self.sk = sk
         self.public = PaillierPublic(sk.public_key, rng, engine, map_fn, blind_bits)
         self._map_fn = map_fn
-        self._crt: SecretEncryptor | None = None
-        if engine == "fast":
-            self._crt = SecretEncryptor(sk, rng, base=canonical_base(sk.public_key))
+        self._rng, self._engine = rng, engine
+        self._crt: SecretEncryptor | None = None  # its two tables are built on the first encryption
 
     def _pool(self, count: int) -> MapFn | None:
         return self._map_fn if self._map_fn is not None and count >= self.MIN_PARALLEL else None
 
     def encrypt_many(self, ms: Sequence[int]) -> list[Any]:
-        if self._crt is None:
+        if self._engine != "fast":
             return self.public.encrypt_many(ms)
+        if self._crt is None:
+            self._crt = SecretEncryptor(self.sk, self._rng, base=canonical_base(self.sk.public_key))
         pool = self._pool(len(ms))
         chunk = max(1, -(-len(ms) // 4))  # a batch of 512 values: 4 tasks of 128
         return self._crt.encrypt_raw_many([int(m) for m in ms], map_fn=pool, chunk_size=chunk)

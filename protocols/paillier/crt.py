@@ -35,7 +35,7 @@ from .parallel import MapFn, chunked, run_tasks
 __all__ = ["SecretEncryptor", "crt_factors", "crt_factors_task"]
 
 
-def _side(prime: int, hs: int, window_bits: int) -> tuple[mpz, mpz, mpz, int]:
+def _side(prime: int, hs: int) -> tuple[mpz, mpz, mpz, int]:
     """``(prime², hs mod prime², prime − 1, table exponent bits)`` for one CRT side."""
     p = mpz(prime)
     p2 = p * p
@@ -55,8 +55,8 @@ def crt_factors(p: int, q: int, hs: int, alphas: Sequence[int], window_bits: int
         ValueError: if ``window_bits`` is out of range or an exponent is negative.
     """
     window_bits = check_window(window_bits)
-    p2, hp, op, bp = _side(p, hs, window_bits)
-    q2, hq, oq, bq = _side(q, hs, window_bits)
+    p2, hp, op, bp = _side(p, hs)
+    q2, hq, oq, bq = _side(q, hs)
     tp = cached_table_mod(p2, hp, window_bits, bp)
     tq = cached_table_mod(q2, hq, window_bits, bq)
     p2_inv = gmpy2.invert(p2, q2)
@@ -123,9 +123,10 @@ class SecretEncryptor:
         self._rng = rng
         self._hs = hs_p + p2 * ((hs_q - hs_p) * p2_inv % q2)  # h^n mod n², as Encryptor.hs
         self._p2_inv = p2_inv
-        # each table is built here and shared with the process-wide memo only when a map_fn runs in this process
-        self._sides = [(m2, order, _build_table(self._hs % m2, m2, window_bits, int(order.bit_length())))
-                       for m2, order in ((p2, private_key.p - 1), (q2, private_key.q - 1))]
+        # each table is built here and shared with the process-wide memo only when a map_fn runs in this process;
+        # per side: (modulus, order of hs there, hs there, table)
+        self._sides = [(m2, order, base_m, _build_table(base_m, m2, window_bits, int(order.bit_length())))
+                       for m2, order, base_m in ((p2, private_key.p - 1, hs_p), (q2, private_key.q - 1, hs_q))]
 
     @property
     def hs(self) -> mpz:
@@ -141,7 +142,7 @@ class SecretEncryptor:
         return [getrandbits(eb) for _ in range(count)]
 
     def _factor(self, alpha: int) -> mpz:
-        (p2, op, tp), (q2, oq, tq) = self._sides
+        (p2, op, _, tp), (q2, oq, _, tq) = self._sides
         w = self.window_bits
         if w == 8:  # byte windows: both sides in one loop over the exponents' bytes (about 12 % faster)
             ap, aq = int(alpha % op), int(alpha % oq)
@@ -164,8 +165,8 @@ class SecretEncryptor:
             return [self._factor(a) for a in alphas]
         sk = self.private_key
         p, q, hs, w = int(sk.p), int(sk.q), int(self._hs), self.window_bits
-        for m2, order, table in self._sides:  # in-process workers (builtin map, forks after this) reuse the tables
-            remember_table((int(m2), int(self._hs % m2), w, int(order.bit_length())), table)
+        for m2, order, base_m, table in self._sides:  # in-process workers (builtin map, forks after this) reuse the tables
+            remember_table((int(m2), int(base_m), w, int(order.bit_length())), table)
         tasks = [(p, q, hs, w, tuple(chunk)) for chunk in chunked(alphas, chunk_size)]
         return [mpz(f) for part in run_tasks(map_fn, crt_factors_task, tasks) for f in part]
 

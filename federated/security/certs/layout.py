@@ -125,8 +125,6 @@ def _node_files(directory: Path, name: str, role: str) -> NodeFiles:
 # --------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    atomic_write(path, data, mode)
 
 
 def _write_files(directory: Path, subdirs: Sequence[str], outputs: Sequence[tuple[Path, bytes, int]]) -> None:
@@ -136,7 +134,7 @@ def _write_files(directory: Path, subdirs: Sequence[str], outputs: Sequence[tupl
         for n in subdirs:
             (directory / n).mkdir(mode=0o700, exist_ok=True)
         for path, data, mode in outputs:
-            _atomic_write(path, data, mode)
+            atomic_write(path, data, mode)
     except OSError as exc:
         raise ConfigError(f"cannot write certificates to {directory}: {exc}") from exc
 
