@@ -85,8 +85,8 @@ def record_hash(record: dict[str, Any]) -> str:
 
 
 def transcript_name(job_id: str, node: str) -> str:
-    """The conventional file name for a transcript: ``<job>.<node>.transcript.jsonl``."""
-    return f"{job_id}.{node}.transcript.jsonl"
+    """A transcript's file name, ``<job>.<node>.jsonl``: the one spelling coordinator, nodes and demo use."""
+    return f"{job_id}.{node}.jsonl"
 
 
 class TranscriptWriter:

@@ -32,6 +32,7 @@ from federated.config import ClientConfig, DatasetConfig, JobSpec, load_config, 
 from federated.node.data import load_dataset
 from federated.errors import ConfigError, DataError, TransportError
 from federated.plan import plan_job
+from federated.transcript import transcript_name
 from federated.reference import DEFAULT_CLIP, DEFAULT_L2, align_ids, reference_metrics
 from federated.node.results import merge_views
 from federated.node.workdir import NodeStore
@@ -131,7 +132,7 @@ class Cluster:
 
     def transcripts(self, job_id: str) -> list[Path]:
         """The transcript files of a job: the coordinator's and each party's."""
-        found = [self.workdir / "transcripts" / f"{job_id}.coordinator.jsonl"]
+        found = [self.workdir / "transcripts" / transcript_name(job_id, "coordinator")]
         found += [self.party_store(p).transcript(job_id, p) for p in self.parties]
         return [f for f in found if f.exists()]
 

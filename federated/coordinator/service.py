@@ -41,7 +41,7 @@ from federated.coordinator.relay import Mailbox, RateLimiter
 from federated.node.results import PUBLIC_RESULT_KEYS
 from federated.security.revocation import DenyList
 from federated.security.signing import SigningIdentity, envelope_digest, envelope_fields, load_signing_identity, verify_digest, verify_signing_cert
-from federated.transcript import TranscriptWriter
+from federated.transcript import TranscriptWriter, transcript_name
 from federated.coordinator.store import ACTIVE_STATES, JobRow, RoleRow, Store, now_ms
 from federated.security.transport import CHUNK_BYTES, PeerCheckInterceptor, chunk_bytes, create_server, peer_identity
 
@@ -101,7 +101,7 @@ class JobManager:
         with self._lock:
             w = self._transcripts.get(job_id)
             if w is None:
-                path = self.cfg.transcripts / f"{job_id}.{self.cfg.name}.jsonl"
+                path = self.cfg.transcripts / transcript_name(job_id, self.cfg.name)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 w = TranscriptWriter(path, job_id=job_id, identity=self.identity, role="coordinator", ca_cert_pem=self.ca_pem)
                 self._transcripts[job_id] = w

@@ -99,15 +99,6 @@ class PsiOutcome:
             out["intersection_size"] = self.intersection_size
         return out
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], node: str) -> PsiOutcome:
-        seconds = d.get("seconds", {}).get(node)
-        common = {"intersection_size": d.get("intersection_size")}
-        if d.get("unbalanced"):
-            return cls(online_seconds=seconds.get("online"), offline_seconds=seconds.get("offline"),
-                       cache_rebuilt=d.get("cache_rebuilt", {}).get(node), cache_received=d.get("cache_received"), **common)
-        return cls(protocol=d["protocol"], seconds=seconds, duplicates_removed=d.get("duplicates_removed", {}).get(node, 0), **common)
-
 
 @dataclass(frozen=True)
 class TrainingSummary:
@@ -128,12 +119,6 @@ class TrainingSummary:
             {"he_scheme": _CKKS_KEYS, "rlwe_degree": self.rlwe_degree}
         return {"n_train": self.n_train, "n_test": self.n_test, "engine": self.engine, "topology": self.topology,
                 "reveal_weights": self.reveal_weights, "epochs": self.epochs, "losses": list(self.losses), **keys}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainingSummary:
-        return cls(n_train=d["n_train"], n_test=d["n_test"], engine=d["engine"], topology=d["topology"],
-                   reveal_weights=d["reveal_weights"], epochs=d["epochs"], losses=tuple(d["losses"]),
-                   key_bits=d.get("key_bits"), rlwe_degree=d.get("rlwe_degree"))
 
 
 @dataclass(frozen=True)
@@ -183,27 +168,6 @@ class JobResult:
         """What goes to the coordinator: :data:`PUBLIC_RESULT_KEYS`, this node's entries only."""
         d = self.to_dict()
         return {k: {self.node: d[k][self.node]} for k in PUBLIC_RESULT_KEYS if k in d}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], node: str) -> JobResult:
-        seconds = d.get("seconds", {}).get(node)
-        metrics = d.get("metrics", {}).get("joint")
-        return cls(
-            node=node,
-            psi=PsiOutcome.from_dict(d["psi"], node),
-            traffic=Traffic(**d["bytes"][node]),
-            train_seconds=seconds["train"] if seconds is not None else None,
-            training=TrainingSummary.from_dict(d["training"]) if "training" in d else None,
-            metrics=Metrics(**metrics) if metrics is not None else None,
-            transcript=d.get("artifacts", {}).get(node, {}).get("transcript"),
-            peak_rss_mb=d.get("peak_rss_mb", {}).get(node),
-        )
-
-    @classmethod
-    def from_json(cls, text: str, node: str) -> JobResult:
-        """Read ``node``'s ``result.json`` back."""
-        return cls.from_dict(json.loads(text), node)
-
 
 def merge_views(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """Two results' JSON forms (or their public parts) as one view: a deep merge.

@@ -30,6 +30,7 @@ from typing import Any, Iterable, Mapping
 from protocols.psi import CacheDigest, UnbalancedCache
 
 from federated.files import atomic_write
+from federated.transcript import transcript_name
 from federated.node.results import JobResult
 
 __all__ = ["NodeStore", "JobFiles", "ApprovedData", "UnbalancedKey",
@@ -209,7 +210,7 @@ class NodeStore:
         return JobFiles(self.workdir / "jobs" / job_id)
 
     def transcript(self, job_id: str, node: str) -> Path:
-        return self.transcripts / f"{job_id}.{node}.jsonl"
+        return self.transcripts / transcript_name(job_id, node)
 
     def unbalanced_host(self, dataset: str) -> UnbalancedHostFiles:
         return UnbalancedHostFiles(self.unbalanced / dataset, self.key_rotation_days)

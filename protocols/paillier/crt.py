@@ -28,8 +28,9 @@ import gmpy2
 from gmpy2 import mpz
 
 from ..fixed_base import build_table as _build_table, table_pow as _table_pow
-from .encrypt import DEFAULT_FACTOR_CHUNK, _MIN_EXPONENT_BITS, cached_table_mod, check_window, encrypt_with_factors, remember_table
-from .keys import PaillierPrivateKey, RandomSource, _random_unit
+from .encrypt import (DEFAULT_FACTOR_CHUNK, cached_table_mod, check_window, draw_exponents, encrypt_with_factors,
+                      encryptor_arguments, remember_table)
+from .keys import PaillierPrivateKey, RandomSource
 from .parallel import MapFn, chunked, run_tasks
 
 __all__ = ["SecretEncryptor", "crt_factors", "crt_factors_task"]
@@ -106,14 +107,8 @@ class SecretEncryptor:
     def __init__(self, private_key: PaillierPrivateKey, rng: RandomSource, window_bits: int = 8,
                  exponent_bits: int | None = None, base: Any = None) -> None:
         pk = private_key.public_key
-        window_bits = check_window(window_bits)
-        exponent_bits = pk.bits // 2 if exponent_bits is None else operator.index(exponent_bits)
-        if not _MIN_EXPONENT_BITS <= exponent_bits <= pk.bits + 256:
-            raise ValueError(f"exponent_bits must be in [{_MIN_EXPONENT_BITS}, {pk.bits + 256}], got {exponent_bits}")
+        window_bits, exponent_bits, h = encryptor_arguments(pk, rng, window_bits, exponent_bits, base)
         n = pk.n
-        h = _random_unit(n, rng) if base is None else mpz(base) % n
-        if h < 2 or gmpy2.gcd(h, n) != 1:
-            raise ValueError("base must be a unit mod n other than 1")
         p2, q2 = private_key.psquare, private_key.qsquare
         p2_inv = gmpy2.invert(p2, q2)
         hs_p, hs_q = gmpy2.powmod(h, n, p2), gmpy2.powmod(h, n, q2)
@@ -135,11 +130,7 @@ class SecretEncryptor:
 
     def draw_exponents(self, count: int) -> list[int]:
         """``count`` fresh exponents of :attr:`exponent_bits` bits, drawn as :class:`~.encrypt.Encryptor` draws them."""
-        count = operator.index(count)
-        if count < 0:
-            raise ValueError("count must be >= 0")
-        getrandbits, eb = self._rng.getrandbits, self.exponent_bits
-        return [getrandbits(eb) for _ in range(count)]
+        return draw_exponents(self._rng, self.exponent_bits, count)
 
     def _factor(self, alpha: int) -> mpz:
         (p2, op, _, tp), (q2, oq, _, tq) = self._sides

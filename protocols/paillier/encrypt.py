@@ -192,6 +192,34 @@ def check_window(window_bits: Any) -> int:
     return window_bits
 
 
+def encryptor_arguments(public_key: PaillierPublicKey, rng: RandomSource, window_bits: Any, exponent_bits: Any,
+                        base: Any) -> tuple[int, int, mpz]:
+    """The checked ``(window_bits, exponent_bits, h)`` of an encryptor (:class:`Encryptor` and the key holder's
+    :class:`~protocols.paillier.crt.SecretEncryptor`): ``h`` is drawn from ``rng`` only when ``base`` is None.
+
+    Raises:
+        ValueError: ``window_bits`` or ``exponent_bits`` out of range, or ``base`` not a unit other than 1.
+    """
+    window_bits = check_window(window_bits)
+    exponent_bits = public_key.bits // 2 if exponent_bits is None else operator.index(exponent_bits)
+    if not _MIN_EXPONENT_BITS <= exponent_bits <= public_key.bits + 256:
+        raise ValueError(f"exponent_bits must be in [{_MIN_EXPONENT_BITS}, {public_key.bits + 256}], got {exponent_bits}")
+    n = public_key.n
+    h = _random_unit(n, rng) if base is None else mpz(base) % n
+    if h < 2 or gmpy2.gcd(h, n) != 1:
+        raise ValueError("base must be a unit mod n other than 1")
+    return window_bits, exponent_bits, h
+
+
+def draw_exponents(rng: RandomSource, bits: int, count: int) -> list[int]:
+    """``count`` fresh exponents of ``bits`` bits, in order, from ``rng``."""
+    count = operator.index(count)
+    if count < 0:
+        raise ValueError("count must be >= 0")
+    getrandbits = rng.getrandbits
+    return [getrandbits(bits) for _ in range(count)]
+
+
 def compute_factors(
     n: int,
     hs: int,
@@ -293,15 +321,7 @@ class Encryptor:
         exponent_bits: int | None = None,
         base: Any = None,
     ) -> None:
-        window_bits = check_window(window_bits)
-        if exponent_bits is None:
-            exponent_bits = public_key.bits // 2
-        exponent_bits = operator.index(exponent_bits)
-        if not _MIN_EXPONENT_BITS <= exponent_bits <= public_key.bits + 256:
-            raise ValueError(
-                f"exponent_bits must be in [{_MIN_EXPONENT_BITS}, {public_key.bits + 256}], "
-                f"got {exponent_bits}"
-            )
+        window_bits, exponent_bits, h = encryptor_arguments(public_key, rng, window_bits, exponent_bits, base)
         self.public_key = public_key
         self.window_bits = window_bits
         self.exponent_bits = exponent_bits
@@ -309,9 +329,6 @@ class Encryptor:
         self._mask = (1 << window_bits) - 1
 
         n, nsq = public_key.n, public_key.nsquare
-        h = _random_unit(n, rng) if base is None else mpz(base) % n
-        if h < 2 or gmpy2.gcd(h, n) != 1:
-            raise ValueError("base must be a unit mod n other than 1")
         hs = gmpy2.powmod(h, n, nsq)
         self._hs = hs
         self._table = _build_table(hs, nsq, window_bits, exponent_bits)
@@ -332,12 +349,7 @@ class Encryptor:
 
     def draw_exponents(self, count: int) -> list[int]:
         """Draw ``count`` fresh exponents ``α`` of :attr:`exponent_bits` bits from the rng."""
-        count = operator.index(count)
-        if count < 0:
-            raise ValueError("count must be >= 0")
-        getrandbits = self._rng.getrandbits
-        eb = self.exponent_bits
-        return [getrandbits(eb) for _ in range(count)]
+        return draw_exponents(self._rng, self.exponent_bits, count)
 
     def factor_tasks(self, count: int, chunk_size: int = DEFAULT_FACTOR_CHUNK) -> list[tuple[int, int, int, int, tuple[int, ...]]]:
         """Draw ``count`` exponents and split them into picklable tasks for :func:`compute_factors_task`.
