@@ -25,7 +25,7 @@ test: $(STAMP)
 
 # Regenerate the committed gRPC/protobuf code after editing proto/fedcredit/v1/*.proto.
 proto: $(STAMP)
-	$(BIN)/python -m federated.protogen
+	$(BIN)/python -m fedcredit.runtime.protogen
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/paillier_bench.py

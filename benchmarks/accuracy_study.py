@@ -9,7 +9,7 @@ intercept is exactly what is simulated here: weights ``[w_G, b, w_H]``, score
 ``z = X_G w_G + b + X_H w_H``, residual ``d``, mean gradient ``X^T d / |B|``
 plus ``l2 * w`` (not on ``b``), batches from ``epoch_batches`` with the job
 seed, the split from ``split_train_test``, preprocessing from
-:func:`federated.reference.federated_preprocess` (each party's Standardizer,
+:func:`fedcredit.runtime.reference.federated_preprocess` (each party's Standardizer,
 clip 3). The reference is sklearn's LogisticRegression on the same rows with
 the same preprocessing and the same L2 strength (``C = 1 / (l2 * n_train)``).
 
@@ -59,10 +59,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from federated.config import DatasetConfig  # noqa: E402
-from federated.node.data import load_dataset  # noqa: E402
-from federated.reference import PreparedSplit, align_ids, federated_preprocess, fit_sklearn_lr  # noqa: E402
-from protocols.hetero_lr import epoch_batches, roc_auc  # noqa: E402
+from fedcredit.runtime.config import DatasetConfig  # noqa: E402
+from fedcredit.runtime.node.data import load_dataset  # noqa: E402
+from fedcredit.runtime.reference import PreparedSplit, align_ids, federated_preprocess, fit_sklearn_lr  # noqa: E402
+from fedcredit.protocols.hetero_lr import epoch_batches, roc_auc  # noqa: E402
 
 DATA = ROOT / "examples" / "data"
 UCI_LABEL = "default.payment.next.month"

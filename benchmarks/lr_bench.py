@@ -27,7 +27,7 @@ goals use the in-process figures.
 Accuracy rows (``--accuracy-sets``): the two-party job on the raw-UCI pair and
 the imbalanced UCI split too. For every data set the reference is sklearn's
 LogisticRegression on the pooled data with *exactly* the job's preprocessing
-and split (``federated.reference``), so the gap measures the protocol alone;
+and split (``fedcredit.runtime.reference``), so the gap measures the protocol alone;
 plain sklearn (StandardScaler, no clipping) is reported beside it.
 
 All variants use the job defaults (Nesterov momentum, 4 epochs) unless
@@ -54,14 +54,14 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from federated.cli.client import OperatorClient  # noqa: E402
-from federated.config import DatasetConfig, JobSpec, parse_config  # noqa: E402
-from federated.node.data import load_dataset  # noqa: E402
-from federated.cli.demo import Cluster, reference_models  # noqa: E402
-from federated.reference import align_ids, federated_preprocess  # noqa: E402
-from protocols.core import Role, run_local  # noqa: E402
-from protocols.hetero_lr import protocol as coordinated  # noqa: E402
-from protocols.hetero_lr import two_party  # noqa: E402
+from fedcredit.runtime.cli.client import OperatorClient  # noqa: E402
+from fedcredit.runtime.config import DatasetConfig, JobSpec, parse_config  # noqa: E402
+from fedcredit.runtime.node.data import load_dataset  # noqa: E402
+from fedcredit.runtime.cli.demo import Cluster, reference_models  # noqa: E402
+from fedcredit.runtime.reference import align_ids, federated_preprocess  # noqa: E402
+from fedcredit.protocols.core import Role, run_local  # noqa: E402
+from fedcredit.protocols.hetero_lr import protocol as coordinated  # noqa: E402
+from fedcredit.protocols.hetero_lr import two_party  # noqa: E402
 
 DATA = ROOT / "examples" / "data"
 PURPOSE = "financing.credit_risk_model"

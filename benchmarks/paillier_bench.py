@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark protocols.paillier against python-paillier (phe) and, if installed, HEU ZPaillier.
+"""Benchmark fedcredit.protocols.paillier against python-paillier (phe) and, if installed, HEU ZPaillier.
 
 Everything runs in ONE process run (plus the worker processes of one
 ``ProcessPoolExecutor`` for the parallel variants). phe uses the same key as
@@ -58,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import phe  # noqa: E402
 from phe import paillier as phe_paillier  # noqa: E402
 
-from protocols.paillier import (  # noqa: E402
+from fedcredit.protocols.paillier import (  # noqa: E402
     Encryptor,
     RandomnessPool,
     add,
@@ -128,7 +128,7 @@ def load_heu() -> tuple[Any, str]:
 def default_pack_value_bits(rows: int, features: int) -> tuple[int, str]:
     """Width of a masked LR gradient g + r under the default job plan (mask_bits + 1)."""
     try:
-        from protocols.hetero_lr.params import HeteroLRParams, plan_budget
+        from fedcredit.protocols.hetero_lr.params import HeteroLRParams, plan_budget
 
         plan = plan_budget(HeteroLRParams(), n_train=rows, max_abs_feature=8.0)
         return plan.mask_bits + 1, f"default LR plan: mask_bits={plan.mask_bits}, gradient_bits={plan.gradient_bits}"

@@ -15,7 +15,7 @@ Measured:
     driven by ``run_local`` in one process, their hashing and blinding on one
     ``ProcessPoolExecutor(cores).map``. No network, no serialization, no
     relay: a lower bound for the real runtime, whose column the runtime owner
-    adds. Bytes are the protobuf payload sizes (``federated.codec`` when it
+    adds. Bytes are the protobuf payload sizes (``fedcredit.runtime.codec`` when it
     can encode the payload, else the raw 32 bytes per point).
 (b') fedcredit as deployed: ``fedcredit demo psi`` (a coordinator and two party processes over
     mTLS gRPC, CSV load included), ECDH once, and the OT-extension mode ``--repeats`` times
@@ -69,10 +69,10 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from protocols.core import Role, RoleProgram, Send, run_local, tap  # noqa: E402
-from protocols.psi.ecdh import blind_worker, hash_points, random_scalar  # noqa: E402
-from protocols.psi.protocol import BlindedPoints, MatchedPositions, PsiParams, Reveal, guest_program, host_program  # noqa: E402
-from protocols.psi.unbalanced import (  # noqa: E402
+from fedcredit.protocols.core import Role, RoleProgram, Send, run_local, tap  # noqa: E402
+from fedcredit.protocols.psi.ecdh import blind_worker, hash_points, random_scalar  # noqa: E402
+from fedcredit.protocols.psi.protocol import BlindedPoints, MatchedPositions, PsiParams, Reveal, guest_program, host_program  # noqa: E402
+from fedcredit.protocols.psi.unbalanced import (  # noqa: E402
     CachedDigests,
     UnbalancedCache,
     UnbalancedParams,
@@ -178,7 +178,7 @@ def _p256_xonly_rate(count: int = 2000) -> float:
 
 def _wire_bytes(payload: Any) -> int:
     try:
-        from federated.codec import encode_payload
+        from fedcredit.runtime.codec import encode_payload
 
         return len(encode_payload(payload)[1])
     except Exception:  # codec not (yet) registered for this payload: raw size
@@ -245,7 +245,7 @@ def measure_real(exponent: int, workdir: Path, protocol: str = "ecdh") -> dict[s
     d = workdir / f"real-{protocol}-{exponent}"
     d.mkdir(parents=True, exist_ok=True)
     out = d / "result.json"
-    subprocess.run([sys.executable, "-m", "federated.cli", "demo", "psi", "--left", str(left), "--right", str(right),
+    subprocess.run([sys.executable, "-m", "fedcredit.runtime.cli", "demo", "psi", "--left", str(left), "--right", str(right),
                     "--workdir", str(d / "work"), "--json", str(out), "--protocol", protocol], check=True, capture_output=True, timeout=3600)
     r = json.loads(out.read_text())
     return {"seconds": r["seconds"]["job"], "seconds_with_startup": r["seconds"]["total"],

@@ -4,13 +4,13 @@
 One invocation, each measurement in a forked child (so its peak memory is its
 own). At every size N, guest and host hold N ids each, N/2 in common.
 
-* ``ot``: :func:`protocols.psi.ot.ot_guest_program` / ``ot_host_program``
+* ``ot``: :func:`fedcredit.protocols.psi.ot.ot_guest_program` / ``ot_host_program``
   driven by ``run_local`` in ONE process, no pool (hashing on a 2-process pool
   does not pay for its pickling here). Also reported: the compute time spent
   inside each role's generator, i.e. what each party would spend on its own
   machine -- with two processes the wall time approaches the larger one plus
   the network.
-* ``ecdh``: :func:`protocols.psi.guest_program` / ``host_program`` via
+* ``ecdh``: :func:`fedcredit.protocols.psi.guest_program` / ``host_program`` via
   ``run_local``, scalar multiplications on a ``ProcessPoolExecutor(--cores)``.
   Skipped above ``--ecdh-max`` (2^17 by default; it is ~2 min at 2^20).
 
@@ -53,9 +53,9 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from protocols.core import Recv, Role, RoleProgram, Send, run_local  # noqa: E402
-from protocols.psi.ot import OtPsiParams, ot_guest_program, ot_host_program, plan  # noqa: E402
-from protocols.psi.protocol import PsiParams, Reveal, guest_program, host_program  # noqa: E402
+from fedcredit.protocols.core import Recv, Role, RoleProgram, Send, run_local  # noqa: E402
+from fedcredit.protocols.psi.ot import OtPsiParams, ot_guest_program, ot_host_program, plan  # noqa: E402
+from fedcredit.protocols.psi.protocol import PsiParams, Reveal, guest_program, host_program  # noqa: E402
 from psi_bench import isolated  # noqa: E402  (one forked-child measurement helper for both PSI benchmarks)
 
 SALT = b"fedcredit-psi-ot-bench-salt"

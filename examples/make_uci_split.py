@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from protocols.psi.ids import uscc_check_digit  # noqa: E402
+from fedcredit.protocols.psi.ids import uscc_check_digit  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 ORG_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -1,13 +1,16 @@
-"""fedcredit runtime: the rooms that run :mod:`protocols` between real nodes.
+"""fedcredit.runtime (the ``federated/`` folder): the rooms that run :mod:`fedcredit.protocols` between real nodes.
 
-Rooms, from the top floor down; each imports only what is below it (and :mod:`protocols`)::
+Rooms, from the top floor down; each imports only what is below it (and :mod:`fedcredit.protocols`);
+``tests/test_architecture.py`` holds the floors and fails on an import that climbs::
 
     cli/                 the ``fedcredit`` command, the demo cluster, the operator's client
     audit/, coordinator/ transcript verification and the report; the job manager and relay
     node/                the party node: approval, consent, data, its runners, its workdir, results
-    plan.py, runtime.py, codec.py, transcript.py, config.py   shared by node, coordinator and audit
+    plan.py, driver.py   the job plan; the driver that runs role programs over the relay
+    codec.py, transcript.py, config.py   wire payloads, transcripts, typed config
     security/            certificates, signing, sealing, the mTLS transport, revocation
     errors.py, files.py  the ground floor
 
-``reference.py`` (the centralized references) and ``protogen.py`` (``make proto``) stand apart.
+``reference.py`` (the centralized references, for the demo and benchmarks) and ``protogen.py``
+(``make proto``) stand apart: only ``cli/`` imports them.
 """

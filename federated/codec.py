@@ -15,21 +15,21 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as PbMessage
 
-from fedcredit.v1 import hetero_lr_pb2 as lr_pb
-from fedcredit.v1 import psi_ot_pb2, psi_pb2
-from fedcredit.v1 import rlwe_pb2
-from fedcredit.v1 import seal_pb2
-from protocols.core import Message
-from protocols.errors import ProtocolError
-from protocols.hetero_lr import protocol as lr
-from protocols.hetero_lr import two_party as tp
-from protocols.paillier import PaillierPublicKey
-from protocols.psi import protocol as psi
-from protocols.psi import unbalanced as ub
-from protocols.psi.ot import protocol as ot
-from protocols.rlwe import scheme as rlwe
+from fedcredit.proto.v1 import hetero_lr_pb2 as lr_pb
+from fedcredit.proto.v1 import psi_ot_pb2, psi_pb2
+from fedcredit.proto.v1 import rlwe_pb2
+from fedcredit.proto.v1 import seal_pb2
+from fedcredit.protocols.core import Message
+from fedcredit.protocols.errors import ProtocolError
+from fedcredit.protocols.hetero_lr import protocol as lr
+from fedcredit.protocols.hetero_lr import two_party as tp
+from fedcredit.protocols.paillier import PaillierPublicKey
+from fedcredit.protocols.psi import protocol as psi
+from fedcredit.protocols.psi import unbalanced as ub
+from fedcredit.protocols.psi.ot import protocol as ot
+from fedcredit.protocols.rlwe import scheme as rlwe
 
-from federated.security.sealing import SealHello
+from fedcredit.runtime.security.sealing import SealHello
 
 __all__ = ["encode_payload", "decode_payload", "payload_type_name", "registered_types"]
 

@@ -16,11 +16,11 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from protocols.hetero_lr import HeteroLRParams
-from protocols.errors import BudgetError
+from fedcredit.protocols.hetero_lr import HeteroLRParams
+from fedcredit.protocols.errors import BudgetError
 
-from federated.errors import ConfigError
-from federated.security.revocation import parse_entry
+from fedcredit.runtime.errors import ConfigError
+from fedcredit.runtime.security.revocation import parse_entry
 
 __all__ = [
     "TlsConfig",
@@ -302,7 +302,7 @@ class JobSpec(_Model):
     def lr_params(self) -> HeteroLRParams:
         """The training section as the two-party LR's parameters; a spec whose training they refuse is invalid.
 
-        The job plan (:func:`federated.plan.plan_job`) carries them to the roles."""
+        The job plan (:func:`fedcredit.runtime.plan.plan_job`) carries them to the roles."""
         t = self.training
         try:
             return HeteroLRParams(

@@ -18,23 +18,25 @@ from typing import Any
 
 import grpc
 
-from protocols.errors import (
+from fedcredit.protocols.errors import (
     BudgetError,
     CryptoError,
     DataError,
+    EngineUnavailableError,
     FedCreditError,
     KeyMismatchError,
     ProtocolError,
 )
 
 __all__ = [
-    # re-exported from protocols.errors
+    # re-exported from fedcredit.protocols.errors
     "FedCreditError",
     "ProtocolError",
     "BudgetError",
     "CryptoError",
     "KeyMismatchError",
     "DataError",
+    "EngineUnavailableError",
     # runtime errors
     "ConfigError",
     "AuthError",
@@ -163,6 +165,7 @@ _STATUS_TABLE: tuple[tuple[type[FedCreditError], grpc.StatusCode], ...] = (
     (BudgetError, grpc.StatusCode.INVALID_ARGUMENT),
     (CryptoError, grpc.StatusCode.INVALID_ARGUMENT),
     (ProtocolError, grpc.StatusCode.FAILED_PRECONDITION),
+    (EngineUnavailableError, grpc.StatusCode.FAILED_PRECONDITION),
     (AuthError, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),

@@ -1,6 +1,6 @@
 """The job plan: what each role of an approved job runs, decided once, from its spec.
 
-:func:`plan_job` turns a :class:`~federated.config.JobSpec` into a :class:`JobPlan`:
+:func:`plan_job` turns a :class:`~fedcredit.runtime.config.JobSpec` into a :class:`JobPlan`:
 
 * what each role reads: its party, peer, dataset and columns, and whether it needs labels and features;
 * which PSI program the parties run (ECDH, OT-extension or unbalanced) with which parameters, whether
@@ -8,12 +8,12 @@
 * for a ``train`` job, the two-party LR parameters and the preprocessing both parties apply;
 * which protocol steps the relay carries for the job.
 
-The party node runs what its plan says (:mod:`federated.node.party`, :mod:`federated.node.psi_runner`,
-:mod:`federated.node.train_runner`); the coordinator reads the same plan for the relay's step tables and
+The party node runs what its plan says (:mod:`fedcredit.runtime.node.party`, :mod:`fedcredit.runtime.node.psi_runner`,
+:mod:`fedcredit.runtime.node.train_runner`); the coordinator reads the same plan for the relay's step tables and
 for what it does when a node restarts. Nothing else turns a spec into protocol parameters.
 
 Owns: the choice of protocols and their parameters, and resumability.
-May import: ``protocols``, :mod:`federated.config` (the spec) and :mod:`federated.security.sealing` (the
+May import: ``protocols``, :mod:`fedcredit.runtime.config` (the spec) and :mod:`fedcredit.runtime.security.sealing` (the
 ``seal.hello`` step every job carries). No I/O, no clock, no gRPC: frozen dataclasses only.
 """
 
@@ -23,14 +23,14 @@ import enum
 from dataclasses import dataclass
 from typing import Literal
 
-from protocols.core import ProtocolStep, Role
-from protocols.hetero_lr import HeteroLRParams
-from protocols.hetero_lr.two_party import TwoPartyStep
-from protocols.psi import PsiParams, PsiStep, Reveal, UnbalancedParams, UnbalancedStep
-from protocols.psi.ot import OtPsiParams, OtPsiStep
+from fedcredit.protocols.core import ProtocolStep, Role
+from fedcredit.protocols.hetero_lr import HeteroLRParams
+from fedcredit.protocols.hetero_lr.two_party import TwoPartyStep
+from fedcredit.protocols.psi import PsiParams, PsiStep, Reveal, UnbalancedParams, UnbalancedStep
+from fedcredit.protocols.psi.ot import OtPsiParams, OtPsiStep
 
-from federated.config import JobSpec, RoleSpec
-from federated.security.sealing import SealStep
+from fedcredit.runtime.config import JobSpec, RoleSpec
+from fedcredit.runtime.security.sealing import SealStep
 
 __all__ = ["PsiProgram", "PsiPlan", "TrainPlan", "RolePlan", "JobPlan", "plan_job"]
 
@@ -40,9 +40,9 @@ StepTable = type[ProtocolStep]
 class PsiProgram(str, enum.Enum):
     """Which PSI role programs the parties run."""
 
-    ECDH = "ecdh"  # protocols.psi guest_program/host_program: every mode, count-first, checkpoints per batch
-    OT = "ot"  # protocols.psi.ot: OT-extension (KKRT16), the fastest for reveal both/guest; no checkpoints
-    UNBALANCED = "unbalanced"  # protocols.psi unbalanced_*: the host answers from its cached, long-lived-key set
+    ECDH = "ecdh"  # fedcredit.protocols.psi guest_program/host_program: every mode, count-first, checkpoints per batch
+    OT = "ot"  # fedcredit.protocols.psi.ot: OT-extension (KKRT16), the fastest for reveal both/guest; no checkpoints
+    UNBALANCED = "unbalanced"  # fedcredit.protocols.psi unbalanced_*: the host answers from its cached, long-lived-key set
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ class JobPlan:
 def plan_job(spec: JobSpec) -> JobPlan:
     """The plan of a job: every role program and its parameters, decided from the spec alone.
 
-    The LR parameters are the spec's own :meth:`~federated.config.JobSpec.lr_params`: a job file
+    The LR parameters are the spec's own :meth:`~fedcredit.runtime.config.JobSpec.lr_params`: a job file
     whose training section they refuse does not load, so a spec that loaded can always be planned.
     """
     is_train = spec.kind == "train"

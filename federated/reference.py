@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from protocols.hetero_lr import Standardizer, ks_statistic, roc_auc, split_train_test
+from fedcredit.protocols.hetero_lr import Standardizer, ks_statistic, roc_auc, split_train_test
 
 __all__ = [
     "PreparedSplit",

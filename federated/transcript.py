@@ -1,6 +1,6 @@
 """Signed, hash-chained, append-only transcripts: one JSON Lines file per (job, node).
 
-Each line is one record, canonical JSON (see :func:`federated.security.signing.canonical_json`)::
+Each line is one record, canonical JSON (see :func:`fedcredit.runtime.security.signing.canonical_json`)::
 
     {"index": i, "kind": "header" | "event" | "message", "job_id": J, "node": N,
      "ts_ms": int, "prev_hash": hex (64 zeros for index 0), "body": {...},
@@ -25,7 +25,7 @@ transcript; the digest and size are always in the envelope.
 
 A record is written with a single ``write`` of one full line, then
 ``flush`` + ``fsync``; if the write fails the file is cut back to the last
-complete record. :mod:`federated.audit` verifies transcripts.
+complete record. :mod:`fedcredit.runtime.audit` verifies transcripts.
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Iterator
 
-from federated.security.certs import NAME_PATTERN
-from federated.errors import ConflictError, DataError
-from federated.files import atomic_write
-from federated.security.signing import (
+from fedcredit.runtime.security.certs import NAME_PATTERN
+from fedcredit.runtime.errors import ConflictError, DataError
+from fedcredit.runtime.files import atomic_write
+from fedcredit.runtime.security.signing import (
     verify_digest,
     ENVELOPE_FIELDS,
     SigningIdentity,
@@ -287,7 +287,7 @@ class TranscriptWriter:
 
         Args:
             direction: ``sent``, ``received`` or ``relayed``.
-            envelope: the :func:`~federated.security.signing.envelope_fields` dict.
+            envelope: the :func:`~fedcredit.runtime.security.signing.envelope_fields` dict.
             envelope_signature: the sender's signature over its digest.
             key_owner: for ciphertexts, the role whose key decrypts it.
             disclosed: small summary of what a public/aggregate/plaintext
@@ -357,7 +357,7 @@ def iter_lines(data: bytes) -> Iterator[tuple[int, Any, str | None]]:
     Lines are split on ``\\n`` only (record JSON escapes newlines; other Unicode
     line separators may appear raw inside strings); a final empty line is not a
     line. Nothing is verified here: :func:`read_transcript` and the auditor
-    (:mod:`federated.audit`) both read through this function.
+    (:mod:`fedcredit.runtime.audit`) both read through this function.
 
     Yields:
         ``(number, value, error)`` per line: the 1-based line number, the decoded

@@ -2,7 +2,7 @@
 
 Every error carries a stable ``code`` (a short string that never changes once
 released) so callers, logs and the gRPC layer can match on it. The runtime maps
-codes to gRPC status in one place (:mod:`federated.errors`).
+codes to gRPC status in one place (:mod:`fedcredit.runtime.errors`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ __all__ = [
     "CryptoError",
     "KeyMismatchError",
     "DataError",
+    "EngineUnavailableError",
 ]
 
 
@@ -67,6 +68,12 @@ class KeyMismatchError(CryptoError):
     """Values encrypted under different public keys were combined."""
 
     code = "KEY_MISMATCH"
+
+
+class EngineUnavailableError(FedCreditError):
+    """The job asks for an engine whose optional dependency this node lacks (the ``ckks`` extra's numba)."""
+
+    code = "ENGINE_UNAVAILABLE"
 
 
 class DataError(FedCreditError):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from federated.security.certs import CertLayout, init_certs
+from fedcredit.runtime.security.certs import CertLayout, init_certs
 from helpers import PARTIES
 from transcript_builder import build_job
 

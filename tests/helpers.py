@@ -18,18 +18,18 @@ import grpc
 import numpy as np
 import pandas as pd
 
-from federated.node.approval import make_approval
-from federated.security.certs import CertLayout
-from federated.config import CoordinatorConfig, JobSpec, SignConfig, TlsConfig, parse_config
-from federated.coordinator.service import Coordinator
-from federated.runtime import RelayEndpoint
-from federated.security.sealing import SealIdentity, SealSession, load_seal_identity, verify_peer_seal_cert
-from federated.security.signing import SigningIdentity, load_signing_identity, verify_signing_cert
-from federated.security.transport import create_channel
-from protocols.core import Role
-from protocols.hetero_lr.protocol import EncryptedVector
-from protocols.hetero_lr.two_party import EncryptedResidualShare
-from protocols.paillier import PaillierPrivateKey, PaillierPublicKey, from_residue, generate_keypair
+from fedcredit.runtime.node.approval import make_approval
+from fedcredit.runtime.security.certs import CertLayout
+from fedcredit.runtime.config import CoordinatorConfig, JobSpec, SignConfig, TlsConfig, parse_config
+from fedcredit.runtime.coordinator.service import Coordinator
+from fedcredit.runtime.driver import RelayEndpoint
+from fedcredit.runtime.security.sealing import SealIdentity, SealSession, load_seal_identity, verify_peer_seal_cert
+from fedcredit.runtime.security.signing import SigningIdentity, load_signing_identity, verify_signing_cert
+from fedcredit.runtime.security.transport import create_channel
+from fedcredit.protocols.core import Role
+from fedcredit.protocols.hetero_lr.protocol import EncryptedVector
+from fedcredit.protocols.hetero_lr.two_party import EncryptedResidualShare
+from fedcredit.protocols.paillier import PaillierPrivateKey, PaillierPublicKey, from_residue, generate_keypair
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "examples" / "data"

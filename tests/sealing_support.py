@@ -10,8 +10,8 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from federated.security.certs import CertLayout
-from federated.security.sealing import SealSession
+from fedcredit.runtime.security.certs import CertLayout
+from fedcredit.runtime.security.sealing import SealSession
 from helpers import seal_identity, seal_session
 
 JOB = "job-2024-001"

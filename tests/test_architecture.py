@@ -1,4 +1,4 @@
-"""Imports point one way: federated -> protocols. Protocol math has no network, files or clocks."""
+"""Imports point one way: fedcredit.runtime (federated/) -> fedcredit.protocols (protocols/). Protocol math has no network, files or clocks."""
 
 from __future__ import annotations
 
@@ -32,3 +32,71 @@ def test_protocols_never_call_open() -> None:
         tree = ast.parse(p.read_text(encoding="utf-8"))
         calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in ("open", "print", "input")]
         assert not calls, f"{p.name} calls {[c.func.id for c in calls]}"
+
+
+# The runtime's floors, top down (federated/__init__.py): a module may import its own room and any lower floor.
+RUNTIME_FLOORS = {
+    "cli": 6,
+    "audit": 5, "coordinator": 5,
+    "node": 4,
+    "plan": 3, "driver": 3,
+    "codec": 2, "transcript": 2, "config": 2,
+    "security": 1,
+    "errors": 0, "files": 0,
+}
+# Beside the floors: the centralized references (used by the demo and the benchmarks) and `make proto`'s generator.
+STANDALONE = {"reference", "protogen", "example_data"}
+
+
+def _runtime_room(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[2] if parts[:2] == ["fedcredit", "runtime"] and len(parts) > 2 else None
+
+
+def _absolute_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+def test_everything_imports_through_the_one_fedcredit_namespace() -> None:
+    """No file reaches the code by its folder name (``protocols``, ``federated``) or the old ``fedcredit.v1``."""
+    files = [p for d in ("federated", "protocols", "tests", "benchmarks", "examples") for p in (ROOT / d).rglob("*.py")]
+    assert len(files) > 100
+    bad = {}
+    for p in files:
+        wrong = {m for m in _absolute_imports(p) if m.split(".")[0] in ("protocols", "federated") or m.startswith("fedcredit.v1")}
+        if wrong:
+            bad[str(p.relative_to(ROOT))] = sorted(wrong)
+    assert bad == {}
+
+
+def test_protocols_import_each_other_relatively() -> None:
+    """``protocols/`` is one self-contained package: mypy checks it as it lies, and it never names the runtime."""
+    for p in sorted((ROOT / "protocols").rglob("*.py")):
+        assert not {m for m in _absolute_imports(p) if m.startswith("fedcredit")}, p
+
+
+def test_runtime_imports_point_down() -> None:
+    rooms = {p.relative_to(ROOT / "federated").parts[0].removesuffix(".py") for p in (ROOT / "federated").glob("*") if not p.name.startswith("__")}
+    assert rooms == set(RUNTIME_FLOORS) | STANDALONE - {"example_data"}, "a new room needs its floor here and in federated/__init__.py"
+    upward = []
+    for p in sorted((ROOT / "federated").rglob("*.py")):
+        own = p.relative_to(ROOT / "federated").parts[0].removesuffix(".py")
+        if own in STANDALONE or own.startswith("__"):
+            continue
+        for module in _absolute_imports(p):
+            room = _runtime_room(module)
+            if room is None or room == own or room not in RUNTIME_FLOORS and room not in STANDALONE:
+                continue
+            if room in STANDALONE and own == "cli":
+                continue
+            if room in STANDALONE or RUNTIME_FLOORS[room] >= RUNTIME_FLOORS[own]:
+                upward.append(f"{p.relative_to(ROOT)} imports {module}")
+    assert upward == []

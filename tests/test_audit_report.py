@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from federated.audit import bytes_text, render_report, report_data
-from federated.security.certs import CertLayout
+from fedcredit.runtime.audit import bytes_text, render_report, report_data
+from fedcredit.runtime.security.certs import CertLayout
 from transcript_builder import (  # the shared builder of realistic transcripts (tests/ is on sys.path)
     AUC,
     JOB,

@@ -21,16 +21,16 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from typer.testing import CliRunner
 
-import federated.security.certs.profiles as certs_profiles
-from fedcredit.v1 import job_pb2, job_pb2_grpc
-from federated.security.certs import SEAL_KEY_OID, CertLayout, create_ca, init_certs, read_request, request_certs, sign_requests
-from federated.cli.main import app
-from federated.errors import ConfigError, CryptoError
-from federated.security.sealing import load_seal_identity, verify_peer_seal_cert
-from federated.security.signing import load_signing_identity, verify_signing_cert
-from federated.security.transport import create_channel, serve
-from protocols.core import Role
-from protocols.hetero_lr.two_party import TwoPartyStep
+import fedcredit.runtime.security.certs.profiles as certs_profiles
+from fedcredit.proto.v1 import job_pb2, job_pb2_grpc
+from fedcredit.runtime.security.certs import SEAL_KEY_OID, CertLayout, create_ca, init_certs, read_request, request_certs, sign_requests
+from fedcredit.runtime.cli.main import app
+from fedcredit.runtime.errors import ConfigError, CryptoError
+from fedcredit.runtime.security.sealing import load_seal_identity, verify_peer_seal_cert
+from fedcredit.runtime.security.signing import load_signing_identity, verify_signing_cert
+from fedcredit.runtime.security.transport import create_channel, serve
+from fedcredit.protocols.core import Role
+from fedcredit.protocols.hetero_lr.two_party import TwoPartyStep
 from helpers import channel_for, endpoint, residual, running_job, serving_coordinator
 
 NODES = (("coordinator", "coordinator"), ("bank", "party"), ("platform", "party"), ("operator", "operator"))

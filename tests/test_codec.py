@@ -1,4 +1,4 @@
-"""Tests for federated.codec: every protocol payload round-trips through protobuf, bad input is refused."""
+"""Tests for fedcredit.runtime.codec: every protocol payload round-trips through protobuf, bad input is refused."""
 
 from __future__ import annotations
 
@@ -8,21 +8,21 @@ import gmpy2
 import numpy as np
 import pytest
 
-from fedcredit.v1 import hetero_lr_pb2 as lr_pb
-from fedcredit.v1 import psi_pb2
-from federated.codec import decode_payload, encode_payload, payload_type_name, registered_types
-from federated.security.sealing import SealHello, SealStep
-from protocols.core import Aggregate, Ciphertext, Classification, Masked, Plaintext, Public
-from protocols.errors import ProtocolError
-from protocols.hetero_lr import protocol as lr
-from protocols.paillier import Encryptor, generate_keypair, ops
-from protocols.psi.ecdh import blind, hash_to_point, random_scalar
-from protocols.hetero_lr import two_party as tp
-from protocols.rlwe import scheme as rl
-from protocols.psi import protocol as psi
-from protocols.psi import unbalanced as ub
-from protocols.psi.ot import protocol as ot
-from protocols.psi.protocol import BlindedPoints, MatchedPositions, PsiStep
+from fedcredit.proto.v1 import hetero_lr_pb2 as lr_pb
+from fedcredit.proto.v1 import psi_pb2
+from fedcredit.runtime.codec import decode_payload, encode_payload, payload_type_name, registered_types
+from fedcredit.runtime.security.sealing import SealHello, SealStep
+from fedcredit.protocols.core import Aggregate, Ciphertext, Classification, Masked, Plaintext, Public
+from fedcredit.protocols.errors import ProtocolError
+from fedcredit.protocols.hetero_lr import protocol as lr
+from fedcredit.protocols.paillier import Encryptor, generate_keypair, ops
+from fedcredit.protocols.psi.ecdh import blind, hash_to_point, random_scalar
+from fedcredit.protocols.hetero_lr import two_party as tp
+from fedcredit.protocols.rlwe import scheme as rl
+from fedcredit.protocols.psi import protocol as psi
+from fedcredit.protocols.psi import unbalanced as ub
+from fedcredit.protocols.psi.ot import protocol as ot
+from fedcredit.protocols.psi.protocol import BlindedPoints, MatchedPositions, PsiStep
 from helpers import paillier_keypair
 
 SALT = bytes(range(16))
@@ -181,7 +181,7 @@ def test_encrypted_vector_count_width_mismatch_raises_protocol_error():
 
 
 def test_malformed_rlwe_payloads_raise_protocol_error():
-    from fedcredit.v1 import rlwe_pb2
+    from fedcredit.proto.v1 import rlwe_pb2
     ct = rlwe_pb2.RlweCiphertexts(key_fingerprint=b"f" * 16, degree=16384, n_primes=2, count=1, c0=b"\x00" * 12, c1=b"")
     with pytest.raises(ProtocolError):  # c0 shorter than its shape
         decode_payload("fedcredit.v1.MaskedLoss", lr_pb.MaskedLoss(rlwe=ct).SerializeToString())

@@ -15,20 +15,20 @@ import grpc
 import pandas as pd
 import pytest
 
-from fedcredit.v1 import job_pb2, job_pb2_grpc
-from federated.node.approval import make_approval
-from federated.security.certs import load_tls
-from federated.cli.client import OperatorClient
-from federated.config import DatasetConfig, JobSpec, parse_config
-from federated.cli.demo import Cluster
-from federated.errors import ConflictError, PermissionDeniedError, from_rpc_error
-from federated.security.signing import load_signing_identity
-from federated.security.transport import create_channel
+from fedcredit.proto.v1 import job_pb2, job_pb2_grpc
+from fedcredit.runtime.node.approval import make_approval
+from fedcredit.runtime.security.certs import load_tls
+from fedcredit.runtime.cli.client import OperatorClient
+from fedcredit.runtime.config import DatasetConfig, JobSpec, parse_config
+from fedcredit.runtime.cli.demo import Cluster
+from fedcredit.runtime.errors import ConflictError, PermissionDeniedError, from_rpc_error
+from fedcredit.runtime.security.signing import load_signing_identity
+from fedcredit.runtime.security.transport import create_channel
 from helpers import BREAST_GUEST, BREAST_HOST, read_breast
 
 pytestmark = pytest.mark.integration
 PURPOSE = "financing.credit_risk_model"
-CLI = [sys.executable, "-m", "federated.cli"]
+CLI = [sys.executable, "-m", "fedcredit.runtime.cli"]
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for federated.config (YAML files) and federated.node.data (CSV loading) plus the Standardizer."""
+"""Tests for fedcredit.runtime.config (YAML files) and fedcredit.runtime.node.data (CSV loading) plus the Standardizer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from federated.config import (
+from fedcredit.runtime.config import (
     ClientConfig,
     CoordinatorConfig,
     DatasetConfig,
@@ -18,10 +18,10 @@ from federated.config import (
     load_config,
     load_job_spec,
 )
-from federated.node.data import load_dataset
-from federated.errors import ConfigError
-from protocols.errors import DataError
-from protocols.hetero_lr import HeteroLRParams, Standardizer
+from fedcredit.runtime.node.data import load_dataset
+from fedcredit.runtime.errors import ConfigError
+from fedcredit.protocols.errors import DataError
+from fedcredit.protocols.hetero_lr import HeteroLRParams, Standardizer
 
 TLS = {"ca": "certs/ca.crt", "cert": "certs/node.crt", "key": "certs/node.key"}
 PARTY = {
@@ -155,7 +155,7 @@ def test_config_errors_name_file_and_field(tmp_path, model, base, patch, field):
 
 
 def test_two_party_is_the_default_and_the_policy_bounds_it(tmp_path):
-    from federated.node.approval import check_policy
+    from fedcredit.runtime.node.approval import check_policy
 
     spec = load_job_spec(_write(tmp_path, "job.yaml", JOB))
     assert spec.training.topology == "two_party" and spec.training.reveal_weights == "owner"
@@ -317,10 +317,10 @@ def test_standardizer_all_missing_and_empty():
 
 
 def test_a_node_refuses_a_spec_that_does_not_hash_to_the_digest_it_signs(tmp_path):
-    from fedcredit.v1 import job_pb2
-    from federated.node.approval import checked_spec
-    from federated.config import spec_digest
-    from federated.errors import PermissionDeniedError
+    from fedcredit.proto.v1 import job_pb2
+    from fedcredit.runtime.node.approval import checked_spec
+    from fedcredit.runtime.config import spec_digest
+    from fedcredit.runtime.errors import PermissionDeniedError
 
     spec = load_job_spec(_write(tmp_path, "job.yaml", JOB))
     info = job_pb2.JobInfo(job_id="j", spec_json=spec.canonical_json(), spec_sha256=spec_digest(spec))

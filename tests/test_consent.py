@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from federated.node.consent import apply_consent, load_consent_registry
-from protocols.errors import DataError
+from fedcredit.runtime.node.consent import apply_consent, load_consent_registry
+from fedcredit.protocols.errors import DataError
 
 D = dt.date
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from federated.node.approval import make_approval
-from federated.audit import verify_transcripts
-from federated.security.certs import CertLayout
-from federated.errors import ConflictError
+from fedcredit.runtime.node.approval import make_approval
+from fedcredit.runtime.audit import verify_transcripts
+from fedcredit.runtime.security.certs import CertLayout
+from fedcredit.runtime.errors import ConflictError
 from helpers import PARTIES, job_spec, signer, serving_coordinator
 
 

@@ -7,8 +7,8 @@ import random
 import numpy as np
 import pytest
 
-from protocols.hetero_lr.engines import make_engine
-from protocols.paillier import from_residue, to_residue
+from fedcredit.protocols.hetero_lr.engines import make_engine
+from fedcredit.protocols.paillier import from_residue, to_residue
 from helpers import paillier_keypair
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from federated.config import ClientConfig, CoordinatorConfig, PartyConfig, load_config, load_job_spec
+from fedcredit.runtime.config import ClientConfig, CoordinatorConfig, PartyConfig, load_config, load_job_spec
 
 DEPLOY = Path(__file__).resolve().parent.parent / "examples" / "deploy"
 

@@ -1,4 +1,4 @@
-"""Tests for protocols.hetero_lr: the encrypted step functions, budgets, batching and the full protocol."""
+"""Tests for fedcredit.protocols.hetero_lr: the encrypted step functions, budgets, batching and the full protocol."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from protocols.core import Role, Send, run_local, tap
-from protocols.errors import BudgetError, FedCreditError, KeyMismatchError, ProtocolError
-from protocols.hetero_lr import (
+from fedcredit.protocols.core import Role, Send, run_local, tap
+from fedcredit.protocols.errors import BudgetError, FedCreditError, KeyMismatchError, ProtocolError
+from fedcredit.protocols.hetero_lr import (
     HeteroLRParams,
     Standardizer,
     coordinator_program,
@@ -25,7 +25,7 @@ from protocols.hetero_lr import (
     roc_auc,
     split_train_test,
 )
-from protocols.hetero_lr.protocol import (
+from fedcredit.protocols.hetero_lr.protocol import (
     EncryptedResiduals,
     EncryptedScores,
     LRStep,
@@ -38,7 +38,7 @@ from protocols.hetero_lr.protocol import (
     quantize,
     unmask_gradient,
 )
-from protocols.paillier import Encryptor, FixedPoint, generate_keypair, ops, to_residue
+from fedcredit.protocols.paillier import Encryptor, FixedPoint, generate_keypair, ops, to_residue
 from helpers import breast_arrays, paillier_keypair
 
 LOG2 = math.log(2.0)

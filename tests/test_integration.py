@@ -11,15 +11,15 @@ import grpc
 import pandas as pd
 import pytest
 
-from fedcredit.v1 import job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc, relay_pb2, relay_pb2_grpc, envelope_pb2
-from federated.security.certs import init_certs
-from federated.cli.client import OperatorClient
-from federated.config import DatasetConfig, JobSpec, parse_config
-from federated.cli.demo import Cluster, reference_models
-from federated.errors import NotFoundError, PermissionDeniedError, from_rpc_error
-from federated.transcript import read_transcript
-from federated.security.transport import create_channel
-from federated.security.certs import load_tls
+from fedcredit.proto.v1 import job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc, relay_pb2, relay_pb2_grpc, envelope_pb2
+from fedcredit.runtime.security.certs import init_certs
+from fedcredit.runtime.cli.client import OperatorClient
+from fedcredit.runtime.config import DatasetConfig, JobSpec, parse_config
+from fedcredit.runtime.cli.demo import Cluster, reference_models
+from fedcredit.runtime.errors import NotFoundError, PermissionDeniedError, from_rpc_error
+from fedcredit.runtime.transcript import read_transcript
+from fedcredit.runtime.security.transport import create_channel
+from fedcredit.runtime.security.certs import load_tls
 from helpers import read_breast
 
 pytestmark = pytest.mark.integration
@@ -170,7 +170,7 @@ def test_cli_submit_wait_status_list(cluster: Cluster, tmp_path: Path) -> None:
         "kind: psi\nname: cli\npurpose: financing.credit_risk_model\n"
         "guest: {party: bank, dataset: breast}\nhost: {party: platform, dataset: breast}\n", encoding="utf-8"
     )
-    cli = [sys.executable, "-m", "federated.cli"]
+    cli = [sys.executable, "-m", "fedcredit.runtime.cli"]
     cc = ["--client-config", str(cluster.workdir / "client.yaml")]
     out = subprocess.run([*cli, "job", "submit", str(job_file), "--wait", "--json", *cc], capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
@@ -225,7 +225,7 @@ def test_demo_psi_cli_selects_the_protocol(protocol: str, split_files: tuple[Pat
     """`fedcredit demo psi --protocol ot|ecdh`: three processes, the named protocol, the exact intersection."""
     gp, hp, common = split_files
     out = tmp_path / "psi.json"
-    run = subprocess.run([sys.executable, "-m", "federated.cli", "demo", "psi", "--left", str(gp), "--right", str(hp),
+    run = subprocess.run([sys.executable, "-m", "fedcredit.runtime.cli", "demo", "psi", "--left", str(gp), "--right", str(hp),
                           "--id-column", "id", "--protocol", protocol, "--workdir", str(tmp_path / "w"), "--json", str(out)],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
@@ -243,7 +243,7 @@ def test_demo_psi_cli_selects_the_protocol(protocol: str, split_files: tuple[Pat
 
 def test_demo_psi_cli_refuses_an_unknown_protocol(split_files: tuple[Path, Path, set[str]], tmp_path: Path) -> None:
     gp, hp, _ = split_files
-    run = subprocess.run([sys.executable, "-m", "federated.cli", "demo", "psi", "--left", str(gp), "--right", str(hp),
+    run = subprocess.run([sys.executable, "-m", "fedcredit.runtime.cli", "demo", "psi", "--left", str(gp), "--right", str(hp),
                           "--protocol", "rr22", "--workdir", str(tmp_path / "w")], capture_output=True, text=True, timeout=120)
     assert run.returncode != 0 and "rr22" in (run.stdout + run.stderr) and "choose: auto, ecdh, ot" in (run.stdout + run.stderr)
 

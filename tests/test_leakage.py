@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from federated.audit import verify_transcripts
-from federated.cli.client import OperatorClient
-from federated.config import DatasetConfig, JobSpec, parse_config
-from federated.cli.demo import Cluster
-from federated.security.sealing import SEAL_PHASES
-from federated.transcript import read_transcript
+from fedcredit.runtime.audit import verify_transcripts
+from fedcredit.runtime.cli.client import OperatorClient
+from fedcredit.runtime.config import DatasetConfig, JobSpec, parse_config
+from fedcredit.runtime.cli.demo import Cluster
+from fedcredit.runtime.security.sealing import SEAL_PHASES
+from fedcredit.runtime.transcript import read_transcript
 from helpers import BREAST_GUEST, BREAST_HOST, read_breast
 
 pytestmark = pytest.mark.integration

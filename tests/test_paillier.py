@@ -1,4 +1,4 @@
-"""Tests for protocols.paillier, with python-paillier (phe) as an independent oracle."""
+"""Tests for fedcredit.protocols.paillier, with python-paillier (phe) as an independent oracle."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from phe import paillier as phe_paillier
 from phe.encoding import EncodedNumber
 
-from protocols.errors import BudgetError, CryptoError, KeyMismatchError
-from protocols.paillier import (
+from fedcredit.protocols.errors import BudgetError, CryptoError, KeyMismatchError
+from fedcredit.protocols.paillier import (
     Encryptor,
     FixedPoint,
     PaillierPrivateKey,
@@ -36,7 +36,7 @@ from protocols.paillier import (
     sum_ciphertexts,
     to_residue,
 )
-from protocols.paillier.ops import _choose_window
+from fedcredit.protocols.paillier.ops import _choose_window
 from helpers import dec_signed, paillier_with_phe
 
 PROPERTY = settings(max_examples=40, deadline=None)

@@ -1,4 +1,4 @@
-"""Tests for the fast paths of protocols.paillier: randomness pool, packing, map_fn parallelism.
+"""Tests for the fast paths of fedcredit.protocols.paillier: randomness pool, packing, map_fn parallelism.
 
 python-paillier (phe) is the independent oracle throughout: ciphertexts from
 every new path must decrypt with phe, and phe's ciphertexts must go through
@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phe import paillier as phe_paillier
 
-from protocols.errors import BudgetError, KeyMismatchError
-from protocols.paillier import (
+from fedcredit.protocols.errors import BudgetError, KeyMismatchError
+from fedcredit.protocols.paillier import (
     Encryptor,
     RandomnessPool,
     add,
@@ -45,7 +45,7 @@ from protocols.paillier import (
     to_residue,
     unpack,
 )
-from protocols.paillier import encrypt as encrypt_module
+from fedcredit.protocols.paillier import encrypt as encrypt_module
 from helpers import dec_signed, paillier_with_phe
 
 PROPERTY = settings(max_examples=30, deadline=None)
@@ -499,7 +499,7 @@ def test_production_size_parallel_paths_match_phe(big):
 def test_dot_many_equals_dot_for_every_row():
     import random as _r
 
-    from protocols.paillier import Encryptor, generate_keypair, ops
+    from fedcredit.protocols.paillier import Encryptor, generate_keypair, ops
 
     pk, sk = generate_keypair(1024, _r.Random(7))
     enc = Encryptor(pk, _r.Random(8))
@@ -520,8 +520,8 @@ def test_dot_many_equals_dot_for_every_row():
 @pytest.mark.parametrize("exponent_bits", [None, 1024 + 80])
 def test_secret_encryptor_makes_the_public_encryptors_ciphertexts(base_kind, exponent_bits):
     """The key holder's CRT encryption is an optimisation only: same rng, same ciphertexts, serial or pooled."""
-    from protocols.paillier import canonical_base
-    from protocols.paillier.crt import SecretEncryptor, crt_factors_task
+    from fedcredit.protocols.paillier import canonical_base
+    from fedcredit.protocols.paillier.crt import SecretEncryptor, crt_factors_task
 
     pk, sk = generate_keypair(1024, random.Random(31))
     base = canonical_base(pk) if base_kind == "canonical" else None
@@ -541,7 +541,7 @@ def test_secret_encryptor_makes_the_public_encryptors_ciphertexts(base_kind, exp
 
 
 def test_owner_engine_encrypts_like_the_public_engine_and_decrypts_in_a_pool():
-    from protocols.hetero_lr.he import PaillierPublic, PaillierSecret
+    from fedcredit.protocols.hetero_lr.he import PaillierPublic, PaillierSecret
 
     pk, sk = generate_keypair(1024, random.Random(41))
     ms = list(range(300))

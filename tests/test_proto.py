@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from federated import protogen
+from fedcredit.runtime import protogen
 
 
 def test_generated_code_is_current(tmp_path: Path) -> None:

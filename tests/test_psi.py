@@ -1,4 +1,4 @@
-"""Tests for protocols.psi.protocol: the streamed ECDH-PSI, its modes' messages, shuffles, batches and progress.
+"""Tests for fedcredit.protocols.psi.protocol: the streamed ECDH-PSI, its modes' messages, shuffles, batches and progress.
 
 By topic, elsewhere: ids (test_psi_ids.py), the X25519 primitives (test_psi_ecdh.py), refusals of bad input and
 bad peers (test_psi_validation.py), checkpoints and resume (test_psi_checkpoint.py), the other modes, the unbalanced
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from protocols.core import (
+from fedcredit.protocols.core import (
     Checkpoint,
     Classification,
     Masked,
@@ -26,8 +26,8 @@ from protocols.core import (
     run_local,
     tap,
 )
-from protocols.psi.ecdh import blind, hash_to_point, is_on_curve, random_scalar
-from protocols.psi.protocol import (
+from fedcredit.protocols.psi.ecdh import blind, hash_to_point, is_on_curve, random_scalar
+from fedcredit.protocols.psi.protocol import (
     BlindedPoints,
     IntersectionCount,
     MatchedPositions,

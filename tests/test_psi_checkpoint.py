@@ -13,10 +13,10 @@ from typing import Any, Callable
 
 import pytest
 
-from protocols.core import Checkpoint, Progress, Recv, Role, RoleProgram, Send, check_recv, check_send
-from protocols.errors import ProtocolError
-from protocols.psi.ecdh import random_scalar
-from protocols.psi.protocol import PsiCheckpoint, PsiParams, PsiStep, Reveal, guest_program, host_program
+from fedcredit.protocols.core import Checkpoint, Progress, Recv, Role, RoleProgram, Send, check_recv, check_send
+from fedcredit.protocols.errors import ProtocolError
+from fedcredit.protocols.psi.ecdh import random_scalar
+from fedcredit.protocols.psi.protocol import PsiCheckpoint, PsiParams, PsiStep, Reveal, guest_program, host_program
 from test_psi import SALT, make_ids, recording
 
 

@@ -16,14 +16,14 @@ from typing import Any, Callable
 import pandas as pd
 import pytest
 
-from federated.codec import decode_payload, encode_payload
-from protocols.core import Checkpoint, Message, Role, RoleProgram, Send, run_local, tap
-from protocols.errors import ProtocolError
-from protocols.psi import ecdh
-from protocols.psi import protocol as psi_mod
-from protocols.psi import unbalanced as ub
-from protocols.psi.ot.protocol import FALLBACK_STEPS, OtPsiParams, OtPsiStep, ot_guest_program, ot_host_program
-from protocols.psi.protocol import (
+from fedcredit.runtime.codec import decode_payload, encode_payload
+from fedcredit.protocols.core import Checkpoint, Message, Role, RoleProgram, Send, run_local, tap
+from fedcredit.protocols.errors import ProtocolError
+from fedcredit.protocols.psi import ecdh
+from fedcredit.protocols.psi import protocol as psi_mod
+from fedcredit.protocols.psi import unbalanced as ub
+from fedcredit.protocols.psi.ot.protocol import FALLBACK_STEPS, OtPsiParams, OtPsiStep, ot_guest_program, ot_host_program
+from fedcredit.protocols.psi.protocol import (
     ECDH_STEPS,
     EcdhSteps,
     IntersectionCount,
@@ -424,10 +424,10 @@ def split_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, s
 
 
 def _run_job(tmp_path: Path, files: tuple[Path, Path, set[str]], bank_min: int, platform_min: int, protocol: str) -> Any:
-    from federated.cli.client import OperatorClient
-    from federated.config import DatasetConfig, JobSpec, parse_config
-    from federated.cli.demo import Cluster
-    from federated.transcript import read_transcript
+    from fedcredit.runtime.cli.client import OperatorClient
+    from fedcredit.runtime.config import DatasetConfig, JobSpec, parse_config
+    from fedcredit.runtime.cli.demo import Cluster
+    from fedcredit.runtime.transcript import read_transcript
 
     gp, hp, _ = files
     policy = {"auto_approve": True, "allowed_purposes": ["financing.credit_risk_model"]}

@@ -1,4 +1,4 @@
-"""protocols.psi.ecdh: X25519 blinding, hashing ids onto the curve proper (never the twist), low-order points."""
+"""fedcredit.protocols.psi.ecdh: X25519 blinding, hashing ids onto the curve proper (never the twist), low-order points."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from protocols.errors import CryptoError
-from protocols.psi.ecdh import blind, hash_to_point, is_on_curve, random_scalar
+from fedcredit.protocols.errors import CryptoError
+from fedcredit.protocols.psi.ecdh import blind, hash_to_point, is_on_curve, random_scalar
 
 SALT = bytes(range(16))
 
@@ -123,7 +123,7 @@ def test_blinded_hashes_stay_on_curve() -> None:
 
 def test_low_order_curve_points_rejected_by_blind() -> None:
     """The three low-order curve points hash_to_point skips really are low order."""
-    from protocols.psi.ecdh import _LOW_ORDER_ON_CURVE
+    from fedcredit.protocols.psi.ecdh import _LOW_ORDER_ON_CURVE
 
     a = random_scalar(random.Random(19))
     for u in _LOW_ORDER_ON_CURVE:

@@ -1,4 +1,4 @@
-"""protocols.psi.ids: id normalization, USCC check digits, and prepare_ids (validation, de-duplication, error lines)."""
+"""fedcredit.protocols.psi.ids: id normalization, USCC check digits, and prepare_ids (validation, de-duplication, error lines)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.errors import DataError
-from protocols.psi.ids import (
+from fedcredit.protocols.errors import DataError
+from fedcredit.protocols.psi.ids import (
     USCC_CHARSET,
     is_valid_uscc,
     normalize_id,

@@ -8,9 +8,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from protocols.core import Classification, Progress, Recv, Role, RoleProgram, Send, run_local, tap
-from protocols.errors import CryptoError, DataError, ProtocolError
-from protocols.psi.ecdh import (
+from fedcredit.protocols.core import Classification, Progress, Recv, Role, RoleProgram, Send, run_local, tap
+from fedcredit.protocols.errors import CryptoError, DataError, ProtocolError
+from fedcredit.protocols.psi.ecdh import (
     SUBGROUP_ORDER,
     blind,
     clamp_scalar,
@@ -20,8 +20,8 @@ from protocols.psi.ecdh import (
     invertible_scalar,
     random_scalar,
 )
-from protocols.psi.ids import DedupedIds, prepare_ids
-from protocols.psi.protocol import (
+from fedcredit.protocols.psi.ids import DedupedIds, prepare_ids
+from fedcredit.protocols.psi.protocol import (
     BlindedPoints,
     PsiParams,
     PsiResult,
@@ -31,7 +31,7 @@ from protocols.psi.protocol import (
     guest_program,
     host_program,
 )
-from protocols.psi.unbalanced import (
+from fedcredit.protocols.psi.unbalanced import (
     CacheDigest,
     CachedDigests,
     CacheStatus,

@@ -1,4 +1,4 @@
-"""OT-extension PSI (protocols.psi.ot): base OTs, the KKRT correlation, cuckoo hashing, the PSI."""
+"""OT-extension PSI (fedcredit.protocols.psi.ot): base OTs, the KKRT correlation, cuckoo hashing, the PSI."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.core import Classification, Masked, Public, Role, RoleProgram, Send, run_local
-from protocols.errors import BudgetError, CryptoError, DataError, ProtocolError
-from protocols.psi.ot import OtPsiParams, OtPsiStep, ot_guest_program, ot_host_program, plan
-from protocols.psi.ot.base_ot import GROUP14_P, GROUP15_P, BaseOtReceiver, BaseOtSender, FixedBase, ot_decrypt, ot_encrypt
-from protocols.psi.ot.bits import PrgStream, prg_columns, transpose_bits, transpose_bits_reference
-from protocols.psi.ot.cuckoo import (
+from fedcredit.protocols.core import Classification, Masked, Public, Role, RoleProgram, Send, run_local
+from fedcredit.protocols.errors import BudgetError, CryptoError, DataError, ProtocolError
+from fedcredit.protocols.psi.ot import OtPsiParams, OtPsiStep, ot_guest_program, ot_host_program, plan
+from fedcredit.protocols.psi.ot.base_ot import GROUP14_P, GROUP15_P, BaseOtReceiver, BaseOtSender, FixedBase, ot_decrypt, ot_encrypt
+from fedcredit.protocols.psi.ot.bits import PrgStream, prg_columns, transpose_bits, transpose_bits_reference
+from fedcredit.protocols.psi.ot.cuckoo import (
     CuckooError,
     bin_positions,
     cuckoo_insert,
@@ -24,8 +24,8 @@ from protocols.psi.ot.cuckoo import (
     id_digests,
     table_size,
 )
-from protocols.psi.ot.kkrt import OprfReceiver, OprfSender, code_failure_log2, codewords, hash_rows
-from protocols.psi.protocol import PsiStep, Reveal
+from fedcredit.protocols.psi.ot.kkrt import OprfReceiver, OprfSender, code_failure_log2, codewords, hash_rows
+from fedcredit.protocols.psi.protocol import PsiStep, Reveal
 
 SALT = b"test-salt-0123456789"
 
@@ -342,7 +342,7 @@ def test_psi_rejects_duplicates_and_bad_setup() -> None:
     host = ot_host_program(["a", "b"], params, random.Random(1))
     first = next(host)
     assert first.step is OtPsiStep.HOST_SETUP
-    from protocols.psi.ot import OtGuestSetup
+    from fedcredit.protocols.psi.ot import OtGuestSetup
 
     next(host)  # progress
     assert next(host).step is OtPsiStep.GUEST_SETUP  # Recv
@@ -358,7 +358,7 @@ def test_psi_is_deterministic_given_rng() -> None:
 
 
 def test_match_handles_shared_prefixes() -> None:
-    from protocols.psi.ot.protocol import _match
+    from fedcredit.protocols.psi.ot.protocol import _match
 
     base = np.zeros((6, 11), dtype=np.uint8)
     theirs = base.copy()
@@ -370,7 +370,7 @@ def test_match_handles_shared_prefixes() -> None:
 
 
 def test_hash_rows_on_a_pool_map_is_identical() -> None:
-    from protocols.psi.ot import kkrt
+    from fedcredit.protocols.psi.ot import kkrt
 
     k = kkrt.HASH_TASK_ROWS * 2 + 5
     rows = np.frombuffer(random.Random(12).randbytes(k * 56), dtype=np.uint8).reshape(k, 56)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from federated.audit import verify_transcripts
-from federated.cli.client import OperatorClient
-from federated.config import DatasetConfig, JobSpec, parse_config
-from federated.cli.demo import Cluster
+from fedcredit.runtime.audit import verify_transcripts
+from fedcredit.runtime.cli.client import OperatorClient
+from fedcredit.runtime.config import DatasetConfig, JobSpec, parse_config
+from fedcredit.runtime.cli.demo import Cluster
 
 pytestmark = pytest.mark.integration
 N = 150_000

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from federated.cli.client import OperatorClient
-from federated.config import DatasetConfig, JobSpec, parse_config
-from federated.cli.demo import Cluster
+from fedcredit.runtime.cli.client import OperatorClient
+from fedcredit.runtime.config import DatasetConfig, JobSpec, parse_config
+from fedcredit.runtime.cli.demo import Cluster
 
 pytestmark = pytest.mark.integration
 

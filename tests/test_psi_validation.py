@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from protocols.core import Public, Recv, Role, RoleProgram, Send, check_recv, check_send, run_local
-from protocols.errors import CryptoError, DataError, ProtocolError
-from protocols.psi.ecdh import blind, hash_to_point, random_scalar
-from protocols.psi.protocol import BlindedPoints, MatchedPositions, PsiParams, PsiStep, Reveal, SetSize, guest_program, host_program
+from fedcredit.protocols.core import Public, Recv, Role, RoleProgram, Send, check_recv, check_send, run_local
+from fedcredit.protocols.errors import CryptoError, DataError, ProtocolError
+from fedcredit.protocols.psi.ecdh import blind, hash_to_point, random_scalar
+from fedcredit.protocols.psi.protocol import BlindedPoints, MatchedPositions, PsiParams, PsiStep, Reveal, SetSize, guest_program, host_program
 
 SALT = bytes(range(16))
 

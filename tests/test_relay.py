@@ -12,15 +12,15 @@ from pathlib import Path
 import gmpy2
 import pytest
 
-from federated.security.certs import CertLayout
-from federated.coordinator.service import Coordinator
-from federated.errors import CryptoError, JobFailedError, ProtocolError, QuotaError
-from federated.runtime import RelayEndpoint
-from federated.security.transport import MAX_MESSAGE_BYTES
+from fedcredit.runtime.security.certs import CertLayout
+from fedcredit.runtime.coordinator.service import Coordinator
+from fedcredit.runtime.errors import CryptoError, JobFailedError, ProtocolError, QuotaError
+from fedcredit.runtime.driver import RelayEndpoint
+from fedcredit.runtime.security.transport import MAX_MESSAGE_BYTES
 from helpers import job_spec, residual, running_job, seal_session, sealed_endpoint, serving_coordinator
-from protocols.core import Role
-from protocols.hetero_lr.protocol import EncryptedVector
-from protocols.hetero_lr.two_party import MaskedLoss, TwoPartyStep
+from fedcredit.protocols.core import Role
+from fedcredit.protocols.hetero_lr.protocol import EncryptedVector
+from fedcredit.protocols.hetero_lr.two_party import MaskedLoss, TwoPartyStep
 
 
 @pytest.fixture()
@@ -126,7 +126,7 @@ def test_steps_outside_the_jobs_protocols_and_oversized_payloads_are_refused(coo
     host, _ = _pair(coord, layout, psi_job)  # seal.hello is part of every job; the phase named in it is the sender's business
     with pytest.raises(ProtocolError, match="not part of"):  # a psi job has no training steps
         host.send(TwoPartyStep.RESIDUAL, Role.GUEST, residual(1))
-    import federated.coordinator.service as coordinator_module
+    import fedcredit.runtime.coordinator.service as coordinator_module
 
     job = running_job(coord, layout)
     host, _ = _pair(coord, layout, job)
@@ -161,7 +161,7 @@ def test_receivers_wake_when_a_job_is_cancelled(coordinator) -> None:
 
 
 def test_a_pending_job_is_offered_again_when_the_node_has_not_decided(coordinator, monkeypatch) -> None:
-    import federated.coordinator.service as coordinator_module
+    import fedcredit.runtime.coordinator.service as coordinator_module
 
     coord, _ = coordinator
     job_id = coord.jobs.submit(job_spec("psi")).job_id
@@ -174,7 +174,7 @@ def test_a_pending_job_is_offered_again_when_the_node_has_not_decided(coordinato
 
 
 def test_a_claimed_role_is_offered_again_while_the_node_reports_nothing(coordinator, monkeypatch) -> None:
-    import federated.coordinator.service as coordinator_module
+    import fedcredit.runtime.coordinator.service as coordinator_module
 
     coord, layout = coordinator
     job_id = running_job(coord, layout)  # approved by both parties: running, roles unclaimed

@@ -11,13 +11,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from federated.security.certs import CertLayout
-from federated.config import CoordinatorConfig, RelayLimits, parse_config
-from federated.errors import QuotaError, RateLimitedError
-from federated.coordinator.relay import Mailbox, RateLimiter
+from fedcredit.runtime.security.certs import CertLayout
+from fedcredit.runtime.config import CoordinatorConfig, RelayLimits, parse_config
+from fedcredit.runtime.errors import QuotaError, RateLimitedError
+from fedcredit.runtime.coordinator.relay import Mailbox, RateLimiter
 from helpers import SECRET, endpoint, residual, running_job, serving_coordinator
-from protocols.core import Role
-from protocols.hetero_lr.two_party import TwoPartyStep
+from fedcredit.protocols.core import Role
+from fedcredit.protocols.hetero_lr.two_party import TwoPartyStep
 
 
 def assert_quota_refusal(exc: QuotaError, setting: str) -> None:
@@ -141,7 +141,7 @@ def test_mailbox_admit_charges_nothing_it_refuses() -> None:
 def test_a_message_delivered_twice_is_retained_once_for_a_restarted_receiver() -> None:
     """A delivery broken mid-stream puts the message back; taken again, it must count once toward the retained
     bytes, or it evicts itself and a receiver restarting from its checkpoint can no longer fetch it."""
-    from fedcredit.v1 import envelope_pb2
+    from fedcredit.proto.v1 import envelope_pb2
 
     box = Mailbox(retain_bytes=1000)
     env = envelope_pb2.Envelope(job_id="j", receiver="bank", sender="platform", step="lr2.residual", sequence=0)
@@ -168,7 +168,7 @@ def test_default_limits_leave_a_wide_margin_over_the_demo_job() -> None:
 
 
 def test_relay_limits_are_validated_in_the_config(tmp_path: Path) -> None:
-    from federated.errors import ConfigError
+    from fedcredit.runtime.errors import ConfigError
 
     base = {"tls": {"ca": "a", "cert": "b", "key": "c"}, "sign": {"cert": "d", "key": "e"}, "parties": ["bank"]}
     assert parse_config(CoordinatorConfig, base, source="c").relay == RelayLimits()

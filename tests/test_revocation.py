@@ -11,13 +11,13 @@ import pytest
 from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from fedcredit.v1 import job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc, relay_pb2, relay_pb2_grpc
-from federated.security.certs import CertLayout, cert_fingerprint
-from federated.config import CoordinatorConfig, parse_config
-from federated.errors import AuthError, ConfigError, RevokedError, from_rpc_error, to_status_code
-from federated.security.revocation import DenyList, parse_entry
-from protocols.core import Role
-from protocols.hetero_lr.two_party import TwoPartyStep
+from fedcredit.proto.v1 import job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc, relay_pb2, relay_pb2_grpc
+from fedcredit.runtime.security.certs import CertLayout, cert_fingerprint
+from fedcredit.runtime.config import CoordinatorConfig, parse_config
+from fedcredit.runtime.errors import AuthError, ConfigError, RevokedError, from_rpc_error, to_status_code
+from fedcredit.runtime.security.revocation import DenyList, parse_entry
+from fedcredit.protocols.core import Role
+from fedcredit.protocols.hetero_lr.two_party import TwoPartyStep
 from helpers import channel_for, endpoint, residual, running_job, serving_coordinator
 
 TIMEOUT = 10.0

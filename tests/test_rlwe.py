@@ -11,9 +11,9 @@ import random
 import numpy as np
 import pytest
 
-from protocols.errors import BudgetError, KeyMismatchError, ProtocolError
-from protocols.rlwe import scheme as rl
-from protocols.rlwe.ring import RingContext, ntt_primes
+from fedcredit.protocols.errors import BudgetError, KeyMismatchError, ProtocolError
+from fedcredit.protocols.rlwe import scheme as rl
+from fedcredit.protocols.rlwe.ring import RingContext, ntt_primes
 
 L = 160
 

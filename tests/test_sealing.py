@@ -24,19 +24,19 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from fedcredit.v1 import envelope_pb2
-from federated.audit import verify_transcripts
-from federated.security.certs import CertLayout
-from federated.codec import decode_payload, encode_payload
-from federated.coordinator.service import Coordinator
-from federated.errors import CryptoError, ProtocolError
-from federated.runtime import RelayEndpoint, drive, envelope_aad
-from federated.security.sealing import NONCE_BYTES, SEAL_CHECKPOINT_KEY, SealHello, SealIdentity, SealSession, Sealer, hello_digest
-from federated.security.signing import envelope_digest, envelope_fields, sign_digest, verify_signing_cert
-from federated.transcript import TranscriptWriter
+from fedcredit.proto.v1 import envelope_pb2
+from fedcredit.runtime.audit import verify_transcripts
+from fedcredit.runtime.security.certs import CertLayout
+from fedcredit.runtime.codec import decode_payload, encode_payload
+from fedcredit.runtime.coordinator.service import Coordinator
+from fedcredit.runtime.errors import CryptoError, ProtocolError
+from fedcredit.runtime.driver import RelayEndpoint, drive, envelope_aad
+from fedcredit.runtime.security.sealing import NONCE_BYTES, SEAL_CHECKPOINT_KEY, SealHello, SealIdentity, SealSession, Sealer, hello_digest
+from fedcredit.runtime.security.signing import envelope_digest, envelope_fields, sign_digest, verify_signing_cert
+from fedcredit.runtime.transcript import TranscriptWriter
 from helpers import PARTIES, other_party, running_job, seal_identity, sealed_endpoint, signer, start_coordinator
-from protocols.core import Checkpoint, Role
-from protocols.psi import protocol as psi
+from fedcredit.protocols.core import Checkpoint, Role
+from fedcredit.protocols.psi import protocol as psi
 from sealing_support import HEADER, JOB, key_schedule, session, static_key
 
 

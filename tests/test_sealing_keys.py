@@ -16,10 +16,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from federated.security.certs import CertLayout
-from federated.errors import ConfigError, CryptoError, ProtocolError
-from federated.security.sealing import NONCE_BYTES, SealSession, Sealer, load_seal_identity, verify_peer_seal_cert
-from federated.security.signing import verify_signing_cert
+from fedcredit.runtime.security.certs import CertLayout
+from fedcredit.runtime.errors import ConfigError, CryptoError, ProtocolError
+from fedcredit.runtime.security.sealing import NONCE_BYTES, SealSession, Sealer, load_seal_identity, verify_peer_seal_cert
+from fedcredit.runtime.security.signing import verify_signing_cert
 from helpers import seal_identity, signer
 from sealing_support import HEADER, JOB, key_schedule, lp, session, static_key
 

@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
-from fedcredit.v1 import envelope_pb2
-from federated.security.certs import CertLayout, init_certs
-from federated.errors import ConfigError, CryptoError
-from federated.security.signing import (
+from fedcredit.proto.v1 import envelope_pb2
+from fedcredit.runtime.security.certs import CertLayout, init_certs
+from fedcredit.runtime.errors import ConfigError, CryptoError
+from fedcredit.runtime.security.signing import (
     ENVELOPE_FIELDS,
     canonical_json,
     cert_fingerprint,

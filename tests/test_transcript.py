@@ -11,11 +11,11 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from federated.node.approval import make_approval
-from federated.audit import verify_transcripts
-from federated.security.certs import CertLayout
-from federated.security.signing import envelope_digest, sign_digest
-from federated.transcript import TranscriptWriter, read_transcript, transcript_name
+from fedcredit.runtime.node.approval import make_approval
+from fedcredit.runtime.audit import verify_transcripts
+from fedcredit.runtime.security.certs import CertLayout
+from fedcredit.runtime.security.signing import envelope_digest, sign_digest
+from fedcredit.runtime.transcript import TranscriptWriter, read_transcript, transcript_name
 from helpers import signer
 from transcript_builder import (
     JOB,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from federated.security.certs import CertLayout
-from federated.transcript import read_transcript, record_hash
+from fedcredit.runtime.security.certs import CertLayout
+from fedcredit.runtime.transcript import read_transcript, record_hash
 from helpers import signer
 from transcript_builder import JOB, copy_job, dump, find_message, problems, read_lines, resign, verify, write_lines
 

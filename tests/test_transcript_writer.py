@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from federated.security.certs import CertLayout
-from federated.errors import ConflictError, CryptoError, DataError
-from federated.security.signing import canonical_json, envelope_digest
-from federated.transcript import FORMAT, ZERO_HASH, TranscriptWriter, read_transcript, record_hash
+from fedcredit.runtime.security.certs import CertLayout
+from fedcredit.runtime.errors import ConflictError, CryptoError, DataError
+from fedcredit.runtime.security.signing import canonical_json, envelope_digest
+from fedcredit.runtime.transcript import FORMAT, ZERO_HASH, TranscriptWriter, read_transcript, record_hash
 from helpers import signer
 from transcript_builder import JOB, PURPOSE, build_job, dump, find_message, problems, read_lines, spec_sha, verify
 

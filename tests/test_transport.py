@@ -18,9 +18,9 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from federated import errors
-from federated.security.certs import CertLayout, TlsMaterial, init_certs, load_tls
-from federated.errors import (
+from fedcredit.runtime import errors
+from fedcredit.runtime.security.certs import CertLayout, TlsMaterial, init_certs, load_tls
+from fedcredit.runtime.errors import (
     ConfigError,
     DataError,
     DeadlineError,
@@ -32,7 +32,7 @@ from federated.errors import (
     from_rpc_error,
     to_status_code,
 )
-from federated.security.transport import (
+from fedcredit.runtime.security.transport import (
     CHUNK_BYTES,
     MAX_MESSAGE_BYTES,
     chunk_bytes,
@@ -439,7 +439,7 @@ def test_data_error_round_trips(bank_channel: grpc.Channel) -> None:
 def test_unexpected_exception_is_internal_without_details(
     bank_channel: grpc.Channel, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="federated.errors"):
+    with caplog.at_level(logging.ERROR, logger="fedcredit.runtime.errors"):
         with pytest.raises(grpc.RpcError) as info:
             bank_channel.unary_unary(_method("RaiseRuntime"))(b"", timeout=RPC_TIMEOUT)
     assert info.value.code() == grpc.StatusCode.INTERNAL

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from federated.codec import decode_payload, encode_payload
-from protocols.core import Role, Send, run_local, tap
-from protocols.errors import BudgetError, ProtocolError
-from protocols.hetero_lr import HeteroLRParams, epoch_batches
-from protocols.hetero_lr import protocol as coordinated
-from protocols.hetero_lr import two_party as tp
-from protocols.paillier import generate_keypair
+from fedcredit.runtime.codec import decode_payload, encode_payload
+from fedcredit.protocols.core import Role, Send, run_local, tap
+from fedcredit.protocols.errors import BudgetError, ProtocolError
+from fedcredit.protocols.hetero_lr import HeteroLRParams, epoch_batches
+from fedcredit.protocols.hetero_lr import protocol as coordinated
+from fedcredit.protocols.hetero_lr import two_party as tp
+from fedcredit.protocols.paillier import generate_keypair
 from helpers import paillier_keypair
 
 L = 160
@@ -275,7 +275,7 @@ def test_ckks_engine_messages_are_rlwe_under_the_right_keys(data, keys):
     h = tap(tp.host_program(xh[:cut], xh[cut:], params, random.Random(11)),
             lambda a: None, lambda r, p: seen[Role.HOST].append((r.step, p)))
     run_local({Role.GUEST: g, Role.HOST: h})
-    from protocols.rlwe.scheme import RlweCiphertexts, RlwePublicKey
+    from fedcredit.protocols.rlwe.scheme import RlweCiphertexts, RlwePublicKey
     own_fp = {}
     for role, msgs in seen.items():
         setup = next(p for s, p in msgs if s is tp.TwoPartyStep.SETUP)
@@ -292,7 +292,7 @@ def test_ckks_engine_refuses_a_peer_with_smaller_parameters(data):
     """The masks a party adds are sized by the RLWE parameters: a peer's key with narrower ones is refused."""
     import dataclasses
 
-    from protocols.rlwe import scheme as rl
+    from fedcredit.protocols.rlwe import scheme as rl
     xg, xh, y, cut = data
     params = _params(he_scheme="ckks", max_epochs=1)
     honest = tp.make_share_engine(params, random.Random(5), n_train=cut, max_rows=64, n_batches=3)
@@ -304,7 +304,7 @@ def test_ckks_engine_refuses_a_peer_with_smaller_parameters(data):
 
 
 def test_ckks_engine_refuses_a_plan_whose_messages_exceed_the_relay_limit() -> None:
-    """A job the relay would stop halfway (a message over protocols.core.MAX_PAYLOAD_BYTES) is refused before any work."""
+    """A job the relay would stop halfway (a message over fedcredit.protocols.core.MAX_PAYLOAD_BYTES) is refused before any work."""
     params = _params(he_scheme="ckks", batch_size=8192)
     eng = tp.make_share_engine(params, random.Random(3), n_train=100_000, max_rows=8192, n_batches=12)
     peer = tp.make_share_engine(params, random.Random(4), n_train=100_000, max_rows=8192, n_batches=12)

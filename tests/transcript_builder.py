@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedcredit.v1 import envelope_pb2
-from federated.node.approval import make_approval
-from federated.audit import Problem, VerificationResult, verify_transcripts
-from federated.security.certs import CertLayout
-from federated.security.signing import SigningIdentity, canonical_json, envelope_digest, envelope_fields, sign_digest
-from federated.transcript import TranscriptWriter, record_hash, transcript_name
+from fedcredit.proto.v1 import envelope_pb2
+from fedcredit.runtime.node.approval import make_approval
+from fedcredit.runtime.audit import Problem, VerificationResult, verify_transcripts
+from fedcredit.runtime.security.certs import CertLayout
+from fedcredit.runtime.security.signing import SigningIdentity, canonical_json, envelope_digest, envelope_fields, sign_digest
+from fedcredit.runtime.transcript import TranscriptWriter, record_hash, transcript_name
 from helpers import signer
 
 JOB = "job-2024-0001"

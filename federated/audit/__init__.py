@@ -2,19 +2,19 @@
 
 The room in three parts, with arrows one way (render → model → verify → reader → result):
 
-* :mod:`~federated.audit.verify` checks transcripts alone and against each
+* :mod:`~fedcredit.runtime.audit.verify` checks transcripts alone and against each
   other (:func:`verify_transcripts`), and says when a missing record is
-  excused (its module docstring). :mod:`~federated.audit.reader` reads one
-  file through the runtime's own parser (:func:`federated.transcript.iter_lines`);
-  :mod:`~federated.audit.result` holds :class:`Problem`,
+  excused (its module docstring). :mod:`~fedcredit.runtime.audit.reader` reads one
+  file through the runtime's own parser (:func:`fedcredit.runtime.transcript.iter_lines`);
+  :mod:`~fedcredit.runtime.audit.result` holds :class:`Problem`,
   :class:`VerificationResult` and the stable problem codes.
-* :mod:`~federated.audit.model` turns what was read into a typed report
-  (:class:`~federated.audit.model.Report`; :func:`report_data` is its JSON).
-* :mod:`~federated.audit.render` renders it through the Jinja2 templates in
+* :mod:`~fedcredit.runtime.audit.model` turns what was read into a typed report
+  (:class:`~fedcredit.runtime.audit.model.Report`; :func:`report_data` is its JSON).
+* :mod:`~fedcredit.runtime.audit.render` renders it through the Jinja2 templates in
   ``templates/`` (:func:`render_report`: HTML, Markdown or JSON).
 
-It may import :mod:`federated.transcript`, :mod:`federated.security.signing`,
-:mod:`federated.errors` and :mod:`federated.node.approval`; nothing else in the
+It may import :mod:`fedcredit.runtime.transcript`, :mod:`fedcredit.runtime.security.signing`,
+:mod:`fedcredit.runtime.errors` and :mod:`fedcredit.runtime.node.approval`; nothing else in the
 runtime imports it but the CLI and the demo.
 """
 

@@ -1,6 +1,6 @@
-"""The audit report's content as typed values: what :mod:`federated.audit.render` shows.
+"""The audit report's content as typed values: what :mod:`fedcredit.runtime.audit.render` shows.
 
-:func:`build_report` verifies the transcripts (:func:`federated.audit.verify.audit`)
+:func:`build_report` verifies the transcripts (:func:`fedcredit.runtime.audit.verify.audit`)
 and summarises each job from what was read: parties, purpose and approved
 spec, who sent what to whom by classification and bytes, disclosed results,
 plaintext messages, consent counts and outcomes. Every class has a
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from federated.errors import FedCreditError
-from federated.security.signing import canonical_json, cert_fingerprint
-from federated.transcript import ROLES
+from fedcredit.runtime.errors import FedCreditError
+from fedcredit.runtime.security.signing import canonical_json, cert_fingerprint
+from fedcredit.runtime.transcript import ROLES
 
 from .reader import Msg, TranscriptFile, ts_text
 from .result import PROBLEM_CODES, Problem, VerificationResult

@@ -1,12 +1,12 @@
 """Read one transcript file for the auditor: every line checked, every flaw a problem, nothing raised.
 
-The lines come from :func:`federated.transcript.iter_lines`, the runtime's one
+The lines come from :func:`fedcredit.runtime.transcript.iter_lines`, the runtime's one
 transcript parser. Here each record is checked on its own and against the
 record before it (layout, index, hash chain, hash, signature, one job and node
 per file); the header's signing certificate is checked against the CA; message
 records are checked for the envelope's layout and direction. What is read is
 kept in a :class:`TranscriptFile` for the cross-file checks in
-:mod:`federated.audit.verify`.
+:mod:`fedcredit.runtime.audit.verify`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from federated.errors import FedCreditError
-from federated.security.signing import ENVELOPE_FIELDS, cert_fingerprint, signing_public_key, verify_digest, verify_signing_cert
-from federated.transcript import DIRECTIONS, FORMAT, KINDS, ROLES, ZERO_HASH, iter_lines, record_hash
+from fedcredit.runtime.errors import FedCreditError
+from fedcredit.runtime.security.signing import ENVELOPE_FIELDS, cert_fingerprint, signing_public_key, verify_digest, verify_signing_cert
+from fedcredit.runtime.transcript import DIRECTIONS, FORMAT, KINDS, ROLES, ZERO_HASH, iter_lines, record_hash
 
 from .result import Findings
 

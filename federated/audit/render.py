@@ -2,7 +2,7 @@
 
 HTML and Markdown come from Jinja2 templates shipped with the package
 (``federated/audit/templates/report.html.j2`` and ``report.md.j2``), rendered
-from the typed :class:`~federated.audit.model.Report`:
+from the typed :class:`~fedcredit.runtime.audit.model.Report`:
 
 * HTML autoescapes every value (a transcript is untrusted input: a spec may
   hold ``<script>``); the page is self-contained: inline CSS, no scripts, no
@@ -68,7 +68,7 @@ def _none_empty(v: Any) -> Any:
 @functools.cache
 def _environment(fmt: str) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("federated.audit", "templates"),
+        loader=jinja2.PackageLoader("fedcredit.runtime.audit", "templates"),
         autoescape=fmt == "html",
         finalize=_none_empty if fmt == "html" else _md,
         trim_blocks=True,

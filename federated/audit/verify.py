@@ -1,7 +1,7 @@
 """Verify transcripts alone and against each other.
 
 :func:`verify_transcripts` checks a set of transcript files (see
-:mod:`federated.transcript`; each is read by :mod:`federated.audit.reader`):
+:mod:`fedcredit.runtime.transcript`; each is read by :mod:`fedcredit.runtime.audit.reader`):
 
 * per file: a header first, contiguous indexes, the hash chain, every record's
   hash and Ed25519 signature, the signing certificate (against the CA), one job
@@ -29,7 +29,7 @@ missing: a ``MISSING`` problem. It is only a warning when **all** of this holds:
    record excuses nothing: a party can rewrite its own file at will.
 2. **The missing record is a receive, at a party.** A missing record of
    *sending* is never excused: every node records a message before it leaves
-   (:meth:`federated.runtime.Endpoint.send`), so a message the relay or the
+   (:meth:`fedcredit.runtime.driver.Endpoint.send`), so a message the relay or the
    receiver has always has its sender's record. Nor does the coordinator
    excuse gaps in its own transcript.
 3. **The message comes from the receiver's failure point on.** In the
@@ -52,7 +52,7 @@ through the relay and then stopped before fetching one that had already
 reached the relay leaves a ``MISSING`` problem (a narrow race).
 
 It never raises for bad input: every unreadable file, line or field becomes a
-:class:`~federated.audit.result.Problem` with a stable ``code`` and a
+:class:`~fedcredit.runtime.audit.result.Problem` with a stable ``code`` and a
 plain-words ``message``.
 """
 
@@ -67,8 +67,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from federated.errors import FedCreditError
-from federated.security.signing import ENVELOPE_FIELDS, canonical_json, envelope_digest, verify_digest
+from fedcredit.runtime.errors import FedCreditError
+from fedcredit.runtime.security.signing import ENVELOPE_FIELDS, canonical_json, envelope_digest, verify_digest
 
 from .reader import Event, Msg, TranscriptFile, read_file, read_peer_certs
 from .result import Findings, VerificationResult
@@ -121,7 +121,7 @@ def _check_approval_signatures(files: list[TranscriptFile], by_node: dict[str, T
 
     This is what stops a coordinator from recording an approval a party never gave.
     """
-    from federated.node.approval import approval_digest  # imports the config models: only when there is something to check
+    from fedcredit.runtime.node.approval import approval_digest  # imports the config models: only when there is something to check
 
     for tf in files:
         for ev in tf.events_named("approved") + tf.events_named("rejected"):
@@ -351,7 +351,7 @@ def _check_spec(files: list[TranscriptFile], f: Findings) -> None:
 # --------------------------------------------------------------------------
 @dataclass
 class Audit:
-    """Everything verification read and found; :mod:`federated.audit.model` builds the report from it."""
+    """Everything verification read and found; :mod:`fedcredit.runtime.audit.model` builds the report from it."""
 
     result: VerificationResult
     files: list[TranscriptFile]
@@ -427,7 +427,7 @@ def verify_transcripts(paths: Sequence[Path], *, ca_cert_pem: bytes | None = Non
             transcript with a fresh key of the same name.
 
     Returns:
-        A :class:`~federated.audit.result.VerificationResult`; ``ok`` is false
+        A :class:`~fedcredit.runtime.audit.result.VerificationResult`; ``ok`` is false
         if there is any problem. Never raises for unreadable or tampered files.
     """
     return audit(paths, ca_cert_pem).result

@@ -1,6 +1,6 @@
-"""``python -m federated.cli``: the ``fedcredit`` command."""
+"""``python -m fedcredit.runtime.cli``: the ``fedcredit`` command."""
 
-from federated.cli.main import main
+from fedcredit.runtime.cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -8,13 +8,13 @@ from typing import Any, Callable
 
 import grpc
 
-from fedcredit.v1 import job_pb2, job_pb2_grpc
+from fedcredit.proto.v1 import job_pb2, job_pb2_grpc
 
-from federated.security.certs import load_tls
-from federated.config import ClientConfig, JobSpec
-from federated.errors import DeadlineError, from_rpc_error
-from federated.coordinator.store import FINAL_STATES
-from federated.security.transport import DEFAULT_DEADLINE_S, create_channel
+from fedcredit.runtime.security.certs import load_tls
+from fedcredit.runtime.config import ClientConfig, JobSpec
+from fedcredit.runtime.errors import DeadlineError, from_rpc_error
+from fedcredit.runtime.coordinator.store import FINAL_STATES
+from fedcredit.runtime.security.transport import DEFAULT_DEADLINE_S, create_channel
 
 __all__ = ["OperatorClient", "job_dict"]
 

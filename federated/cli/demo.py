@@ -27,26 +27,26 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from federated.security.certs import init_certs
-from federated.config import ClientConfig, DatasetConfig, JobSpec, load_config, parse_config
-from federated.node.data import load_dataset
-from federated.errors import ConfigError, DataError, TransportError
-from federated.plan import plan_job
-from federated.transcript import transcript_name
-from federated.reference import DEFAULT_CLIP, DEFAULT_L2, align_ids, reference_metrics
-from federated.node.results import merge_views
-from federated.node.workdir import NodeStore
+from fedcredit.runtime.security.certs import init_certs
+from fedcredit.runtime.config import ClientConfig, DatasetConfig, JobSpec, load_config, parse_config
+from fedcredit.runtime.node.data import load_dataset
+from fedcredit.runtime.errors import ConfigError, DataError, TransportError
+from fedcredit.runtime.plan import plan_job
+from fedcredit.runtime.transcript import transcript_name
+from fedcredit.runtime.reference import DEFAULT_CLIP, DEFAULT_L2, align_ids, reference_metrics
+from fedcredit.runtime.node.results import merge_views
+from fedcredit.runtime.node.workdir import NodeStore
 
 __all__ = ["DemoOptions", "run_demo", "reference_models", "Cluster"]
 
 
 
 def _example_data() -> Path:
-    """The example data: the installed package ``federated.example_data`` (a wheel carries it), else the checkout's."""
+    """The example data: the installed package ``fedcredit.runtime.example_data`` (a wheel carries it), else the checkout's."""
     try:
         from importlib.resources import files
 
-        installed = Path(str(files("federated.example_data")))
+        installed = Path(str(files("fedcredit.runtime.example_data")))
         if (installed / "default_credit_hetero_guest.csv").is_file():
             return installed
     except (ImportError, TypeError):  # not installed, or not as a regular package
@@ -139,7 +139,7 @@ class Cluster:
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.workdir / "logs" / f"{name}.log", "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        proc = subprocess.Popen([sys.executable, "-m", "federated.cli", *args], stdout=log, stderr=subprocess.STDOUT, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "fedcredit.runtime.cli", *args], stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
         self.procs[name] = proc
         return proc
@@ -236,9 +236,9 @@ def reference_models(guest_cfg: DatasetConfig, host_cfg: DatasetConfig, seed: in
     intercept unpenalized like the protocol), so the gap to the joint model
     measures the protocol only. ``plain_sklearn`` is sklearn with ordinary
     preprocessing (``StandardScaler``, no clipping, default C). See
-    :mod:`federated.reference`.
+    :mod:`fedcredit.runtime.reference`.
     """
-    from federated.node.consent import apply_consent, load_consent_registry
+    from fedcredit.runtime.node.consent import apply_consent, load_consent_registry
 
     g = load_dataset(guest_cfg, require_label=True)
     h = load_dataset(host_cfg, require_label=False)
@@ -261,8 +261,8 @@ def _default(path: Path | None, name: str) -> Path:
 
 
 def run_demo(opts: DemoOptions, console: Console) -> int:
-    from federated.cli.client import OperatorClient
-    from federated.cli.progress import follow_job
+    from fedcredit.runtime.cli.client import OperatorClient
+    from fedcredit.runtime.cli.progress import follow_job
 
     t0 = time.monotonic()
     guest_path = _default(opts.guest_data, "default_credit_hetero_guest.csv")
@@ -315,7 +315,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         console.print(f"[bold red]job {info.state}[/]: {info.error}\nlogs: {workdir / 'logs'}")
         return 1
 
-    from federated.audit import render_report, verify_transcripts
+    from fedcredit.runtime.audit import render_report, verify_transcripts
 
     transcripts = cluster.transcripts(info.job_id)
     ca_pem = (cluster.certs / "ca.crt").read_bytes()
@@ -389,8 +389,8 @@ def _consent_excluded(transcripts: list[Path]) -> int | None:
 def run_psi_demo(left: Path, right: Path, *, id_column: str, protocol: str, reveal: str, dedupe: bool, workdir: Path,
                  json_out: Path | None, console: Console) -> int:
     """PSI alone between a bank (left, guest) and a platform (right, host) as separate processes over mTLS."""
-    from federated.cli.client import OperatorClient
-    from federated.cli.progress import follow_job
+    from fedcredit.runtime.cli.client import OperatorClient
+    from fedcredit.runtime.cli.progress import follow_job
 
     if protocol not in ("auto", "ecdh", "ot"):
         raise ConfigError(f"--protocol {protocol!r} is not available (choose: auto, ecdh, ot)")

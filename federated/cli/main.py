@@ -14,7 +14,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
-from federated.errors import FedCreditError
+from fedcredit.runtime.errors import FedCreditError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fedcredit: privacy-preserving joint credit modeling (PSI + vertical LR over mTLS gRPC).")
@@ -69,7 +69,7 @@ def certs_init(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing CA."),
 ) -> None:
     """Create a development CA and certificates for the coordinator, parties and operators."""
-    from federated.security.certs import init_certs
+    from fedcredit.runtime.security.certs import init_certs
 
     try:
         layout = init_certs(directory, [p.strip() for p in parties.split(",") if p.strip()], coordinator=coordinator,
@@ -93,7 +93,7 @@ def certs_ca(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing CA."),
 ) -> None:
     """Create only a CA, to sign nodes' requests with `certs sign`."""
-    from federated.security.certs import create_ca
+    from fedcredit.runtime.security.certs import create_ca
 
     try:
         layout = create_ca(directory, days=days, overwrite=force)
@@ -111,7 +111,7 @@ def certs_request(
     force: bool = typer.Option(False, "--force", help="Overwrite existing keys and request."),
 ) -> None:
     """Make this node's private keys (0600) and a certificate request; send only the .csr to the CA."""
-    from federated.security.certs import request_certs
+    from fedcredit.runtime.security.certs import request_certs
 
     try:
         req = request_certs(out, name, role, hosts=_names(hosts) if hosts is not None else None, overwrite=force)
@@ -131,7 +131,7 @@ def certs_sign(
     force: bool = typer.Option(False, "--force", help="Overwrite existing certificates."),
 ) -> None:
     """Check each request against its role's profile and issue its certificates; one bad request issues nothing."""
-    from federated.security.certs import cert_fingerprint, sign_requests
+    from fedcredit.runtime.security.certs import cert_fingerprint, sign_requests
 
     try:
         signed = sign_requests(ca_dir, requests, out, coordinator=coordinator, days=days, overwrite=force)
@@ -150,8 +150,8 @@ def coordinator_serve(
     log_level: str = typer.Option("INFO", help="Logging level."),
 ) -> None:
     """Run the coordinator until SIGTERM/SIGINT."""
-    from federated.config import CoordinatorConfig, load_config
-    from federated.coordinator.service import Coordinator
+    from fedcredit.runtime.config import CoordinatorConfig, load_config
+    from fedcredit.runtime.coordinator.service import Coordinator
 
     _setup_logging(log_level)
     try:
@@ -170,8 +170,8 @@ def party_serve(
     log_level: str = typer.Option("INFO", help="Logging level."),
 ) -> None:
     """Run a party node until SIGTERM/SIGINT. It dials out to the coordinator; it opens no port."""
-    from federated.config import PartyConfig, load_config
-    from federated.node.party import PartyNode
+    from fedcredit.runtime.config import PartyConfig, load_config
+    from fedcredit.runtime.node.party import PartyNode
 
     _setup_logging(log_level)
     try:
@@ -183,15 +183,15 @@ def party_serve(
 
 
 def _client(client_config: Optional[Path]) -> Any:
-    from federated.cli.client import OperatorClient
-    from federated.config import ClientConfig, load_config
+    from fedcredit.runtime.cli.client import OperatorClient
+    from fedcredit.runtime.config import ClientConfig, load_config
 
     path = client_config or Path(os.environ.get("FEDCREDIT_CLIENT_CONFIG", "client.yaml"))
     return OperatorClient(load_config(ClientConfig, path))
 
 
 def _print_job(info: Any, as_json: bool) -> None:
-    from federated.cli.client import job_dict
+    from fedcredit.runtime.cli.client import job_dict
 
     d = job_dict(info)
     if as_json:
@@ -216,8 +216,8 @@ def job_submit(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Submit a job; with --wait, follow it to the end (exit 1 if it fails)."""
-    from federated.config import load_job_spec
-    from federated.cli.progress import follow_job
+    from fedcredit.runtime.config import load_job_spec
+    from fedcredit.runtime.cli.progress import follow_job
 
     try:
         spec = load_job_spec(job_file)
@@ -283,12 +283,12 @@ def job_cancel(
 
 
 def _party_decision(job_id: str, config: Path, approve: bool, reason: str) -> None:
-    from federated.node.approval import check_policy, checked_spec, make_approval
-    from federated.config import PartyConfig, load_config
-    from federated.errors import PermissionDeniedError
-    from federated.node.party import PartyNode
+    from fedcredit.runtime.node.approval import check_policy, checked_spec, make_approval
+    from fedcredit.runtime.config import PartyConfig, load_config
+    from fedcredit.runtime.errors import PermissionDeniedError
+    from fedcredit.runtime.node.party import PartyNode
 
-    from fedcredit.v1 import job_pb2
+    from fedcredit.proto.v1 import job_pb2
 
     cfg = load_config(PartyConfig, config)
     node = PartyNode(cfg)
@@ -345,7 +345,7 @@ def audit_verify(
                                            "required (or $FEDCREDIT_CA)."),
 ) -> None:
     """Check chains, signatures, sender/receiver agreement and approved specs. Exit 1 if anything fails."""
-    from federated.audit import verify_transcripts
+    from fedcredit.runtime.audit import verify_transcripts
 
     ca_pem = ca.read_bytes() if ca else None
     result = verify_transcripts(transcripts, ca_cert_pem=ca_pem)
@@ -371,7 +371,7 @@ def audit_report(
                                       help="The CA certificate (trust anchor); without it the report says NOT verified."),
 ) -> None:
     """Write a compliance report (who sent what to whom, disclosed aggregates, verification result)."""
-    from federated.audit import render_report
+    from fedcredit.runtime.audit import render_report
 
     if fmt not in ("html", "md", "json"):
         _fail(FedCreditError("--format must be html, md or json"))
@@ -411,7 +411,7 @@ def demo(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from federated.cli.demo import DemoOptions, run_demo
+    from fedcredit.runtime.cli.demo import DemoOptions, run_demo
 
     if mode not in ("paillier", "ckks"):
         _fail(FedCreditError("--mode must be paillier or ckks"))
@@ -437,7 +437,7 @@ def demo_psi(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
 ) -> None:
     """PSI alone, with real processes over mTLS gRPC; the intersection goes to a CSV in the workdir."""
-    from federated.cli.demo import run_psi_demo
+    from fedcredit.runtime.cli.demo import run_psi_demo
 
     try:
         code = run_psi_demo(left, right, id_column=id_column, protocol=protocol, reveal=reveal, dedupe=dedupe,

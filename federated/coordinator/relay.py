@@ -1,13 +1,13 @@
 """The relay's store and its limits: the mailbox, per-job quotas and per-party rate limits.
 
-The coordinator's :class:`~federated.coordinator.service.RelayServicer` charges every
+The coordinator's :class:`~fedcredit.runtime.coordinator.service.RelayServicer` charges every
 message to its job before reading the payload (:meth:`Mailbox.admit`: bytes and
 messages per job), holds it until the receiver takes it (:meth:`Mailbox.put`:
 undelivered bytes per job), and takes a token from the sender's bucket
 (:class:`RateLimiter`: messages per second per party). Every refusal is a
-:class:`~federated.errors.QuotaError` (``RESOURCE_EXHAUSTED``) naming the limit
+:class:`~fedcredit.runtime.errors.QuotaError` (``RESOURCE_EXHAUSTED``) naming the limit
 and its setting in the coordinator config's ``relay`` section, never a value
-from a payload. The settings are :class:`federated.config.RelayLimits`.
+from a payload. The settings are :class:`fedcredit.runtime.config.RelayLimits`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from fedcredit.v1 import envelope_pb2
+from fedcredit.proto.v1 import envelope_pb2
 
-from federated.config import RelayLimits
-from federated.errors import QuotaError, RateLimitedError
+from fedcredit.runtime.config import RelayLimits
+from fedcredit.runtime.errors import QuotaError, RateLimitedError
 
 __all__ = ["Mailbox", "RateLimiter"]
 

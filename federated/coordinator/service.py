@@ -3,12 +3,12 @@
 Parties dial in over mutual TLS; the coordinator never dials out. Servicers
 are thin: they authenticate the caller by its certificate, decode, call the
 :class:`JobManager` or the :class:`Mailbox`, and encode. Errors become gRPC
-status codes in one place (:class:`federated.errors.ErrorInterceptor`).
-Revoked certificates are refused on every RPC (:mod:`federated.security.revocation`),
-and the relay's quotas and rate limits live in :mod:`federated.coordinator.relay`. What a
+status codes in one place (:class:`fedcredit.runtime.errors.ErrorInterceptor`).
+Revoked certificates are refused on every RPC (:mod:`fedcredit.runtime.security.revocation`),
+and the relay's quotas and rate limits live in :mod:`fedcredit.runtime.coordinator.relay`. What a
 job's protocols are (the steps the relay carries) and whether a restarted node
-resumes its role come from the job's plan (:mod:`federated.plan`); what a party
-may report comes from :mod:`federated.node.results`.
+resumes its role come from the job's plan (:mod:`fedcredit.runtime.plan`); what a party
+may report comes from :mod:`fedcredit.runtime.node.results`.
 
 Owns: the job lifecycle, the relay's checks, and the servicers. May import the
 rest of ``federated`` except the party node, the CLI and the demo.
@@ -27,28 +27,28 @@ from typing import Any, Callable, Iterator
 
 import grpc
 
-from fedcredit.v1 import envelope_pb2, job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc, relay_pb2, relay_pb2_grpc
-from protocols.core import MAX_PAYLOAD_BYTES as CORE_MAX_PAYLOAD_BYTES
-from protocols.core import Role
+from fedcredit.proto.v1 import envelope_pb2, job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc, relay_pb2, relay_pb2_grpc
+from fedcredit.protocols.core import MAX_PAYLOAD_BYTES as CORE_MAX_PAYLOAD_BYTES
+from fedcredit.protocols.core import Role
 
-from federated.node.approval import verify_approval
-from federated.security.certs import load_tls
-from federated.codec import payload_type_name
-from federated.config import CoordinatorConfig, JobSpec, spec_digest
-from federated.errors import ConfigError, ConflictError, CryptoError, JobFailedError, NotFoundError, PermissionDeniedError, ProtocolError, QuotaError
-from federated.plan import JobPlan, plan_job
-from federated.coordinator.relay import Mailbox, RateLimiter
-from federated.node.results import PUBLIC_RESULT_KEYS
-from federated.security.revocation import DenyList
-from federated.security.signing import SigningIdentity, envelope_digest, envelope_fields, load_signing_identity, verify_digest, verify_signing_cert
-from federated.transcript import TranscriptWriter, transcript_name
-from federated.coordinator.store import ACTIVE_STATES, JobRow, RoleRow, Store, now_ms
-from federated.security.transport import CHUNK_BYTES, PeerCheckInterceptor, chunk_bytes, create_server, peer_identity
+from fedcredit.runtime.node.approval import verify_approval
+from fedcredit.runtime.security.certs import load_tls
+from fedcredit.runtime.codec import payload_type_name
+from fedcredit.runtime.config import CoordinatorConfig, JobSpec, spec_digest
+from fedcredit.runtime.errors import ConfigError, ConflictError, CryptoError, JobFailedError, NotFoundError, PermissionDeniedError, ProtocolError, QuotaError
+from fedcredit.runtime.plan import JobPlan, plan_job
+from fedcredit.runtime.coordinator.relay import Mailbox, RateLimiter
+from fedcredit.runtime.node.results import PUBLIC_RESULT_KEYS
+from fedcredit.runtime.security.revocation import DenyList
+from fedcredit.runtime.security.signing import SigningIdentity, envelope_digest, envelope_fields, load_signing_identity, verify_digest, verify_signing_cert
+from fedcredit.runtime.transcript import TranscriptWriter, transcript_name
+from fedcredit.runtime.coordinator.store import ACTIVE_STATES, JobRow, RoleRow, Store, now_ms
+from fedcredit.runtime.security.transport import CHUNK_BYTES, PeerCheckInterceptor, chunk_bytes, create_server, peer_identity
 
 __all__ = ["Coordinator", "Mailbox", "JobManager"]
 
 _LOG = logging.getLogger(__name__)
-# One relayed message may not exceed protocols.core.MAX_PAYLOAD_BYTES (64 MiB); the protocols check their own
+# One relayed message may not exceed fedcredit.protocols.core.MAX_PAYLOAD_BYTES (64 MiB); the protocols check their own
 # plans against it before any work (a default CKKS job's largest message is 2.2 MB, a PSI batch 256 KiB).
 MAX_PAYLOAD_BYTES = CORE_MAX_PAYLOAD_BYTES
 VERSION = "0.1.0"
@@ -391,7 +391,7 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
 
     def SubmitJob(self, request: job_pb2.SubmitJobRequest, context: grpc.ServicerContext) -> job_pb2.SubmitJobResponse:
         self.auth.operator(context)
-        from federated.config import parse_config
+        from fedcredit.runtime.config import parse_config
 
         spec = parse_config(JobSpec, json.loads(request.spec_json or "{}"), source="job spec")
         return job_pb2.SubmitJobResponse(job=job_info(self.jobs.submit(spec)))

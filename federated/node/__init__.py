@@ -5,8 +5,8 @@ It owns the node's lifecycle (:mod:`.party`: dial out, approve, dispatch), its a
 PSI and training runners (:mod:`.psi_runner`, :mod:`.train_runner`), the node store (:mod:`.workdir`:
 workdir layout, caches, checkpoints, artifacts) and its typed results (:mod:`.results`).
 
-It may import the shared modules (:mod:`federated.plan`, :mod:`federated.runtime`,
-:mod:`federated.codec`, :mod:`federated.transcript`, :mod:`federated.config`),
-:mod:`federated.security`, :mod:`federated.errors`, :mod:`federated.files` and :mod:`protocols`;
+It may import the shared modules (:mod:`fedcredit.runtime.plan`, :mod:`fedcredit.runtime.driver`,
+:mod:`fedcredit.runtime.codec`, :mod:`fedcredit.runtime.transcript`, :mod:`fedcredit.runtime.config`),
+:mod:`fedcredit.runtime.security`, :mod:`fedcredit.runtime.errors`, :mod:`fedcredit.runtime.files` and :mod:`protocols`;
 never the coordinator, the audit or the CLI.
 """

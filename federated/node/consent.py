@@ -26,8 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
-from protocols.errors import DataError
-from protocols.psi.ids import normalize_id
+from fedcredit.protocols.errors import DataError
+from fedcredit.protocols.psi.ids import normalize_id
 
 __all__ = ["Consent", "ConsentDecision", "load_consent_registry", "apply_consent"]
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from protocols.errors import DataError
-from protocols.psi.ids import prepare_ids
+from fedcredit.protocols.errors import DataError
+from fedcredit.protocols.psi.ids import prepare_ids
 
-from federated.config import DatasetConfig
+from fedcredit.runtime.config import DatasetConfig
 
 __all__ = ["LocalDataset", "load_dataset"]
 

@@ -3,14 +3,14 @@
 The node opens no port. It registers its sealing and signing certificates, long-polls for jobs in which it
 has a role, and approves or rejects a pending one by its policy (or waits for its operator). It runs each
 approved job in a thread: it checks its own signed approval and the data it approved on, plans the job
-(:func:`federated.plan.plan_job`), loads its rows, then runs PSI (:mod:`federated.node.psi_runner`) and, for a
-``train`` job, its LR role (:mod:`federated.node.train_runner`). Raw data, labels and weights never leave this
-process: what it keeps goes to its workdir (:mod:`federated.node.workdir`), and the coordinator gets only the
-public part of its result (:class:`federated.node.results.JobResult`).
+(:func:`fedcredit.runtime.plan.plan_job`), loads its rows, then runs PSI (:mod:`fedcredit.runtime.node.psi_runner`) and, for a
+``train`` job, its LR role (:mod:`fedcredit.runtime.node.train_runner`). Raw data, labels and weights never leave this
+process: what it keeps goes to its workdir (:mod:`fedcredit.runtime.node.workdir`), and the coordinator gets only the
+public part of its result (:class:`fedcredit.runtime.node.results.JobResult`).
 
 Owns: the node's lifecycle and decisions, and what a job's run is wired to: the relay endpoint, the peer's
 verified keys, the transcript, progress reports and the process pool.
-May import: the rest of ``federated`` except the coordinator, the CLI and the demo; ``protocols.core``.
+May import: the rest of ``federated`` except the coordinator, the CLI and the demo; ``fedcredit.protocols.core``.
 """
 
 from __future__ import annotations
@@ -28,25 +28,25 @@ from typing import Any
 import grpc
 import numpy as np
 
-from fedcredit.v1 import job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc
-from protocols.core import MapFn, Progress, Role, key_owner_of
+from fedcredit.proto.v1 import job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc
+from fedcredit.protocols.core import MapFn, Progress, Role, key_owner_of
 
-from federated.node.approval import check_policy, checked_spec, dataset_digest, make_approval, my_role, require_own_approval
-from federated.security.certs import load_tls
-from federated.config import JobSpec, PartyConfig
-from federated.node.consent import apply_consent, load_consent_registry
-from federated.node.data import LocalDataset, load_dataset
-from federated.errors import ConfigError, ConflictError, DataError, FedCreditError, NotFoundError, PermissionDeniedError, TransportError, from_rpc_error
-from federated.plan import JobPlan, RolePlan, plan_job
-from federated.node.psi_runner import PartyIds, run_psi
-from federated.node.results import JobResult, Traffic
-from federated.runtime import RelayEndpoint, RoleRun, describe_error
-from federated.security.sealing import SEAL_CHECKPOINT_KEY, SealSession, load_seal_identity, verify_peer_seal_cert
-from federated.security.signing import envelope_fields, load_signing_identity, verify_signing_cert
-from federated.node.train_runner import run_training
-from federated.transcript import TranscriptWriter
-from federated.security.transport import DEFAULT_DEADLINE_S, create_channel, wait_healthy
-from federated.node.workdir import ApprovedData, JobFiles, NodeStore
+from fedcredit.runtime.node.approval import check_policy, checked_spec, dataset_digest, make_approval, my_role, require_own_approval
+from fedcredit.runtime.security.certs import load_tls
+from fedcredit.runtime.config import JobSpec, PartyConfig
+from fedcredit.runtime.node.consent import apply_consent, load_consent_registry
+from fedcredit.runtime.node.data import LocalDataset, load_dataset
+from fedcredit.runtime.errors import ConfigError, ConflictError, DataError, FedCreditError, NotFoundError, PermissionDeniedError, TransportError, from_rpc_error
+from fedcredit.runtime.plan import JobPlan, RolePlan, plan_job
+from fedcredit.runtime.node.psi_runner import PartyIds, run_psi
+from fedcredit.runtime.node.results import JobResult, Traffic
+from fedcredit.runtime.driver import RelayEndpoint, RoleRun, describe_error
+from fedcredit.runtime.security.sealing import SEAL_CHECKPOINT_KEY, SealSession, load_seal_identity, verify_peer_seal_cert
+from fedcredit.runtime.security.signing import envelope_fields, load_signing_identity, verify_signing_cert
+from fedcredit.runtime.node.train_runner import run_training
+from fedcredit.runtime.transcript import TranscriptWriter
+from fedcredit.runtime.security.transport import DEFAULT_DEADLINE_S, create_channel, wait_healthy
+from fedcredit.runtime.node.workdir import ApprovedData, JobFiles, NodeStore
 
 __all__ = ["PartyNode"]
 

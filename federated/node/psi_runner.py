@@ -1,6 +1,6 @@
 """A party's PSI: the role program its job plan names, run over the relay, and the rows it aligns.
 
-:func:`run_psi` runs this node's side of the job's PSI (:class:`~federated.plan.PsiPlan`):
+:func:`run_psi` runs this node's side of the job's PSI (:class:`~fedcredit.runtime.plan.PsiPlan`):
 
 * ECDH, resumed from this node's checkpoint after a restart (the checkpoint holds the secret scalar: it is
   kept, 0600, only while the exchange runs);
@@ -10,9 +10,9 @@
 
 It then checks what this party learned against its minimum and writes ``intersection.csv``.
 
-Owns: calling ``protocols.psi``'s role programs with this node's ids. May import: ``protocols``,
-:mod:`federated.plan`, :mod:`federated.runtime`, :mod:`federated.node.workdir`, :mod:`federated.node.results`,
-:mod:`federated.transcript` and :mod:`federated.errors`.
+Owns: calling ``fedcredit.protocols.psi``'s role programs with this node's ids. May import: ``protocols``,
+:mod:`fedcredit.runtime.plan`, :mod:`fedcredit.runtime.driver`, :mod:`fedcredit.runtime.node.workdir`, :mod:`fedcredit.runtime.node.results`,
+:mod:`fedcredit.runtime.transcript` and :mod:`fedcredit.runtime.errors`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Sequence
 
 import numpy as np
 
-from protocols.core import Role
-from protocols.psi import (
+from fedcredit.protocols.core import Role
+from fedcredit.protocols.psi import (
     PsiCheckpoint,
     PsiResult,
     PsiStep,
@@ -38,14 +38,14 @@ from protocols.psi import (
     unbalanced_host_program,
     unbalanced_new_key,
 )
-from protocols.psi.ot import ot_guest_program, ot_host_program
+from fedcredit.protocols.psi.ot import ot_guest_program, ot_host_program
 
-from federated.errors import PermissionDeniedError
-from federated.plan import PsiPlan, PsiProgram, RolePlan
-from federated.node.results import PsiOutcome
-from federated.runtime import RoleRun
-from federated.transcript import TranscriptWriter, read_transcript
-from federated.node.workdir import JobFiles, NodeStore, UnbalancedHostFiles, UnbalancedKey
+from fedcredit.runtime.errors import PermissionDeniedError
+from fedcredit.runtime.plan import PsiPlan, PsiProgram, RolePlan
+from fedcredit.runtime.node.results import PsiOutcome
+from fedcredit.runtime.driver import RoleRun
+from fedcredit.runtime.transcript import TranscriptWriter, read_transcript
+from fedcredit.runtime.node.workdir import JobFiles, NodeStore, UnbalancedHostFiles, UnbalancedKey
 
 __all__ = ["PartyIds", "PsiRun", "run_psi"]
 

@@ -1,13 +1,13 @@
 """A party's own result of a job: one typed record per party, and the part of it that is public.
 
 A party writes its :class:`JobResult` to ``jobs/<job>/result.json`` in its workdir (0600,
-:mod:`federated.node.workdir`), and sends the coordinator only its :meth:`JobResult.public` part:
+:mod:`fedcredit.runtime.node.workdir`), and sends the coordinator only its :meth:`JobResult.public` part:
 the run metadata named by :data:`PUBLIC_RESULT_KEYS`, which the coordinator could time or count
 itself. Metrics, losses, sizes and paths stay on the party's node: the platform's operator runs
 the coordinator, so what the coordinator stores the platform may read.
 
 The JSON form keys what only this party can say by its node name (``{"seconds": {"bank": ...}}``),
-so a simulation holding every node's files (:class:`federated.cli.demo.Cluster`) can merge the
+so a simulation holding every node's files (:class:`fedcredit.runtime.cli.demo.Cluster`) can merge the
 parties' records into one view without one overwriting the other.
 
 Owns: the result types and their JSON form. May import: the standard library only.

@@ -2,11 +2,11 @@
 
 :func:`run_training` splits the aligned rows into training and test rows (from the ids and the job's seed,
 so both parties agree without a message), standardizes this party's features on its training rows, runs
-its role of the two-party LR (``protocols.hetero_lr.two_party``) and writes its ``model.json``: its
+its role of the two-party LR (``fedcredit.protocols.hetero_lr.two_party``) and writes its ``model.json``: its
 weights, or its shares of them when they stay shared, and its standardizer.
 
-Owns: the model artifact's format. May import: ``protocols``, :mod:`federated.plan`,
-:mod:`federated.runtime`, :mod:`federated.node.workdir`, :mod:`federated.node.results` and :mod:`federated.node.data`.
+Owns: the model artifact's format. May import: ``protocols``, :mod:`fedcredit.runtime.plan`,
+:mod:`fedcredit.runtime.driver`, :mod:`fedcredit.runtime.node.workdir`, :mod:`fedcredit.runtime.node.results` and :mod:`fedcredit.runtime.node.data`.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from protocols.core import Role
-from protocols.hetero_lr import HeteroLRParams, Standardizer, split_train_test
-from protocols.hetero_lr import two_party
+from fedcredit.protocols.core import Role
+from fedcredit.protocols.hetero_lr import HeteroLRParams, Standardizer, split_train_test
+from fedcredit.protocols.hetero_lr import two_party
 
-from federated.node.data import LocalDataset
-from federated.plan import TrainPlan
-from federated.node.results import Metrics, TrainingSummary
-from federated.runtime import RoleRun
-from federated.node.workdir import JobFiles
+from fedcredit.runtime.node.data import LocalDataset
+from fedcredit.runtime.plan import TrainPlan
+from fedcredit.runtime.node.results import Metrics, TrainingSummary
+from fedcredit.runtime.driver import RoleRun
+from fedcredit.runtime.node.workdir import JobFiles
 
 __all__ = ["TrainRun", "run_training"]
 

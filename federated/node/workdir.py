@@ -6,18 +6,18 @@ The layout under the party config's ``workdir``::
     jobs/<job>/psi.checkpoint.json      PSI's state after its last batch, secrets included; gone when PSI ends
     jobs/<job>/intersection.csv         the aligned ids, in the order both parties agreed
     jobs/<job>/model.json               this party's model: its weights (or its shares of them) and its standardizer
-    jobs/<job>/result.json              this party's result (:class:`federated.node.results.JobResult`)
+    jobs/<job>/result.json              this party's result (:class:`fedcredit.runtime.node.results.JobResult`)
     transcripts/<job>.<node>.jsonl      this node's signed transcript of the job (``transcripts.directory``)
     unbalanced/<dataset>/key.json       the unbalanced host's long-lived key and salt (``unbalanced.directory``)
     unbalanced/<dataset>/cache.bin      ... its blinded set, 16 bytes an entry, and cache.digest, the set's digest
     unbalanced/peer-<peer>-<dataset>/   the unbalanced guest's copy of a host's cache: cache.bin and digest.json
 
-Everything here holds private data, so every file is written by :func:`federated.files.atomic_write`: readable by
+Everything here holds private data, so every file is written by :func:`fedcredit.runtime.files.atomic_write`: readable by
 its owner only (0600, in a 0700 folder), complete or not at all (temporary file, fsync, rename). The
-transcript writer (:mod:`federated.transcript`) appends to its own file.
+transcript writer (:mod:`fedcredit.runtime.transcript`) appends to its own file.
 
-Owns: the paths and formats of a party's files. May import: the standard library, ``protocols.psi``
-(the unbalanced cache types) and :mod:`federated.node.results`. It decides nothing about a job.
+Owns: the paths and formats of a party's files. May import: the standard library, ``fedcredit.protocols.psi``
+(the unbalanced cache types) and :mod:`fedcredit.runtime.node.results`. It decides nothing about a job.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from protocols.psi import CacheDigest, UnbalancedCache
+from fedcredit.protocols.psi import CacheDigest, UnbalancedCache
 
-from federated.files import atomic_write
-from federated.transcript import transcript_name
-from federated.node.results import JobResult
+from fedcredit.runtime.files import atomic_write
+from fedcredit.runtime.transcript import transcript_name
+from fedcredit.runtime.node.results import JobResult
 
 __all__ = ["NodeStore", "JobFiles", "ApprovedData", "UnbalancedKey",
            "UnbalancedHostFiles", "UnbalancedGuestFiles"]
@@ -49,7 +49,7 @@ def _entries(data: bytes) -> list[bytes]:
 
 @dataclass(frozen=True)
 class ApprovedData:
-    """What a node approved a job on: the spec's digest and its data's (:func:`federated.node.approval.dataset_digest`)."""
+    """What a node approved a job on: the spec's digest and its data's (:func:`fedcredit.runtime.node.approval.dataset_digest`)."""
 
     spec_sha256: str
     dataset_sha256: str

@@ -5,6 +5,6 @@ envelope and transcript signatures (:mod:`.signing`), end-to-end sealing with pe
 ephemeral keys (:mod:`.sealing`), the one mTLS gRPC server/channel factory (:mod:`.transport`)
 and the coordinator's certificate deny-list (:mod:`.revocation`).
 
-It may import :mod:`federated.errors` and :mod:`federated.files` only; every other room
+It may import :mod:`fedcredit.runtime.errors` and :mod:`fedcredit.runtime.files` only; every other room
 imports it.
 """

@@ -11,9 +11,9 @@ pasted)::
 Serials are checked only for certificates of the job's CA (every certificate
 the coordinator accepts chains to it, and the CA draws 159-bit random serials).
 The coordinator checks the caller's TLS certificate on every RPC
-(:class:`federated.security.transport.PeerCheckInterceptor`) and a party's signing and
+(:class:`fedcredit.runtime.security.transport.PeerCheckInterceptor`) and a party's signing and
 sealing certificates when it registers; a match fails with
-:class:`~federated.errors.RevokedError` (``UNAUTHENTICATED``).
+:class:`~fedcredit.runtime.errors.RevokedError` (``UNAUTHENTICATED``).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from functools import lru_cache
 import grpc
 from cryptography import x509
 
-from federated.security.certs import cert_fingerprint
-from federated.errors import ConfigError, RevokedError
-from federated.security.transport import peer_certificate, peer_identity
+from fedcredit.runtime.security.certs import cert_fingerprint
+from fedcredit.runtime.errors import ConfigError, RevokedError
+from fedcredit.runtime.security.transport import peer_certificate, peer_identity
 
 __all__ = ["parse_entry", "DenyList"]
 
@@ -88,6 +88,6 @@ class DenyList:
             raise RevokedError(f"{name}'s {what} certificate (serial {serial}) is revoked by this coordinator")
 
     def check_peer(self, context: grpc.ServicerContext) -> None:
-        """Refuse a caller whose TLS certificate is revoked; for :class:`federated.security.transport.PeerCheckInterceptor`."""
+        """Refuse a caller whose TLS certificate is revoked; for :class:`fedcredit.runtime.security.transport.PeerCheckInterceptor`."""
         if self:
             self.check_pem(peer_certificate(context), "TLS", peer_identity(context))

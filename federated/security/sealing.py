@@ -1,7 +1,7 @@
 """End-to-end sealing of party-to-party payloads relayed by the coordinator, with forward secrecy.
 
 Each party has two static keys certified by the job's CA: an X25519 sealing key
-(``seal.crt``) and an Ed25519 signing key (``sign.crt``, :mod:`federated.security.signing`).
+(``seal.crt``) and an Ed25519 signing key (``sign.crt``, :mod:`fedcredit.runtime.security.signing`).
 Neither encrypts anything by itself. For every *phase* of a job -- the protocol a
 step belongs to, named by its wire prefix: ``psi``, ``psi_ot``, ``lr2``
 (:data:`SEAL_PHASES`) -- each party draws a fresh X25519 key pair from the OS
@@ -86,12 +86,12 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from federated.security.certs import NAME_PATTERN
-from federated.security.certs import load_key_pair, verify_issued_cert
-from federated.errors import ConfigError, CryptoError
-from federated.security.signing import SigningIdentity, sign_digest, verify_digest
-from protocols.core import ProtocolStep, Public, Role, StepSpec
-from protocols.errors import ProtocolError
+from fedcredit.runtime.security.certs import NAME_PATTERN
+from fedcredit.runtime.security.certs import load_key_pair, verify_issued_cert
+from fedcredit.runtime.errors import ConfigError, CryptoError
+from fedcredit.runtime.security.signing import SigningIdentity, sign_digest, verify_digest
+from fedcredit.protocols.core import ProtocolStep, Public, Role, StepSpec
+from fedcredit.protocols.errors import ProtocolError
 
 __all__ = [
     "NONCE_BYTES",
@@ -190,7 +190,7 @@ def verify_peer_seal_cert(
 class SealHello(Public):
     """One party's ephemeral X25519 public key for one phase of a job, signed with its Ed25519 key.
 
-    Classified :class:`~protocols.core.Public`: a fresh public key, useless
+    Classified :class:`~fedcredit.protocols.core.Public`: a fresh public key, useless
     without its private half, which never leaves the sender's memory.
 
     Attributes:
@@ -216,7 +216,7 @@ class SealHello(Public):
 
 
 class SealStep(ProtocolStep):
-    """The sealing layer's one step, run by :class:`federated.runtime.Endpoint` before a phase's first sealed payload."""
+    """The sealing layer's one step, run by :class:`fedcredit.runtime.driver.Endpoint` before a phase's first sealed payload."""
 
     HELLO = StepSpec(
         "seal.hello", (Role.GUEST, Role.HOST), (Role.GUEST, Role.HOST), SealHello,
@@ -370,7 +370,7 @@ class Sealer:
 class SealSession:
     """The sealing between this party and one peer within one job: one ephemeral key exchange per phase.
 
-    :class:`federated.runtime.Endpoint` drives it: :meth:`hello` before a
+    :class:`fedcredit.runtime.driver.Endpoint` drives it: :meth:`hello` before a
     phase's first payload, :meth:`accept` with the peer's hello, then
     :meth:`sealer` for every payload of that phase.
 
@@ -380,7 +380,7 @@ class SealSession:
         peer_name: the peer's party name.
         peer_seal_key: the peer's static key, from :func:`verify_peer_seal_cert`.
         peer_sign_key: the peer's Ed25519 key, from
-            :func:`federated.security.signing.verify_signing_cert`.
+            :func:`fedcredit.runtime.security.signing.verify_signing_cert`.
         job_id: the job; keys differ per job.
         restored: :meth:`export` output from this party's own checkpoint, to
             resume a phase after a restart.

@@ -1,7 +1,7 @@
 """Ed25519 signatures for envelopes and transcripts.
 
 Every node has a static Ed25519 key certified by the job's CA (``sign.crt``,
-see :mod:`federated.security.certs`; keyUsage digitalSignature + contentCommitment).
+see :mod:`fedcredit.runtime.security.certs`; keyUsage digitalSignature + contentCommitment).
 It signs two things, always as a 32-byte SHA-256 digest:
 
 * each envelope it sends: ``envelope_digest(envelope_fields(env))``, the
@@ -9,7 +9,7 @@ It signs two things, always as a 32-byte SHA-256 digest:
   sender, receiver, step, sequence, payload type, size, digest, sealed flag and
   classification. The signature travels with the envelope, so the receiver and
   the relay can record exactly what the sender committed to;
-* each record of its own transcript (:mod:`federated.transcript`).
+* each record of its own transcript (:mod:`fedcredit.runtime.transcript`).
 
 Canonical JSON is ``json.dumps(obj, sort_keys=True, separators=(",", ":"),
 ensure_ascii=False)`` encoded as UTF-8: key order and whitespace never change a
@@ -30,8 +30,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from federated.security.certs import load_key_pair, single_cn, verify_issued_cert
-from federated.errors import CryptoError
+from fedcredit.runtime.security.certs import load_key_pair, single_cn, verify_issued_cert
+from fedcredit.runtime.errors import CryptoError
 
 __all__ = [
     "ENVELOPE_FIELDS",

@@ -2,7 +2,7 @@
 
 Both sides get the same message-size limits and keepalive settings. Servers
 require mutual TLS (client certificates signed by the job's CA), register the
-standard gRPC health service, and put :class:`~federated.errors.ErrorInterceptor`
+standard gRPC health service, and put :class:`~fedcredit.runtime.errors.ErrorInterceptor`
 first in the interceptor chain, so every handler's errors are mapped to status
 codes in one place. Plaintext exists only for tests and must be asked for.
 """
@@ -19,8 +19,8 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from federated.security.certs import TlsMaterial
-from federated.errors import AuthError, ConfigError, ErrorInterceptor, TransportError
+from fedcredit.runtime.security.certs import TlsMaterial
+from fedcredit.runtime.errors import AuthError, ConfigError, ErrorInterceptor, TransportError
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -290,8 +290,8 @@ def peer_certificate(context: grpc.ServicerContext) -> bytes:
 class PeerCheckInterceptor(grpc.ServerInterceptor):
     """Run ``check(context)`` before every handler of the server, whatever its service or kind.
 
-    ``check`` raises (e.g. :class:`~federated.errors.RevokedError` for a revoked client certificate) to refuse
-    the call; put this after :class:`~federated.errors.ErrorInterceptor` (``create_server`` does), which maps the
+    ``check`` raises (e.g. :class:`~fedcredit.runtime.errors.RevokedError` for a revoked client certificate) to refuse
+    the call; put this after :class:`~fedcredit.runtime.errors.ErrorInterceptor` (``create_server`` does), which maps the
     error to its status.
     """
 

@@ -2,7 +2,7 @@
 
 The protocol calls the same five operations whichever back end runs: encrypt
 many values, rerandomize, and Σ cᵢ^{xᵢ} per feature column (``matvec_t``) or
-per vector (``dot``). ``FastEngine`` is :mod:`protocols.paillier` (DJN
+per vector (``dot``). ``FastEngine`` is :mod:`fedcredit.protocols.paillier` (DJN
 fixed-base encryption, Pippenger multi-exponentiation). ``PheEngine`` does
 what python-paillier does: ``(1 + m n) · r^n`` with a fresh full-size ``r`` per
 encryption, and one ``powmod`` per ciphertext-times-scalar. It exists so the
@@ -38,7 +38,7 @@ class Engine(Protocol):
 
 
 class FastEngine:
-    """The fast engine. With ``map_fn`` (see :mod:`protocols.paillier.parallel`) the
+    """The fast engine. With ``map_fn`` (see :mod:`fedcredit.protocols.paillier.parallel`) the
     obfuscators of :meth:`encrypt_raw_many` are computed on the caller's pool,
     ``tasks_per_call`` tasks per call; the ciphertexts equal the serial ones for the same ``rng``."""
 
@@ -48,7 +48,7 @@ class FastEngine:
     def __init__(self, pk: PaillierPublicKey, rng: Any, map_fn: MapFn | None = None, tasks_per_call: int = 4, *,
                  base: Any = None, exponent_bits: int | None = None) -> None:
         self.pk = pk
-        # rng None: multi-exponentiation only. base/exponent_bits: see protocols.paillier.canonical_base.
+        # rng None: multi-exponentiation only. base/exponent_bits: see fedcredit.protocols.paillier.canonical_base.
         # With a given base the encryptor draws nothing from rng when it is built, so its table
         # (about 16 MB, 0.2 s) is built on first use: an engine that only multiplies never pays for it.
         self._rng, self._base, self._exponent_bits = rng, base, exponent_bits

@@ -6,18 +6,18 @@ plaintext matrix, dot product, add) on the *peer's* public key, and
 :class:`SecretEngine` (decrypt) on its own key. Plaintexts are non-negative
 Python ints below :attr:`PublicEngine.plaintext_bits` bits; the protocol keeps
 them there by construction (offsets instead of negative values), and checks the
-bit budget before it starts (:func:`protocols.hetero_lr.two_party.plan_two_party`).
+bit budget before it starts (:func:`fedcredit.protocols.hetero_lr.two_party.plan_two_party`).
 
 Implementations:
 
 * :class:`PaillierPublic` / :class:`PaillierSecret` over
-  :mod:`protocols.paillier` -- the fast engine (DJN fixed-base encryption,
+  :mod:`fedcredit.protocols.paillier` -- the fast engine (DJN fixed-base encryption,
   Pippenger multi-exponentiation, CRT decryption), or python-paillier's
   arithmetic (``paillier_engine: phe``) for the benchmark's baseline column.
 
 The CKKS engine of the two-party LR does not go through this interface: its
 ciphertexts hold hundreds of values each, so it implements the exchanges
-themselves (:class:`protocols.hetero_lr.share_engine.RlweShareEngine`).
+themselves (:class:`fedcredit.protocols.hetero_lr.share_engine.RlweShareEngine`).
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ class PaillierSecret:
     """:class:`SecretEngine` over a Paillier key pair: CRT encryption and decryption.
 
     With the fast engine, :meth:`encrypt_many` computes the DJN obfuscators mod
-    ``p²`` and ``q²`` (:class:`protocols.paillier.crt.SecretEncryptor`), from the
+    ``p²`` and ``q²`` (:class:`fedcredit.protocols.paillier.crt.SecretEncryptor`), from the
     key's canonical base and the same exponents, so the ciphertexts are exactly
     those :meth:`PaillierPublic.encrypt_many` would make. With ``map_fn`` large
     batches of encryptions and decryptions run on the party's own pool (the

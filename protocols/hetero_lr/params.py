@@ -48,7 +48,7 @@ class HeteroLRParams:
             depend on the data; clipping at 3 always satisfies it).
         he_scheme: two-party mode: ``paillier`` (each party a Paillier key) or
             ``ckks`` (each party a ring-LWE key: CKKS ciphertexts with values in
-            coefficients, decrypted exactly; see :mod:`protocols.rlwe.scheme`).
+            coefficients, decrypted exactly; see :mod:`fedcredit.protocols.rlwe.scheme`).
         rlwe_degree: two-party CKKS: the ring degree ``N``.
     """
 

@@ -236,7 +236,7 @@ class GuestModel:
     losses: tuple[float, ...]
     metrics: EvaluationMetrics
     test_scores: np.ndarray = field(repr=False)  # z on the test rows
-    shares: Any = None  # two-party ``reveal_weights: shared``: :class:`protocols.hetero_lr.two_party.WeightShares`
+    shares: Any = None  # two-party ``reveal_weights: shared``: :class:`fedcredit.protocols.hetero_lr.two_party.WeightShares`
 
 
 @dataclass(frozen=True)
@@ -396,7 +396,7 @@ def guest_program(
 ) -> RoleProgram:
     """The guest (label holder). ``x_*`` are standardized; ``y`` in {0, 1}. Returns :class:`GuestModel`.
 
-    ``map_fn`` (optional, see :mod:`protocols.paillier.parallel`) computes encryption
+    ``map_fn`` (optional, see :mod:`fedcredit.protocols.paillier.parallel`) computes encryption
     randomness on the caller's pool; the messages do not depend on it."""
     n_train, m = x_train.shape
     if n_train < 1:

@@ -17,7 +17,7 @@ two hold additive shares mod ``2^ℓ`` of the product and nothing else:
 once. :class:`PaillierShareEngine` packs ``K`` conversion rows per ciphertext
 (a 2048-bit key, DJN encryption, Straus multi-exponentiation);
 :class:`RlweShareEngine` uses ring-LWE (CKKS) ciphertexts with values in
-coefficients (:mod:`protocols.rlwe.scheme`): one ciphertext × plaintext product
+coefficients (:mod:`fedcredit.protocols.rlwe.scheme`): one ciphertext × plaintext product
 covers hundreds of rows, which is why it is the faster one.
 """
 

@@ -71,7 +71,7 @@ residual, a score of a training row, an intermediate weight, or a label. Why eac
    ``r_j`` it knows: a fresh DJN encryption on a base of the sender's choosing
    still leaves Legendre symbols (and other characters) of ``r`` readable,
    hence parities of ``x``. So every party encrypts under a key with that
-   key's canonical base (:func:`protocols.paillier.canonical_base`), and the
+   key's canonical base (:func:`fedcredit.protocols.paillier.canonical_base`), and the
    mask added to such a ciphertext is encrypted with an exponent ``|n| + σ``
    bits long (:meth:`PublicEngine.encrypt_blinding_many`): its randomness is
    within ``2^-σ`` of uniform on the one subgroup all randomness lives in
@@ -86,7 +86,7 @@ residual, a score of a training row, an intermediate weight, or a label. Why eac
    multi-exponentiation per ciphertext, and masks all ``K`` slots with one
    fresh encryption. RLWE: one ciphertext × plaintext product computes
    hundreds of rows' limb products (coefficient packing,
-   :mod:`protocols.rlwe.scheme`), with every other coefficient masked uniformly.
+   :mod:`fedcredit.protocols.rlwe.scheme`), with every other coefficient masked uniformly.
 4. **No plaintext gradient anywhere**, so the first-batch subset-sum attack on
    the coordinated mode (``d = −y/2`` at zero weights) has nothing to work on:
    what the host decrypts in the first batch is uniform whatever the labels.

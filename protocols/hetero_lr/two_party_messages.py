@@ -2,7 +2,7 @@
 
 Ciphertext-carrying payloads hold either Paillier ciphertexts
 (:class:`~.protocol.EncryptedVector`) or ring-LWE ones
-(:class:`~protocols.rlwe.scheme.RlweCiphertexts`), by the job's ``he_scheme``;
+(:class:`~fedcredit.protocols.rlwe.scheme.RlweCiphertexts`), by the job's ``he_scheme``;
 the step table is the same for both.
 """
 

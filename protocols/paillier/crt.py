@@ -44,6 +44,15 @@ def _side(prime: int, hs: int) -> tuple[mpz, mpz, mpz, int]:
     return p2, mpz(hs) % p2, order, int(order.bit_length())
 
 
+def _crt_pow(p_side: tuple[mpz, mpz, list[list[mpz]]], q_side: tuple[mpz, mpz, list[list[mpz]]], window_bits: int,
+             p2_inv: mpz, alpha: int) -> mpz:
+    """``hs^α mod n²`` from one table per side ``(prime², its order p − 1, table)``, recombined by CRT."""
+    (p2, op, tp), (q2, oq, tq) = p_side, q_side
+    xp = _table_pow(tp, window_bits, alpha % op, p2)
+    xq = _table_pow(tq, window_bits, alpha % oq, q2)
+    return xp + p2 * ((xq - xp) * p2_inv % q2)
+
+
 def crt_factors(p: int, q: int, hs: int, alphas: Sequence[int], window_bits: int = 8) -> list[int]:
     """Obfuscators ``hs^αᵢ mod n²`` computed mod ``p²`` and ``q²``: plain ints in and out.
 
@@ -58,17 +67,15 @@ def crt_factors(p: int, q: int, hs: int, alphas: Sequence[int], window_bits: int
     window_bits = check_window(window_bits)
     p2, hp, op, bp = _side(p, hs)
     q2, hq, oq, bq = _side(q, hs)
-    tp = cached_table_mod(p2, hp, window_bits, bp)
-    tq = cached_table_mod(q2, hq, window_bits, bq)
+    p_side = (p2, op, cached_table_mod(p2, hp, window_bits, bp))
+    q_side = (q2, oq, cached_table_mod(q2, hq, window_bits, bq))
     p2_inv = gmpy2.invert(p2, q2)
     out: list[int] = []
     for alpha in alphas:
         alpha = operator.index(alpha)
         if alpha < 0:
             raise ValueError("exponent must be non-negative")
-        xp = _table_pow(tp, window_bits, alpha % op, p2)
-        xq = _table_pow(tq, window_bits, alpha % oq, q2)
-        out.append(int(xp + p2 * ((xq - xp) * p2_inv % q2)))
+        out.append(int(_crt_pow(p_side, q_side, window_bits, p2_inv, alpha)))
     return out
 
 
@@ -134,19 +141,7 @@ class SecretEncryptor:
 
     def _factor(self, alpha: int) -> mpz:
         (p2, op, _, tp), (q2, oq, _, tq) = self._sides
-        w = self.window_bits
-        if w == 8:  # byte windows: both sides in one loop over the exponents' bytes (about 12 % faster)
-            ap, aq = int(alpha % op), int(alpha % oq)
-            xp = xq = mpz(1)
-            for rp, rq, dp, dq in zip(tp, tq, ap.to_bytes(len(tp), "little"), aq.to_bytes(len(tq), "little")):
-                if dp:
-                    xp = xp * rp[dp] % p2
-                if dq:
-                    xq = xq * rq[dq] % q2
-        else:
-            xp = _table_pow(tp, w, alpha % op, p2)
-            xq = _table_pow(tq, w, alpha % oq, q2)
-        return xp + p2 * ((xq - xp) * self._p2_inv % q2)
+        return _crt_pow((p2, op, tp), (q2, oq, tq), self.window_bits, self._p2_inv, alpha)
 
     def random_factors(self, count: int, *, map_fn: MapFn | None = None,
                        chunk_size: int = DEFAULT_FACTOR_CHUNK) -> list[mpz]:

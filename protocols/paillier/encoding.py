@@ -94,7 +94,7 @@ class FixedPoint:
     def encode_array(self, values: np.ndarray | Sequence[Any]) -> np.ndarray:
         """Like :meth:`encode` but keep the input's shape (object array of Python ints).
 
-        Useful for a feature matrix passed to :func:`protocols.paillier.ops.matvec_t`.
+        Useful for a feature matrix passed to :func:`fedcredit.protocols.paillier.ops.matvec_t`.
 
         Raises:
             BudgetError: if any value is nan or infinite, or too large to scale.

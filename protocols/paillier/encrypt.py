@@ -20,7 +20,7 @@ Encryption splits into two independent halves:
 
 * the obfuscator ``r = hs^α`` (about ``|n|/(2w)`` multiplications mod ``n²``),
   which does not depend on the plaintext and can be computed ahead of time
-  (:class:`protocols.paillier.pool.RandomnessPool`) or on other cores
+  (:class:`fedcredit.protocols.paillier.pool.RandomnessPool`) or on other cores
   (:func:`compute_factors_task` through a ``map_fn``, see :mod:`.parallel`);
 * the online step :func:`encrypt_with_factors`, ``(1 + m·n)·r mod n²``, which
   is one product.
@@ -43,7 +43,7 @@ from .parallel import MapFn, chunked, run_tasks
 
 class FactorSource(Protocol):
     """What the encryptor takes precomputed obfuscators from: a
-    :class:`~protocols.paillier.pool.RandomnessPool` (declared here so that the
+    :class:`~fedcredit.protocols.paillier.pool.RandomnessPool` (declared here so that the
     pool, built on this module, is not imported back)."""
 
     @property
@@ -127,7 +127,7 @@ def encrypt_with_factors(public_key: PaillierPublicKey, ms: Sequence[Any], facto
     Computed as ``rᵢ + n·(mᵢ·rᵢ mod n)``: one product per value, no
     exponentiation. Each factor must be a fresh encryption of 0 (``hs^α`` from
     :meth:`Encryptor.random_factors`, :func:`compute_factors` or a
-    :class:`~protocols.paillier.pool.RandomnessPool`) and must never be used
+    :class:`~fedcredit.protocols.paillier.pool.RandomnessPool`) and must never be used
     twice: a reused factor links the two ciphertexts.
 
     Args:
@@ -195,7 +195,7 @@ def check_window(window_bits: Any) -> int:
 def encryptor_arguments(public_key: PaillierPublicKey, rng: RandomSource, window_bits: Any, exponent_bits: Any,
                         base: Any) -> tuple[int, int, mpz]:
     """The checked ``(window_bits, exponent_bits, h)`` of an encryptor (:class:`Encryptor` and the key holder's
-    :class:`~protocols.paillier.crt.SecretEncryptor`): ``h`` is drawn from ``rng`` only when ``base`` is None.
+    :class:`~fedcredit.protocols.paillier.crt.SecretEncryptor`): ``h`` is drawn from ``rng`` only when ``base`` is None.
 
     Raises:
         ValueError: ``window_bits`` or ``exponent_bits`` out of range, or ``base`` not a unit other than 1.
@@ -453,7 +453,7 @@ class Encryptor:
 
         Args:
             ms: raw plaintexts (ints, mpz or numpy integers; a numpy array works).
-            pool: a :class:`~protocols.paillier.pool.RandomnessPool` for this key.
+            pool: a :class:`~fedcredit.protocols.paillier.pool.RandomnessPool` for this key.
             map_fn: ``map``-like callable for the factors not in the pool.
             chunk_size: exponents per task when ``map_fn`` is given.
 

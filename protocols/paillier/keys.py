@@ -2,7 +2,7 @@
 
 This is the *raw* layer: plaintexts are integers in ``[0, n)`` and ciphertexts
 are :class:`gmpy2.mpz` values in ``[1, n²)``. Signed and fixed-point encodings
-live in :mod:`protocols.paillier.encoding`.
+live in :mod:`fedcredit.protocols.paillier.encoding`.
 
 The generator ``g`` is always ``n + 1`` so that ``g^m = 1 + m·n (mod n²)``.
 

@@ -8,7 +8,7 @@ key, so callers that hold values from several sources check keys with
 
 This is the raw layer. Results are **not** rerandomized: a sum or dot product
 is a deterministic function of its inputs, so anything that leaves the process
-must first go through :meth:`protocols.paillier.Encryptor.rerandomize`.
+must first go through :meth:`fedcredit.protocols.paillier.Encryptor.rerandomize`.
 
 Costs (2048-bit n): a multiplication mod n² is the unit. Negative scalars never
 use an exponent ``n - |k|``; they use one modular inverse instead. Column sums

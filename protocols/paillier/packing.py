@@ -21,7 +21,7 @@ top bit is a guard that must decrypt as 0, so every value must satisfy
 packing: a negative value borrows from the slot above. ``pack(..., offset=o)``
 adds ``o`` to every slot homomorphically (one :func:`~.ops.add_plain` per packed
 ciphertext, not per value) and ``unpack(..., offset=o)`` subtracts it again.
-:func:`unpack` raises :class:`~protocols.errors.BudgetError` when a guard bit is
+:func:`unpack` raises :class:`~fedcredit.protocols.errors.BudgetError` when a guard bit is
 set or the packed plaintext exceeds its slots, which catches every value in
 ``[-2^(s-1), 2^s)`` that is outside the allowed range; a value off by more than
 a factor of two can carry past its guard bit, so plan the width up front with

@@ -1,19 +1,19 @@
 """Two-party ECDH-PSI over X25519.
 
-* :mod:`protocols.psi.ids` -- id normalization, validation and de-duplication.
-* :mod:`protocols.psi.ecdh` -- hazmat primitives: hashing ids onto Curve25519,
+* :mod:`fedcredit.protocols.psi.ids` -- id normalization, validation and de-duplication.
+* :mod:`fedcredit.protocols.psi.ecdh` -- hazmat primitives: hashing ids onto Curve25519,
   blinding (optionally on a process pool), invertible scalars.
-* :mod:`protocols.psi.protocol` -- the balanced, streamed PSI: the exchange,
+* :mod:`fedcredit.protocols.psi.protocol` -- the balanced, streamed PSI: the exchange,
   modes (both / guest / cardinality), the count-first check of each party's
   minimum, and both role programs. Its parts (it re-exports their public names):
   :mod:`.messages` (payloads, message table, parameters),
   :mod:`.checkpoint` (what a role persists to resume),
   :mod:`.count_first` (the count exchange, shared with the unbalanced mode),
   :mod:`.streams` (batches of points, the pool one batch ahead).
-* :mod:`protocols.psi.unbalanced` -- a large host set cached under a
+* :mod:`fedcredit.protocols.psi.unbalanced` -- a large host set cached under a
   long-lived key, small guest queries online; its payloads and parameters in
   :mod:`.unbalanced_messages`.
-* :mod:`protocols.psi.ot` -- the OT-extension PSI (KKRT16), the fast balanced mode.
+* :mod:`fedcredit.protocols.psi.ot` -- the OT-extension PSI (KKRT16), the fast balanced mode.
 """
 
 from .ecdh import blind, hash_and_blind, hash_points, hash_to_point, invertible_scalar, is_on_curve

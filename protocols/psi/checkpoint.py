@@ -1,12 +1,12 @@
 """Checkpoints of the balanced ECDH-PSI: what a role persists to resume after a crash, and its tracker.
 
 A role run with ``checkpoint=True`` (implied by ``resume``) yields, before
-every ``Progress``, a :class:`~protocols.core.Checkpoint` action whose
+every ``Progress``, a :class:`~fedcredit.protocols.core.Checkpoint` action whose
 ``state`` is a :class:`PsiCheckpoint` as a plain dict -- **with the role's
 secret scalar and shuffle seed**, which is why it is an action of its own and
 never rides in a progress report. :class:`Tracker` holds a role's secrets and
 message counters and makes both actions; the flow is in
-:mod:`protocols.psi.protocol`.
+:mod:`fedcredit.protocols.psi.protocol`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _CHECKPOINT_VERSION = 1
 class PsiCheckpoint:
     """Where a role stands after its last completed batch, enough to resume it.
 
-    Yielded as a :class:`~protocols.core.Checkpoint` action's ``state`` (as :meth:`to_dict`) when a
+    Yielded as a :class:`~fedcredit.protocols.core.Checkpoint` action's ``state`` (as :meth:`to_dict`) when a
     role runs with ``checkpoint=True``; pass :meth:`from_dict` of the last one
     back as ``resume=`` to continue. A resumed role is deterministic: with the
     same ids and params it re-creates exactly the messages it sent before.
@@ -39,7 +39,7 @@ class PsiCheckpoint:
         role: the role it belongs to.
         job: SHA-256 binding the checkpoint to the role, the params (salt,
             mode, batch size) and the id list; resuming with anything else
-            raises :class:`~protocols.errors.ProtocolError`.
+            raises :class:`~fedcredit.protocols.errors.ProtocolError`.
         scalar: **secret** -- the role's blinding scalar.
         shuffle_seed: **secret** -- seeds the role's permutations (σ/π, τ).
         peer_size: the peer's announced size, -1 until received.

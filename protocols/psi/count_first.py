@@ -6,7 +6,7 @@ with its verdict (:func:`guest_count_exchange`); the host checks the count
 against its own minimum and only then releases τ's key
 (:func:`host_count_exchange`). Either refusal raises
 :class:`IntersectionTooSmall` before anything locates the intersection. Why
-and at what cost: the ``Count-first`` section of :mod:`protocols.psi.protocol`.
+and at what cost: the ``Count-first`` section of :mod:`fedcredit.protocols.psi.protocol`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class IntersectionTooSmall(ProtocolError):
     Raised by the party whose minimum is not met, and by its peer once told so.
     When it is raised nothing has located the intersection: the guest holds the
     shuffled reply only, the host blinded points only. Its message (local log)
-    has the count; its :attr:`~protocols.errors.FedCreditError.public_message`
+    has the count; its :attr:`~fedcredit.protocols.errors.FedCreditError.public_message`
     (what leaves the node) names the policy and the minimum only, never a count
     or an id.
     """

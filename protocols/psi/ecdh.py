@@ -1,7 +1,7 @@
 """Hazmat layer of the ECDH-PSI: hashing ids to Curve25519 points and blinding.
 
 These are raw primitives with no protocol checks; use
-:mod:`protocols.psi.protocol` unless you are building a protocol.
+:mod:`fedcredit.protocols.psi.protocol` unless you are building a protocol.
 
 Why X25519 works for commutative blinding
 -----------------------------------------
@@ -41,7 +41,7 @@ Low-order points
 The curve's points of order dividing 8 have u ∈ {0, 1} and two order-8 values
 (the twist adds u = p - 1). Clamping sends them to the identity, X25519 outputs
 all zeros, ``cryptography`` refuses that, and :func:`blind` raises
-:class:`~protocols.errors.CryptoError` instead of producing a value that would
+:class:`~fedcredit.protocols.errors.CryptoError` instead of producing a value that would
 match everything. :func:`hash_to_point` never returns one of them (u = 0 fails
 the nonzero-square test; the other three are skipped explicitly), and an
 effective clamped scalar 2^251 ≤ k/8 < 2^252 < ℓ is never a multiple of ℓ, so
@@ -200,7 +200,7 @@ def hash_to_point(salt: bytes, normalized_id: str) -> bytes:
     Args:
         salt: the per-job salt (public within the job).
         normalized_id: an id already passed through
-            :func:`protocols.psi.ids.normalize_id`.
+            :func:`fedcredit.protocols.psi.ids.normalize_id`.
 
     Returns:
         32 bytes, to be blinded with :func:`blind`. Never send it unblinded.

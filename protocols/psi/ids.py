@@ -3,7 +3,7 @@
 Both parties must turn "the same entity" into the same byte string before
 hashing, or the intersection silently shrinks. :func:`normalize_id` is that
 canonical form; :func:`prepare_ids` applies it to a whole column and refuses
-unusable input with one :class:`~protocols.errors.DataError` that names the file
+unusable input with one :class:`~fedcredit.protocols.errors.DataError` that names the file
 and the offending line numbers.
 
 Error messages name line numbers and the kind of problem but never echo the id

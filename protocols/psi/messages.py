@@ -1,8 +1,8 @@
 """The balanced ECDH-PSI's payloads, message table, modes and parameters.
 
 The flow they make, both role programs and what each side learns are in
-:mod:`protocols.psi.protocol`; the count-first exchange's helpers in
-:mod:`protocols.psi.count_first`. :class:`EcdhSteps` lets another protocol's
+:mod:`fedcredit.protocols.psi.protocol`; the count-first exchange's helpers in
+:mod:`fedcredit.protocols.psi.count_first`. :class:`EcdhSteps` lets another protocol's
 table carry this exchange under its own wire names (the OT mode's fallback).
 """
 
@@ -50,7 +50,7 @@ MAX_SET_SIZE = 1 << 32
 class SetSize(Public):
     """A party's set size, announced first so the peer knows how many batches follow.
 
-    Classified :class:`~protocols.core.Public`: the size is disclosed by the
+    Classified :class:`~fedcredit.protocols.core.Public`: the size is disclosed by the
     number of blinded points anyway; announcing it first only lets the peer
     plan its batches and report progress.
     """
@@ -69,11 +69,11 @@ class SetSize(Public):
 class BlindedPoints(Masked):
     """A list of X25519 u-coordinates, each blinded by a sender's secret scalar.
 
-    Classified :class:`~protocols.core.Masked`: every point is h(id) times a
+    Classified :class:`~fedcredit.protocols.core.Masked`: every point is h(id) times a
     fresh scalar the receiver does not know, which hides the id computationally
     (DDH). The receiver does learn the list's length. Every honest point lies
     on Curve25519 proper, so its public curve/twist bit is constant (see
-    :mod:`protocols.psi.ecdh`); the order is a permutation the sender drew,
+    :mod:`fedcredit.protocols.psi.ecdh`); the order is a permutation the sender drew,
     unrelated to its row order.
     """
 
@@ -93,7 +93,7 @@ class MatchedPositions(Aggregate):
 
     ``positions[k]`` is where the k-th intersection element (in increasing
     guest row order) sits in that stream (batch ``j // batch_size``, index
-    ``j % batch_size``). Classified :class:`~protocols.core.Aggregate`: it is
+    ``j % batch_size``). Classified :class:`~fedcredit.protocols.core.Aggregate`: it is
     the PSI's own output, sent only when the job lists the intersection as
     revealed to both parties (``Reveal.BOTH``). It discloses to the host which
     of its rows are shared and the guest's agreed order, nothing about guest
@@ -129,7 +129,7 @@ class IntersectionCount(Aggregate):
         meets_minimum: whether ``count`` reaches the guest's ``min_intersection``;
             when False the guest stops right after sending this.
 
-    Classified :class:`~protocols.core.Aggregate`: the cardinality, which a
+    Classified :class:`~fedcredit.protocols.core.Aggregate`: the cardinality, which a
     count-first run discloses to both parties by design, before either checks it.
     Fixed width on the wire (the size does not depend on the count).
     """
@@ -157,7 +157,7 @@ class UnshuffleKey(Aggregate):
         key: the 32-byte seed of the reply's shuffle τ (:func:`reply_order`)
             when ``meets_minimum``; empty otherwise.
 
-    Classified :class:`~protocols.core.Aggregate`: the key is uniform and
+    Classified :class:`~fedcredit.protocols.core.Aggregate`: the key is uniform and
     independent of every id and of the host's other secrets (:func:`reply_key`),
     but with the reply the guest already holds it releases the PSI's output
     (the guest's rows in the intersection). It is sent only once both parties'
@@ -219,7 +219,7 @@ class EcdhSteps:
     """The steps one ECDH-PSI run travels under; :data:`ECDH_STEPS` (:class:`PsiStep`'s own) by default.
 
     The OT mode runs this exchange as its count-first fallback under copies in
-    its own table (``psi_ot.ecdh_*``, see :mod:`protocols.psi.ot.protocol`),
+    its own table (``psi_ot.ecdh_*``, see :mod:`fedcredit.protocols.psi.ot.protocol`),
     because the relay admits a job's own protocol's steps only. Each copy must
     have the same senders, receivers and payload type as the step it stands for.
 

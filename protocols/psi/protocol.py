@@ -2,11 +2,11 @@
 
 The exchange
 ------------
-Both parties hold normalized, duplicate-free ids (:func:`protocols.psi.ids.prepare_ids`)
+Both parties hold normalized, duplicate-free ids (:func:`fedcredit.protocols.psi.ids.prepare_ids`)
 and agree on :class:`PsiParams` (a per-job salt, the mode, the batch size).
 Each draws a fresh scalar -- the guest ``a``, the host ``b`` -- and a shuffle
 seed, and hashes its ids to X25519 u-coordinates h(·)
-(:func:`protocols.psi.ecdh.hash_to_point`). Scalar multiplication here
+(:func:`fedcredit.protocols.psi.ecdh.hash_to_point`). Scalar multiplication here
 commutes: a·(b·h) = b·(a·h).
 
 Every list travels as one message per batch of ``params.batch_size`` points;
@@ -106,7 +106,7 @@ Both roles hold O(batch) points in flight, a row permutation (8 bytes per own
 row) and:
 
 * guest: a lookup table of the host's a·b·h(y), truncated to 16 bytes
-  (:func:`protocols.psi.ecdh.truncate`: a false match among |X|·|Y| pairs has
+  (:func:`fedcredit.protocols.psi.ecdh.truncate`: a false match among |X|·|Y| pairs has
   probability at most |X|·|Y|·2^-128, below 2^-88 at 2^20 × 2^20). BOTH/GUEST
   map each value to its host position (about 150 bytes per host id in CPython,
   ~150 MB at 2^20); CARDINALITY keeps a set. Plus one 8-byte slot per own row
@@ -125,8 +125,8 @@ Parallelism
 -----------
 ``map_fn`` (e.g. ``ProcessPoolExecutor(cores).map``) runs the hashing and the
 scalar multiplications of each batch on all cores: the role programs pass it
-to :func:`~protocols.psi.ecdh.hash_and_blind` and
-:func:`~protocols.psi.ecdh.blind`, which call module-level workers with plain
+to :func:`~fedcredit.protocols.psi.ecdh.hash_and_blind` and
+:func:`~fedcredit.protocols.psi.ecdh.blind`, which call module-level workers with plain
 bytes. Without it everything runs in the calling process. The result never
 depends on it. Overlapping network and compute (e.g. sending batch k while
 batch k+1 is blinded) is the runtime's job.
@@ -140,7 +140,7 @@ is known) and ``detail["phase"]`` names the phase.
 
 With ``checkpoint=True`` (implied by ``resume``) every Progress -- including a
 first one yielded before any message is sent -- is preceded by a
-:class:`~protocols.core.Checkpoint` action whose ``state`` is a
+:class:`~fedcredit.protocols.core.Checkpoint` action whose ``state`` is a
 :class:`PsiCheckpoint` as a plain dict. **It holds the role's secret scalar and
 shuffle seed**: it is a separate action so that it can never ride along with
 a progress report; the runtime writes it only to the party's own checkpoint
@@ -162,7 +162,7 @@ What each side learns (semi-honest)
   except that count-first tells it |X ∩ Y| and the guest's verdict.
 
 Security argument: model h as a random oracle onto Curve25519 and assume DDH in
-its prime-order subgroup (see :mod:`protocols.psi.ecdh`). The host sees a·h(x)
+its prime-order subgroup (see :mod:`fedcredit.protocols.psi.ecdh`). The host sees a·h(x)
 for a uniformly random a unknown to it, in an order fixed by σ: jointly
 pseudorandom, so its view is simulatable from |X| (plus, with reveal BOTH, the
 output). The guest sees b·h(y) (in π order) and b·a·h(x); for x in the
@@ -323,7 +323,7 @@ def guest_program(
         map_fn: runs the hashing and scalar multiplications, e.g.
             ``ProcessPoolExecutor(cores).map``; in this process when None.
         resume: the last checkpoint of an interrupted run of this role.
-        checkpoint: yield a :class:`~protocols.core.Checkpoint` (a :class:`PsiCheckpoint`, with the
+        checkpoint: yield a :class:`~fedcredit.protocols.core.Checkpoint` (a :class:`PsiCheckpoint`, with the
             secrets) before every ``Progress``; implied by ``resume``.
         min_intersection: the guest's own minimum, checked on the count before
             anything locates the intersection; needs ``params.count_first``.

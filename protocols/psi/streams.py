@@ -5,7 +5,7 @@ starts batch k+1's hashing and blinding before batch k is sent; receiving,
 :func:`recv_one_ahead` starts the work on batch k+1 as soon as it arrives and
 only then hands over batch k's result. With a pool ``map_fn`` the pool
 computes while the role sends, receives or (under
-:func:`~protocols.core.run_local`) while the peer runs; without one the work
+:func:`~fedcredit.protocols.core.run_local`) while the peer runs; without one the work
 happens when a result is collected. The messages never depend on it.
 """
 
@@ -28,7 +28,7 @@ Consumer = Callable[[int, int, int, list[bytes]], Generator[Any, Any, None]]
 
 
 def recv_batch(step: ProtocolStep, k: int, expected: int) -> Generator[Recv, object, tuple[bytes, ...]]:
-    """Receive batch ``k`` of a :class:`~protocols.psi.messages.BlindedPoints` stream and check its length."""
+    """Receive batch ``k`` of a :class:`~fedcredit.protocols.psi.messages.BlindedPoints` stream and check its length."""
     payload = yield from recv_typed(step, BlindedPoints)
     if len(payload.points) != expected:
         raise ProtocolError(
@@ -41,7 +41,7 @@ def one_ahead(items: Sequence[_T], submit: Callable[[_T], Pending]) -> Iterator[
     """Yield ``(item, submit(item).result())`` in order, submitting each item one step early.
 
     With a pool ``map_fn`` the pool computes item k+1 while the caller sends
-    item k (or, under :func:`~protocols.core.run_local`, while the peer runs).
+    item k (or, under :func:`~fedcredit.protocols.core.run_local`, while the peer runs).
     """
     pending: Pending | None = None
     previous: _T | None = None

@@ -8,7 +8,7 @@ job costs 2·|Q| multiplications at the guest and |Q| at the host.
 Group and the inverse
 ---------------------
 Everything stays in Curve25519's prime-order subgroup (order ℓ), with the same
-hash-to-curve (:func:`~protocols.psi.ecdh.hash_to_point`) and the same DDH
+hash-to-curve (:func:`~fedcredit.protocols.psi.ecdh.hash_to_point`) and the same DDH
 assumption as the balanced protocol. The guest must strip its blinding r off
 the host's answer k·r·h(q), i.e. multiply by r⁻¹ mod ℓ -- which X25519 cannot
 take directly, since it clamps every scalar to 2^254 + 8·t. Two ways out were
@@ -24,7 +24,7 @@ considered:
     subgroup only a scalar's class mod ℓ matters, every clamped scalar is a
     multiple of 8 (so the first multiplication already lands in the subgroup),
     and about half of all r have a clamped s ≡ r⁻¹ (mod ℓ); the guest redraws
-    r until it does (:func:`~protocols.psi.ecdh.invertible_scalar`).
+    r until it does (:func:`~fedcredit.protocols.psi.ecdh.invertible_scalar`).
 
 (b) is used: one group, one hash, one assumption for every PSI mode, and 2.5×
 the speed of (a).
@@ -65,7 +65,7 @@ which query an answer belongs to). ``Reveal.BOTH`` is not offered: the host
 holds no per-job state to align.
 
 Count-first (``UnbalancedParams.count_first``, GUEST mode) works as in the
-balanced protocol (:mod:`protocols.psi.protocol`): the host shuffles its reply
+balanced protocol (:mod:`fedcredit.protocols.psi.protocol`): the host shuffles its reply
 as in CARDINALITY mode, the guest counts its hits and sends the count and its
 verdict (COUNT), and only if both parties' ``min_intersection`` are met does
 the host send the 32-byte key its shuffle τ was drawn from (UNSHUFFLE), which
@@ -230,7 +230,7 @@ def unbalanced_host_program(
         digest: its :class:`CacheDigest`.
         params: the job's parameters (same as the guest's).
         rng: draws the reply shuffle (CARDINALITY and count-first only).
-        map_fn: runs the scalar multiplications (see :func:`~protocols.psi.ecdh.blind`).
+        map_fn: runs the scalar multiplications (see :func:`~fedcredit.protocols.psi.ecdh.blind`).
         min_intersection: the host's own minimum, checked on the guest's count
             before τ's key is released; needs ``params.count_first``.
 

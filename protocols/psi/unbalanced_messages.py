@@ -1,11 +1,11 @@
 """The unbalanced PSI's payloads, message table, parameters and results.
 
 The flow, the offline cache and both role programs are in
-:mod:`protocols.psi.unbalanced`. The query and reply travel as the balanced
-protocol's :class:`~protocols.psi.messages.SetSize` and
-:class:`~protocols.psi.messages.BlindedPoints`, and the count-first exchange
-as its :class:`~protocols.psi.messages.IntersectionCount` and
-:class:`~protocols.psi.messages.UnshuffleKey`.
+:mod:`fedcredit.protocols.psi.unbalanced`. The query and reply travel as the balanced
+protocol's :class:`~fedcredit.protocols.psi.messages.SetSize` and
+:class:`~fedcredit.protocols.psi.messages.BlindedPoints`, and the count-first exchange
+as its :class:`~fedcredit.protocols.psi.messages.IntersectionCount` and
+:class:`~fedcredit.protocols.psi.messages.UnshuffleKey`.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class CacheDigest(Public):
         count: |P|, the number of entries of F.
         salt: the hash salt fixed for the key's life (public).
 
-    Classified :class:`~protocols.core.Public`. ``digest`` (a property) is
+    Classified :class:`~fedcredit.protocols.core.Public`. ``digest`` (a property) is
     SHA-256 over all four: the value the runtime stores next to F and compares.
     """
 
@@ -99,7 +99,7 @@ class CacheStatus(Public):
 class CachedDigests(Masked):
     """A batch of F: truncated k·h(p), 16 bytes each, in sorted order.
 
-    Classified :class:`~protocols.core.Masked`: each value is a pseudorandom
+    Classified :class:`~fedcredit.protocols.core.Masked`: each value is a pseudorandom
     function of a platform id under the host's key (DDH, random oracle); the
     receiver learns |P| and nothing it could test an id against offline.
     """

@@ -7,7 +7,7 @@ arithmetic. The NTT is the negacyclic one with merged twiddles
 (Longa--Naehrig), Shoup multiplication for the twiddles; its output is in
 bit-reversed order, which only products and the inverse transform read.
 
-The kernels are compiled with numba (``cache=True``: compiled once per machine).
+The kernels (:mod:`.kernels`) are compiled with numba, the ``ckks`` extra, imported when the first ring is built.
 Everything is deterministic; randomness comes from the ``rng`` the caller
 passes (``getrandbits``), as everywhere in :mod:`protocols`.
 """
@@ -18,10 +18,9 @@ import functools
 import hashlib
 from typing import Any
 
-import numba
 import numpy as np
 
-from ..errors import BudgetError
+from ..errors import BudgetError, EngineUnavailableError
 
 __all__ = ["PRIME_BITS", "ntt_primes", "RingContext", "CBD_ETA"]
 
@@ -87,124 +86,16 @@ def _bitrev(k: int, bits: int) -> int:
 # --------------------------------------------------------------------------- kernels
 
 
-# Conditional subtractions are written ``min(x, x - q)`` (unsigned wrap-around): branch-free, so the
-# loops vectorize; measured 5x faster than ``x - q if x >= q else x`` here.
-
-
-@numba.njit(cache=True)
-def _mul_shoup(a: np.uint64, w: np.uint64, ws: np.uint64, q: np.uint64) -> np.uint64:  # pragma: no cover - jitted
-    """``a * w mod q`` with ``ws = floor(w 2^32 / q)`` (Shoup), for ``a, w < q < 2^31``."""
-    qhat = (a * ws) >> np.uint64(32)
-    r = a * w - qhat * q  # in [0, 2q)
-    return min(r, r - q)
-
-
-@numba.njit(cache=True)
-def _ntt_forward(x: np.ndarray, qs: np.ndarray, psi: np.ndarray, psi_s: np.ndarray) -> None:  # pragma: no cover
-    n_primes, n = x.shape
-    for p in range(n_primes):
-        q = qs[p]
-        a = x[p]
-        t = n
-        m = 1
-        while m < n:
-            t >>= 1
-            for i in range(m):
-                j1 = 2 * i * t
-                w = psi[p, m + i]
-                ws = psi_s[p, m + i]
-                for j in range(j1, j1 + t):
-                    u = a[j]
-                    v = _mul_shoup(a[j + t], w, ws, q)
-                    s = u + v
-                    a[j] = min(s, s - q)
-                    d = u + q - v
-                    a[j + t] = min(d, d - q)
-            m <<= 1
-
-
-@numba.njit(cache=True)
-def _ntt_inverse(x: np.ndarray, qs: np.ndarray, ipsi: np.ndarray, ipsi_s: np.ndarray, ninv: np.ndarray,
-                 ninv_s: np.ndarray) -> None:  # pragma: no cover
-    n_primes, n = x.shape
-    for p in range(n_primes):
-        q = qs[p]
-        a = x[p]
-        t = 1
-        m = n
-        while m > 1:
-            j1 = 0
-            h = m >> 1
-            for i in range(h):
-                w = ipsi[p, h + i]
-                ws = ipsi_s[p, h + i]
-                for j in range(j1, j1 + t):
-                    u = a[j]
-                    v = a[j + t]
-                    s = u + v
-                    a[j] = min(s, s - q)
-                    a[j + t] = _mul_shoup(u + q - v, w, ws, q)
-                j1 += 2 * t
-            t <<= 1
-            m >>= 1
-        for j in range(n):
-            a[j] = _mul_shoup(a[j], ninv[p], ninv_s[p], q)
-
-
-@numba.njit(cache=True)
-def _mulmod(a: np.uint64, b: np.uint64, q: np.uint64, qinv: float) -> np.uint64:  # pragma: no cover - jitted
-    """``a * b mod q`` for ``a, b < q < 2^31``: the quotient from doubles (off by at most one), fixed up exactly."""
-    qhat = np.uint64(float(a) * float(b) * qinv)
-    r = np.int64(a * b - qhat * q)  # the true remainder lies in (-q, 2q)
-    if r < 0:
-        r += np.int64(q)
-    elif r >= np.int64(q):
-        r -= np.int64(q)
-    return np.uint64(r)
-
-
-@numba.njit(cache=True)
-def _mul(a: np.ndarray, b: np.ndarray, qs: np.ndarray) -> np.ndarray:  # pragma: no cover
-    n_primes, n = a.shape
-    out = np.empty_like(a)
-    for p in range(n_primes):
-        q = qs[p]
-        qinv = 1.0 / float(q)
-        for j in range(n):
-            out[p, j] = _mulmod(a[p, j], b[p, j], q, qinv)
-    return out
-
-
-@numba.njit(cache=True)
-def _mul_add(acc: np.ndarray, a: np.ndarray, b: np.ndarray, qs: np.ndarray) -> None:  # pragma: no cover
-    n_primes, n = a.shape
-    for p in range(n_primes):
-        q = qs[p]
-        qinv = 1.0 / float(q)
-        for j in range(n):
-            s = acc[p, j] + _mulmod(a[p, j], b[p, j], q, qinv)
-            acc[p, j] = min(s, s - q)
-
-
-@numba.njit(cache=True)
-def _uniform_from_words(words: np.ndarray, qs: np.ndarray, n: int) -> np.ndarray:  # pragma: no cover
-    """Rejection sampling: 32-bit words below ``2q`` are kept and reduced (acceptance > 1/2 for q > 2^30)."""
-    n_primes = qs.shape[0]
-    out = np.empty((n_primes, n), dtype=np.uint64)
-    k = 0
-    for p in range(n_primes):
-        q = qs[p]
-        lim = (np.uint64(1) << np.uint64(32)) // q * q
-        j = 0
-        while j < n:
-            if k >= words.shape[0]:
-                return out[:0]  # the caller draws more words
-            w = words[k]
-            k += 1
-            if w < lim:
-                out[p, j] = w % q
-                j += 1
-    return out
+@functools.lru_cache(maxsize=1)
+def _kernels() -> Any:
+    """The numba kernels (:mod:`.kernels`), imported on first use: numba is the ``ckks`` extra."""
+    try:
+        from . import kernels
+    except ImportError as e:  # numba missing, or built for another numpy
+        raise EngineUnavailableError(
+            f"the ckks engine needs numba ({e}): install the extra with pip install 'fedcredit[ckks]'",
+            public="the ckks engine is not installed on this node (the ckks extra: numba)") from e
+    return kernels
 
 
 # --------------------------------------------------------------------------- context
@@ -221,6 +112,7 @@ class RingContext:
                 raise BudgetError(f"{q} is not a {PRIME_BITS}-bit NTT prime for degree {degree}")
         if len(set(primes)) != len(primes):
             raise BudgetError("the RNS primes must be distinct")
+        _kernels()  # fail here, before any table is built, when the ckks extra is missing
         self.degree = degree
         self.primes = tuple(int(q) for q in primes)
         self.modulus = functools.reduce(lambda a, b: a * b, self.primes, 1)
@@ -260,22 +152,22 @@ class RingContext:
     def ntt(self, coeffs: np.ndarray) -> np.ndarray:
         """Residues (coefficient order) -> NTT form; returns a new array."""
         x = np.array(coeffs, dtype=np.uint64, copy=True, order="C")
-        _ntt_forward(x, self.qs, self._psi, self._psi_s)
+        _kernels().ntt_forward(x, self.qs, self._psi, self._psi_s)
         return x
 
     def intt(self, values: np.ndarray) -> np.ndarray:
         """NTT form -> residues in coefficient order; returns a new array."""
         x = np.array(values, dtype=np.uint64, copy=True, order="C")
-        _ntt_inverse(x, self.qs, self._ipsi, self._ipsi_s, self._ninv, self._ninv_s)
+        _kernels().ntt_inverse(x, self.qs, self._ipsi, self._ipsi_s, self._ninv, self._ninv_s)
         return x
 
     def mul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Pointwise product (both in NTT form)."""
-        return _mul(a, b, self.qs)
+        return _kernels().mul(a, b, self.qs)
 
     def mul_add(self, acc: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
         """``acc += a * b`` in place (all in NTT form)."""
-        _mul_add(acc, a, b, self.qs)
+        _kernels().mul_add(acc, a, b, self.qs)
 
     def add(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         s = a + b
@@ -320,7 +212,7 @@ class RingContext:
         draw = n + n // 4 + 256
         while True:
             words = np.frombuffer(hashlib.shake_256(b"fedcredit.rlwe.uniform" + seed).digest(4 * draw), dtype="<u4").astype(np.uint64)
-            out = _uniform_from_words(words, self.qs, self.degree)
+            out = _kernels().uniform_from_words(words, self.qs, self.degree)
             if out.shape[0]:
                 return out
             draw *= 2  # the same stream, longer: still a function of the seed alone

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 from scipy.stats import binom, norm
 
-from protocols.core import Message, Progress, Recv, Send
-from protocols.hetero_lr import HeteroLRParams, Standardizer, epoch_batches, split_train_test
-from protocols.hetero_lr.share_engine import plan_rlwe_for
-from protocols.rlwe import scheme as rl
+from fedcredit.protocols.core import Message, Progress, Recv, Send
+from fedcredit.protocols.hetero_lr import HeteroLRParams, Standardizer, epoch_batches, split_train_test
+from fedcredit.protocols.hetero_lr.share_engine import plan_rlwe_for
+from fedcredit.protocols.rlwe import scheme as rl
 from helpers import breast_arrays, paillier_keypair
 
 SEED = 42  # the job seed: split and batches
@@ -59,7 +59,7 @@ def party_keypair(params: HeteroLRParams, n_train: int, seed: int) -> Any:
 
     Paillier: ``(public, private)`` of ``params.key_bits``. CKKS: an RLWE secret key
     with the parameters both parties plan from the job's public sizes
-    (:func:`protocols.hetero_lr.share_engine.plan_rlwe_for`).
+    (:func:`fedcredit.protocols.hetero_lr.share_engine.plan_rlwe_for`).
     """
     if params.he_scheme == "ckks":
         batches = epoch_batches(n_train, params.batch_size_for(n_train), params.seed, 0)
@@ -84,7 +84,7 @@ class Event:
 
 @dataclass
 class Recorder:
-    """Collect a role's sends and receives, in order, via :func:`protocols.core.tap`.
+    """Collect a role's sends and receives, in order, via :func:`fedcredit.protocols.core.tap`.
 
     ``Progress`` actions are kept as markers (direction ``"progress"``, wire =
     stage, payload = the action), so a transcript can be cut into batches.

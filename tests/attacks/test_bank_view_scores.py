@@ -46,10 +46,10 @@ import numpy as np
 import pytest
 from scipy.stats import beta
 
-from protocols.core import Role, run_local
-from protocols.hetero_lr import epoch_batches
-from protocols.hetero_lr import protocol as lr
-from protocols.hetero_lr import two_party as tp
+from fedcredit.protocols.core import Role, run_local
+from fedcredit.protocols.hetero_lr import epoch_batches
+from fedcredit.protocols.hetero_lr import protocol as lr
+from fedcredit.protocols.hetero_lr import two_party as tp
 from helpers import paillier_keypair
 
 from .common import DECRYPTED_ROWS, PARAMS, SCHEMES, Breast, chance_correlation_bound, party_keypair, pearson

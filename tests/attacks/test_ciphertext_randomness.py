@@ -14,7 +14,7 @@ the sender's scalars ``x`` (the features of a row).
   symbol of ``r`` equals ``Π (R_j/p)^{x_j}``: the parity of a subset of the
   features the key holder knows, one bit per ciphertext.
 * Shipped: every party encrypts under a key with that key's canonical base
-  (``protocols.paillier.canonical_base``), and blinds with an exponent
+  (``fedcredit.protocols.paillier.canonical_base``), and blinds with an exponent
   ``|n| + 80`` bits long, so ``r_mask`` is within ``2^-80`` of uniform on the
   one subgroup all the randomness lives in. Every character the key holder can
   evaluate is then either constant or at chance.
@@ -27,9 +27,9 @@ import random
 import gmpy2
 import pytest
 
-from protocols.hetero_lr.he import PaillierPublic, PaillierSecret
-from protocols.paillier import Encryptor
-from protocols.paillier import ops
+from fedcredit.protocols.hetero_lr.he import PaillierPublic, PaillierSecret
+from fedcredit.protocols.paillier import Encryptor
+from fedcredit.protocols.paillier import ops
 from helpers import paillier_keypair
 
 M = 6  # weights in one dot product (a row of features times the shares)

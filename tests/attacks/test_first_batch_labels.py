@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from protocols.core import Role, run_local
-from protocols.hetero_lr import HeteroLRParams, epoch_batches
-from protocols.hetero_lr import protocol as lr
-from protocols.hetero_lr import two_party as tp
-from protocols.paillier import FixedPoint, from_residue
+from fedcredit.protocols.core import Role, run_local
+from fedcredit.protocols.hetero_lr import HeteroLRParams, epoch_batches
+from fedcredit.protocols.hetero_lr import protocol as lr
+from fedcredit.protocols.hetero_lr import two_party as tp
+from fedcredit.protocols.paillier import FixedPoint, from_residue
 from helpers import paillier_keypair
 
 from .common import (DECRYPTED_ROWS, PARAMS, SCHEMES, Breast, accuracy_up_to_flip, chance_accuracy_bound, first_batch,

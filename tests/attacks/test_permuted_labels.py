@@ -3,7 +3,7 @@
 Two in-memory two-party runs with the same data, seeds and keys, one with the
 true training labels and one with them permuted: the host must receive the
 same steps, in the same order, from the same sender, with the same payload
-types and the same encoded sizes (:func:`federated.codec.encode_payload`).
+types and the same encoded sizes (:func:`fedcredit.runtime.codec.encode_payload`).
 Sizes matter because the coordinator relays sealed payloads: their lengths
 are what it (and anyone on the path) sees.
 
@@ -23,9 +23,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from protocols.core import Role, run_local
-from protocols.hetero_lr import epoch_batches
-from protocols.hetero_lr import two_party as tp
+from fedcredit.protocols.core import Role, run_local
+from fedcredit.protocols.hetero_lr import epoch_batches
+from fedcredit.protocols.hetero_lr import two_party as tp
 
 from .common import PARAMS, SCHEMES, Breast, Recorder, party_keypair
 from .views import LabelCountHint, Observer, leaky_guest, leaky_host, received_signature, wire_size

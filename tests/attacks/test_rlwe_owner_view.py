@@ -4,7 +4,7 @@ In every RLWE exchange the *owner* (here the platform, the host) encrypts its
 share under its own secret key, the *peer* (the bank, the guest) multiplies it
 by a plaintext matrix holding its features -- ``X_B`` in the conversion, ``X_B^T``
 in the gradient -- masks it and sends it back, and the owner decrypts
-(:mod:`protocols.rlwe.scheme`). The owner knows more than the decrypted values:
+(:mod:`fedcredit.protocols.rlwe.scheme`). The owner knows more than the decrypted values:
 its secret ``s``, the ``a`` of each of its own ciphertexts (expanded from the seed
 it sent), and the noise ``e`` of each (the part below ``Δ`` of its own
 ciphertext, decrypted). Two parts of the peer's mask stand between that and the
@@ -40,13 +40,13 @@ import pytest
 import scipy.sparse as sps
 from scipy.sparse.linalg import lsqr
 
-from protocols.core import Role, run_local
-from protocols.hetero_lr import epoch_batches
-from protocols.hetero_lr import two_party as tp
-from protocols.hetero_lr.share_engine import RlweShareEngine, plan_rlwe_for
-from protocols.hetero_lr.two_party_messages import MaskedConversion, MaskedGradientShare
-from protocols.rlwe import scheme as rl
-from protocols.rlwe.ring import CBD_ETA, RingContext
+from fedcredit.protocols.core import Role, run_local
+from fedcredit.protocols.hetero_lr import epoch_batches
+from fedcredit.protocols.hetero_lr import two_party as tp
+from fedcredit.protocols.hetero_lr.share_engine import RlweShareEngine, plan_rlwe_for
+from fedcredit.protocols.hetero_lr.two_party_messages import MaskedConversion, MaskedGradientShare
+from fedcredit.protocols.rlwe import scheme as rl
+from fedcredit.protocols.rlwe.ring import CBD_ETA, RingContext
 
 from .common import PARAMS, Breast, chance_correlation_bound, party_keypair, pearson
 from .views import Observer, RlweKey, centered_mod, rlwe_decrypt
@@ -62,7 +62,7 @@ ALPHA = 1e-3
 
 def naive_mask(pk: rl.RlwePublicKey, acc: rl.ProductAccumulator, rng: Any, *, rerandomize: bool, flood: bool
                ) -> tuple[rl.RlweCiphertexts, list[int]]:
-    """:func:`protocols.rlwe.scheme.mask`, with the fresh ``Enc_pk(0)`` and/or the flood ``F`` left out."""
+    """:func:`fedcredit.protocols.rlwe.scheme.mask`, with the fresh ``Enc_pk(0)`` and/or the flood ``F`` left out."""
     params = pk.params
     ctx = rl.context(params)
     layout = acc.layout
@@ -96,7 +96,7 @@ def naive_mask(pk: rl.RlwePublicKey, acc: rl.ProductAccumulator, rng: Any, *, re
 
 
 class NaiveRlweEngine(RlweShareEngine):
-    """The shipped engine with :func:`naive_mask` in place of :func:`protocols.rlwe.scheme.mask` in its own calls.
+    """The shipped engine with :func:`naive_mask` in place of :func:`fedcredit.protocols.rlwe.scheme.mask` in its own calls.
 
     (The swap lasts for one call of this engine, in this single-threaded in-memory run; the other party's
     engine, and every other step, run the shipped code.)"""
@@ -196,7 +196,7 @@ def _batches(d: Breast, run: Run) -> list[tuple[np.ndarray, dict[str, Any], dict
 
 def _placement(layout: rl.Layout, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where ``A[r, k]`` (``rows x cols``) is in the peer's plaintext polynomials: row block, inner block, and
-    coefficient ``(r mod r_b) n_b J + n_b - 1 - (k mod n_b)`` (:func:`protocols.rlwe.scheme.multiply`)."""
+    coefficient ``(r mod r_b) n_b J + n_b - 1 - (k mod n_b)`` (:func:`fedcredit.protocols.rlwe.scheme.multiply`)."""
     nb, rbk, J = layout.inner_block, layout.row_block, layout.limbs
     r, k = np.arange(rows)[:, None], np.arange(cols)[None, :]
     shape = (rows, cols)

@@ -35,11 +35,11 @@ import gmpy2
 import numpy as np
 from google.protobuf import wrappers_pb2
 
-from protocols.core import Aggregate, Progress, ProtocolStep, Recv, Role, Send, StepSpec, tap
-from protocols.hetero_lr.protocol import EncryptedVector
-from protocols.hetero_lr.share_engine import RlweShareEngine
-from protocols.hetero_lr.two_party_messages import MaskedConversion, MaskedGradientShare, MaskedLoss
-from protocols.rlwe import scheme as rl
+from fedcredit.protocols.core import Aggregate, Progress, ProtocolStep, Recv, Role, Send, StepSpec, tap
+from fedcredit.protocols.hetero_lr.protocol import EncryptedVector
+from fedcredit.protocols.hetero_lr.share_engine import RlweShareEngine
+from fedcredit.protocols.hetero_lr.two_party_messages import MaskedConversion, MaskedGradientShare, MaskedLoss
+from fedcredit.protocols.rlwe import scheme as rl
 
 from .common import Event, Recorder
 from .milp import solve
@@ -59,7 +59,7 @@ class Observer:
     stage: str = "train"
 
     def wrap(self, program: Any) -> Any:
-        """``protocols.core.tap`` on ``program``, with a memory snapshot at each training progress marker."""
+        """``fedcredit.protocols.core.tap`` on ``program``, with a memory snapshot at each training progress marker."""
 
         def on_action(action: Any) -> None:
             self.recorder.on_action(action)
@@ -437,13 +437,13 @@ def _guesses_for(x: np.ndarray, q: Quantity, factors: tuple[float, ...], milp_ti
 
 
 def wire_size(payload: Any) -> int:
-    """Encoded size in bytes, as the runtime would send it (:func:`federated.codec.encode_payload`).
+    """Encoded size in bytes, as the runtime would send it (:func:`fedcredit.runtime.codec.encode_payload`).
 
     The one test-only message type (:class:`LabelCountHint`) is not in the
     codec; it is sized by its own protobuf encoding.
     """
-    from federated.codec import encode_payload
-    from protocols.errors import ProtocolError
+    from fedcredit.runtime.codec import encode_payload
+    from fedcredit.protocols.errors import ProtocolError
 
     try:
         return len(encode_payload(payload)[1])

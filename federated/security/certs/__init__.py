@@ -38,7 +38,7 @@ The room, with arrows one way (dev, csr → profiles → layout; verify stands a
 * :mod:`.verify` — checking certificates at run time: fingerprints, names,
   issuance and key usage, key pairs.
 
-The package may import :mod:`federated.errors`, :mod:`federated.files` and
+The package may import :mod:`fedcredit.runtime.errors`, :mod:`fedcredit.runtime.files` and
 ``cryptography`` only; the rest of the runtime imports it through the names below.
 """
 
@@ -69,7 +69,7 @@ __all__ = [
     "sign_requests",
     "cert_fingerprint",
     "load_tls",
-    # used by federated.security.sealing and federated.security.signing
+    # used by fedcredit.runtime.security.sealing and fedcredit.runtime.security.signing
     "single_cn",
     "verify_issued_cert",
     "load_key_pair",

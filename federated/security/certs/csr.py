@@ -7,7 +7,7 @@ against its role's profile: anything more is refused) and :func:`sign_requests` 
 CA: every request checked before anything is issued, then issued through
 ``profiles._issue_node``, the one issuing function ``certs init`` uses too).
 
-It may import :mod:`.profiles`, :mod:`.layout`, :mod:`federated.errors` and
+It may import :mod:`.profiles`, :mod:`.layout`, :mod:`fedcredit.runtime.errors` and
 ``cryptography``; not :mod:`.dev`.
 """
 
@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
-from federated.errors import ConfigError, CryptoError
+from fedcredit.runtime.errors import ConfigError, CryptoError
 
 from . import profiles
 from .layout import (
@@ -33,7 +33,7 @@ from .layout import (
     CertLayout,
     NodeFiles,
     _cert_pem,
-    _key_pem,
+    _check_days,
     _node_files,
     _read,
     _refuse_existing,
@@ -58,12 +58,11 @@ def create_ca(directory: Path, *, days: int = 365, overwrite: bool = False, now:
         ConfigError: ``days < 1``, or a CA is already there and ``overwrite`` is false.
     """
     directory = Path(directory)
-    if days < 1:
-        raise ConfigError(f"certificate validity must be at least 1 day, got {days}")
+    _check_days(days)
     layout = CertLayout(directory)
     _refuse_existing([layout.ca_cert, layout.ca_key], overwrite, "a CA", "Pass --force to replace it.")
     ca = _make_ca(_utc(now), days)
-    _write_files(directory, (), [(layout.ca_key, _key_pem(ca.key), 0o600), (layout.ca_cert, _cert_pem(ca.cert), 0o644)])
+    _write_files(directory, (), ca.outputs(layout.ca_key, layout.ca_cert))
     return layout
 
 
@@ -284,8 +283,7 @@ def sign_requests(
         ConfigError: a refused request, two requests for one name, an unusable CA, or existing certificates.
         CryptoError: a CSR whose signature does not verify.
     """
-    if days < 1:
-        raise ConfigError(f"certificate validity must be at least 1 day, got {days}")
+    _check_days(days)
     if not requests:
         raise ConfigError("no requests to sign")
     validate_name(coordinator, "coordinator name")

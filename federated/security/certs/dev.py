@@ -5,7 +5,7 @@ node's private keys on one machine, and issues their certificates through the sa
 issuing function as the CSR flow (``profiles._issue_node``). To keep each node's
 private keys on its own machine, use :mod:`.csr` instead.
 
-It may import :mod:`.profiles`, :mod:`.layout` and :mod:`federated.errors`; not :mod:`.csr`.
+It may import :mod:`.profiles`, :mod:`.layout` and :mod:`fedcredit.runtime.errors`; not :mod:`.csr`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import datetime as _dt
 from collections.abc import Sequence
 from pathlib import Path
 
-from federated.errors import ConfigError
+from fedcredit.runtime.errors import ConfigError
 
 from . import profiles
-from .layout import CertLayout, _cert_pem, _key_pem, _write_files, validate_name
+from .layout import CertLayout, _check_days, _refuse_existing, _write_files, validate_name
 from .profiles import NodeRequest, _make_ca, _NodeKeys, _utc
 
 
@@ -60,8 +60,7 @@ def init_certs(
     directory = Path(directory)
     if not parties:
         raise ConfigError("init_certs needs at least one party name")
-    if days < 1:
-        raise ConfigError(f"certificate validity must be at least 1 day, got {days}")
+    _check_days(days)
     names = [coordinator, *parties, *operators]
     for n in names:
         validate_name(n)
@@ -74,17 +73,13 @@ def init_certs(
     for n in names:
         nf = layout.node(n)
         targets += [p for p in (nf.tls_cert, nf.tls_key, nf.seal_cert, nf.seal_key, nf.sign_cert, nf.sign_key) if p]
-    existing = [p for p in targets if p.exists()]
-    if existing and not overwrite:
-        what = "a CA" if (layout.ca_cert in existing or layout.ca_key in existing) else "certificates"
-        raise ConfigError(
-            f"{directory} already contains {what} ({existing[0]}); refusing to overwrite "
-            "it. Pass overwrite=True to replace the CA and every node certificate."
-        )
+    hint = "Pass overwrite=True to replace the CA and every node certificate."
+    _refuse_existing([layout.ca_cert, layout.ca_key], overwrite, "a CA", hint)
+    _refuse_existing(targets, overwrite, "certificates", hint)
 
     now = _utc(now)
     ca = _make_ca(now, days)
-    ca_files: list[tuple[Path, bytes, int]] = [(layout.ca_key, _key_pem(ca.key), 0o600), (layout.ca_cert, _cert_pem(ca.cert), 0o644)]
+    ca_files = ca.outputs(layout.ca_key, layout.ca_cert)
     node_files: list[tuple[Path, bytes, int]] = []
     for n in names:
         role = "coordinator" if n == coordinator else "party" if n in parties else "operator"

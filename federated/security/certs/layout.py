@@ -6,8 +6,8 @@ directory layout (:class:`CertLayout`, :class:`NodeFiles`: ``DIR/ca.crt``, ``DIR
 atomic writes (temporary file + ``os.replace``, keys 0600, folders 0700) and the refusal
 to overwrite; reading a node's mTLS files back (:func:`load_tls`, :class:`TlsMaterial`).
 
-It issues nothing. It may import :mod:`federated.errors` and ``cryptography``; no other
-module of :mod:`federated.security.certs` (:mod:`.profiles`, :mod:`.dev` and :mod:`.csr` import
+It issues nothing. It may import :mod:`fedcredit.runtime.errors` and ``cryptography``; no other
+module of :mod:`fedcredit.runtime.security.certs` (:mod:`.profiles`, :mod:`.dev` and :mod:`.csr` import
 this one).
 """
 
@@ -22,8 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 
-from federated.errors import ConfigError
-from federated.files import atomic_write
+from fedcredit.runtime.errors import ConfigError
+from fedcredit.runtime.files import atomic_write
 
 #: Node names: lowercase, start with a letter or digit, at most 63 characters.
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -137,6 +137,11 @@ def _write_files(directory: Path, subdirs: Sequence[str], outputs: Sequence[tupl
             atomic_write(path, data, mode)
     except OSError as exc:
         raise ConfigError(f"cannot write certificates to {directory}: {exc}") from exc
+
+
+def _check_days(days: int) -> None:
+    if days < 1:
+        raise ConfigError(f"certificate validity must be at least 1 day, got {days}")
 
 
 def _refuse_existing(paths: Sequence[Path], overwrite: bool, what: str, hint: str) -> None:

@@ -11,7 +11,7 @@ place the TLS, signing and sealing profiles live, used by both ``certs init``
 Callers reach the issuing function as ``profiles._issue_node`` (an attribute of this
 module, not a name imported from it), so there is one function to replace in a test.
 
-It writes nothing itself. It may import :mod:`.layout`, :mod:`federated.errors` and
+It writes nothing itself. It may import :mod:`.layout`, :mod:`fedcredit.runtime.errors` and
 ``cryptography``; not :mod:`.dev` or :mod:`.csr`.
 """
 
@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from federated.errors import ConfigError
+from fedcredit.runtime.errors import ConfigError
 
 from .layout import ROLES, NodeFiles, _cert_pem, _key_pem, _read, validate_name
 
@@ -133,6 +133,10 @@ class _Ca:
     def aki(self) -> x509.AuthorityKeyIdentifier:
         ski = self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+    def outputs(self, key_path: Path, cert_path: Path) -> list[tuple[Path, bytes, int]]:
+        """The CA's two files as ``(path, bytes, mode)``: the key 0600, the certificate 0644."""
+        return [(key_path, _key_pem(self.key), 0o600), (cert_path, _cert_pem(self.cert), 0o644)]
 
 
 def _make_ca(now: _dt.datetime, days: int) -> _Ca:

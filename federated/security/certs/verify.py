@@ -4,11 +4,11 @@ Owns what the rest of the runtime uses to trust a certificate the CA issued:
 :func:`cert_fingerprint` (what ``revoked`` lists take), :func:`single_cn`,
 :func:`verify_issued_cert` (issued by the job's CA to this name, valid now, allows this
 usage) and :func:`load_key_pair` (a node's certificate and its matching private key),
-used by :mod:`federated.security.sealing`, :mod:`federated.security.signing`, :mod:`federated.security.revocation`
+used by :mod:`fedcredit.runtime.security.sealing`, :mod:`fedcredit.runtime.security.signing`, :mod:`fedcredit.runtime.security.revocation`
 and the CLI.
 
-It issues and writes nothing. It may import :mod:`federated.errors` and ``cryptography``
-only; no other module of :mod:`federated.security.certs`.
+It issues and writes nothing. It may import :mod:`fedcredit.runtime.errors` and ``cryptography``
+only; no other module of :mod:`fedcredit.runtime.security.certs`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from federated.errors import ConfigError, CryptoError
+from fedcredit.runtime.errors import ConfigError, CryptoError
 
 
 def cert_fingerprint(cert: x509.Certificate | bytes) -> str:

@@ -22,14 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from fedcredit.v1 import rlwe_pb2 as fedcredit_dot_v1_dot_rlwe__pb2
+from fedcredit.proto.v1 import rlwe_pb2 as fedcredit_dot_v1_dot_rlwe__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66\x65\x64\x63redit/v1/hetero_lr.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x17\x66\x65\x64\x63redit/v1/rlwe.proto\"\x1e\n\x11PaillierPublicKey\x12\t\n\x01n\x18\x01 \x01(\x0c\"o\n\x0f\x45ncryptedVector\x12\x17\n\x0fkey_fingerprint\x18\x01 \x01(\x0c\x12\x10\n\x08\x65xponent\x18\x02 \x01(\x05\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x13\n\x0b\x63iphertexts\x18\x05 \x01(\x0c\"J\n\rEpochDecision\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x0c\n\x04loss\x18\x02 \x01(\x01\x12\x0c\n\x04stop\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"$\n\x0eHostTestScores\x12\x12\n\x06scores\x18\x01 \x03(\x01\x42\x02\x10\x01\"<\n\nRingVector\x12\x11\n\tring_bits\x18\x01 \x01(\r\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xb0\x01\n\nPartySetup\x12\x35\n\npublic_key\x18\x01 \x01(\x0b\x32\x1f.fedcredit.v1.PaillierPublicKeyH\x00\x12/\n\x08rlwe_key\x18\x05 \x01(\x0b\x32\x1b.fedcredit.v1.RlwePublicKeyH\x00\x12\x12\n\nn_features\x18\x02 \x01(\r\x12\x0f\n\x07n_train\x18\x03 \x01(\x04\x12\x0e\n\x06n_test\x18\x04 \x01(\x04\x42\x05\n\x03key\"y\n\x0f\x45ncryptedShares\x12/\n\x06values\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVectorH\x00\x12-\n\x04rlwe\x18\x02 \x01(\x0b\x32\x1d.fedcredit.v1.RlweCiphertextsH\x00\x42\x06\n\x04\x62ody\"\xaa\x01\n\x10MaskedConversion\x12/\n\x06values\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVectorH\x00\x12-\n\x04rlwe\x18\x05 \x01(\x0b\x32\x1d.fedcredit.v1.RlweCiphertextsH\x00\x12\x0c\n\x04rows\x18\x02 \x01(\r\x12\x11\n\tslot_bits\x18\x03 \x01(\r\x12\r\n\x05slots\x18\x04 \x01(\rB\x06\n\x04\x62ody\"\x80\x01\n\x16\x45ncryptedResidualShare\x12/\n\x06values\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVectorH\x00\x12-\n\x04rlwe\x18\x02 \x01(\x0b\x32\x1d.fedcredit.v1.RlweCiphertextsH\x00\x42\x06\n\x04\x62ody\"}\n\x13MaskedGradientShare\x12/\n\x06values\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVectorH\x00\x12-\n\x04rlwe\x18\x02 \x01(\x0b\x32\x1d.fedcredit.v1.RlweCiphertextsH\x00\x42\x06\n\x04\x62ody\"t\n\nMaskedLoss\x12/\n\x06values\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVectorH\x00\x12-\n\x04rlwe\x18\x02 \x01(\x0b\x32\x1d.fedcredit.v1.RlweCiphertextsH\x00\x42\x06\n\x04\x62ody\":\n\x0fMaskedLossReply\x12\'\n\x05value\x18\x01 \x01(\x0b\x32\x18.fedcredit.v1.RingVector\"7\n\x0bWeightShare\x12(\n\x06values\x18\x01 \x01(\x0b\x32\x18.fedcredit.v1.RingVector\"7\n\x0bScoreShares\x12(\n\x06values\x18\x01 \x01(\x0b\x32\x18.fedcredit.v1.RingVectorb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedcredit.v1.hetero_lr_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedcredit.proto.v1.hetero_lr_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_HOSTTESTSCORES'].fields_by_name['scores']._loaded_options = None

@@ -1,4 +1,4 @@
-from fedcredit.v1 import rlwe_pb2 as _rlwe_pb2
+from fedcredit.proto.v1 import rlwe_pb2 as _rlwe_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from fedcredit.v1 import job_pb2 as fedcredit_dot_v1_dot_job__pb2
+from fedcredit.proto.v1 import job_pb2 as fedcredit_dot_v1_dot_job__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

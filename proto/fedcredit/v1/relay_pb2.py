@@ -22,14 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from fedcredit.v1 import envelope_pb2 as fedcredit_dot_v1_dot_envelope__pb2
+from fedcredit.proto.v1 import envelope_pb2 as fedcredit_dot_v1_dot_envelope__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x65\x64\x63redit/v1/relay.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x1b\x66\x65\x64\x63redit/v1/envelope.proto\"R\n\x0bSendRequest\x12*\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.EnvelopeH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\":\n\x0cSendResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x16\n\x0ereceived_bytes\x18\x02 \x01(\x04\"a\n\x0eReceiveRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\t\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\x0f\n\x07wait_ms\x18\x05 \x01(\r\"V\n\x0fReceiveResponse\x12*\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.EnvelopeH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part2\x99\x01\n\x0cRelayService\x12?\n\x04Send\x12\x19.fedcredit.v1.SendRequest\x1a\x1a.fedcredit.v1.SendResponse(\x01\x12H\n\x07Receive\x12\x1c.fedcredit.v1.ReceiveRequest\x1a\x1d.fedcredit.v1.ReceiveResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedcredit.v1.relay_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedcredit.proto.v1.relay_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SENDREQUEST']._serialized_start=71

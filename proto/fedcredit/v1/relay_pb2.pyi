@@ -1,4 +1,4 @@
-from fedcredit.v1 import envelope_pb2 as _envelope_pb2
+from fedcredit.proto.v1 import envelope_pb2 as _envelope_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Mapping as _Mapping

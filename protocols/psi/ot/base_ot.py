@@ -9,7 +9,7 @@ security level, as is standard for DH in safe-prime groups). Group 14
 security by NIST SP 800-57 -- below the 128 bits of the OT extension that
 follows -- so the PSI uses :data:`GROUP15_P` (3072-bit, 128-bit security) by
 default. The receiver's exponentiations all have a fixed base (g, or the
-sender's A), so it uses window tables (:class:`~protocols.fixed_base.FixedBase`, ~8x faster than
+sender's A), so it uses window tables (:class:`~fedcredit.protocols.fixed_base.FixedBase`, ~8x faster than
 ``powmod``); the sender's B_i^a have 448 different bases and stay ``powmod``.
 
 The random-OT variant, with the sender and receiver roles of the OT itself

@@ -1,6 +1,6 @@
 """Bit-matrix primitives for OT extension: an AES-CTR PRG and a fast bit transpose.
 
-Layout conventions (used by every module of :mod:`protocols.psi.ot`):
+Layout conventions (used by every module of :mod:`fedcredit.protocols.psi.ot`):
 
 * A *column matrix* of ``w`` columns over ``M`` bins is a ``(w, M // 8)``
   uint8 array; row ``i`` is column ``i`` of the OT-extension matrix, its bits

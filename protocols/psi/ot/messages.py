@@ -1,7 +1,7 @@
 """The OT-PSI's payloads and message table (``psi_ot.*``), with the count-first fallback's copies of ECDH's steps.
 
-The flow and both role programs are in :mod:`protocols.psi.ot.protocol`; the
-parameters and the size plan in :mod:`protocols.psi.ot.params`.
+The flow and both role programs are in :mod:`fedcredit.protocols.psi.ot.protocol`; the
+parameters and the size plan in :mod:`fedcredit.protocols.psi.ot.params`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The OT-PSI's parameters and the plan that checks them against the set sizes before any work.
 
 What each bound means and why the defaults: the ``Parameters`` section of
-:mod:`protocols.psi.ot.protocol`.
+:mod:`fedcredit.protocols.psi.ot.protocol`.
 """
 
 from __future__ import annotations

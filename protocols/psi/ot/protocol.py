@@ -28,7 +28,7 @@ step (wire ``psi_ot.*``)    direction    payload         content
                                                          element, in increasing guest row order,
                                                          its position in the OPRF_VALUES stream
 ``ECDH_*``                  both ways    (ECDH's)        the count-first fallback below: the
-                                                         steps of :class:`~protocols.psi.protocol.
+                                                         steps of :class:`~fedcredit.protocols.psi.protocol.
                                                          PsiStep` under ``psi_ot.ecdh_*`` names
 ==========================  ===========  ==============  ======================================
 
@@ -53,7 +53,7 @@ machinery), which this module does not have.
 So each setup says whether its sender needs the check (``count_first``: its
 minimum is positive; a policy bit, not data), and if either does, both roles
 leave OT right after the setups and run the count-first ECDH-PSI of
-:mod:`protocols.psi.protocol` (``PsiParams(count_first=True)``), under the
+:mod:`fedcredit.protocols.psi.protocol` (``PsiParams(count_first=True)``), under the
 ``psi_ot.ecdh_*`` copies of its steps (the relay admits a job's own table
 only). Running ECDH's count first and then OT would do ECDH's exponentiations
 *and* OT's work, when one extra round trip after the count turns ECDH's run
@@ -165,7 +165,7 @@ def ot_guest_program(
             positive, both run the count-first ECDH fallback (module docstring).
 
     Returns (as the generator's return value):
-        :class:`~protocols.psi.protocol.PsiResult` with the guest's rows in the
+        :class:`~fedcredit.protocols.psi.protocol.PsiResult` with the guest's rows in the
         intersection, increasing.
 
     Raises:

@@ -10,13 +10,13 @@ exactly one place where messages are built and checked.
   and long-polls for its own. Payloads to the other party are sealed end to
   end, so the coordinator relays them without being able to read them. The
   keys are agreed per protocol phase from fresh ephemeral X25519 keys
-  (:class:`federated.security.sealing.SealSession`): before a phase's first payload to
+  (:class:`fedcredit.runtime.security.sealing.SealSession`): before a phase's first payload to
   or from the peer, the endpoint sends its signed ``seal.hello`` and waits for
   the peer's (see :meth:`Endpoint.establish_sealing`).
 
 * :class:`RoleRun` is one role of a job on a party node: its endpoint, its
   randomness and its process pool, which the node's PSI and training runners
-  (:mod:`federated.node.psi_runner`, :mod:`federated.node.train_runner`) drive programs with.
+  (:mod:`fedcredit.runtime.node.psi_runner`, :mod:`fedcredit.runtime.node.train_runner`) drive programs with.
 
 The coordinator runs no role: it holds no key and only relays.
 """
@@ -33,16 +33,16 @@ from typing import Any, Callable, Iterator, Mapping
 
 import grpc
 
-from fedcredit.v1 import envelope_pb2, relay_pb2, relay_pb2_grpc
-from protocols.core import (Checkpoint, MapFn, Message, Progress, ProtocolStep, RandomSource, Recv, Role, RoleProgram, Send,
+from fedcredit.proto.v1 import envelope_pb2, relay_pb2, relay_pb2_grpc
+from fedcredit.protocols.core import (Checkpoint, MapFn, Message, Progress, ProtocolStep, RandomSource, Recv, Role, RoleProgram, Send,
                             check_recv, check_send)
-from protocols.errors import ProtocolError
+from fedcredit.protocols.errors import ProtocolError
 
-from federated.codec import decode_payload, encode_payload
-from federated.errors import CryptoError, DeadlineError, FedCreditError, RateLimitedError, TransportError, from_rpc_error
-from federated.security.sealing import SEAL_CHECKPOINT_KEY, SealHello, SealSession, SealStep, Sealer, seal_phase, seal_sequence
-from federated.security.signing import SigningIdentity, envelope_digest, envelope_fields, sign_digest, verify_digest
-from federated.security.transport import STREAM_DEADLINE_S, chunk_bytes
+from fedcredit.runtime.codec import decode_payload, encode_payload
+from fedcredit.runtime.errors import CryptoError, DeadlineError, FedCreditError, RateLimitedError, TransportError, from_rpc_error
+from fedcredit.runtime.security.sealing import SEAL_CHECKPOINT_KEY, SealHello, SealSession, SealStep, Sealer, seal_phase, seal_sequence
+from fedcredit.runtime.security.signing import SigningIdentity, envelope_digest, envelope_fields, sign_digest, verify_digest
+from fedcredit.runtime.security.transport import STREAM_DEADLINE_S, chunk_bytes
 
 __all__ = ["drive", "Endpoint", "RelayEndpoint", "RoleRun", "envelope_aad"]
 
@@ -207,7 +207,7 @@ class Endpoint(ABC):
         """Persist a role's state before it continues. Without a handler the job cannot resume, and that is all.
 
         A checkpoint also keeps the sealing keys of its own phase (its ``stage`` names the phase, as its steps'
-        wire names do), under :data:`~federated.security.sealing.SEAL_CHECKPOINT_KEY`: a restarted party must open what
+        wire names do), under :data:`~fedcredit.runtime.security.sealing.SEAL_CHECKPOINT_KEY`: a restarted party must open what
         the peer sealed before the crash. No other phase's keys, and no ephemeral private key, are ever written."""
         self._last_checkpoint = c
         self._persist_checkpoint()
