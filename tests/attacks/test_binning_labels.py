@@ -237,3 +237,22 @@ def test_bank_reads_no_count_and_no_membership(credit: tuple, key: tuple, monkey
     exact, _, confirmed = bank_attacks(g, h, key, y, x, bins, truth)
     print(f"[naive, unblinded mask] counts read {exact:.2f}, membership confirmed {confirmed:.2f}")
     assert exact == 0.0 and confirmed == 1.0
+
+
+def test_known_limit_nested_bins_of_a_malicious_platform(credit: tuple, key: tuple) -> None:
+    """The stated limit of the minimum-size defence: it assumes a semi-honest platform.
+
+    A platform that *chooses* two binnings whose bins differ in one row (each bin
+    well over the minimum, so the bank accepts) reads that row's label from the
+    difference of the two counts. This test pins the limit down (the attack
+    works); the protocol's docstring and the README say so.
+    """
+    _, y = credit
+    order = np.arange(ROWS, dtype=float)
+    x = np.column_stack([order, order])
+    target = 100
+    nested = [FeatureBins("a", (target - 1 + 0.5,)), FeatureBins("b", (target + 0.5,))]  # rows 0..99 | 0..100
+    out, _, _ = _run(y, x, nested, key)
+    a, b = out[H].counts
+    assert min(a.rows.min(), b.rows.min()) >= PARAMS.min_bin_rows  # the bank accepted both layouts
+    assert int(b.bads[0] - a.bads[0]) == int(y[target])
