@@ -52,10 +52,11 @@ the bank refuses (:class:`BinsTooSmall`, before any label is encrypted) a
 layout with a bin under its own ``min_bin_rows`` or whose sizes do not add up
 to the number of rows per feature. Below-minimum event counts are merged
 before anything is released (WOE, IV, scorecard points). Limits, stated:
-the sizes are the platform's word (a malicious platform could lie, or make two
+the sizes and the sums are the platform's word (a malicious platform could lie
+about a size, send one row's ciphertext in place of a bin's sum, or make two
 features whose bins differ in one row and read that row's label from the
 difference, ``test_known_limit_nested_bins_of_a_malicious_platform``: the
-semi-honest assumption covers both); and a bin of at least
+semi-honest assumption covers all three); and a bin of at least
 ``min_bin_rows`` rows with no bads does tell the platform those rows are all
 good -- exact per-bin counts disclose that by definition.
 """
