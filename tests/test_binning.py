@@ -222,12 +222,20 @@ def test_iv_goes_to_the_bank_only_with_share_iv(credit: tuple, bank_key: tuple) 
     params = SecureBinningParams(min_bin_rows=50, share_iv=True)
     guest, host = run(yy, x, fit_features(x, hnames[:3], n_bins=5, min_rows=50), params, bank_key)
     assert guest.host_iv == host.iv and set(guest.host_iv) == set(hnames[:3])
+    assert host.bank_iv is None
+    # the bank's own IV goes the other way only with share_bank_iv
+    both = SecureBinningParams(min_bin_rows=50, share_bank_iv=True)
+    bank_iv = {"bank_x0": 0.3}
+    guest, host = run(yy, x, fit_features(x, hnames[:3], n_bins=5, min_rows=50), both, bank_key, own_iv=bank_iv)
+    assert guest.host_iv is None and host.bank_iv == bank_iv
+    with pytest.raises(DataError):
+        run(yy, x, fit_features(x, hnames[:3], n_bins=5, min_rows=50), both, bank_key)
 
 
 def test_step_table_classifies_every_payload() -> None:
     kinds = {s.wire: s.spec.payload.__mro__[1] for s in BinningStep}
     assert kinds == {"bin.setup": Public, "bin.layout": Public, "bin.decision": Public, "bin.labels": Ciphertext,
-                     "bin.masked_sums": Masked, "bin.reply": Aggregate, "bin.iv": Aggregate}
+                     "bin.masked_sums": Masked, "bin.reply": Aggregate, "bin.iv": Aggregate, "bin.bank_iv": Aggregate}
 
 
 def test_bank_refuses_bins_under_its_minimum(bank_key: tuple) -> None:

@@ -17,6 +17,7 @@ step                direction   payload           content
                                                   mask per bin, blinded (see below)
 ``bin.reply``       guest→host  MaskedCounts      the decrypted ``Σ y + m_k`` per bin
 ``bin.iv``          host→guest  SharedIv          only with ``share_iv``: IV per host feature
+``bin.bank_iv``     guest→host  SharedIv          only with ``share_bank_iv``: IV per bank feature
 ==================  ==========  ================  ===============================================
 
 The host removes ``m_k``: bads per bin, and goods = rows − bads. It then merges
@@ -30,7 +31,7 @@ learn more from what it sees):
 * **The bank** learns the number of the platform's features, of bins per
   feature, and the rows of each bin (``bin.layout``: the sizes, not which rows,
   not the cut points or feature names), and, only with ``share_iv``, the IV of
-  each platform feature. What it decrypts, ``Σ y + m_k`` with ``m_k`` uniform
+  each platform feature (the platform learns the bank's IV only with ``share_bank_iv``). What it decrypts, ``Σ y + m_k`` with ``m_k`` uniform
   in ``[0, 2^(b + σ))`` where ``2^b > rows``, is within statistical distance
   ``2^-σ`` of ``m_k`` alone (``σ = mask_bits``, 80 by default): it says nothing
   about the bin's count. Its ciphertext randomness says nothing either: the
@@ -64,7 +65,7 @@ good -- exact per-bin counts disclose that by definition.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -120,6 +121,7 @@ class SecureBinningParams:
         min_bin_events: bins with fewer bads or fewer goods are merged before release.
         mask_bits: statistical security σ of the masks (≥ 40).
         share_iv: whether the platform's IV per feature goes to the bank.
+        share_bank_iv: whether the bank's IV per feature (of its own features) goes to the platform.
         batch_size: labels per ``bin.labels`` message.
         smoothing: added to both counts of a bin with no bads or no goods (WOE).
         merge: ``none``, ``chimerge`` or ``monotonic``: merging on the counts after the protocol.
@@ -130,6 +132,7 @@ class SecureBinningParams:
     min_bin_events: int = 1
     mask_bits: int = 80
     share_iv: bool = False
+    share_bank_iv: bool = False
     batch_size: int = 4096
     smoothing: float = 0.5
     merge: str = "none"
@@ -211,7 +214,7 @@ class MaskedCounts(Aggregate):
 
 @dataclass(frozen=True)
 class SharedIv(Aggregate):
-    """``share_iv``: the IV of each platform feature (names as the platform calls them)."""
+    """``share_iv`` / ``share_bank_iv``: the IV of each of the sender's own features (names as the sender calls them)."""
 
     iv: tuple[tuple[str, float], ...]
 
@@ -227,6 +230,7 @@ class BinningStep(ProtocolStep):
     MASKED_SUMS = StepSpec("bin.masked_sums", (H,), (G,), MaskedBinSums, "[[bads per bin + mask]] under the bank's key")
     REPLY = StepSpec("bin.reply", (G,), (H,), MaskedCounts, "bads per bin + the platform's masks")
     IV = StepSpec("bin.iv", (H,), (G,), SharedIv, "share_iv only: IV per platform feature")
+    BANK_IV = StepSpec("bin.bank_iv", (G,), (H,), SharedIv, "share_bank_iv only: IV per bank feature")
 
 
 # --------------------------------------------------------------------------- results
@@ -247,6 +251,7 @@ class HostBinningResult:
     sent_bins: tuple[FeatureBins, ...]
     counts: tuple[BinCounts, ...] = field(repr=False)
     tables: tuple[WoeTable, ...]
+    bank_iv: dict[str, float] | None = None
 
     @property
     def iv(self) -> dict[str, float]:
@@ -303,7 +308,8 @@ def _check_budget(public_key: PaillierPublicKey, n_rows: int, params: SecureBinn
 
 
 def guest_program(y: np.ndarray, keypair: tuple[PaillierPublicKey, PaillierPrivateKey], params: SecureBinningParams,
-                  rng: Any, *, min_bin_rows: int | None = None, map_fn: MapFn | None = None) -> RoleProgram:
+                  rng: Any, *, min_bin_rows: int | None = None, own_iv: Mapping[str, float] | None = None,
+                  map_fn: MapFn | None = None) -> RoleProgram:
     """The bank: encrypt its labels, decrypt only masked per-bin sums, refuse bins under its minimum.
 
     Args:
@@ -312,6 +318,7 @@ def guest_program(y: np.ndarray, keypair: tuple[PaillierPublicKey, PaillierPriva
         params: the agreed parameters.
         rng: randomness for the encryptions (``secrets.SystemRandom()`` in production).
         min_bin_rows: the bank's own minimum bin size (default ``params.min_bin_rows``).
+        own_iv: the IV of the bank's own features (:func:`own_tables`), sent only with ``share_bank_iv``.
         map_fn: the bank's own pool for encryption and decryption.
 
     Returns:
@@ -321,6 +328,8 @@ def guest_program(y: np.ndarray, keypair: tuple[PaillierPublicKey, PaillierPriva
         BinsTooSmall: the layout has a bin under the minimum or sizes that do not add up.
     """
     labels = _labels01(y)
+    if params.share_bank_iv and own_iv is None:
+        raise DataError("share_bank_iv needs the bank's own IV (own_iv)")
     pk, sk = keypair
     n = len(labels)
     _check_budget(pk, n, params)
@@ -348,6 +357,8 @@ def guest_program(y: np.ndarray, keypair: tuple[PaillierPublicKey, PaillierPriva
     host_iv = None
     if params.share_iv:
         host_iv = dict((yield from recv_typed(BinningStep.IV, SharedIv)).iv)
+    if params.share_bank_iv and own_iv is not None:
+        yield Send(BinningStep.BANK_IV, SharedIv(tuple((name, float(v)) for name, v in own_iv.items())))
     return GuestBinningView(layout.bin_rows, host_iv)
 
 
@@ -425,5 +436,6 @@ def host_program(x: np.ndarray, bins: Sequence[FeatureBins], params: SecureBinni
     tables = tuple(finish_bins(b, c, params) for b, c in zip(bins, counts))
     if params.share_iv:
         yield Send(BinningStep.IV, SharedIv(tuple((t.name, t.iv) for t in tables)))
-    return HostBinningResult(tuple(bins), tuple(counts), tables)
+    bank_iv = dict((yield from recv_typed(BinningStep.BANK_IV, SharedIv)).iv) if params.share_bank_iv else None
+    return HostBinningResult(tuple(bins), tuple(counts), tables, bank_iv)
 
