@@ -325,3 +325,23 @@ def test_total_points_auc_equals_the_woe_lr_auc(credit: tuple, bank_key: tuple) 
     assert roc_auc(y[rows], -total) == pytest.approx(roc_auc(y[rows], z), abs=1e-12)
     assert roc_auc(y[rows], z) > 0.7
     assert "| platform |" in render_iv({t.name: t.iv for t in ht}, "platform")
+
+
+@pytest.mark.parametrize("merge", ["chimerge", "monotonic"])
+def test_optimal_merging_on_the_secure_counts_equals_the_centralized(credit: tuple, bank_key: tuple, merge: str) -> None:
+    """The platform merges on the counts the protocol gave it: the same released bins and WOE as a party holding
+    both the features and the labels would get."""
+    _, _, xh, hnames, y = credit
+    x, yy = xh[:3000, 5:8], y[:3000]
+    params = SecureBinningParams(min_bin_rows=60, min_bin_events=5, merge=merge, max_bins=4)
+    bins = fit_features(x, hnames[5:8], n_bins=20, min_rows=60)
+    _, host = run(yy, x, bins, params, bank_key)
+    central = own_tables(x, yy, bins, params)
+    for t, ref in zip(host.tables, central):
+        assert t.bins == ref.bins and t.woe == ref.woe and t.bads == ref.bads
+        rates = np.asarray(t.bads[:t.bins.n_numeric]) / np.asarray(t.rows[:t.bins.n_numeric])
+        if merge == "monotonic":
+            assert (np.diff(rates) >= 0).all() or (np.diff(rates) <= 0).all()
+        else:
+            assert t.bins.n_numeric <= 4
+    assert any(len(t.bins.cuts) < len(b.cuts) for t, b in zip(host.tables, bins))  # it did merge
