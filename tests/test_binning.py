@@ -8,6 +8,7 @@ against a hand computation, and the total points' AUC against the WOE-LR's.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -17,7 +18,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from fedcredit.protocols.binning import (
-    MISSING, BinCounts, BinningStep, BinsTooSmall, FeatureBins, GuestBinningView, HostBinningResult, ScorecardParams,
+    MISSING, BinCounts, BinningStep, Scorecard, BinsTooSmall, FeatureBins, GuestBinningView, HostBinningResult, ScorecardParams,
     SecureBinningParams, check_layout, chi_merge, count_bins, drop_correlated, equal_width_bins, fit_features, guest_program,
     host_program, merge_small, monotonic_merge, own_tables, quantile_bins, render_iv, render_scorecard, score, scorecard_points,
     select_by_iv, woe_table, woe_transform)
@@ -298,6 +299,13 @@ def test_points_by_hand() -> None:
     only = scorecard_points([], [], p, intercept=z)
     assert only.base_points == pytest.approx(600.0)
     assert scorecard_points([], [], p, intercept=z - math.log(2)).base_points == pytest.approx(620.0)
+    back = Scorecard.from_dict(json.loads(json.dumps(card.to_dict())))
+    assert back == card
+    x = np.array([[-1.0], [1.0], [np.nan]])
+    assert back.partial_scores(x).tolist() == card.partial_scores(x).tolist()
+    assert card.partial_scores(x)[2] == card.base_points  # a missing value without a bin: no points
+    with pytest.raises(DataError):
+        Scorecard.from_dict({"base_points": 0.0, "features": [{**card.to_dict()["features"][0], "points": [1.0]}]})
     assert "(base points)" in render_scorecard(card, "bank") and "| bank | f | (-inf, 0] | 50 | 0.200 |" in render_scorecard(card, "bank")
 
 

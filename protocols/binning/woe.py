@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -177,6 +177,37 @@ class Scorecard:
     points: tuple[tuple[float, ...], ...]  # points[j][k]: feature j, bin k
     weights: tuple[float, ...]
     base_points: float  # the intercept's points: the bank's part; 0.0 for the platform
+
+    def to_dict(self) -> dict[str, Any]:
+        """The party's scorecard as plain JSON data (its part of the model package): per feature its bins
+        (cut points, where missing values go), counts, WOE and points, and the base points."""
+        return {"base_points": self.base_points, "features": [
+            {"name": t.name, "cuts": list(t.bins.cuts), "missing": t.bins.missing, "rows": list(t.rows), "bads": list(t.bads),
+             "woe": list(t.woe), "iv_parts": list(t.iv_parts), "weight": w, "points": list(p)}
+            for t, w, p in zip(self.tables, self.weights, self.points)]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Scorecard":
+        """The inverse of :meth:`to_dict`.
+
+        Raises:
+            DataError: a malformed package (a missing key, lengths that do not match the bins).
+        """
+        try:
+            tables, points, weights = [], [], []
+            for f in d["features"]:
+                bins = FeatureBins(str(f["name"]), tuple(float(c) for c in f["cuts"]), f["missing"])
+                t = WoeTable(bins, tuple(int(v) for v in f["rows"]), tuple(int(v) for v in f["bads"]),
+                             tuple(float(v) for v in f["woe"]), tuple(float(v) for v in f["iv_parts"]))
+                pts = tuple(float(v) for v in f["points"])
+                if not len(t.rows) == len(t.bads) == len(t.woe) == len(pts) == bins.n_bins:
+                    raise DataError(f"scorecard feature {bins.name}: lengths do not match its {bins.n_bins} bins")
+                tables.append(t)
+                points.append(pts)
+                weights.append(float(f["weight"]))
+            return cls(tuple(tables), tuple(points), tuple(weights), float(d["base_points"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"malformed scorecard: {exc}") from None
 
     def partial_scores(self, x: np.ndarray) -> np.ndarray:
         """This party's points for each row of its own features ``x`` (one column per table)."""
