@@ -345,3 +345,33 @@ def test_demo_glue_applies_both_parties_model_files(tmp_path: Path) -> None:
                         guest_ds=DatasetConfig(path=tmp_path / "g.csv", id_column="id", label_column="y"),
                         host_ds=DatasetConfig(path=tmp_path / "h.csv", id_column="id"), seed=5, test_fraction=0.25, clip=3.0,
                         l2=1e-3, job_id="job-1", guest="bank", host="platform")
+
+
+@pytest.mark.integration
+def test_the_demo_report_of_a_real_job_has_the_jobs_own_auc(tmp_path: Path) -> None:
+    """A real train job over mTLS (three processes); the report built from the parties' files has the AUC the bank computed."""
+    from fedcredit.runtime.cli.client import OperatorClient
+    from fedcredit.runtime.cli.demo import Cluster
+    from fedcredit.runtime.cli.demo_evaluation import write_demo_evaluation
+    from fedcredit.runtime.config import DatasetConfig, JobSpec, parse_config
+    from helpers import BREAST_GUEST, BREAST_HOST
+
+    guest_ds = DatasetConfig(path=BREAST_GUEST, id_column="id", label_column="y")
+    host_ds = DatasetConfig(path=BREAST_HOST, id_column="id")
+    spec = parse_config(JobSpec, {"kind": "train", "name": "eval", "purpose": "financing.credit_risk_model",
+                                  "guest": {"party": "bank", "dataset": "breast"}, "host": {"party": "platform", "dataset": "breast"},
+                                  "training": {"key_bits": 1024, "max_epochs": 2}, "evaluation": {"test_fraction": 0.25}, "seed": 3},
+                        source="test job")
+    with Cluster(tmp_path / "cluster", {"bank": {"breast": guest_ds}, "platform": {"breast": host_ds}}) as cluster:
+        with OperatorClient(cluster.client_config()) as client:
+            info = client.wait(client.submit(spec).job_id, timeout_s=300)
+    assert info.state == "succeeded", info.error
+    joint = cluster.party_result("bank", info.job_id)["metrics"]["joint"]
+    out = write_demo_evaluation(tmp_path / "audit" / "evaluation_report.html", guest_files=cluster.party_store("bank").job(info.job_id),
+                                host_files=cluster.party_store("platform").job(info.job_id), guest_ds=guest_ds, host_ds=host_ds,
+                                spec=spec, job_id=info.job_id, guest="bank", host="platform", joint_auc=joint["auc"])
+    assert isinstance(out, Path), out
+    page = out.read_text(encoding="utf-8")
+    assert page.count("<svg") == 6 and info.job_id in page
+    assert f"is equal to the AUC bank computed in the job ({joint['auc']:.6f})" in page
+    assert f"Evaluated on {joint['n_test']} rows" in page

@@ -234,12 +234,6 @@ class ModelEvaluation:
         """The share of bads among the ``share`` of the population with the highest scores (interpolated)."""
         return float(np.interp(share, self.gain.population, self.gain.captured))
 
-    def summary(self) -> dict[str, Any]:
-        """The headline numbers, JSON-ready."""
-        return {"name": self.name, "n": self.n, "n_bad": self.n_bad, "auc": self.auc, "gini": self.gini, "ks": self.ks.ks,
-                "ks_cutoff": self.ks.cutoff, "brier": self.brier, "top_decile_lift": self.deciles[0].lift if self.deciles else None,
-                "captured_at_10pct": self.captured_at(0.1), "captured_at_20pct": self.captured_at(0.2)}
-
 
 @dataclass(frozen=True)
 class FeatureGroup:
@@ -268,10 +262,6 @@ class Evaluation:
     @property
     def compared(self) -> tuple[ModelEvaluation, ...]:
         return self.models[1:]
-
-    def summary(self) -> dict[str, Any]:
-        return {"subject": self.subject, "models": [m.summary() for m in self.models],
-                "psi": None if self.psi is None else {"value": self.psi.value, "verdict": self.psi.verdict}}
 
 
 # --------------------------------------------------------------------------- metrics (numpy)
@@ -497,7 +487,9 @@ def load_scores_csv(path: Path, *, label_column: str = "label", score_columns: S
         if len(train) == 0:
             train = None
     y = pd.to_numeric(df[label_column], errors="coerce").to_numpy(dtype=float)
-    if len(y) == 0 or np.any(~np.isin(y, (0.0, 1.0))):
+    if len(y) == 0:
+        raise DataError(f"{path}: no rows to evaluate" + (f" (no {split_column} = test row)" if train is not None else ""))
+    if np.any(~np.isin(y, (0.0, 1.0))):
         raise DataError(f"{path}: the {label_column} column must hold 0 (good) or 1 (bad) on every evaluated row")
     scores = {c: pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float) for c in score_columns}
     for c, v in {**scores, **({} if train is None else {"train " + score_columns[0]: train})}.items():
