@@ -218,6 +218,17 @@ def test_the_page_shows_the_numbers_it_computed() -> None:
     assert without_psi.count("<svg") == 5 and "no training-row scores were given" in without_psi
 
 
+def test_long_curves_are_thinned_for_drawing_only() -> None:
+    from fedcredit.runtime.audit.evaluation import _thin
+
+    np.testing.assert_array_equal(_thin(10), np.arange(10))
+    t = _thin(5000)
+    assert len(t) <= 800 and t[0] == 0 and t[-1] == 4999 and np.all(np.diff(t) > 0)
+    y, p, _ = _data(n=6000)
+    ev = evaluate_model("m", y, p)
+    assert len(ev.roc.fpr) > 800 and ev.auc == pytest.approx(roc_auc_score(y, p), abs=1e-12)  # the metrics keep every point
+
+
 def test_every_value_is_escaped() -> None:
     page = _evaluation(feature="<script>alert(1)</script>", name="joint <b>&amp; $x$</b>")
     assert "<script" not in page.lower()

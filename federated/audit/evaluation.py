@@ -533,6 +533,12 @@ def _svg(fig: Any, key: str, title: str) -> str:
     return head + f"\n <title>{html.escape(title, quote=False)}</title>" + text[head_end:]
 
 
+def _thin(n: int, points: int = 800) -> np.ndarray:
+    """At most ``points`` indices of a curve of ``n`` points, evenly spread, first and last kept (for drawing only:
+    at a chart's size the thinned curve looks the same, and the page stays small; every metric uses all points)."""
+    return np.arange(n) if n <= points else np.unique(np.linspace(0, n - 1, points).round().astype(np.int64))
+
+
 def _figure(width: float = 6.0, height: float = 4.2) -> Any:
     from matplotlib.figure import Figure
 
@@ -543,7 +549,8 @@ def _fig_roc(ev: Evaluation) -> str:
     fig = _figure(5.6, 4.6)
     ax = fig.add_subplot()
     for k, m in enumerate(ev.models):
-        ax.plot(m.roc.fpr, m.roc.tpr, color=_COLORS[k % len(_COLORS)], lw=2 if k == 0 else 1.5,
+        t = _thin(len(m.roc.fpr))
+        ax.plot(m.roc.fpr[t], m.roc.tpr[t], color=_COLORS[k % len(_COLORS)], lw=2 if k == 0 else 1.5,
                 label=_label(f"{m.name} (AUC {m.auc:.4f})"))
     ax.plot([0, 1], [0, 1], color="#888888", lw=1, ls="--", label="random (AUC 0.5)")
     ax.set_xlabel("false positive rate (share of goods flagged)")
@@ -560,8 +567,9 @@ def _fig_ks(ev: Evaluation) -> str:
     fig = _figure(6.2, 4.2)
     ax = fig.add_subplot()
     share = np.r_[0.0, (m.ks.cum_bad * m.n_bad + m.ks.cum_good * (m.n - m.n_bad)) / m.n]
-    ax.plot(share, np.r_[0.0, m.ks.cum_bad], color=_BAD, lw=2, label="bads at or above the cut-off")
-    ax.plot(share, np.r_[0.0, m.ks.cum_good], color=_GOOD, lw=2, label="goods at or above the cut-off")
+    t = _thin(len(share))
+    ax.plot(share[t], np.r_[0.0, m.ks.cum_bad][t], color=_BAD, lw=2, label="bads at or above the cut-off")
+    ax.plot(share[t], np.r_[0.0, m.ks.cum_good][t], color=_GOOD, lw=2, label="goods at or above the cut-off")
     k = int(np.flatnonzero(m.ks.thresholds == m.ks.cutoff)[0])
     ax.vlines(share[k + 1], m.ks.cum_good[k], m.ks.cum_bad[k], color="#1d2430", lw=1.5, ls=":",
               label=f"KS {m.ks.ks:.4f} at score {m.ks.cutoff:.4f}")
@@ -579,7 +587,8 @@ def _fig_gain_lift(ev: Evaluation) -> str:
     gain, lift = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     for k, m in enumerate(ev.models):
         c = _COLORS[k % len(_COLORS)]
-        gain.plot(m.gain.population, m.gain.captured, color=c, lw=2 if k == 0 else 1.5, label=_label(m.name))
+        t = _thin(len(m.gain.population))
+        gain.plot(m.gain.population[t], m.gain.captured[t], color=c, lw=2 if k == 0 else 1.5, label=_label(m.name))
         x = np.array([r.n for r in m.deciles]).cumsum() / m.n
         lift.plot(x, [r.cum_lift for r in m.deciles], color=c, marker="o", ms=3.5, lw=2 if k == 0 else 1.5, label=_label(m.name))
     gain.plot([0, 1], [0, 1], color="#888888", lw=1, ls="--", label="random")
