@@ -341,6 +341,11 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
     table.add_row("plain sklearn (StandardScaler, no clipping)", f"{ref['plain_sklearn']['auc']:.4f}",
                   f"{ref['plain_sklearn']['ks']:.4f}", "nobody (demo only)")
     console.print(table)
+    from fedcredit.runtime.cli.demo_evaluation import write_demo_evaluation
+
+    evaluation = write_demo_evaluation(report.parent / "evaluation_report.html", guest_files=cluster.party_store(opts.guest).job(info.job_id),
+                                       host_files=cluster.party_store(opts.host).job(info.job_id), guest_ds=guest_ds, host_ds=host_ds,
+                                       spec=spec, job_id=info.job_id, guest=opts.guest, host=opts.host, joint_auc=joint.get("auc"))
     gap = ref["centralized"]["auc"] - joint["auc"]
     gap_plain = ref["plain_sklearn"]["auc"] - joint["auc"]
     console.print(f"joint vs centralized AUC gap: {gap:+.4f} (vs plain sklearn {gap_plain:+.4f})   epochs: {result['training']['epochs']}   "
@@ -360,13 +365,15 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         "process_exit_codes": codes,
         "consent": {"excluded_by_host": excluded},
         "audit": {"verified": verification.ok, "problems": [p.message for p in verification.problems]},
-        "artifacts": {"transcripts": [str(t) for t in transcripts], "audit_report": str(report)},
+        "artifacts": {"transcripts": [str(t) for t in transcripts], "audit_report": str(report),
+                      "evaluation_report": str(evaluation) if isinstance(evaluation, Path) else None},
     }
     if excluded is not None:
         console.print(f"consent: {opts.host} excluded {excluded} enterprises without a valid consent for {PURPOSE} "
                       f"(only {opts.host} learns this number; it is in {opts.host}'s own transcript)")
     status = "[bold green]verified[/]" if verification.ok else f"[bold red]NOT verified[/] ({len(verification.problems)} problems)"
     console.print(f"transcripts ({len(transcripts)}): {status}; audit report: {report}")
+    console.print(f"evaluation report (ROC, KS, lift, PSI, calibration; joint vs {opts.guest} only): {evaluation}")
     console.print(f"artifacts: models in {workdir / opts.guest / 'jobs' / info.job_id} and {workdir / opts.host / 'jobs' / info.job_id}; "
                   f"logs in {workdir / 'logs'}; coordinator state {workdir / 'coordinator.sqlite'}")
     if opts.json_out:

@@ -381,6 +381,39 @@ def audit_report(
     console.print(f"report written to {out}")
 
 
+report_app = typer.Typer(no_args_is_help=True, help="Model reports (the compliance report is `audit report`).")
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("evaluation")
+def report_evaluation(
+    scores: Path = typer.Argument(..., help="CSV of the evaluation rows: a label column (1 = bad) and one probability-of-bad column "
+                                  "per model; with a split column, its train rows give the PSI and its test rows are evaluated."),
+    out: Path = typer.Option(..., "--out", help="Where to write the HTML report."),
+    score_columns: str = typer.Option("score", "--scores", help="Comma-separated score columns: the model under evaluation "
+                                      "first, then the models compared with it on the same rows."),
+    label_column: str = typer.Option("label", "--label-column"),
+    split_column: str = typer.Option("split", "--split-column", help="Optional column of train/test."),
+    title: str = typer.Option("fedcredit model evaluation", "--title"),
+    subject: str = typer.Option("", "--subject", help="What is evaluated, e.g. the job id."),
+) -> None:
+    """Write the evaluation report (ROC, KS, lift and gain, score distributions, cut-offs, PSI, calibration) as one offline HTML page."""
+    from fedcredit.runtime.audit.evaluation import build_evaluation, load_scores_csv, render_evaluation
+    from fedcredit.runtime.errors import DataError
+
+    try:
+        y, by_model, train = load_scores_csv(scores, label_column=label_column, score_columns=_names(score_columns) or ["score"],
+                                             split_column=split_column)
+        ev = build_evaluation(y, by_model, train_scores=train, title=title, subject=subject)
+    except FedCreditError as exc:
+        _fail(exc)
+    except ValueError as exc:
+        _fail(DataError(f"{scores}: {exc}"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_evaluation(ev), encoding="utf-8")
+    console.print(f"evaluation report written to {out}")
+
+
 demo_app = typer.Typer(help="Local demos: three processes over mTLS gRPC on localhost.")
 app.add_typer(demo_app, name="demo")
 
