@@ -1,6 +1,8 @@
 """Vertical LR, side by side in one run, every variant a real job over mTLS gRPC.
 
     .venv/bin/python benchmarks/lr_bench.py [--epochs 4] [--phe-rows 2048] [--json lr_bench.json]
+    .venv/bin/python benchmarks/lr_bench.py --only spu --epochs 1       # SPU's columns alone
+    make bench-lr                                                        # every column, SPU's venv included
 
 Speed columns, on default_credit (30,000 rows, 13 + 10 features), batch 512:
 
@@ -274,6 +276,7 @@ def main() -> int:
                                    clip=defaults.clip, l2=defaults.l2) for name in ["default_credit", *extra]}
     results: dict[str, Any] = {}
     t_start = time.monotonic()
+    load_start = os.getloadavg()
     needs_cluster = bool(extra) or any(v in ("two_party", "two_party_ckks") for v in variants)
     with cluster if needs_cluster else contextlib.nullcontext():
         dc = (datasets["bank"]["default_credit"], datasets["platform"]["default_credit"])
@@ -320,7 +323,7 @@ def main() -> int:
     print(f"vertical LR, batch 512, 2048-bit Paillier / RLWE N=16384, {defaults.optimizer} "
           f"lr {defaults.learning_rate}/(1+{defaults.lr_decay:g}e), {defaults.max_epochs} epochs (in-process rows: 1)")
     spu_done = [r for v, r in results.items() if v in SPU_VARIANTS]
-    hdr = (f"{'variant':<34}{'s/epoch':>9}{'MB/epoch':>10}{'AUC':>8}{'KS':>8}{'central':>9}{'gap':>8}{'plain sk':>10}"
+    hdr = (f"{'variant':<34}{'s/epoch':>9}{'CPU s/ep':>10}{'MB/epoch':>10}{'AUC':>8}{'KS':>8}{'central':>9}{'gap':>8}{'plain sk':>10}"
            f"{'vs (a)':>9}")
     print(hdr)
     print("-" * len(hdr))
@@ -337,12 +340,18 @@ def main() -> int:
         gap = f"{ref['centralized']['auc'] - r['auc']:+.4f}" if r["auc"] is not None else "-"
         r["reference"] = {k: ref[k] for k in ("centralized", "plain_sklearn", "guest_only")}
         mb = f"{r['bytes_per_epoch'] / 1e6:.1f}" if r["bytes_per_epoch"] == r["bytes_per_epoch"] else "-"
-        print(f"{label:<34}{r['s_per_epoch']:>9.1f}{mb:>10}{auc:>8}{ks:>8}"
+        cpu = r.get("cpu_s_per_epoch", r["cpu_s"] / r["epochs"] if "cpu_s" in r else None)
+        cpu_col = f"{cpu:.1f}" if cpu is not None else "-"
+        print(f"{label:<34}{r['s_per_epoch']:>9.1f}{cpu_col:>10}{mb:>10}{auc:>8}{ks:>8}"
               f"{ref['centralized']['auc']:>9.4f}{gap:>8}{ref['plain_sklearn']['auc']:>10.4f}{sp:>9}")
+    if any("cpu_s" in r or "cpu_s_per_epoch" in r for r in results.values()):
+        print("CPU s/ep: CPU time of the measuring process(es), every thread (SPU: both parties); "
+              "the machine's other load does not inflate it")
     for v, r in results.items():
         if v in SPU_VARIANTS:
             print(f"  {labels[v]}: {r['epochs']} epochs, compile {r['compile_s']:.1f} s once (excluded above; "
-                  f"{r['s_per_epoch_with_compile']:.1f} s/epoch with compile and input sharing), epochs "
+                  f"{r['s_per_epoch_with_compile']:.1f} s/epoch with compile and input sharing), CPU "
+                  f"{r['cpu_s_per_epoch']:.1f} s/epoch (both parties), epochs "
                   f"{', '.join(f'{s:.1f}' for s in r['epoch_s'])} s; sigmoid {r['sigmoid']}, {r['optimizer']}; "
                   f"same algorithm in plaintext float32: AUC {r['auc_plaintext_same_algorithm']:.4f}")
     if spu_done:
@@ -353,6 +362,7 @@ def main() -> int:
         print(f"    fedcredit two-party: {FEDCREDIT_GUARANTEES}")
     for note in notes:
         print(f"note: {note}")
+    print(f"load average (1 min) {load_start[0]:.2f} before, {os.getloadavg()[0]:.2f} after, on {os.cpu_count()} CPUs")
     if "phe" in results:
         print(f"* (a) measured on one epoch over {results['phe']['scaled_from_rows']} training rows and scaled "
               f"x{results['phe']['scale']:.1f} to 24,000")
@@ -383,7 +393,7 @@ def main() -> int:
     out = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "cpu": _cpu_model(), "loadavg": os.getloadavg()},
+                    "cpu": _cpu_model(), "loadavg": os.getloadavg(), "loadavg_start": load_start},
         "seconds_total": time.monotonic() - t_start,
         "references": refs, "results": results,
         "goals": [{"goal": n, "pass": bool(ok), "value": v} for n, ok, v in goals],

@@ -33,7 +33,8 @@ Reported (JSON on stdout, or ``--json FILE``): ``compile_s`` (jax trace + SPU co
 driver process), ``infeed_s`` (link set-up excluded: sharing the inputs), ``epoch_s`` per epoch (the
 slower party's ``Runtime.run``; CHEETAH's first epoch also pays its one-time set-up, keys and base
 OTs), ``s_per_epoch`` (compile excluded, mean over all epochs), ``s_per_epoch_after_first``,
-``s_per_epoch_with_compile`` ((compile + infeed + training) / epochs), ``predict_s``,
+``s_per_epoch_with_compile`` ((compile + infeed + training) / epochs), ``cpu_s_per_epoch`` (both
+parties' CPU time in training, every thread: robust to other load on the machine), ``predict_s``,
 ``auc``/``ks`` on the test rows, ``auc_plaintext_same_algorithm`` (the same jax programs in float32
 without MPC: what fixed point costs), bytes when counted, and each party's peak RSS.
 
@@ -49,6 +50,7 @@ import json
 import multiprocessing as mp
 import os
 import pickle
+import queue as queue_mod
 import resource
 import sys
 import time
@@ -309,6 +311,7 @@ def party(rank: int, addresses: list[str], inputs: str, protocol: str, sigmoid_m
         pred = libspu.Executable()
         pred.ParseFromString(pred_exe)
         epoch_s = []
+        cpu0 = time.process_time()
         for e in range(arrays["order"].shape[0]):
             lr = params["learning_rate"] / (1.0 + params["lr_decay"] * e)
             rt.set_var("order", io.make_shares(arrays["order"][e].astype(np.int32), public)[rank])
@@ -319,6 +322,7 @@ def party(rank: int, addresses: list[str], inputs: str, protocol: str, sigmoid_m
             rt.set_var("w", rt.get_var("w_out"))
             rt.set_var("v", rt.get_var("v_out"))
         t3 = time.perf_counter()
+        train_cpu_s = time.process_time() - cpu0
         rt.run(pred)
         z_share = rt.get_var("z")
         result: dict[str, Any] = {}
@@ -331,7 +335,7 @@ def party(rank: int, addresses: list[str], inputs: str, protocol: str, sigmoid_m
         t4 = time.perf_counter()
         lctx.stop_link()
         queue.put({"rank": rank, "ok": True, "seconds_link": t1 - t0, "infeed_s": t2 - t1, "epoch_s": epoch_s,
-                   "train_s": t3 - t2, "predict_s": t4 - t3,
+                   "train_s": t3 - t2, "train_cpu_s": train_cpu_s, "predict_s": t4 - t3,
                    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **result})
     except BaseException as exc:  # report to the parent rather than hang it
         queue.put({"rank": rank, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
@@ -371,10 +375,18 @@ def run(inputs: Path, protocol: str, *, sigmoid: str = "t3", optimizer: str | No
                                              pred_exe, timeout_s, queue)) for r in range(2)]
     for p in procs:
         p.start()
-    results = []
+    results: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
     try:
-        for _ in procs:
-            results.append(queue.get(timeout=timeout_s))
+        while len(results) < len(procs):
+            try:
+                results.append(queue.get(timeout=1.0))
+            except queue_mod.Empty:
+                dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                if dead and queue.empty():  # a party died without reporting (a crash in native code)
+                    raise RuntimeError(f"SPU {protocol}: a party exited with code {dead[0]} without a result") from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"SPU {protocol}: no result within {timeout_s} s") from None
     finally:
         for p in procs:
             p.join(10)
@@ -401,6 +413,7 @@ def run(inputs: Path, protocol: str, *, sigmoid: str = "t3", optimizer: str | No
         "compile_s": compile_s, "infeed_s": infeed_s, "epoch_s": epoch_s,
         "s_per_epoch": sum(epoch_s) / epochs,
         "s_per_epoch_after_first": sum(epoch_s[1:]) / (epochs - 1) if epochs > 1 else None,
+        "cpu_s_per_epoch": sum(r["train_cpu_s"] for r in results) / epochs,  # both parties, all threads
         "s_per_epoch_with_compile": (compile_s + infeed_s + sum(epoch_s)) / epochs,
         "predict_s": max(r["predict_s"] for r in results), "seconds_link": max(r["seconds_link"] for r in results),
         "seconds_wall": wall, "auc": by_rank[0]["auc"], "ks": by_rank[0]["ks"],
