@@ -210,3 +210,18 @@ def test_spu_side_metrics_match_fedcredits() -> None:
 def test_variant_selection(only: str | None, skip: bool, expect: list[str]) -> None:
     assert lr_bench.select_variants("fast,two_party,spu_semi2k,spu_cheetah", only=only, skip_spu=skip) == expect
     assert lr_bench.select_variants("fast", only="spu", skip_spu=False) == ["spu_semi2k", "spu_cheetah"]
+
+
+def test_spu_goals_compare_the_fastest_real_job_with_each_spu_column() -> None:
+    labels = {v: v for v in ("two_party", "two_party_ckks", "spu_semi2k", "spu_cheetah")}
+    results = {"two_party_local": {"s_per_epoch": 1.0, "auc": 0.5},  # in process, one epoch: never compared
+               "two_party": {"s_per_epoch": 57.0, "auc": 0.7282}, "two_party_ckks": {"s_per_epoch": 18.0, "auc": 0.7282},
+               "spu_semi2k": {"s_per_epoch": 6.0, "auc": 0.7290}, "spu_cheetah": {"s_per_epoch": 20.0, "auc": 0.7340}}
+    goals = {name: (ok, value) for name, ok, value in lr_bench.spu_goals(results, labels)}
+    assert goals["two_party_ckks per epoch <= spu_cheetah (#18)"] == (True, pytest.approx(0.9))
+    assert goals["two_party_ckks per epoch <= spu_semi2k (#18)"] == (False, pytest.approx(3.0))
+    assert goals["two_party_ckks AUC within 0.005 of spu_semi2k (#18)"] == (True, pytest.approx(0.0008))
+    assert goals["two_party_ckks AUC within 0.005 of spu_cheetah (#18)"] == (False, pytest.approx(0.0058))
+    assert len(goals) == 4
+    assert lr_bench.spu_goals({"two_party_local": results["two_party_local"], "spu_semi2k": results["spu_semi2k"]},
+                              labels) == []
