@@ -47,7 +47,7 @@ bench-psi: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/psi_bench.py --sizes 17,20 --json psi_bench.json $(BENCH_ARGS)
 
-# Every LR column on default_credit (~15 minutes): fedcredit's, and SPU SS-LR (SEMI2K, CHEETAH; two processes).
+# Every LR column on default_credit (~15 minutes, SPU adds a few): fedcredit's, and SPU SS-LR (SEMI2K, CHEETAH; two processes).
 # Where SPU cannot install, lr_bench.py skips its columns with a note.
 bench-lr: $(STAMP)
 	$(MAKE) spu-venv || echo "SPU could not be installed here: lr_bench.py skips its columns"
