@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test venv proto bench bench-psi spu-venv clean
+.PHONY: demo test venv proto bench bench-psi bench-lr spu-venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "fedcredit needs Python >= 3.11, found " + sys.version'
@@ -46,6 +46,12 @@ bench-psi: $(STAMP)
 	$(MAKE) spu-venv || echo "SPU could not be installed here: psi_bench.py skips its columns"
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/psi_bench.py --sizes 17,20 --json psi_bench.json $(BENCH_ARGS)
+
+# Every LR column on default_credit (~15 minutes, SPU adds a few): fedcredit's, and SPU SS-LR (SEMI2K, CHEETAH; two processes).
+# Where SPU cannot install, lr_bench.py skips its columns with a note.
+bench-lr: $(STAMP)
+	$(MAKE) spu-venv || echo "SPU could not be installed here: lr_bench.py skips its columns"
+	$(BIN)/python benchmarks/lr_bench.py --json lr_bench.json $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(SPU_VENV) build *.egg-info fedcredit-demo
