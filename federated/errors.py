@@ -12,7 +12,9 @@ client.
 
 from __future__ import annotations
 
+import errno as _errno
 import logging
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -50,6 +52,11 @@ __all__ = [
     "QuotaError",
     "RateLimitedError",
     "RemoteError",
+    "StorageError",
+    "storage_error",
+    "CertificateExpiredError",
+    "CertificateNotYetValidError",
+    "TlsHandshakeError",
     # the mapping
     "ERROR_CODE_KEY",
     "INTERNAL_MESSAGE",
@@ -155,11 +162,69 @@ class RemoteError(FedCreditError):
         self.status = status
 
 
+class StorageError(FedCreditError):
+    """A node cannot write (or read) its own files: a full or read-only disk, a missing folder, no permission.
+
+    The local message names the path, the system's reason and its errno name (``cannot write
+    /srv/bank/work/jobs/j1/result.json: No space left on device [ENOSPC]``); what leaves the node
+    (:attr:`public_message`) names neither the path nor anything in the file. ``path`` and ``errno``
+    are kept on the instance."""
+
+    code = "STORAGE"
+    default_public = "a node cannot write its files (disk full, read-only or not permitted); the node's log names the path"
+
+    def __init__(self, message: str, *, public: str | None = None, path: str | None = None, errno: int | None = None) -> None:
+        super().__init__(message, public=public)
+        self.path = path
+        self.errno = errno
+
+
+class CertificateExpiredError(ConfigError):
+    """A certificate has expired by this machine's clock: this node's own (checked at start) or a peer's (seen in the
+    TLS handshake). The message names the certificate, its end and the clock's reading, so a wrong clock shows."""
+
+    code = "CERT_EXPIRED"
+
+
+class CertificateNotYetValidError(ConfigError):
+    """A certificate is not valid yet by this machine's clock: almost always a clock that is behind (or a certificate
+    issued on a machine whose clock is ahead). The message names the certificate, its start and the clock's reading."""
+
+    code = "CERT_NOT_YET_VALID"
+
+
+class TlsHandshakeError(TransportError):
+    """The TLS handshake with a peer failed: its certificate does not verify against this node's CA, or it refused
+    this node's certificate (revoked, another CA, or expired / not yet valid by the peer's clock)."""
+
+    code = "TLS_HANDSHAKE"
+
+
+def storage_error(exc: OSError, path: str | os.PathLike[str] | None = None, action: str = "write") -> StorageError:
+    """The :class:`StorageError` for ``exc``, naming ``path`` (default: the path the error names) and its errno.
+
+    Args:
+        exc: the ``OSError`` raised by a file operation.
+        path: the file or folder being written, when the error does not name it (``os.write`` on a full disk).
+        action: the verb of the message: ``write``, ``create``, ``read``.
+    """
+    if isinstance(exc, StorageError):
+        return exc
+    where = os.fspath(path) if path is not None else exc.filename
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    name = _errno.errorcode.get(exc.errno, "") if isinstance(exc.errno, int) else ""
+    message = f"cannot {action} {where if where is not None else 'a file'}: {reason}" + (f" [{name}]" if name else "")
+    return StorageError(message, path=str(where) if where is not None else None, errno=exc.errno)
+
+
 # --------------------------------------------------------------------------
 # The one mapping table. Order matters: the first isinstance match wins, so
 # subclasses (KeyMismatchError < CryptoError) resolve through their parents.
 # --------------------------------------------------------------------------
 _STATUS_TABLE: tuple[tuple[type[FedCreditError], grpc.StatusCode], ...] = (
+    (CertificateExpiredError, grpc.StatusCode.FAILED_PRECONDITION),
+    (CertificateNotYetValidError, grpc.StatusCode.FAILED_PRECONDITION),
+    (TlsHandshakeError, grpc.StatusCode.UNAVAILABLE),
     (DataError, grpc.StatusCode.INVALID_ARGUMENT),
     (ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
     (BudgetError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -174,6 +239,7 @@ _STATUS_TABLE: tuple[tuple[type[FedCreditError], grpc.StatusCode], ...] = (
     (TransportError, grpc.StatusCode.UNAVAILABLE),
     (JobFailedError, grpc.StatusCode.ABORTED),
     (QuotaError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (StorageError, grpc.StatusCode.FAILED_PRECONDITION),
 )
 
 # Stable code -> class, used by the client to re-create the server's error.
@@ -198,6 +264,10 @@ _CLASS_BY_CODE: dict[str, type[FedCreditError]] = {
         QuotaError,
         RateLimitedError,
         RemoteError,
+        StorageError,
+        CertificateExpiredError,
+        CertificateNotYetValidError,
+        TlsHandshakeError,
     )
 }
 
@@ -327,9 +397,10 @@ def _handle(exc: Exception, context: grpc.ServicerContext, method: str) -> None:
     except Exception:  # noqa: BLE001
         active = True
     if not active:
-        # The client went away (cancelled, deadline); nobody is listening.
+        # The client went away (cancelled, deadline) or the server is stopping; nobody is listening. Ending the
+        # call by abort (not by raising) keeps gRPC from logging a traceback for it.
         _LOGGER.debug("%s: RPC no longer active: %r", method, exc)
-        raise exc
+        context.abort(grpc.StatusCode.CANCELLED, "the call ended before its handler did")
     status = to_status_code(exc)
     if isinstance(exc, FedCreditError):
         _LOGGER.info("%s failed: %s [%s -> %s]", method, exc.message, exc.code, status.name)
