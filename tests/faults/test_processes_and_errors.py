@@ -432,3 +432,41 @@ def test_a_bad_option_value_exits_2_naming_the_option(argv: list[str], option: s
     assert f"Invalid value for '{option}'" in run.stderr, run.stderr
     assert "internal error" not in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "fedcredit-demo").exists()  # refused before anything started
+
+
+# --------------------------------------------------------------------------
+# 7. the systemd units run real commands, hardened
+# --------------------------------------------------------------------------
+DEPLOY = ROOT / "examples" / "deploy"
+
+
+def _unit(name: str) -> dict[str, list[str]]:
+    """key -> values of a unit file's [Service] section (a key may repeat)."""
+    out: dict[str, list[str]] = {}
+    section = ""
+    for raw in (DEPLOY / name).read_text().splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out.setdefault(key, []).append(value)
+    return out
+
+
+@pytest.mark.parametrize("unit, state", [("fedcredit-coordinator.service", "/var/lib/fedcredit/coordinator"),
+                                         ("fedcredit-party@.service", "/var/lib/fedcredit/%i")])
+def test_the_systemd_units_are_hardened_and_start_a_real_command(unit: str, state: str, tmp_path: Path) -> None:
+    s = _unit(unit)
+    hardening = {"User": "fedcredit", "ProtectSystem": "strict", "NoNewPrivileges": "yes", "Restart": "on-failure",
+                 "ReadWritePaths": state, "ProtectHome": "yes", "PrivateTmp": "yes", "CapabilityBoundingSet": "",
+                 "UMask": "0077", "KillSignal": "SIGTERM", "RestartPreventExitStatus": "2"}
+    assert {k: s.get(k, [None])[-1] for k in hardening} == hardening
+    assert s["StateDirectory"] == [state.removeprefix("/var/lib/")]  # the one writable path is the one systemd makes
+    # the command line is the CLI's own: run it with a config that is missing, it must complain about the file, not the options
+    argv = s["ExecStart"][0].split()
+    assert argv[0] == "/opt/fedcredit/bin/fedcredit"
+    config = argv.index("--config") + 1
+    argv[config] = str(tmp_path / "missing.yaml")
+    run = subprocess.run([PY, "-m", "fedcredit.runtime.cli", *argv[1:]], capture_output=True, text=True, env=_env(), timeout=60)
+    assert run.returncode == 2 and "missing.yaml" in run.stderr and "No such option" not in run.stderr, run.stderr
