@@ -52,7 +52,7 @@ def _one_of(*allowed: str) -> Any:
 
     def check(value: str) -> str:
         if value not in allowed:
-            raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}")
+            raise typer.BadParameter(f"{value!r} is not available (choose: {', '.join(allowed)})")
         return value
 
     return check
@@ -451,8 +451,7 @@ def demo_psi(
     left: Path = typer.Option(..., "--left", help="The guest's (bank's) CSV."),
     right: Path = typer.Option(..., "--right", help="The host's (platform's) CSV."),
     id_column: str = typer.Option("id", "--id-column"),
-    protocol: str = typer.Option("auto", "--protocol", help="auto (the fastest that serves the mode), ot (OT extension) or ecdh.",
-                                 callback=_one_of("auto", "ot", "ecdh")),
+    protocol: str = typer.Option("auto", "--protocol", help="auto (the fastest that serves the mode), ot (OT extension) or ecdh."),
     reveal: str = typer.Option("both", "--reveal", help="both | guest | cardinality", callback=_one_of("both", "guest", "cardinality")),
     dedupe: bool = typer.Option(False, "--dedupe", help="Drop duplicate ids (and report how many) instead of refusing them."),
     workdir: Path = typer.Option(Path("fedcredit-psi"), "--workdir"),
@@ -477,9 +476,6 @@ def main() -> None:
     except FedCreditError as exc:
         err_console.print(f"[bold red]error[/] [{exc.code}] {exc.message}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM of a demo: its processes are already stopped
-        err_console.print("interrupted", highlight=False)
-        sys.exit(130)
     except OSError as exc:  # a full or read-only disk, a missing folder: named with its path, no traceback
         from fedcredit.runtime.errors import storage_error
 
