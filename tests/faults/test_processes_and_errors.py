@@ -334,6 +334,41 @@ def test_a_really_full_disk_names_the_path(tmp_path: Path, layout: CertLayout) -
     assert lines["TRANSCRIPT"] == f"STORAGE cannot write {disk / 't' / 'j1.bank.jsonl'}: No space left on device [ENOSPC]"
 
 
+FULL_NODE_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from fedcredit.runtime.cli.client import OperatorClient
+    from fedcredit.runtime.cli.demo import Cluster
+    from fedcredit.runtime.config import DatasetConfig, JobSpec, parse_config
+    work, data = Path(sys.argv[1]), Path(sys.argv[2])
+    cluster = Cluster(work, {"bank": {"b": DatasetConfig(path=data / "breast_hetero_guest.csv", label_column="y")},
+                             "platform": {"b": DatasetConfig(path=data / "breast_hetero_host.csv")}})
+    spec = parse_config(JobSpec, {"kind": "psi", "purpose": "financing.credit_risk_model", "guest": {"party": "bank", "dataset": "b"},
+                                  "host": {"party": "platform", "dataset": "b"}}, source="t")
+    with cluster:
+        with OperatorClient(cluster.client_config()) as client:
+            info = client.wait(client.submit(spec).job_id, timeout_s=180)
+    print(json.dumps({"job": info.job_id, "state": info.state, "error": info.error}))
+""")
+
+
+@pytest.mark.integration
+@needs_unshare
+def test_a_party_whose_disk_fills_during_a_job_fails_it_naming_the_path_locally_only(tmp_path: Path) -> None:
+    """A real cluster; the bank's workdir is a 24 KiB tmpfs: room to approve and start, not to finish."""
+    work = tmp_path / "c"
+    run = _in_tmpfs(work / "bank", "size=24k", [PY, "-c", FULL_NODE_SCRIPT, str(work), str(DATA)], timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.splitlines()[-1])
+    assert out["state"] == "failed"
+    # what the coordinator, the operator and the peer read: the kind of failure, no path
+    assert out["error"] == "guest (bank) failed: [STORAGE] a node cannot write its files (disk full, read-only or not permitted); " \
+                           "the node's log names the path"
+    log = (work / "logs" / "bank.log").read_text()
+    assert f"failed: [STORAGE] cannot write {work / 'bank' / 'jobs' / out['job']}/" in log and "No space left on device [ENOSPC]" in log
+    assert "Traceback" not in log
+
+
 def _party_config(tmp_path: Path, layout: CertLayout, workdir: Path, name: str = "bank", port: int = 9) -> Path:
     d = layout.directory / name
     cfg = {"name": name, "coordinator": f"127.0.0.1:{port}", "workdir": str(workdir),
