@@ -12,6 +12,7 @@ client.
 
 from __future__ import annotations
 
+import datetime as _dt
 import errno as _errno
 import logging
 import os
@@ -57,6 +58,8 @@ __all__ = [
     "CertificateExpiredError",
     "CertificateNotYetValidError",
     "TlsHandshakeError",
+    "clock_reading",
+    "handshake_error",
     # the mapping
     "ERROR_CODE_KEY",
     "INTERNAL_MESSAGE",
@@ -198,6 +201,36 @@ class TlsHandshakeError(TransportError):
     this node's certificate (revoked, another CA, or expired / not yet valid by the peer's clock)."""
 
     code = "TLS_HANDSHAKE"
+
+
+def clock_reading(now: _dt.datetime | None = None) -> str:
+    """This machine's clock as messages about certificate times print it (UTC, to the second)."""
+    return (now or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def handshake_error(details: str, where: str) -> FedCreditError | None:
+    """The error a failed connection's status ``details`` show, when they show a TLS handshake failure; else None.
+
+    gRPC reports a handshake failure as ``UNAVAILABLE`` with the TLS library's words in the details. Those that
+    retrying cannot mend are named: the peer's certificate expired or not yet valid by this machine's clock
+    (:class:`CertificateExpiredError`, :class:`CertificateNotYetValidError`, with the clock's reading, so a wrong
+    clock shows), or not verifying against this node's CA (:class:`TlsHandshakeError`).
+    """
+    lowered = details.lower()
+    if "certificate has expired" in lowered:
+        return CertificateExpiredError(
+            f"{where}'s TLS certificate has expired by this machine's clock (it reads {clock_reading()}): the peer must "
+            "renew its certificate, or this machine's clock is ahead: set it right (NTP)")
+    if "certificate is not yet valid" in lowered:
+        return CertificateNotYetValidError(
+            f"{where}'s TLS certificate is not valid yet by this machine's clock (it reads {clock_reading()}): this clock "
+            "is probably behind, or the peer's certificate was issued with a clock ahead: set it right (NTP)")
+    if "handshake" in lowered or "certificate_verify_failed" in lowered or "ssl_error" in lowered:
+        marker = "CERTIFICATE_VERIFY_FAILED:"
+        reason = details.split(marker, 1)[1].strip().removesuffix(": OK") if marker in details else details
+        return TlsHandshakeError(f"the TLS handshake with {where} failed: its certificate does not verify against this "
+                                 f"node's CA ({reason})")
+    return None
 
 
 def storage_error(exc: OSError, path: str | os.PathLike[str] | None = None, action: str = "write") -> StorageError:
@@ -348,7 +381,8 @@ def from_rpc_error(e: grpc.RpcError, *, target: str | None = None) -> FedCreditE
         :data:`ERROR_CODE_KEY` trailer with the server's message. Without that
         trailer: ``UNAVAILABLE`` -> :class:`TransportError` ("cannot reach
         ..."), ``DEADLINE_EXCEEDED`` -> :class:`DeadlineError`, a few other
-        statuses -> their natural class, everything else -> :class:`RemoteError`.
+        statuses -> their natural class, everything else -> :class:`RemoteError`;
+        an ``UNAVAILABLE`` that is a failed TLS handshake -> :func:`handshake_error`'s.
         The gRPC status is kept on the instance as ``grpc_status``.
     """
     status = _call_attr(e, "code")
@@ -363,7 +397,7 @@ def from_rpc_error(e: grpc.RpcError, *, target: str | None = None) -> FedCreditE
     elif cls is not None:
         err = cls(details)
     elif status == grpc.StatusCode.UNAVAILABLE:
-        err = TransportError(f"cannot reach {where}: {details or 'unavailable'}")
+        err = handshake_error(details, where) or TransportError(f"cannot reach {where}: {details or 'unavailable'}")
     elif status == grpc.StatusCode.DEADLINE_EXCEEDED:
         err = DeadlineError(f"call to {where} exceeded its deadline: {details or 'deadline exceeded'}")
     elif status in _CLASS_BY_STATUS:

@@ -19,9 +19,9 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from fedcredit.runtime.security.certs import TlsMaterial, clock_reading
-from fedcredit.runtime.errors import (AuthError, CertificateExpiredError, CertificateNotYetValidError, ConfigError, ErrorInterceptor,
-                                      FedCreditError, TlsHandshakeError, TransportError)
+from fedcredit.runtime.security.certs import TlsMaterial
+from fedcredit.runtime.errors import (AuthError, ConfigError, ErrorInterceptor, TlsHandshakeError, TransportError, clock_reading,
+                                      handshake_error)
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -332,31 +332,6 @@ class PeerCheckInterceptor(grpc.ServerInterceptor):
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(self._streaming(handler.stream_stream), des, ser)
         return handler
-
-
-def handshake_error(details: str, where: str) -> FedCreditError | None:
-    """The error a failed connection's status ``details`` show, when they show a TLS handshake failure; else None.
-
-    gRPC reports a handshake failure as ``UNAVAILABLE`` with the TLS library's words in the details. Those that
-    retrying cannot mend are named: the peer's certificate expired or not yet valid by this machine's clock
-    (:class:`CertificateExpiredError`, :class:`CertificateNotYetValidError`, with the clock's reading, so a wrong
-    clock shows), or not verifying against this node's CA (:class:`TlsHandshakeError`).
-    """
-    lowered = details.lower()
-    clock = clock_reading()
-    if "certificate has expired" in lowered:
-        return CertificateExpiredError(
-            f"{where}'s TLS certificate has expired by this machine's clock (it reads {clock}): the peer must renew its "
-            "certificate, or this machine's clock is ahead: set it right (NTP)")
-    if "certificate is not yet valid" in lowered:
-        return CertificateNotYetValidError(
-            f"{where}'s TLS certificate is not valid yet by this machine's clock (it reads {clock}): this clock is probably "
-            "behind, or the peer's certificate was issued with a clock ahead: set it right (NTP)")
-    if "handshake" in lowered or "certificate_verify_failed" in lowered or "ssl_error" in lowered:
-        reason = details.split("CERTIFICATE_VERIFY_FAILED:", 1)[-1].strip().removesuffix(": OK") if "CERTIFICATE_VERIFY_FAILED" in details else details
-        return TlsHandshakeError(f"the TLS handshake with {where} failed: its certificate does not verify against this node's CA "
-                                 f"({reason})")
-    return None
 
 
 def _refused_handshake(where: str) -> TlsHandshakeError:

@@ -24,13 +24,13 @@ import grpc
 import pandas as pd
 import pytest
 import yaml
-from grpc_health.v1 import health
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from fedcredit.runtime.cli.client import OperatorClient
 from fedcredit.runtime.cli.demo import Cluster
 from fedcredit.runtime.config import DatasetConfig, JobSpec, parse_config
 from fedcredit.runtime.errors import (CertificateExpiredError, CertificateNotYetValidError, StorageError, TlsHandshakeError,
-                                      storage_error, to_status_code)
+                                      from_rpc_error, storage_error, to_status_code)
 from fedcredit.runtime.files import atomic_write
 from fedcredit.runtime.security.certs import CertLayout, TlsMaterial, init_certs, load_tls
 from fedcredit.runtime.security.transport import create_channel, serve, wait_healthy
@@ -445,7 +445,11 @@ def test_the_coordinators_invalid_certificate_is_named_from_the_handshake(
         with create_channel(target, _material(layout, "bank", cas), server_name="coordinator") as channel:
             with pytest.raises(error) as info:  # named long before the 30 s this waits for a healthy server
                 wait_healthy(channel, 30.0, target=target)
+            with pytest.raises(grpc.RpcError) as failed:  # any other call (a poll, a relay message, the operator's client)
+                health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert f"{target}'s {words} (it reads " in str(info.value)
+    mapped = from_rpc_error(failed.value, target=target)
+    assert type(mapped) is error and f"{target}'s {words}" in mapped.message
 
 
 def test_a_coordinator_refusing_this_nodes_certificate_is_named_with_the_clock(expired: CertLayout, layout: CertLayout) -> None:

@@ -48,7 +48,7 @@ from .csr import SEAL_KEY_OID, CertRequest, SignedNode, create_ca, read_request,
 from .dev import init_certs
 from .layout import NAME_PATTERN, ROLES, CertLayout, NodeFiles, TlsMaterial, load_tls, validate_name
 from .profiles import IssuedNode, NodeRequest
-from .verify import cert_fingerprint, check_cert_time, clock_reading, load_key_pair, single_cn, verify_issued_cert
+from .verify import cert_fingerprint, check_cert_time, load_key_pair, single_cn, verify_issued_cert
 
 __all__ = [
     "NAME_PATTERN",
@@ -69,7 +69,6 @@ __all__ = [
     "sign_requests",
     "cert_fingerprint",
     "check_cert_time",
-    "clock_reading",
     "load_tls",
     # used by fedcredit.runtime.security.sealing and fedcredit.runtime.security.signing
     "single_cn",

@@ -24,15 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from fedcredit.runtime.errors import CertificateExpiredError, CertificateNotYetValidError, ConfigError, CryptoError
-
-#: how the messages print a time
-_TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
-
-
-def clock_reading(now: _dt.datetime | None = None) -> str:
-    """This machine's clock as the messages about certificate times print it."""
-    return (now or _dt.datetime.now(_dt.timezone.utc)).strftime(_TIME_FORMAT)
+from fedcredit.runtime.errors import CertificateExpiredError, CertificateNotYetValidError, ConfigError, CryptoError, clock_reading
 
 
 def check_cert_time(cert: x509.Certificate, what: str, *, now: _dt.datetime | None = None) -> None:
@@ -55,11 +47,11 @@ def check_cert_time(cert: x509.Certificate, what: str, *, now: _dt.datetime | No
     clock = clock_reading(now)
     if now > cert.not_valid_after_utc:
         raise CertificateExpiredError(
-            f"{what} expired at {cert.not_valid_after_utc.strftime(_TIME_FORMAT)}; this machine's clock reads {clock}. "
+            f"{what} expired at {clock_reading(cert.not_valid_after_utc)}; this machine's clock reads {clock}. "
             "Renew the certificate (fedcredit certs request / sign), or fix this machine's clock if it is wrong")
     if now < cert.not_valid_before_utc:
         raise CertificateNotYetValidError(
-            f"{what} is not valid before {cert.not_valid_before_utc.strftime(_TIME_FORMAT)}; this machine's clock reads "
+            f"{what} is not valid before {clock_reading(cert.not_valid_before_utc)}; this machine's clock reads "
             f"{clock}. This clock is probably behind (or the CA's was ahead when it issued the certificate): set it right (NTP)")
 
 
