@@ -92,7 +92,8 @@ POOL_SCRIPT = textwrap.dedent("""
     import sys, threading
     from fedcredit.runtime.node.workers import NodeProcessPool
     box = {}
-    # made and first used from a thread that ends at once, as a job's thread does: the workers must survive it
+    # made in one short-lived thread and first used (the workers spawned) in another, as a job's thread does:
+    # the workers must outlive both
     t = threading.Thread(target=lambda: box.update(pool=NodeProcessPool(2)))
     t.start(); t.join()
     pool = box["pool"]
@@ -107,11 +108,12 @@ POOL_SCRIPT = textwrap.dedent("""
 
 def test_pool_workers_survive_their_job_thread_and_die_with_a_killed_node() -> None:
     parent = subprocess.Popen([PY, "-c", POOL_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), cwd=ROOT)
+    children: list[int] = []
     try:
         line = parent.stdout.readline().decode()  # type: ignore[union-attr]
         workers = [int(p) for p in line.split()]
         assert len(workers) == 2, (line, parent.stderr.read().decode() if parent.poll() is not None else "")  # type: ignore[union-attr]
-        time.sleep(0.5)  # the threads that spawned them have ended: PR_SET_PDEATHSIG did not fire
+        time.sleep(0.5)  # the job threads have ended, the workers live on (their death signal follows the pool's own thread)
         assert all(_alive(w) for w in workers)
         assert all(_stat(w)[1] == parent.pid for w in workers)  # type: ignore[index]
         children = _children(parent.pid)  # the workers and multiprocessing's resource tracker
