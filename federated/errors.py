@@ -12,7 +12,10 @@ client.
 
 from __future__ import annotations
 
+import datetime as _dt
+import errno as _errno
 import logging
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -50,6 +53,13 @@ __all__ = [
     "QuotaError",
     "RateLimitedError",
     "RemoteError",
+    "StorageError",
+    "storage_error",
+    "CertificateExpiredError",
+    "CertificateNotYetValidError",
+    "TlsHandshakeError",
+    "clock_reading",
+    "handshake_error",
     # the mapping
     "ERROR_CODE_KEY",
     "INTERNAL_MESSAGE",
@@ -155,11 +165,99 @@ class RemoteError(FedCreditError):
         self.status = status
 
 
+class StorageError(FedCreditError):
+    """A node cannot write (or read) its own files: a full or read-only disk, a missing folder, no permission.
+
+    The local message names the path, the system's reason and its errno name (``cannot write
+    /srv/bank/work/jobs/j1/result.json: No space left on device [ENOSPC]``); what leaves the node
+    (:attr:`public_message`) names neither the path nor anything in the file. ``path`` and ``errno``
+    are kept on the instance."""
+
+    code = "STORAGE"
+    default_public = "a node cannot write its files (disk full, read-only or not permitted); the node's log names the path"
+
+    def __init__(self, message: str, *, public: str | None = None, path: str | None = None, errno: int | None = None) -> None:
+        super().__init__(message, public=public)
+        self.path = path
+        self.errno = errno
+
+
+class CertificateExpiredError(ConfigError):
+    """A certificate has expired by this machine's clock: this node's own (checked at start) or a peer's (seen in the
+    TLS handshake). The message names the certificate, its end and the clock's reading, so a wrong clock shows."""
+
+    code = "CERT_EXPIRED"
+
+
+class CertificateNotYetValidError(ConfigError):
+    """A certificate is not valid yet by this machine's clock: almost always a clock that is behind (or a certificate
+    issued on a machine whose clock is ahead). The message names the certificate, its start and the clock's reading."""
+
+    code = "CERT_NOT_YET_VALID"
+
+
+class TlsHandshakeError(TransportError):
+    """The TLS handshake with a peer failed: its certificate does not verify against this node's CA, or it refused
+    this node's certificate (revoked, another CA, or expired / not yet valid by the peer's clock)."""
+
+    code = "TLS_HANDSHAKE"
+
+
+def clock_reading(now: _dt.datetime | None = None) -> str:
+    """This machine's clock as messages about certificate times print it (UTC, to the second)."""
+    return (now or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def handshake_error(details: str, where: str) -> FedCreditError | None:
+    """The error a failed connection's status ``details`` show, when they show a TLS handshake failure; else None.
+
+    gRPC reports a handshake failure as ``UNAVAILABLE`` with the TLS library's words in the details. Those that
+    retrying cannot mend are named: the peer's certificate expired or not yet valid by this machine's clock
+    (:class:`CertificateExpiredError`, :class:`CertificateNotYetValidError`, with the clock's reading, so a wrong
+    clock shows), or not verifying against this node's CA (:class:`TlsHandshakeError`).
+    """
+    lowered = details.lower()
+    if "certificate has expired" in lowered:
+        return CertificateExpiredError(
+            f"{where}'s TLS certificate has expired by this machine's clock (it reads {clock_reading()}): the peer must "
+            "renew its certificate, or this machine's clock is ahead: set it right (NTP)")
+    if "certificate is not yet valid" in lowered:
+        return CertificateNotYetValidError(
+            f"{where}'s TLS certificate is not valid yet by this machine's clock (it reads {clock_reading()}): this clock "
+            "is probably behind, or the peer's certificate was issued with a clock ahead: set it right (NTP)")
+    if "handshake" in lowered or "certificate_verify_failed" in lowered or "ssl_error" in lowered:
+        marker = "CERTIFICATE_VERIFY_FAILED:"
+        reason = details.split(marker, 1)[1].strip().removesuffix(": OK") if marker in details else details
+        return TlsHandshakeError(f"the TLS handshake with {where} failed: its certificate does not verify against this "
+                                 f"node's CA ({reason})")
+    return None
+
+
+def storage_error(exc: OSError, path: str | os.PathLike[str] | None = None, action: str = "write") -> StorageError:
+    """The :class:`StorageError` for ``exc``, naming ``path`` (default: the path the error names) and its errno.
+
+    Args:
+        exc: the ``OSError`` raised by a file operation.
+        path: the file or folder being written, when the error does not name it (``os.write`` on a full disk).
+        action: the verb of the message: ``write``, ``create``, ``read``.
+    """
+    if isinstance(exc, StorageError):
+        return exc
+    where = os.fspath(path) if path is not None else exc.filename
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    name = _errno.errorcode.get(exc.errno, "") if isinstance(exc.errno, int) else ""
+    message = f"cannot {action} {where if where is not None else 'a file'}: {reason}" + (f" [{name}]" if name else "")
+    return StorageError(message, path=str(where) if where is not None else None, errno=exc.errno)
+
+
 # --------------------------------------------------------------------------
 # The one mapping table. Order matters: the first isinstance match wins, so
 # subclasses (KeyMismatchError < CryptoError) resolve through their parents.
 # --------------------------------------------------------------------------
 _STATUS_TABLE: tuple[tuple[type[FedCreditError], grpc.StatusCode], ...] = (
+    (CertificateExpiredError, grpc.StatusCode.FAILED_PRECONDITION),
+    (CertificateNotYetValidError, grpc.StatusCode.FAILED_PRECONDITION),
+    (TlsHandshakeError, grpc.StatusCode.UNAVAILABLE),
     (DataError, grpc.StatusCode.INVALID_ARGUMENT),
     (ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
     (BudgetError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -174,6 +272,7 @@ _STATUS_TABLE: tuple[tuple[type[FedCreditError], grpc.StatusCode], ...] = (
     (TransportError, grpc.StatusCode.UNAVAILABLE),
     (JobFailedError, grpc.StatusCode.ABORTED),
     (QuotaError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (StorageError, grpc.StatusCode.FAILED_PRECONDITION),
 )
 
 # Stable code -> class, used by the client to re-create the server's error.
@@ -198,6 +297,10 @@ _CLASS_BY_CODE: dict[str, type[FedCreditError]] = {
         QuotaError,
         RateLimitedError,
         RemoteError,
+        StorageError,
+        CertificateExpiredError,
+        CertificateNotYetValidError,
+        TlsHandshakeError,
     )
 }
 
@@ -278,7 +381,8 @@ def from_rpc_error(e: grpc.RpcError, *, target: str | None = None) -> FedCreditE
         :data:`ERROR_CODE_KEY` trailer with the server's message. Without that
         trailer: ``UNAVAILABLE`` -> :class:`TransportError` ("cannot reach
         ..."), ``DEADLINE_EXCEEDED`` -> :class:`DeadlineError`, a few other
-        statuses -> their natural class, everything else -> :class:`RemoteError`.
+        statuses -> their natural class, everything else -> :class:`RemoteError`;
+        an ``UNAVAILABLE`` that is a failed TLS handshake -> :func:`handshake_error`'s.
         The gRPC status is kept on the instance as ``grpc_status``.
     """
     status = _call_attr(e, "code")
@@ -293,7 +397,7 @@ def from_rpc_error(e: grpc.RpcError, *, target: str | None = None) -> FedCreditE
     elif cls is not None:
         err = cls(details)
     elif status == grpc.StatusCode.UNAVAILABLE:
-        err = TransportError(f"cannot reach {where}: {details or 'unavailable'}")
+        err = handshake_error(details, where) or TransportError(f"cannot reach {where}: {details or 'unavailable'}")
     elif status == grpc.StatusCode.DEADLINE_EXCEEDED:
         err = DeadlineError(f"call to {where} exceeded its deadline: {details or 'deadline exceeded'}")
     elif status in _CLASS_BY_STATUS:
@@ -327,9 +431,10 @@ def _handle(exc: Exception, context: grpc.ServicerContext, method: str) -> None:
     except Exception:  # noqa: BLE001
         active = True
     if not active:
-        # The client went away (cancelled, deadline); nobody is listening.
+        # The client went away (cancelled, deadline) or the server is stopping; nobody is listening. Ending the
+        # call by abort (not by raising) keeps gRPC from logging a traceback for it.
         _LOGGER.debug("%s: RPC no longer active: %r", method, exc)
-        raise exc
+        context.abort(grpc.StatusCode.CANCELLED, "the call ended before its handler did")
     status = to_status_code(exc)
     if isinstance(exc, FedCreditError):
         _LOGGER.info("%s failed: %s [%s -> %s]", method, exc.message, exc.code, status.name)

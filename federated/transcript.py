@@ -40,7 +40,7 @@ from types import TracebackType
 from typing import Any, Callable, Iterator
 
 from fedcredit.runtime.security.certs import NAME_PATTERN
-from fedcredit.runtime.errors import ConflictError, DataError
+from fedcredit.runtime.errors import ConflictError, DataError, storage_error
 from fedcredit.runtime.files import atomic_write
 from fedcredit.runtime.security.signing import (
     verify_digest,
@@ -108,7 +108,8 @@ class TranscriptWriter:
         ConflictError: ``path`` already holds records.
         ConfigError / CryptoError: bad node name, role or job id, or the
             signing certificate does not verify against ``ca_cert_pem``.
-        OSError: the file cannot be created.
+        StorageError: the file cannot be created or written (read-only or full disk); the message
+            names the transcript's path and the errno, never a record's content.
 
     Thread-safe: records from several threads are serialised by a lock.
     """
@@ -146,11 +147,15 @@ class TranscriptWriter:
         self._prev_hash = ZERO_HASH
         self._fd: int | None = None
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume and self.path.exists() and self.path.stat().st_size > 0:
-            self._resume_existing()
-            return
-        self._fd = self._open_new(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if resume and self.path.exists() and self.path.stat().st_size > 0:
+                self._resume_existing()
+                return
+            self._fd = self._open_new(self.path)
+        except OSError as exc:
+            self.close()
+            raise storage_error(exc, exc.filename if exc.filename is not None else self.path) from None
         try:
             self._append(
                 "header",
@@ -260,11 +265,13 @@ class TranscriptWriter:
                 written = os.write(self._fd, view)
                 view = view[written:]
             os.fsync(self._fd)
-        except BaseException:
+        except BaseException as exc:
             try:  # never leave half a record behind
                 os.ftruncate(self._fd, start)
             except OSError:
                 pass
+            if isinstance(exc, OSError):  # a full or read-only disk: named with the path, never the record
+                raise storage_error(exc, self.path) from None
             raise
 
     def event(self, name: str, **fields: Any) -> dict[str, Any]:
@@ -322,7 +329,10 @@ class TranscriptWriter:
         folder = self.payload_dir
         target = folder / f"{digest}.bin"
         if not target.exists():
-            atomic_write(target, payload)
+            try:
+                atomic_write(target, payload)
+            except OSError as exc:
+                raise storage_error(exc) from None
         return f"{folder.name}/{target.name}"
 
     # -- lifecycle

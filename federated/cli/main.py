@@ -40,9 +40,27 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _batch_size(value: str) -> str:
+    """``--batch-size``: ``auto`` or a positive whole number; anything else is a usage error (exit 2) naming the option."""
+    if value != "auto" and not (value.isdigit() and int(value) > 0):
+        raise typer.BadParameter(f"{value!r} is not a positive whole number or 'auto'")
+    return value
+
+
+def _one_of(*allowed: str) -> Any:
+    """An option callback accepting only ``allowed``: anything else is a usage error (exit 2) naming the option."""
+
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise typer.BadParameter(f"{value!r} is not available (choose: {', '.join(allowed)})")
+        return value
+
+    return check
+
+
 def _fail(exc: FedCreditError) -> None:
     err_console.print(f"[bold red]error[/] [{exc.code}] {exc.message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2 if exc.code in ("CONFIG", "DATA", "BUDGET") else 1)
+    raise typer.Exit(2 if exc.code in ("CONFIG", "DATA", "BUDGET", "CERT_EXPIRED", "CERT_NOT_YET_VALID") else 1)
 
 
 def _run_until_signal(stop: Any) -> threading.Event:
@@ -56,6 +74,12 @@ def _run_until_signal(stop: Any) -> threading.Event:
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     return done
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so a demo's ``with Cluster(...)`` stops its child processes
+    (they run in their own session: a signal to the demo alone would orphan them) and the command ends without a traceback."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 @certs_app.command("init")
@@ -366,15 +390,13 @@ def audit_verify(
 def audit_report(
     transcripts: list[Path] = typer.Argument(..., help="Transcript files (.jsonl)."),
     out: Path = typer.Option(..., "--out", help="Where to write the report."),
-    fmt: str = typer.Option("html", "--format", help="html, md or json."),
+    fmt: str = typer.Option("html", "--format", help="html, md or json.", callback=_one_of("html", "md", "json")),
     ca: Optional[Path] = typer.Option(None, "--ca", envvar="FEDCREDIT_CA",
                                       help="The CA certificate (trust anchor); without it the report says NOT verified."),
 ) -> None:
     """Write a compliance report (who sent what to whom, disclosed aggregates, verification result)."""
     from fedcredit.runtime.audit import render_report
 
-    if fmt not in ("html", "md", "json"):
-        _fail(FedCreditError("--format must be html, md or json"))
     text = render_report(transcripts, ca_cert_pem=ca.read_bytes() if ca else None, fmt=fmt)  # type: ignore[arg-type]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
@@ -430,11 +452,11 @@ def demo(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
     key_bits: int = typer.Option(2048, "--key-bits", help="Paillier key size (1024 only for quick tries)."),
     max_epochs: Optional[int] = typer.Option(None, "--max-epochs", help="Default: the job default (4)."),
-    batch_size: str = typer.Option("auto", "--batch-size", help="Rows per mini-batch, or auto."),
+    batch_size: str = typer.Option("auto", "--batch-size", help="Rows per mini-batch, or auto.", callback=_batch_size),
     learning_rate: Optional[float] = typer.Option(None, "--learning-rate", help="Default: the job default (0.1, Nesterov)."),
     seed: int = typer.Option(42, "--seed"),
     mode: str = typer.Option("paillier", "--mode", help="paillier (default: the fast Paillier engine) or ckks (ring-LWE "
-                             "ciphertexts, CKKS's, with values in coefficients)."),
+                             "ciphertexts, CKKS's, with values in coefficients).", callback=_one_of("paillier", "ckks")),
     consent_registry: Optional[Path] = typer.Option(None, "--consent-registry", help="The host's consent registry CSV "
                                                     "(default: the example one, with the example data)."),
 ) -> None:
@@ -446,8 +468,7 @@ def demo(
         return
     from fedcredit.runtime.cli.demo import DemoOptions, run_demo
 
-    if mode not in ("paillier", "ckks"):
-        _fail(FedCreditError("--mode must be paillier or ckks"))
+    _interrupt_on_sigterm()
     opts = DemoOptions(guest_data=guest_data, host_data=host_data, id_column=id_column, label_column=label_column,
                        workdir=workdir, json_out=json_out, key_bits=key_bits, max_epochs=max_epochs,
                        batch_size=batch_size, learning_rate=learning_rate, seed=seed, consent_registry=consent_registry, mode=mode)
@@ -464,7 +485,7 @@ def demo_psi(
     right: Path = typer.Option(..., "--right", help="The host's (platform's) CSV."),
     id_column: str = typer.Option("id", "--id-column"),
     protocol: str = typer.Option("auto", "--protocol", help="auto (the fastest that serves the mode), ot (OT extension) or ecdh."),
-    reveal: str = typer.Option("both", "--reveal", help="both | guest | cardinality"),
+    reveal: str = typer.Option("both", "--reveal", help="both | guest | cardinality", callback=_one_of("both", "guest", "cardinality")),
     dedupe: bool = typer.Option(False, "--dedupe", help="Drop duplicate ids (and report how many) instead of refusing them."),
     workdir: Path = typer.Option(Path("fedcredit-psi"), "--workdir"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
@@ -472,6 +493,7 @@ def demo_psi(
     """PSI alone, with real processes over mTLS gRPC; the intersection goes to a CSV in the workdir."""
     from fedcredit.runtime.cli.demo import run_psi_demo
 
+    _interrupt_on_sigterm()
     try:
         code = run_psi_demo(left, right, id_column=id_column, protocol=protocol, reveal=reveal, dedupe=dedupe,
                             workdir=workdir, json_out=json_out, console=console)
@@ -486,6 +508,12 @@ def main() -> None:
         app()
     except FedCreditError as exc:
         err_console.print(f"[bold red]error[/] [{exc.code}] {exc.message}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except OSError as exc:  # a full or read-only disk, a missing folder: named with its path, no traceback
+        from fedcredit.runtime.errors import storage_error
+
+        err = storage_error(exc)
+        err_console.print(f"[bold red]error[/] [{err.code}] {err.message}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except Exception as exc:  # noqa: BLE001 - the last line of defence for users
         if os.environ.get("FEDCREDIT_DEBUG"):

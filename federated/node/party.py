@@ -36,7 +36,9 @@ from fedcredit.runtime.security.certs import load_tls
 from fedcredit.runtime.config import JobSpec, PartyConfig
 from fedcredit.runtime.node.consent import apply_consent, load_consent_registry
 from fedcredit.runtime.node.data import LocalDataset, load_dataset
-from fedcredit.runtime.errors import ConfigError, ConflictError, DataError, FedCreditError, NotFoundError, PermissionDeniedError, TransportError, from_rpc_error
+from fedcredit.runtime.errors import (ConfigError, ConflictError, DataError, FedCreditError, NotFoundError, PermissionDeniedError, StorageError,
+                                      TransportError, from_rpc_error, storage_error)
+from fedcredit.runtime.files import check_writable
 from fedcredit.runtime.plan import JobPlan, RolePlan, plan_job
 from fedcredit.runtime.node.psi_runner import PartyIds, run_psi
 from fedcredit.runtime.node.results import JobResult, Traffic
@@ -66,6 +68,11 @@ class PartyNode:
             raise ConfigError(f"signing certificate is for {self.signer.name!r}, but this node is {cfg.name!r}")
         self.store = NodeStore(cfg.workdir, transcripts=cfg.transcripts.directory, unbalanced=cfg.unbalanced.directory,
                                key_rotation_days=cfg.unbalanced.key_rotation_days)
+        for folder in (self.store.workdir, self.store.transcripts):  # a read-only or missing disk is named now, not at the first job
+            try:
+                check_writable(folder)
+            except OSError as exc:
+                raise storage_error(exc) from None
         self.channel = create_channel(cfg.coordinator, self.tls, server_name=cfg.coordinator_name)
         self.jobs = job_pb2_grpc.JobServiceStub(self.channel)
         self.nodes = node_pb2_grpc.NodeServiceStub(self.channel)
@@ -140,7 +147,10 @@ class PartyNode:
         if not check.ok:
             self._decide(info, False, "policy", "; ".join(check.violations))
         elif self.cfg.policy.auto_approve:
-            self._decide(info, True, "policy", "; ".join(check.checks))
+            try:
+                self._decide(info, True, "policy", "; ".join(check.checks))
+            except StorageError as exc:  # not decided: the next poll tries again, once the disk is mended
+                _LOG.error("job %s: cannot approve it: [%s] %s", info.job_id, exc.code, exc.message)
         else:
             _LOG.warning("job %s (purpose %s) awaits this node's approval: run `fedcredit job approve %s --config <this node's config>` "
                          "or `fedcredit job reject ...`", info.job_id, spec.purpose, info.job_id)
@@ -149,7 +159,10 @@ class PartyNode:
     def record_approved_data(self, info: job_pb2.JobInfo) -> None:
         """Before approving: the digest of the data this node approves the job on (#12: a job runs on that data only)."""
         spec = checked_spec(info)
-        self.store.job(info.job_id).record_approved(ApprovedData(info.spec_sha256, dataset_digest(spec, self.cfg)))
+        try:
+            self.store.job(info.job_id).record_approved(ApprovedData(info.spec_sha256, dataset_digest(spec, self.cfg)))
+        except OSError as exc:
+            raise storage_error(exc) from None
 
     def check_approved_data(self, info: job_pb2.JobInfo, spec: JobSpec) -> str:
         """The data digest now, which must equal the one recorded at approval."""
@@ -185,7 +198,11 @@ class PartyNode:
         job_id = info.job_id
         try:
             result = self._run_job(info)
+            files = self.store.job(job_id)
+            files.write_result(result)
         except Exception as exc:
+            if isinstance(exc, OSError):  # a full or read-only disk: named with its path here, and only its kind leaves the node
+                exc = storage_error(exc)
             code, message = describe_error(exc)
             if not isinstance(exc, FedCreditError):
                 _LOG.exception("job %s failed", job_id)
@@ -194,8 +211,6 @@ class PartyNode:
             # what leaves the node: the code, column names and line numbers, never a value or a path
             self._report(job_id, False, {}, describe_error(exc, public=True)[1], code)
             return
-        files = self.store.job(job_id)
-        files.write_result(result)
         self._report(job_id, True, result.public(), "", "")
         _LOG.info("job %s: role finished; its result is in %s", job_id, files.result)
 
@@ -373,15 +388,14 @@ class PartyNode:
 
     def _map_fn(self, n_items: int, minimum: int = 20_000) -> MapFn | None:
         """Work on all cores (PSI's scalar multiplications, Paillier encryption randomness): a process
-        pool, spawned, never forked (gRPC is threaded). None below ``minimum`` items or on one core."""
+        pool, spawned, never forked (gRPC is threaded), whose workers die with the node. None below ``minimum`` items or on one core."""
         if n_items < minimum or (os.cpu_count() or 1) < 2:
             return None
         with self._pool_lock:
             if self._pool is None:
-                import multiprocessing
-                from concurrent.futures import ProcessPoolExecutor
+                from fedcredit.runtime.node.workers import NodeProcessPool
 
-                self._pool = ProcessPoolExecutor(max_workers=os.cpu_count(), mp_context=multiprocessing.get_context("spawn"))
+                self._pool = NodeProcessPool(os.cpu_count())  # its workers die with this node, even after kill -9
             return self._pool.map
 
 

@@ -20,7 +20,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from fedcredit.runtime.security.certs import TlsMaterial
-from fedcredit.runtime.errors import AuthError, ConfigError, ErrorInterceptor, TransportError
+from fedcredit.runtime.errors import (AuthError, ConfigError, ErrorInterceptor, TlsHandshakeError, TransportError, clock_reading,
+                                      handshake_error)
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -39,6 +40,7 @@ __all__ = [
     "peer_certificate",
     "PeerCheckInterceptor",
     "wait_healthy",
+    "handshake_error",
     "chunk_bytes",
 ]
 
@@ -332,6 +334,13 @@ class PeerCheckInterceptor(grpc.ServerInterceptor):
         return handler
 
 
+def _refused_handshake(where: str) -> TlsHandshakeError:
+    return TlsHandshakeError(
+        f"{where} closed every connection during the TLS handshake: it does not accept this node's certificate. By its "
+        f"clock this node's certificate may be expired or not yet valid (this machine's clock reads {clock_reading()}; "
+        "compare the two clocks), or it is revoked or from another CA; the peer's log says which")
+
+
 def wait_healthy(
     channel: grpc.Channel,
     timeout_s: float = HEALTH_DEADLINE_S,
@@ -341,38 +350,48 @@ def wait_healthy(
 ) -> None:
     """Block until the server behind ``channel`` reports SERVING.
 
-    Waits for the connection (``wait_for_ready``) and polls while the server
-    says NOT_SERVING, all within ``timeout_s``.
+    Asks again while the server cannot be reached or says NOT_SERVING, all within ``timeout_s``. A TLS
+    handshake failure that retrying cannot mend is raised at once (see :func:`handshake_error`).
 
     Raises:
-        TransportError: not SERVING within ``timeout_s``; the message names the
-            target and the last status seen.
+        CertificateExpiredError / CertificateNotYetValidError: the server's certificate, by this machine's clock.
+        TlsHandshakeError: the server's certificate does not verify, or the server closed every connection during
+            the handshake (it refused this node's certificate) until ``timeout_s``.
+        TransportError: not SERVING within ``timeout_s``; the message names the target and the last status seen.
     """
     where = target or _CHANNEL_TARGETS.get(channel) or "the server"
     stub = health_pb2_grpc.HealthStub(channel)
     deadline = time.monotonic() + timeout_s
     last = "no answer"
+    refused = 0  # answers that were a connection closed in the TLS handshake
+    answers = 0
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
         try:
-            reply = stub.Check(
-                health_pb2.HealthCheckRequest(service=service),
-                timeout=remaining,
-                wait_for_ready=True,
-            )
+            # not wait_for_ready: a failed connection's reason (a certificate, a refused handshake) is seen at once
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=min(remaining, 2.0))
         except grpc.RpcError as exc:
             code = exc.code() if callable(getattr(exc, "code", None)) else None
-            details = exc.details() if callable(getattr(exc, "details", None)) else ""
+            details = (exc.details() if callable(getattr(exc, "details", None)) else "") or ""
             last = f"{getattr(code, 'name', code)}: {details}"
-            if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND):
+            answers += 1
+            if code == grpc.StatusCode.UNAVAILABLE:
+                named = handshake_error(details, where)
+                if named is not None:
+                    raise named
+                refused += "socket closed" in details.lower()
+            elif code not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.DEADLINE_EXCEEDED):
                 break
         else:
             if reply.status == health_pb2.HealthCheckResponse.SERVING:
                 return
             last = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+            answers += 1
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+    if answers >= 2 and refused == answers:
+        raise _refused_handshake(where)
     raise TransportError(f"{where} is not healthy after {timeout_s:g}s (last status: {last})")
 
 

@@ -26,7 +26,7 @@ Two ways to make them, with the same certificates (one issuing function,
   ``.csr``), :func:`sign_requests` (at the CA: checks each request against its
   role's profile and issues the certificates).
 
-The room, with arrows one way (dev, csr → profiles → layout; verify stands alone):
+The room, with arrows one way (dev, csr → profiles → layout → verify):
 
 * :mod:`.layout` — node names and roles, the directory layout, PEM encoding,
   atomic 0600 writes, reading a node's mTLS files (:func:`load_tls`).
@@ -48,7 +48,7 @@ from .csr import SEAL_KEY_OID, CertRequest, SignedNode, create_ca, read_request,
 from .dev import init_certs
 from .layout import NAME_PATTERN, ROLES, CertLayout, NodeFiles, TlsMaterial, load_tls, validate_name
 from .profiles import IssuedNode, NodeRequest
-from .verify import cert_fingerprint, load_key_pair, single_cn, verify_issued_cert
+from .verify import cert_fingerprint, check_cert_time, load_key_pair, single_cn, verify_issued_cert
 
 __all__ = [
     "NAME_PATTERN",
@@ -68,6 +68,7 @@ __all__ = [
     "read_request",
     "sign_requests",
     "cert_fingerprint",
+    "check_cert_time",
     "load_tls",
     # used by fedcredit.runtime.security.sealing and fedcredit.runtime.security.signing
     "single_cn",

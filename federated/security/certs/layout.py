@@ -6,9 +6,9 @@ directory layout (:class:`CertLayout`, :class:`NodeFiles`: ``DIR/ca.crt``, ``DIR
 atomic writes (temporary file + ``os.replace``, keys 0600, folders 0700) and the refusal
 to overwrite; reading a node's mTLS files back (:func:`load_tls`, :class:`TlsMaterial`).
 
-It issues nothing. It may import :mod:`fedcredit.runtime.errors` and ``cryptography``; no other
-module of :mod:`fedcredit.runtime.security.certs` (:mod:`.profiles`, :mod:`.dev` and :mod:`.csr` import
-this one).
+It issues nothing. It may import :mod:`fedcredit.runtime.errors`, ``cryptography`` and :mod:`.verify`
+(to refuse an expired or not-yet-valid certificate when it loads one); no other module of
+:mod:`fedcredit.runtime.security.certs` (:mod:`.profiles`, :mod:`.dev` and :mod:`.csr` import this one).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 
 from fedcredit.runtime.errors import ConfigError
 from fedcredit.runtime.files import atomic_write
+
+from .verify import check_cert_time
 
 #: Node names: lowercase, start with a letter or digit, at most 63 characters.
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -180,6 +182,9 @@ def load_tls(ca: Path, cert: Path, key: Path) -> TlsMaterial:
     Raises:
         ConfigError: a file is missing or unreadable, is not PEM of the
             expected kind, or the key does not belong to the certificate.
+        CertificateExpiredError / CertificateNotYetValidError: the certificate
+            or the CA is not valid by this machine's clock (the message says
+            which, when it ends or starts, and what the clock reads).
     """
     ca_pem = _read(ca, "CA certificate")
     cert_pem = _read(cert, "TLS certificate")
@@ -198,4 +203,6 @@ def load_tls(ca: Path, cert: Path, key: Path) -> TlsMaterial:
         raise ConfigError(f"TLS private key file {key} is not an unencrypted PEM private key") from None
     if private.public_key() != leaf.public_key():
         raise ConfigError(f"TLS private key {key} does not match certificate {cert}")
+    check_cert_time(leaf, f"TLS certificate {cert}")
+    check_cert_time(x509.load_pem_x509_certificates(ca_pem)[0], f"CA certificate {ca}")
     return TlsMaterial(ca=ca_pem, cert=cert_pem, key=key_pem)

@@ -7,8 +7,11 @@ usage) and :func:`load_key_pair` (a node's certificate and its matching private 
 used by :mod:`fedcredit.runtime.security.sealing`, :mod:`fedcredit.runtime.security.signing`, :mod:`fedcredit.runtime.security.revocation`
 and the CLI.
 
+It also holds :func:`check_cert_time`, with which a node refuses its own expired or not-yet-valid
+certificates at start (:func:`~.layout.load_tls` and :func:`load_key_pair`).
+
 It issues and writes nothing. It may import :mod:`fedcredit.runtime.errors` and ``cryptography``
-only; no other module of :mod:`fedcredit.runtime.security.certs`.
+only; no other module of :mod:`fedcredit.runtime.security.certs` (:mod:`.layout` imports it).
 """
 
 from __future__ import annotations
@@ -21,7 +24,35 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from fedcredit.runtime.errors import ConfigError, CryptoError
+from fedcredit.runtime.errors import CertificateExpiredError, CertificateNotYetValidError, ConfigError, CryptoError, clock_reading
+
+
+def check_cert_time(cert: x509.Certificate, what: str, *, now: _dt.datetime | None = None) -> None:
+    """Refuse a certificate that is not valid at ``now`` (default: this machine's clock), naming which way.
+
+    A node checks its own certificates at start, so an expired or not-yet-valid one (or a clock that is wrong)
+    is named at once, not as a connection that never becomes healthy.
+
+    Args:
+        cert: the certificate.
+        what: how the message names it, e.g. ``"TLS certificate /etc/fedcredit/bank/tls.crt"``.
+
+    Raises:
+        CertificateExpiredError: ``now`` is after its end.
+        CertificateNotYetValidError: ``now`` is before its start.
+    """
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=_dt.timezone.utc)
+    clock = clock_reading(now)
+    if now > cert.not_valid_after_utc:
+        raise CertificateExpiredError(
+            f"{what} expired at {clock_reading(cert.not_valid_after_utc)}; this machine's clock reads {clock}. "
+            "Renew the certificate (fedcredit certs request / sign), or fix this machine's clock if it is wrong")
+    if now < cert.not_valid_before_utc:
+        raise CertificateNotYetValidError(
+            f"{what} is not valid before {clock_reading(cert.not_valid_before_utc)}; this machine's clock reads "
+            f"{clock}. This clock is probably behind (or the CA's was ahead when it issued the certificate): set it right (NTP)")
 
 
 def cert_fingerprint(cert: x509.Certificate | bytes) -> str:
@@ -88,7 +119,8 @@ def load_key_pair(cert: Path, key: Path, *, what: str, key_type: type, key_name:
     """Load a node's certificate and matching private key: (CN, private key, certificate PEM).
 
     ``what`` names the pair in messages ("sealing", "signing"); the key must be a
-    ``key_type`` (named ``key_name``) and match the certificate. Raises ConfigError.
+    ``key_type`` (named ``key_name``) and match the certificate, and the certificate must be valid now.
+    Raises ConfigError (:class:`CertificateExpiredError`, :class:`CertificateNotYetValidError` for its time).
     """
     try:
         cert_pem = Path(cert).read_bytes()
@@ -117,4 +149,5 @@ def load_key_pair(cert: Path, key: Path, *, what: str, key_type: type, key_name:
         raise ConfigError(f"{what} certificate {cert} has an unsupported public key") from None
     if cert_public != private.public_key():  # type: ignore[attr-defined]
         raise ConfigError(f"{what} key {key} does not match certificate {cert}")
+    check_cert_time(certificate, f"{what} certificate {cert}")
     return name, private, cert_pem
