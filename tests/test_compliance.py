@@ -77,7 +77,10 @@ def test_job_waits_for_operator_approval_then_runs_on_consented_ids(setup) -> No
     cluster, consent, ids, guest_ids = setup
     with OperatorClient(cluster.client_config()) as client:
         info = client.submit(_spec())
-        time.sleep(3)
+        deadline = time.monotonic() + 60  # the platform approves by policy once it has polled; under load that takes seconds
+        while not client.get(info.job_id).approvals and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)  # and the bank, which does not auto-approve, has had time to act wrongly
         info = client.get(info.job_id)
         assert info.state == "pending"
         assert [a.node for a in info.approvals] == ["platform"]  # platform approved by policy; the bank has not
