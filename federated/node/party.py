@@ -36,6 +36,7 @@ from fedcredit.runtime.security.certs import load_tls
 from fedcredit.runtime.config import JobSpec, PartyConfig
 from fedcredit.runtime.node.consent import apply_consent, load_consent_registry
 from fedcredit.runtime.node.data import LocalDataset, load_dataset
+from fedcredit.runtime.node.model_package import write_package
 from fedcredit.runtime.errors import ConfigError, ConflictError, DataError, FedCreditError, NotFoundError, PermissionDeniedError, TransportError, from_rpc_error
 from fedcredit.runtime.plan import JobPlan, RolePlan, plan_job
 from fedcredit.runtime.node.psi_runner import PartyIds, run_psi
@@ -277,6 +278,7 @@ class PartyNode:
             if psi.rows is None or len(psi.aligned) == 0:
                 raise FedCreditError("the intersection is empty: nothing to train on")
             trained = run_training(run, plan.train, data, psi.rows, psi.aligned, job_id=info.job_id, files=files)
+            write_package(self.store, files, plan, info.job_id, info.spec_sha256, self.cfg.name)  # models/<job>/ (#14)
         traffic = Traffic(sent=run.endpoint.bytes_sent, received=run.endpoint.bytes_received)
         if trained is None:
             return JobResult(self.cfg.name, psi.outcome, traffic)
