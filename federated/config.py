@@ -30,6 +30,7 @@ __all__ = [
     "PartyConfig",
     "ClientConfig",
     "JobSpec",
+    "ScoringSpec",
     "load_config",
     "load_job_spec",
     "spec_digest",
@@ -268,10 +269,27 @@ class EvaluationSpec(_Model):
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
 
 
-class JobSpec(_Model):
-    """A job file. ``train`` runs PSI, then vertical LR, then evaluation."""
+class ScoringSpec(_Model):
+    """A ``score`` job: the bank scores its applicants with a model trained with the platform (#14)."""
 
-    kind: Literal["train", "psi"] = "train"
+    model: str | None = None  # the model id: its training job's id (`fedcredit model list`)
+    # private: the platform learns how many applicants are scored, not which (protocols/scoring); plain: the ids too
+    mode: Literal["private", "plain"] = "private"
+    max_queries: int | None = Field(None, ge=0)  # the platform refuses a job scoring more applicants
+
+    @field_validator("model")
+    @classmethod
+    def _model_id(cls, v: str | None) -> str | None:
+        if v is not None and (not v or v.startswith(".") or any(not (c.isalnum() or c in "._-") for c in v)):
+            raise ValueError("scoring.model must be a model id (letters, digits, '.', '_', '-')")
+        return v
+
+
+class JobSpec(_Model):
+    """A job file. ``train`` runs PSI, then vertical LR, then evaluation; ``psi`` runs PSI only; ``score``
+    scores the guest's applicants with a trained model (no PSI)."""
+
+    kind: Literal["train", "psi", "score"] = "train"
     name: str = "job"
     purpose: str  # what the data may be used for; checked against each party's policy and consents
     guest: RoleSpec
@@ -279,6 +297,7 @@ class JobSpec(_Model):
     psi: PsiSpec = PsiSpec()
     training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
+    scoring: ScoringSpec = ScoringSpec()
     seed: int = 42
 
     _purpose = field_validator("purpose")(_check_purpose)
@@ -287,6 +306,8 @@ class JobSpec(_Model):
     def _consistent(self) -> "JobSpec":
         if self.guest.party == self.host.party:
             raise ValueError("guest and host must be different parties")
+        if self.kind == "score" and not self.scoring.model:
+            raise ValueError("a score job names its model: scoring.model (the training job's id)")
         if self.kind == "train" and self.psi.reveal != "both":
             raise ValueError("a train job needs psi.reveal: both (the host must know its aligned rows)")
         if self.psi.unbalanced and (self.kind != "psi" or self.psi.reveal == "both"):
