@@ -151,6 +151,9 @@ class PartyPolicy(_Model):
     # guest, so a node bounds how many; a short Paillier key is refused.
     max_test_fraction: float = Field(0.25, ge=0.0, lt=1.0)
     min_key_bits: int = Field(2048, ge=1024)
+    # The platform's rate limit on scoring (#14): applicants it answers per model and UTC day, over all score
+    # jobs (None: no limit). A score job asking more than what remains fails; the count is in the transcripts.
+    max_scoring_queries_per_day: int | None = Field(None, ge=0)
     auto_approve: bool = False  # False: wait for `fedcredit job approve ID --config THIS_FILE`
 
     @field_validator("allowed_purposes")

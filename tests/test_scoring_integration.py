@@ -17,6 +17,7 @@ from fedcredit.runtime.transcript import read_transcript
 from helpers import read_breast
 
 pytestmark = pytest.mark.integration
+DAILY_LIMIT = 5 * 569 + 100  # the platform's rate limit: the five score jobs below fit, a sixth does not
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,10 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     g.to_csv(gp, index=False)
     h.to_csv(hp, index=False)
     work = tmp_path_factory.mktemp("cluster")
+    policy = {"auto_approve": True, "min_intersection": 10, "allowed_purposes": ["financing.credit_risk_model"], "min_key_bits": 1024}
     c = Cluster(work, {"bank": {"breast": DatasetConfig(path=gp, id_column="id", label_column="y")},
-                       "platform": {"breast": DatasetConfig(path=hp, id_column="id")}})
+                       "platform": {"breast": DatasetConfig(path=hp, id_column="id")}},
+                policies={"bank": policy, "platform": {**policy, "max_scoring_queries_per_day": DAILY_LIMIT}})
     with c:
         with OperatorClient(c.client_config()) as client:
             info = client.wait(client.submit(_spec("train", training={"key_bits": 1024, "max_epochs": 3})).job_id, timeout_s=300)
@@ -110,3 +113,11 @@ def test_an_unknown_model_fails_cleanly(world):
     c, *_ = world
     info, _ = _score(c, "no-such-model")
     assert info.state == "failed" and "no model" in info.error
+
+
+def test_the_platforms_daily_limit_refuses_one_job_too_many(world):
+    c, model, g, *_ = world  # runs last: the jobs above used 5 * 569 of the day's limit
+    info, _ = _score(c, model)
+    assert info.state == "failed" and "cap of 100" in info.error
+    info, _ = _score(c, model, max_queries=10)
+    assert info.state == "failed" and "cap of 10 " in info.error

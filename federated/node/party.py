@@ -294,7 +294,8 @@ class PartyNode:
         data, ids = self._load(info.job_id, plan, mine, writer, 0)
         files = self.store.job(info.job_id)
         run = RoleRun(mine.role, self._endpoint(info.job_id, plan, mine, writer, files), secrets.SystemRandom(), self._map_fn)
-        summary = run_scoring(run, plan.score, mine, data, ids.ids, ids.rows, store=self.store, files=files, transcript=writer)
+        summary = run_scoring(run, plan.score, mine, data, ids.ids, ids.rows, store=self.store, files=files, transcript=writer,
+                              daily_limit=self.cfg.policy.max_scoring_queries_per_day)
         traffic = Traffic(sent=run.endpoint.bytes_sent, received=run.endpoint.bytes_received)
         return JobResult(self.cfg.name, PsiOutcome(), traffic, scoring=summary)
 

@@ -21,6 +21,7 @@ import hashlib
 import io
 import struct
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -48,8 +49,9 @@ def scores_path(files: JobFiles) -> str:
 
 
 def run_scoring(run: RoleRun, plan: ScorePlan, me: RolePlan, data: LocalDataset, ids: list[str], rows: np.ndarray | None, *,
-                store: NodeStore, files: JobFiles, transcript: TranscriptWriter) -> ScoringSummary:
+                store: NodeStore, files: JobFiles, transcript: TranscriptWriter, daily_limit: int | None = None) -> ScoringSummary:
     """Run this party's side of a score job on its usable ``ids`` (file rows ``rows``; None: every row).
+    ``daily_limit``: the platform's rate limit, applicants answered per model and UTC day (None: none).
 
     Raises:
         NotFoundError: this node has no such model.
@@ -76,9 +78,17 @@ def run_scoring(run: RoleRun, plan: ScorePlan, me: RolePlan, data: LocalDataset,
             key, salt = _scoring_key(model, run)
             table = _host_table(model, ids, own, key, salt, version, run)
         partials = dict(zip(ids, (float(v) for v in own))) if params.mode is ScoringMode.PLAIN else None
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        used = _usage(model).get(day, 0)
+        if daily_limit is not None:
+            left = max(0, daily_limit - used)
+            params = replace(params, max_queries=left if params.max_queries is None else min(left, params.max_queries))
         res = run.drive(host_program(version, params, key=key, table=table, partials=partials, map_fn=pool))
+        usage = _usage(model)
+        usage[day] = usage.get(day, 0) + res.queries
+        model.write_json(model.folder / "queries.json", usage)
         transcript.event("scoring", model=plan.model_id, model_version=joint.version, mode=str(params.mode), queries=res.queries,
-                         max_queries=params.max_queries, table_sent=res.table_sent)
+                         max_queries=params.max_queries, daily_limit=daily_limit, queries_today=usage[day], table_sent=res.table_sent)
         return ScoringSummary(plan.model_id, joint.version, str(params.mode), res.queries, time.monotonic() - t0,
                               table_transferred=res.table_sent)
     cached = model.table(peer=True)
@@ -99,6 +109,15 @@ def run_scoring(run: RoleRun, plan: ScorePlan, me: RolePlan, data: LocalDataset,
     return ScoringSummary(plan.model_id, joint.version, str(params.mode), len(ids), time.monotonic() - t0,
                           rows_scored=out.n_found, not_found=len(ids) - out.n_found, scores_file=scores_path(files),
                           auc=auc, ks=ks, table_transferred=out.table_updated)
+
+
+def _usage(model: ModelFiles) -> dict[str, int]:
+    """Applicants the platform answered for this model, by UTC day (``queries.json``)."""
+    try:
+        d = model.read_json(model.folder / "queries.json")
+        return {str(k): int(v) for k, v in d.items()}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
 
 
 def _features(data: LocalDataset, part: ModelPart, rows: np.ndarray | None) -> np.ndarray:

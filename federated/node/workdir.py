@@ -16,6 +16,7 @@ The layout under the party config's ``workdir``::
     models/<model>/scoring_key.json     ... the platform's OPRF key and salt for its scoring tables
     models/<model>/table.bin, .json     ... the platform's sealed table of partial scores, and its digest
     models/<model>/peer_table.bin, .json ... the bank's copy of the platform's table
+    models/<model>/queries.json         ... applicants the platform answered for the model, by UTC day (its rate limit)
 
 Everything here holds private data, so every file is written by :func:`fedcredit.runtime.files.atomic_write`: readable by
 its owner only (0600, in a 0700 folder), complete or not at all (temporary file, fsync, rename). The

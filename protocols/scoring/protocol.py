@@ -184,7 +184,8 @@ def host_program(version: bytes, params: ScoringParams, *, key: bytes | None = N
         raise ProtocolError("plain scoring needs the platform's partial scores")
     n = (yield from recv_typed(ScoreStep.QUERY_SIZE, SetSize)).count
     if params.max_queries is not None and n > params.max_queries:
-        raise ProtocolError(f"the bank asks to score {n} applicants, above this job's cap of {params.max_queries}")
+        raise ProtocolError(f"the bank asks to score {n} applicants, above the platform's cap of {params.max_queries} "
+                            "(the job's max_queries, or what remains of the platform's daily limit)")
     if params.mode is ScoringMode.PRIVATE:
         assert key is not None
         k = key
