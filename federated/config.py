@@ -31,6 +31,7 @@ __all__ = [
     "ClientConfig",
     "JobSpec",
     "ScoringSpec",
+    "ScoringServiceConfig",
     "load_config",
     "load_job_spec",
     "spec_digest",
@@ -176,6 +177,19 @@ class TranscriptPolicy(_Model):
     keep_payloads: bool = False  # digests are always kept
 
 
+class ScoringServiceConfig(_Model):
+    """The bank's online scoring endpoint (``ScoreApplicant``, #14): served over mTLS only while an online
+    score job runs (``scoring.online``), for the bank's own services."""
+
+    listen: str = "127.0.0.1:0"
+    port_file: Path | None = None  # where the bound port is written (listen port 0 picks a free one)
+    # The endpoint's own server identity and the CA of its callers: the bank's internal PKI. (The node's
+    # federation certificate is a client certificate: the node opens no port to the federation.)
+    tls: TlsConfig | None = None
+    allowed_clients: list[str] = ["risk-service"]  # certificate names (signed by tls.ca) that may call it
+    request_timeout_s: float = Field(10.0, gt=0)
+
+
 class PartyConfig(_Model):
     name: str
     coordinator: str  # host:port; the party only dials out
@@ -188,6 +202,7 @@ class PartyConfig(_Model):
     policy: PartyPolicy = PartyPolicy()
     transcripts: TranscriptPolicy = TranscriptPolicy()
     unbalanced: UnbalancedConfig = UnbalancedConfig()
+    scoring_service: ScoringServiceConfig = ScoringServiceConfig()
     message_timeout_s: float = 900.0
 
     _names = field_validator("name", "coordinator_name")(_check_name)
@@ -279,6 +294,11 @@ class ScoringSpec(_Model):
     # private: the platform learns how many applicants are scored, not which (protocols/scoring); plain: the ids too
     mode: Literal["private", "plain"] = "private"
     max_queries: int | None = Field(None, ge=0)  # the platform refuses a job scoring more applicants
+    # online: a session -- the bank's node serves ScoreApplicant (its scoring_service) and asks the platform for
+    # each request's partial scores through the relay, blinded, until session_seconds pass (private mode only)
+    online: bool = False
+    # below the platform node's message_timeout_s (900 s by default), which bounds how long it waits for a request
+    session_seconds: float = Field(600.0, gt=0)
 
     @field_validator("model")
     @classmethod
@@ -311,6 +331,8 @@ class JobSpec(_Model):
             raise ValueError("guest and host must be different parties")
         if self.kind == "score" and not self.scoring.model:
             raise ValueError("a score job names its model: scoring.model (the training job's id)")
+        if self.scoring.online and self.scoring.mode != "private":
+            raise ValueError("online scoring runs in private mode only")
         if self.kind == "train" and self.psi.reveal != "both":
             raise ValueError("a train job needs psi.reveal: both (the host must know its aligned rows)")
         if self.psi.unbalanced and (self.kind != "psi" or self.psi.reveal == "both"):

@@ -130,6 +130,8 @@ class ScorePlan:
 
     model_id: str
     params: ScoringParams
+    online: bool = False  # a session: the bank serves ScoreApplicant until session_seconds pass
+    session_seconds: float = 600.0
 
     @property
     def steps(self) -> tuple[StepTable, ...]:
@@ -202,7 +204,8 @@ def plan_job(spec: JobSpec) -> JobPlan:
     if spec.kind == "score":
         sc = spec.scoring
         assert sc.model is not None  # the spec's validator requires it
-        score = ScorePlan(model_id=sc.model, params=ScoringParams(mode=sc.mode, max_queries=sc.max_queries))
+        score = ScorePlan(model_id=sc.model, params=ScoringParams(mode=sc.mode, max_queries=sc.max_queries), online=sc.online,
+                          session_seconds=sc.session_seconds)
     features = is_train or score is not None
     return JobPlan(
         kind=spec.kind,

@@ -114,3 +114,31 @@ def test_partial_scores_standardize_and_clip_as_training():
     x = np.array([[1.0, np.nan], [10.0, 2.0]])
     p = partial_scores(x, np.array([1.0, 2.0]), np.array([2.0, 1.0]), 3.0, np.array([1.0, -1.0]), intercept=0.5)
     assert p == pytest.approx([0.5, 3.0 + 0.0 + 0.5])  # (10-1)/2 = 4.5 clipped to 3
+
+
+class _Batches:
+    def __init__(self, batches):
+        self.batches, self.answers = list(batches), []
+
+    def next(self):
+        return self.batches.pop(0) if self.batches else None
+
+    def answer(self, u_h):
+        self.answers.append(u_h)
+
+
+def test_online_session_answers_each_batch_and_counts_queries():
+    from fedcredit.protocols.scoring import guest_session_program, host_session_program
+
+    platform_ids, bank_ids, u_h, _ = _world()
+    key = new_key(random.Random(0))
+    table = build_table(platform_ids, [u_h[p] for p in platform_ids], key, SALT, VERSION, random.Random(1))
+    reqs = _Batches([bank_ids[:1], bank_ids[1:33], bank_ids[90:]])  # the last batch: known and unknown ids
+    out = run_local({Role.GUEST: guest_session_program(VERSION, random.Random(2), reqs),
+                     Role.HOST: host_session_program(VERSION, ScoringParams(), key=key, table=table)})
+    assert out[Role.HOST].queries == out[Role.GUEST][0] == 1 + 32 + 30
+    flat = [u for a in reqs.answers for u in a]
+    assert flat == [u_h.get(q) for q in bank_ids[:33] + bank_ids[90:]]
+    with pytest.raises(ProtocolError, match="cap of 20"):
+        run_local({Role.GUEST: guest_session_program(VERSION, random.Random(2), _Batches([bank_ids[:15], bank_ids[15:30]])),
+                   Role.HOST: host_session_program(VERSION, ScoringParams(max_queries=20), key=key, table=table)})

@@ -495,6 +495,33 @@ def model_show(
     print(json.dumps({"spec": joint.to_dict(), "part": part.to_dict()}, indent=2))
 
 
+@app.command("score")
+def score(
+    ids: list[str] = typer.Argument(..., help="Applicant ids (enterprise ids as the bank's dataset has them)."),
+    address: str = typer.Option(..., "--address", help="The bank node's ScoreApplicant endpoint, host:port (its scoring_service)."),
+    ca: Path = typer.Option(..., "--ca", help="The CA of the endpoint's certificate (the bank's internal PKI)."),
+    cert: Path = typer.Option(..., "--cert", help="This caller's certificate (its name must be in allowed_clients)."),
+    key: Path = typer.Option(..., "--key", help="This caller's private key."),
+    server_name: str = typer.Option("bank-scoring", "--server-name", help="The endpoint's certificate name."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Score applicants online through the bank's node (an online score job must be running)."""
+    from fedcredit.runtime.cli.scoring import score_online
+    from fedcredit.runtime.config import TlsConfig
+
+    try:
+        resp = score_online(ids, address, TlsConfig(ca=ca, cert=cert, key=key), server_name=server_name)
+    except FedCreditError as exc:
+        _fail(exc)
+    rows = [{"id": s.id, "found": s.found, "probability": s.probability if s.found else None} for s in resp.scores]
+    if as_json:
+        print(json.dumps({"model_id": resp.model_id, "model_version": resp.model_version, "scores": rows}, indent=2))
+        return
+    for r in rows:
+        console.print(f"{r['id']}  " + (f"probability of default {r['probability']:.4f}" if r["found"] else "not found at the platform"))
+    console.print(f"model {resp.model_id} (version {resp.model_version[:16]})")
+
+
 def main() -> None:
     """Entry point. Unexpected errors print one line (set FEDCREDIT_DEBUG=1 for the traceback)."""
     try:

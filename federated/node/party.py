@@ -44,7 +44,7 @@ from fedcredit.runtime.node.results import JobResult, PsiOutcome, Traffic
 from fedcredit.runtime.driver import RelayEndpoint, RoleRun, describe_error
 from fedcredit.runtime.security.sealing import SEAL_CHECKPOINT_KEY, SealSession, load_seal_identity, verify_peer_seal_cert
 from fedcredit.runtime.security.signing import envelope_fields, load_signing_identity, verify_signing_cert
-from fedcredit.runtime.node.score_runner import run_scoring
+from fedcredit.runtime.node.score_runner import OnlineWiring, run_scoring
 from fedcredit.runtime.node.train_runner import run_training
 from fedcredit.runtime.transcript import TranscriptWriter
 from fedcredit.runtime.security.transport import DEFAULT_DEADLINE_S, create_channel, wait_healthy
@@ -294,8 +294,9 @@ class PartyNode:
         data, ids = self._load(info.job_id, plan, mine, writer, 0)
         files = self.store.job(info.job_id)
         run = RoleRun(mine.role, self._endpoint(info.job_id, plan, mine, writer, files), secrets.SystemRandom(), self._map_fn)
+        online = OnlineWiring(self.cfg.scoring_service, self._stop) if plan.score.online and mine.role is Role.GUEST else None
         summary = run_scoring(run, plan.score, mine, data, ids.ids, ids.rows, store=self.store, files=files, transcript=writer,
-                              daily_limit=self.cfg.policy.max_scoring_queries_per_day)
+                              daily_limit=self.cfg.policy.max_scoring_queries_per_day, online=online)
         traffic = Traffic(sent=run.endpoint.bytes_sent, received=run.endpoint.bytes_received)
         return JobResult(self.cfg.name, PsiOutcome(), traffic, scoring=summary)
 

@@ -20,26 +20,40 @@ import csv
 import hashlib
 import io
 import struct
+import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from fedcredit.protocols.core import Role
 from fedcredit.protocols.hetero_lr import ks_statistic, roc_auc
-from fedcredit.protocols.scoring import ScoringMode, ScoreTable, build_table, guest_program, host_program, key_id, new_key
+from fedcredit.protocols.scoring import (
+    ScoreTable,
+    ScoringMode,
+    build_table,
+    guest_program,
+    guest_session_program,
+    host_program,
+    host_session_program,
+    key_id,
+    new_key,
+)
 
+from fedcredit.runtime.config import ScoringServiceConfig
 from fedcredit.runtime.driver import RoleRun
-from fedcredit.runtime.errors import DataError, PermissionDeniedError
+from fedcredit.runtime.errors import ConfigError, DataError, PermissionDeniedError
 from fedcredit.runtime.files import atomic_write
 from fedcredit.runtime.node.data import LocalDataset
 from fedcredit.runtime.node.model_package import ModelPart, load_package
 from fedcredit.runtime.node.results import ScoringSummary
+from fedcredit.runtime.node.score_service import OnlineSession, serving
 from fedcredit.runtime.node.workdir import JobFiles, ModelFiles, NodeStore
 from fedcredit.runtime.plan import RolePlan, ScorePlan
+from fedcredit.runtime.security.certs import load_tls
 from fedcredit.runtime.transcript import TranscriptWriter
 
-__all__ = ["run_scoring", "scores_path"]
+__all__ = ["OnlineWiring", "run_scoring", "scores_path"]
 
 SALT_BYTES = 32
 
@@ -49,9 +63,11 @@ def scores_path(files: JobFiles) -> str:
 
 
 def run_scoring(run: RoleRun, plan: ScorePlan, me: RolePlan, data: LocalDataset, ids: list[str], rows: np.ndarray | None, *,
-                store: NodeStore, files: JobFiles, transcript: TranscriptWriter, daily_limit: int | None = None) -> ScoringSummary:
+                store: NodeStore, files: JobFiles, transcript: TranscriptWriter, daily_limit: int | None = None,
+                online: OnlineWiring | None = None) -> ScoringSummary:
     """Run this party's side of a score job on its usable ``ids`` (file rows ``rows``; None: every row).
     ``daily_limit``: the platform's rate limit, applicants answered per model and UTC day (None: none).
+    ``online``: the bank's ScoreApplicant service and stop signal, for an online session (``plan.online``).
 
     Raises:
         NotFoundError: this node has no such model.
@@ -83,15 +99,23 @@ def run_scoring(run: RoleRun, plan: ScorePlan, me: RolePlan, data: LocalDataset,
         if daily_limit is not None:
             left = max(0, daily_limit - used)
             params = replace(params, max_queries=left if params.max_queries is None else min(left, params.max_queries))
-        res = run.drive(host_program(version, params, key=key, table=table, partials=partials, map_fn=pool))
+        if plan.online:
+            assert key is not None and table is not None
+            res = run.drive(host_session_program(version, params, key=key, table=table, map_fn=None))
+        else:
+            res = run.drive(host_program(version, params, key=key, table=table, partials=partials, map_fn=pool))
         usage = _usage(model)
         usage[day] = usage.get(day, 0) + res.queries
         model.write_json(model.folder / "queries.json", usage)
-        transcript.event("scoring", model=plan.model_id, model_version=joint.version, mode=str(params.mode), queries=res.queries,
+        mode = "online" if plan.online else str(params.mode)
+        transcript.event("scoring", model=plan.model_id, model_version=joint.version, mode=mode, queries=res.queries,
                          max_queries=params.max_queries, daily_limit=daily_limit, queries_today=usage[day], table_sent=res.table_sent)
-        return ScoringSummary(plan.model_id, joint.version, str(params.mode), res.queries, time.monotonic() - t0,
+        return ScoringSummary(plan.model_id, joint.version, mode, res.queries, time.monotonic() - t0,
                               table_transferred=res.table_sent)
     cached = model.table(peer=True)
+    if plan.online:
+        return _online(run, plan, joint.version, dict(zip(ids, (float(v) for v in own))), cached[0] if cached else None, model,
+                       transcript, online, t0)
     out = run.drive(guest_program(ids, [float(v) for v in own], version, params, run.rng,
                                   table=cached[0] if cached else None, map_fn=pool))
     if out.table_updated and out.table is not None:
@@ -109,6 +133,36 @@ def run_scoring(run: RoleRun, plan: ScorePlan, me: RolePlan, data: LocalDataset,
     return ScoringSummary(plan.model_id, joint.version, str(params.mode), len(ids), time.monotonic() - t0,
                           rows_scored=out.n_found, not_found=len(ids) - out.n_found, scores_file=scores_path(files),
                           auc=auc, ks=ks, table_transferred=out.table_updated)
+
+
+@dataclass(frozen=True)
+class OnlineWiring:
+    """What an online session needs from the bank's node: its ScoreApplicant settings and stop signal."""
+
+    service: ScoringServiceConfig
+    stop: threading.Event
+
+
+def _online(run: RoleRun, plan: ScorePlan, version: str, own: dict[str, float], cached: ScoreTable | None, model: ModelFiles,
+            transcript: TranscriptWriter, online: OnlineWiring | None, t0: float) -> ScoringSummary:
+    """The bank's online session: serve ScoreApplicant until ``session_seconds`` pass or the node stops."""
+    if online is None or online.service.tls is None:
+        raise ConfigError("an online score job needs the bank node's scoring_service, with its tls (the bank's internal PKI)",
+                          public="the bank's node has no scoring_service.tls for online scoring")
+    t = online.service.tls
+    tls = load_tls(t.ca, t.cert, t.key)
+    session = OnlineSession(own, time.monotonic() + plan.session_seconds, online.stop, online.service.request_timeout_s)
+    with serving(session, online.service, tls, plan.model_id, version) as port:
+        transcript.event("scoring_session", model=plan.model_id, model_version=version, port=port)
+        try:
+            total, table, updated = run.drive(guest_session_program(bytes.fromhex(version), run.rng, session, table=cached))
+        except BaseException as exc:
+            session.close(exc)
+            raise
+    if updated:
+        model.save_table(table, "", peer=True)
+    transcript.event("scoring", model=plan.model_id, model_version=version, mode="online", queries=total, batches=session.batches)
+    return ScoringSummary(plan.model_id, version, "online", total, time.monotonic() - t0, table_transferred=updated)
 
 
 def _usage(model: ModelFiles) -> dict[str, int]:

@@ -21,7 +21,19 @@ from .messages import (
     TableDigest,
     TableStatus,
 )
-from .protocol import build_table, guest_program, host_program, key_id, new_key, open_entry, partial_scores, sigmoid
+from .protocol import (
+    Requests,
+    build_table,
+    guest_program,
+    guest_session_program,
+    host_program,
+    host_session_program,
+    key_id,
+    new_key,
+    open_entry,
+    partial_scores,
+    sigmoid,
+)
 
 __all__ = [
     "ENTRY_BYTES",
@@ -37,7 +49,10 @@ __all__ = [
     "SealedEntries",
     "TableDigest",
     "TableStatus",
+    "Requests",
     "build_table",
+    "guest_session_program",
+    "host_session_program",
     "guest_program",
     "host_program",
     "key_id",

@@ -181,6 +181,9 @@ class ScoreStep(ProtocolStep):
     REPLY = StepSpec("score.reply", (H,), (G,), BlindedPoints, "private: one message per batch: k·r·h(id), same order")
     PLAIN_QUERY = StepSpec("score.plain_query", (G,), (H,), PlainIds, "plain: one message per batch: the ids")
     PLAIN_REPLY = StepSpec("score.plain_reply", (H,), (G,), PlainPartials, "plain: one message per batch: u_H or not found")
+    SESSION_QUERY = StepSpec("score.session_query", (G,), (H,), BlindedPoints,
+                             "online: one message per request batch: r·h(id), fresh r per batch; no point: the session ends")
+    SESSION_REPLY = StepSpec("score.session_reply", (H,), (G,), BlindedPoints, "online: k·r·h(id), same order")
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from typing import Any, Generator, Sequence
+from typing import Any, Generator, Protocol, Sequence
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
@@ -84,7 +84,8 @@ from .messages import (
     TableStatus,
 )
 
-__all__ = ["new_key", "key_id", "build_table", "open_entry", "partial_scores", "sigmoid", "host_program", "guest_program"]
+__all__ = ["new_key", "key_id", "build_table", "open_entry", "partial_scores", "sigmoid", "host_program", "guest_program",
+           "Requests", "host_session_program", "guest_session_program"]
 
 _KEY_ID_TAG = b"fedcredit/v1/score-key-id"
 _TAG = b"fedcredit/v1/score-tag"
@@ -276,3 +277,88 @@ def guest_program(ids: Sequence[str], own: Sequence[float], version: bytes, para
     return ScoreResult(found=tuple(u is not None for u in u_h), z=z,
                        probability=tuple(None if v is None else sigmoid(v) for v in z),
                        table=table, table_updated=updated)
+
+
+# --------------------------------------------------------------------------- online sessions
+
+
+class Requests(Protocol):
+    """Where an online session's requests come from (the bank's runtime: its ScoreApplicant RPCs).
+
+    ``next()`` blocks until there is a batch of ids to score, or returns None to end the session;
+    ``answer(u_h)`` takes the platform's partial score of each id of that batch (None: not found)."""
+
+    def next(self) -> Sequence[str] | None: ...
+
+    def answer(self, u_h: list[float | None]) -> None: ...
+
+
+def _sync_table(version: bytes, table: ScoreTable | None) -> Generator[Any, Any, tuple[ScoreTable, bool]]:
+    """The bank's side of VERSION and the table exchange (as in :func:`guest_program`)."""
+    theirs = yield from recv_typed(ScoreStep.VERSION, ModelVersion)
+    if theirs.version != version:
+        raise ProtocolError("the platform's model part is another version than the bank's: "
+                            f"{theirs.version.hex()[:16]}… against {version.hex()[:16]}…")
+    digest = yield from recv_typed(ScoreStep.TABLE_DIGEST, TableDigest)
+    have = table is not None and table.digest == digest
+    yield Send(ScoreStep.TABLE_STATUS, TableStatus(have))
+    if have:
+        assert table is not None
+        return table, False
+    got: list[bytes] = []
+    for _, lo, hi in batches(digest.count, 1 << 16):
+        part = yield from recv_typed(ScoreStep.TABLE, SealedEntries)
+        got.extend(part.entries)
+    return ScoreTable(digest, tuple(got)), True
+
+
+def host_session_program(version: bytes, params: ScoringParams, *, key: bytes, table: ScoreTable,
+                         map_fn: MapFn | None = None) -> RoleProgram:
+    """The platform's side of an online session (private mode): the table exchange, then one blinded
+    answer per request batch until the bank sends an empty batch. The platform learns each batch's size
+    and time, nothing about the ids. Returns :class:`HostScoringResult` (the session's query count).
+
+    Raises:
+        ProtocolError: the session's queries pass ``params.max_queries``.
+    """
+    if key_id(key) != table.digest.key_id:
+        raise ProtocolError("private scoring needs the key the table was built with")
+    yield Send(ScoreStep.VERSION, ModelVersion(version))
+    yield Send(ScoreStep.TABLE_DIGEST, table.digest)
+    status = yield from recv_typed(ScoreStep.TABLE_STATUS, TableStatus)
+    if not status.have:
+        for _, lo, hi in batches(len(table.entries), 1 << 16):
+            yield Send(ScoreStep.TABLE, SealedEntries(table.entries[lo:hi]))
+    total = 0
+    while True:
+        q = yield from recv_typed(ScoreStep.SESSION_QUERY, BlindedPoints)
+        if not q.points:
+            break
+        total += len(q.points)
+        if params.max_queries is not None and total > params.max_queries:
+            raise ProtocolError(f"the bank's session passed the platform's cap of {params.max_queries} applicants")
+        yield Send(ScoreStep.SESSION_REPLY, BlindedPoints(tuple(blind_async(key, q.points, map_fn).result())))
+        yield Progress(stage="score", done=total, total=params.max_queries or total, detail={"phase": "online"})
+    return HostScoringResult(queries=total, table_sent=not status.have)
+
+
+def guest_session_program(version: bytes, rng: RandomSource, requests: Requests, *, table: ScoreTable | None = None) -> RoleProgram:
+    """The bank's side of an online session: the table exchange, then for each batch ``requests.next()``
+    gives, one blinded query (fresh r), and ``requests.answer`` gets the opened partial scores. Returns
+    ``(queries, table, table_updated)``."""
+    table, updated = yield from _sync_table(version, table)
+    index, digest = table.index(), table.digest
+    total = 0
+    while True:
+        ids = requests.next()
+        if not ids:
+            yield Send(ScoreStep.SESSION_QUERY, BlindedPoints(()))
+            return total, table, updated
+        r, r_inv = invertible_scalar(rng)
+        yield Send(ScoreStep.SESSION_QUERY, BlindedPoints(tuple(hash_and_blind(digest.salt, r, ids))))
+        reply = yield from recv_typed(ScoreStep.SESSION_REPLY, BlindedPoints)
+        if len(reply.points) != len(ids):
+            raise ProtocolError(f"{ScoreStep.SESSION_REPLY.wire} carries {len(reply.points)} points for {len(ids)} queries")
+        total += len(ids)
+        ys = blind_async(r_inv, reply.points, None).result()
+        requests.answer([open_entry(index, digest.table_id, version, y) for y in ys])

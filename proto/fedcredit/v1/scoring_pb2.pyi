@@ -1,8 +1,8 @@
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -51,3 +51,29 @@ class PlainPartials(_message.Message):
     found: _containers.RepeatedScalarFieldContainer[bool]
     values: _containers.RepeatedScalarFieldContainer[float]
     def __init__(self, found: _Optional[_Iterable[bool]] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class ScoreApplicantRequest(_message.Message):
+    __slots__ = ("ids",)
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ApplicantScore(_message.Message):
+    __slots__ = ("id", "found", "probability")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    found: bool
+    probability: float
+    def __init__(self, id: _Optional[str] = ..., found: _Optional[bool] = ..., probability: _Optional[float] = ...) -> None: ...
+
+class ScoreApplicantResponse(_message.Message):
+    __slots__ = ("model_id", "model_version", "scores")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    model_version: str
+    scores: _containers.RepeatedCompositeFieldContainer[ApplicantScore]
+    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[ApplicantScore, _Mapping]]] = ...) -> None: ...

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from fedcredit.proto.v1 import scoring_pb2 as fedcredit_dot_v1_dot_scoring__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -22,3 +23,81 @@ if _version_not_supported:
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
+
+
+class ScoringServiceStub:
+    """Online scoring at the bank's node (#14): the bank's own services call it over mTLS; the node asks the
+    platform's node for the partial scores through the job's relay (private: blinded, one query per applicant).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ScoreApplicant = channel.unary_unary(
+                '/fedcredit.v1.ScoringService/ScoreApplicant',
+                request_serializer=fedcredit_dot_v1_dot_scoring__pb2.ScoreApplicantRequest.SerializeToString,
+                response_deserializer=fedcredit_dot_v1_dot_scoring__pb2.ScoreApplicantResponse.FromString,
+                _registered_method=True)
+
+
+class ScoringServiceServicer:
+    """Online scoring at the bank's node (#14): the bank's own services call it over mTLS; the node asks the
+    platform's node for the partial scores through the job's relay (private: blinded, one query per applicant).
+    """
+
+    def ScoreApplicant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ScoringServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ScoreApplicant': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScoreApplicant,
+                    request_deserializer=fedcredit_dot_v1_dot_scoring__pb2.ScoreApplicantRequest.FromString,
+                    response_serializer=fedcredit_dot_v1_dot_scoring__pb2.ScoreApplicantResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'fedcredit.v1.ScoringService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('fedcredit.v1.ScoringService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ScoringService:
+    """Online scoring at the bank's node (#14): the bank's own services call it over mTLS; the node asks the
+    platform's node for the partial scores through the job's relay (private: blinded, one query per applicant).
+    """
+
+    @staticmethod
+    def ScoreApplicant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.ScoringService/ScoreApplicant',
+            fedcredit_dot_v1_dot_scoring__pb2.ScoreApplicantRequest.SerializeToString,
+            fedcredit_dot_v1_dot_scoring__pb2.ScoreApplicantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
