@@ -299,6 +299,7 @@ class ScoringSpec(_Model):
     online: bool = False
     # below the platform node's message_timeout_s (900 s by default), which bounds how long it waits for a request
     session_seconds: float = Field(600.0, gt=0)
+    idle_seconds: float | None = Field(None, gt=0)  # the session also ends after this long without a request
 
     @field_validator("model")
     @classmethod

@@ -132,6 +132,7 @@ class ScorePlan:
     params: ScoringParams
     online: bool = False  # a session: the bank serves ScoreApplicant until session_seconds pass
     session_seconds: float = 600.0
+    idle_seconds: float | None = None  # the session also ends after this long without a request
 
     @property
     def steps(self) -> tuple[StepTable, ...]:
@@ -205,7 +206,7 @@ def plan_job(spec: JobSpec) -> JobPlan:
         sc = spec.scoring
         assert sc.model is not None  # the spec's validator requires it
         score = ScorePlan(model_id=sc.model, params=ScoringParams(mode=sc.mode, max_queries=sc.max_queries), online=sc.online,
-                          session_seconds=sc.session_seconds)
+                          session_seconds=sc.session_seconds, idle_seconds=sc.idle_seconds)
     features = is_train or score is not None
     return JobPlan(
         kind=spec.kind,

@@ -140,7 +140,7 @@ def test_online_scoring_equals_the_batch_scores(world):
 
     c, model, g, h, _ = world
     with OperatorClient(c.client_config()) as client:
-        job = client.submit(_spec("score", scoring={"model": model, "online": True, "session_seconds": 8})).job_id
+        job = client.submit(_spec("score", scoring={"model": model, "online": True, "session_seconds": 120, "idle_seconds": 3})).job_id
         port_file = c.workdir / "bank.scoring.port"
         deadline = time.monotonic() + 60
         while not port_file.exists():
@@ -178,7 +178,7 @@ def test_online_scoring_equals_the_batch_scores(world):
                                        "--cert", str(CLIENT_TLS.cert), "--key", str(CLIENT_TLS.key), "--json"])
         assert cli.exit_code == 0, cli.output
         assert json.loads(cli.output)["scores"][0]["id"] == known[0]
-        info = client.wait(job, timeout_s=60)
+        info = client.wait(job, timeout_s=60)  # three idle seconds end the session
     assert info.state == "succeeded", info.error
     # the online scores are the batch job's scores
     prev = [r for r in c.workdir.joinpath("bank", "jobs").glob("*/scores.csv")]

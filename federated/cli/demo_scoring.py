@@ -56,7 +56,8 @@ def score_held_out(cluster: Any, client: Any, spec: JobSpec, model_id: str, gues
                            "rows_scored": len(found), "held_out_rows": len(held), "auc": roc_auc(labels.loc[found].to_numpy(), p),
                            "batch_seconds": round(batch_s, 2), "scores_file": res["scores_file"]}
 
-    session = client.submit(parse_config(JobSpec, {**base, "scoring": {"model": model_id, "online": True, "session_seconds": 120}},
+    session = client.submit(parse_config(JobSpec, {**base, "scoring": {"model": model_id, "online": True, "session_seconds": 300,
+                                                                         "idle_seconds": 2}},
                                          source="demo online score job")).job_id
     port_file = cluster.workdir / PORT_FILE
     deadline = time.monotonic() + 120
@@ -77,8 +78,9 @@ def score_held_out(cluster: Any, client: Any, spec: JobSpec, model_id: str, gues
                 diff = max(diff, abs(s.probability - float(scores[i])))
     finally:
         rpc.close()
+    ended = client.wait(session, timeout_s=60)  # idle for 2 s: the session ends, both sides finish
     lat.sort()
-    out["online"] = {"job_id": session, "calls": len(lat), "p50_ms": round(statistics.median(lat), 2),
+    out["online"] = {"job_id": session, "state": ended.state, "calls": len(lat), "p50_ms": round(statistics.median(lat), 2),
                      "p99_ms": round(lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))], 2),
                      "max_abs_diff_vs_batch": diff}
     out["p99_ms"] = out["online"]["p99_ms"]

@@ -151,7 +151,8 @@ def _online(run: RoleRun, plan: ScorePlan, version: str, own: dict[str, float], 
                           public="the bank's node has no scoring_service.tls for online scoring")
     t = online.service.tls
     tls = load_tls(t.ca, t.cert, t.key)
-    session = OnlineSession(own, time.monotonic() + plan.session_seconds, online.stop, online.service.request_timeout_s)
+    session = OnlineSession(own, time.monotonic() + plan.session_seconds, online.stop, online.service.request_timeout_s,
+                            plan.idle_seconds)
     with serving(session, online.service, tls, plan.model_id, version) as port:
         transcript.event("scoring_session", model=plan.model_id, model_version=version, port=port)
         try:

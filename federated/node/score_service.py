@@ -41,11 +41,15 @@ class OnlineSession:
     Args:
         own: the bank's partial score ``u_G`` (intercept included) of each applicant it can score.
         deadline: when the session ends (monotonic seconds), unless ``stop`` is set first.
+        idle_s: it also ends after this long without a request (None: it does not).
     """
 
-    def __init__(self, own: dict[str, float], deadline: float, stop: threading.Event, request_timeout_s: float = 10.0) -> None:
+    def __init__(self, own: dict[str, float], deadline: float, stop: threading.Event, request_timeout_s: float = 10.0,
+                 idle_s: float | None = None) -> None:
         self.own = own
         self.deadline = deadline
+        self.idle_s = idle_s
+        self._last: float | None = None  # the last batch's time; idleness counts from the session's first wait
         self.stop = stop
         self.request_timeout_s = request_timeout_s
         self._queue: queue.Queue[tuple[Sequence[str], Future[_Answer]]] = queue.Queue()
@@ -76,7 +80,10 @@ class OnlineSession:
     # -- the session program's side (fedcredit.protocols.scoring.Requests)
     def next(self) -> Sequence[str] | None:
         while True:
-            if self.stop.is_set() or time.monotonic() > self.deadline:
+            now = time.monotonic()
+            if self._last is None:
+                self._last = now
+            if self.stop.is_set() or now > self.deadline or (self.idle_s is not None and now - self._last > self.idle_s):
                 self.close()
                 return None
             try:
@@ -92,6 +99,7 @@ class OnlineSession:
                 break
         self._current = items
         self.batches += 1
+        self._last = time.monotonic()
         return [i for ids, _ in items for i in ids]
 
     def answer(self, u_h: list[float | None]) -> None:
