@@ -86,9 +86,21 @@ def test_another_model_version_is_refused():
         _run(ScoringMode.PRIVATE, version=bytes(32))
 
 
-def test_query_cap_is_enforced():
+def test_query_cap_is_enforced_before_any_answer():
     with pytest.raises(ProtocolError, match="cap"):
         _run(ScoringMode.PRIVATE, params=ScoringParams(batch_size=32, max_queries=10))
+
+
+@pytest.mark.parametrize("mode", list(ScoringMode))
+def test_the_platform_counts_answers_as_they_go(mode):
+    platform_ids, bank_ids, u_h, u_g = _world()
+    key = new_key(random.Random(0))
+    table = build_table(platform_ids, [u_h[p] for p in platform_ids], key, SALT, VERSION, random.Random(1))
+    answered: list[int] = []
+    params = ScoringParams(mode=mode, batch_size=50)
+    run_local({Role.GUEST: guest_program(bank_ids, list(u_g), VERSION, params, random.Random(2)),
+               Role.HOST: host_program(VERSION, params, key=key, table=table, partials=u_h, on_answered=answered.append)})
+    assert answered == [50, 50, 20]
 
 
 def test_table_entries_do_not_open_without_a_query():
@@ -139,6 +151,9 @@ def test_online_session_answers_each_batch_and_counts_queries():
     assert out[Role.HOST].queries == out[Role.GUEST][0] == 1 + 32 + 30
     flat = [u for a in reqs.answers for u in a]
     assert flat == [u_h.get(q) for q in bank_ids[:33] + bank_ids[90:]]
+    answered: list[int] = []
     with pytest.raises(ProtocolError, match="cap of 20"):
         run_local({Role.GUEST: guest_session_program(VERSION, random.Random(2), _Batches([bank_ids[:15], bank_ids[15:30]])),
-                   Role.HOST: host_session_program(VERSION, ScoringParams(max_queries=20), key=key, table=table)})
+                   Role.HOST: host_session_program(VERSION, ScoringParams(max_queries=20), key=key, table=table,
+                                                   on_answered=answered.append)})
+    assert answered == [15]  # the session failed, but what was answered is counted (the platform's daily limit)

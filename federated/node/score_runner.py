@@ -20,6 +20,7 @@ import csv
 import hashlib
 import io
 import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -99,14 +100,23 @@ def run_scoring(run: RoleRun, plan: ScorePlan, me: RolePlan, data: LocalDataset,
         if daily_limit is not None:
             left = max(0, daily_limit - used)
             params = replace(params, max_queries=left if params.max_queries is None else min(left, params.max_queries))
-        if plan.online:
-            assert key is not None and table is not None
-            res = run.drive(host_session_program(version, params, key=key, table=table, map_fn=None))
-        else:
-            res = run.drive(host_program(version, params, key=key, table=table, partials=partials, map_fn=pool))
-        usage = _usage(model)
-        usage[day] = usage.get(day, 0) + res.queries
-        model.write_json(model.folder / "queries.json", usage)
+        answered = [0]  # what the bank got answers for, counted as they go: a failed job's answers count too
+
+        def count(n: int) -> None:
+            answered[0] += n
+
+        try:
+            if plan.online:
+                assert key is not None and table is not None
+                res = run.drive(host_session_program(version, params, key=key, table=table, on_answered=count))
+            else:
+                res = run.drive(host_program(version, params, key=key, table=table, partials=partials, map_fn=pool, on_answered=count))
+        finally:
+            usage = _usage(model)
+            usage[day] = usage.get(day, 0) + answered[0]
+            model.write_json(model.folder / "queries.json", usage)
+            if answered[0] and sys.exc_info()[0] is not None:
+                transcript.event("scoring_failed", model=plan.model_id, answered=answered[0], queries_today=usage[day])
         mode = "online" if plan.online else str(params.mode)
         transcript.event("scoring", model=plan.model_id, model_version=joint.version, mode=mode, queries=res.queries,
                          max_queries=params.max_queries, daily_limit=daily_limit, queries_today=usage[day], table_sent=res.table_sent)

@@ -56,7 +56,7 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from typing import Any, Generator, Protocol, Sequence
+from typing import Any, Callable, Generator, Protocol, Sequence
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
@@ -162,9 +162,11 @@ def open_entry(index: dict[bytes, bytes], table_id: bytes, version: bytes, y: by
 
 
 def host_program(version: bytes, params: ScoringParams, *, key: bytes | None = None, table: ScoreTable | None = None,
-                 partials: dict[str, float] | None = None, map_fn: MapFn | None = None) -> RoleProgram:
+                 partials: dict[str, float] | None = None, map_fn: MapFn | None = None,
+                 on_answered: Callable[[int], None] | None = None) -> RoleProgram:
     """The platform: private mode answers blinded queries with ``key`` (``table`` was built with it); plain
-    mode answers ids from ``partials``. Returns :class:`HostScoringResult`.
+    mode answers ids from ``partials``. ``on_answered(n)`` is told of every n queries answered, as they go
+    (so a job that fails halfway still counts them). Returns :class:`HostScoringResult`.
 
     Raises:
         ProtocolError: the bank announces more than ``params.max_queries`` applicants, a batch has the
@@ -196,6 +198,8 @@ def host_program(version: bytes, params: ScoringParams, *, key: bytes | None = N
 
         def answer(b: int, lo: int, hi: int, points: list[bytes]) -> Generator[Any, Any, None]:
             yield Send(ScoreStep.REPLY, BlindedPoints(tuple(points)))
+            if on_answered is not None:
+                on_answered(len(points))
             yield Progress(stage="score", done=hi, total=n, detail={"phase": "answer"})
 
         yield from recv_one_ahead(ScoreStep.QUERY, n, params.batch_size, answer_batch, answer)
@@ -207,6 +211,8 @@ def host_program(version: bytes, params: ScoringParams, *, key: bytes | None = N
                 raise ProtocolError(f"{ScoreStep.PLAIN_QUERY.wire} batch {b} carries {len(got.ids)} ids, expected {hi - lo}")
             found = tuple(i in partials for i in got.ids)
             yield Send(ScoreStep.PLAIN_REPLY, PlainPartials(found, tuple(float(partials.get(i, 0.0)) for i in got.ids)))
+            if on_answered is not None:
+                on_answered(len(got.ids))
             yield Progress(stage="score", done=hi, total=n, detail={"phase": "answer"})
     return HostScoringResult(queries=n, table_sent=sent)
 
@@ -313,10 +319,11 @@ def _sync_table(version: bytes, table: ScoreTable | None) -> Generator[Any, Any,
 
 
 def host_session_program(version: bytes, params: ScoringParams, *, key: bytes, table: ScoreTable,
-                         map_fn: MapFn | None = None) -> RoleProgram:
+                         map_fn: MapFn | None = None, on_answered: Callable[[int], None] | None = None) -> RoleProgram:
     """The platform's side of an online session (private mode): the table exchange, then one blinded
     answer per request batch until the bank sends an empty batch. The platform learns each batch's size
-    and time, nothing about the ids. Returns :class:`HostScoringResult` (the session's query count).
+    and time, nothing about the ids. ``on_answered`` as in :func:`host_program`. Returns
+    :class:`HostScoringResult` (the session's query count).
 
     Raises:
         ProtocolError: the session's queries pass ``params.max_queries``.
@@ -338,6 +345,8 @@ def host_session_program(version: bytes, params: ScoringParams, *, key: bytes, t
         if params.max_queries is not None and total > params.max_queries:
             raise ProtocolError(f"the bank's session passed the platform's cap of {params.max_queries} applicants")
         yield Send(ScoreStep.SESSION_REPLY, BlindedPoints(tuple(blind_async(key, q.points, map_fn).result())))
+        if on_answered is not None:
+            on_answered(len(q.points))
         yield Progress(stage="score", done=total, total=params.max_queries or total, detail={"phase": "online"})
     return HostScoringResult(queries=total, table_sent=not status.have)
 
