@@ -89,3 +89,41 @@ def test_view_shape_depends_on_the_count_only(n):
     va, _ = _platform_view(PLATFORM[:n], ScoringMode.PRIVATE, seed=5)
     vb, _ = _platform_view([f"Z{i}" for i in range(n)], ScoringMode.PRIVATE, seed=6)
     assert [(s, t, k) for s, t, k, _ in va] == [(s, t, k) for s, t, k, _ in vb]
+
+
+class _Batches:
+    def __init__(self, batches):
+        self.batches = list(batches)
+
+    def next(self):
+        return self.batches.pop(0) if self.batches else None
+
+    def answer(self, u_h):
+        pass
+
+
+def test_online_session_view_depends_on_batch_sizes_only():
+    """Online: the platform sees one query per batch; two sessions with the same batch sizes and different ids
+    look the same, and no point repeats across batches (fresh r per batch), even for the same id."""
+    from fedcredit.protocols.scoring import guest_session_program, host_session_program
+
+    key = new_key(random.Random(11))
+    table = build_table(PLATFORM, [U_H[p] for p in PLATFORM], key, SALT, VERSION, random.Random(12))
+
+    def view(batches, seed):
+        seen = []
+
+        def on_reply(action, payload):
+            name, data = encode_payload(payload)
+            seen.append((action.step.wire, name, len(data), payload))
+
+        host = tap(host_session_program(VERSION, ScoringParams(), key=key, table=table), lambda a: None, on_reply)
+        run_local({Role.GUEST: guest_session_program(VERSION, random.Random(seed), _Batches(batches)), Role.HOST: host})
+        return seen
+
+    same = PLATFORM[5]
+    va = view([[same], PLATFORM[:3], [same]], 1)
+    vb = view([["Q1"], ["Q2", "Q3", PLATFORM[300]], ["Q4"]], 2)
+    assert [(s, t, n) for s, t, n, _ in va] == [(s, t, n) for s, t, n, _ in vb]
+    points = [p for s, _, _, m in va if s == "score.session_query" for p in m.points]
+    assert len(points) == 5 and len(set(points)) == 5  # the same id twice: two unrelated points
