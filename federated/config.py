@@ -155,6 +155,8 @@ class PartyPolicy(_Model):
     # The platform's rate limit on scoring (#14): applicants it answers per model and UTC day, over all score
     # jobs (None: no limit). A score job asking more than what remains fails; the count is in the transcripts.
     max_scoring_queries_per_day: int | None = Field(None, ge=0)
+    # The score jobs this node approves: plain mode shows the bank's applicant ids to the platform.
+    scoring_modes: list[Literal["private", "plain"]] = ["private"]
     auto_approve: bool = False  # False: wait for `fedcredit job approve ID --config THIS_FILE`
 
     @field_validator("allowed_purposes")

@@ -35,7 +35,8 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("cluster")
     global SERVER_TLS, CLIENT_TLS
     SERVER_TLS, CLIENT_TLS = dev_scoring_pki(tmp_path_factory.mktemp("bank-internal-pki"))
-    policy = {"auto_approve": True, "min_intersection": 10, "allowed_purposes": ["financing.credit_risk_model"], "min_key_bits": 1024}
+    policy = {"auto_approve": True, "min_intersection": 10, "allowed_purposes": ["financing.credit_risk_model"], "min_key_bits": 1024,
+              "scoring_modes": ["private", "plain"]}
     c = Cluster(work, {"bank": {"breast": DatasetConfig(path=gp, id_column="id", label_column="y")},
                        "platform": {"breast": DatasetConfig(path=hp, id_column="id")}},
                 policies={"bank": policy, "platform": {**policy, "max_scoring_queries_per_day": DAILY_LIMIT}},
