@@ -312,8 +312,10 @@ def _sync_table(version: bytes, table: ScoreTable | None) -> Generator[Any, Any,
         assert table is not None
         return table, False
     got: list[bytes] = []
-    for _, lo, hi in batches(digest.count, 1 << 16):
+    for b, lo, hi in batches(digest.count, 1 << 16):
         part = yield from recv_typed(ScoreStep.TABLE, SealedEntries)
+        if len(part.entries) != hi - lo:
+            raise ProtocolError(f"{ScoreStep.TABLE.wire} batch {b} carries {len(part.entries)} entries, expected {hi - lo}")
         got.extend(part.entries)
     return ScoreTable(digest, tuple(got)), True
 
