@@ -18,6 +18,7 @@ from google.protobuf.message import Message as PbMessage
 from fedcredit.proto.v1 import hetero_lr_pb2 as lr_pb
 from fedcredit.proto.v1 import psi_ot_pb2, psi_pb2
 from fedcredit.proto.v1 import rlwe_pb2
+from fedcredit.proto.v1 import scoring_pb2
 from fedcredit.proto.v1 import seal_pb2
 from fedcredit.protocols.core import Message
 from fedcredit.protocols.errors import ProtocolError
@@ -28,6 +29,7 @@ from fedcredit.protocols.psi import protocol as psi
 from fedcredit.protocols.psi import unbalanced as ub
 from fedcredit.protocols.psi.ot import protocol as ot
 from fedcredit.protocols.rlwe import scheme as rlwe
+from fedcredit.protocols.scoring import messages as sc
 
 from fedcredit.runtime.security.sealing import SealHello
 
@@ -377,6 +379,37 @@ _register(ot.CorrectionRows, psi_ot_pb2.CorrectionRows, lambda m: psi_ot_pb2.Cor
           lambda pb: ot.CorrectionRows(bytes(pb.rows)))
 _register(ot.OprfValues, psi_ot_pb2.OprfValues, lambda m: psi_ot_pb2.OprfValues(values=m.values),
           lambda pb: ot.OprfValues(bytes(pb.values)))
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def _sealed_msg(pb: scoring_pb2.SealedEntries) -> sc.SealedEntries:
+    w, data = sc.ENTRY_BYTES, pb.entries
+    if len(data) != w * pb.count:
+        raise ProtocolError("SealedEntries: byte length does not match count")
+    return sc.SealedEntries(tuple(data[i : i + w] for i in range(0, len(data), w)))
+
+
+def _status_msg(pb: scoring_pb2.TableStatus) -> sc.TableStatus:
+    if not pb.HasField("have"):
+        raise ProtocolError("TableStatus: the answer is required")
+    return sc.TableStatus(bool(pb.have))
+
+
+_register(sc.ModelVersion, scoring_pb2.ModelVersion, lambda m: scoring_pb2.ModelVersion(version=m.version),
+          lambda pb: sc.ModelVersion(bytes(pb.version)))
+_register(sc.TableDigest, scoring_pb2.TableDigest,
+          lambda m: scoring_pb2.TableDigest(key_id=m.key_id, table_id=m.table_id, count=m.count, salt=m.salt),
+          lambda pb: sc.TableDigest(bytes(pb.key_id), bytes(pb.table_id), int(pb.count), bytes(pb.salt)))
+_register(sc.TableStatus, scoring_pb2.TableStatus, lambda m: scoring_pb2.TableStatus(have=m.have), _status_msg)
+_register(sc.SealedEntries, scoring_pb2.SealedEntries,
+          lambda m: scoring_pb2.SealedEntries(count=len(m.entries), entries=b"".join(m.entries)), _sealed_msg)
+_register(sc.PlainIds, scoring_pb2.PlainIds, lambda m: scoring_pb2.PlainIds(ids=list(m.ids)),
+          lambda pb: sc.PlainIds(tuple(str(i) for i in pb.ids)))
+_register(sc.PlainPartials, scoring_pb2.PlainPartials,
+          lambda m: scoring_pb2.PlainPartials(found=list(m.found), values=list(m.values)),
+          lambda pb: sc.PlainPartials(tuple(bool(f) for f in pb.found), tuple(float(v) for v in pb.values)))
 
 
 # --------------------------------------------------------------------------- sealing

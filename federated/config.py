@@ -30,6 +30,8 @@ __all__ = [
     "PartyConfig",
     "ClientConfig",
     "JobSpec",
+    "ScoringSpec",
+    "ScoringServiceConfig",
     "load_config",
     "load_job_spec",
     "spec_digest",
@@ -150,6 +152,11 @@ class PartyPolicy(_Model):
     # guest, so a node bounds how many; a short Paillier key is refused.
     max_test_fraction: float = Field(0.25, ge=0.0, lt=1.0)
     min_key_bits: int = Field(2048, ge=1024)
+    # The platform's rate limit on scoring (#14): applicants it answers per model and UTC day, over all score
+    # jobs (None: no limit). A score job asking more than what remains fails; the count is in the transcripts.
+    max_scoring_queries_per_day: int | None = Field(None, ge=0)
+    # The score jobs this node approves: plain mode shows the bank's applicant ids to the platform.
+    scoring_modes: list[Literal["private", "plain"]] = ["private"]
     auto_approve: bool = False  # False: wait for `fedcredit job approve ID --config THIS_FILE`
 
     @field_validator("allowed_purposes")
@@ -172,6 +179,19 @@ class TranscriptPolicy(_Model):
     keep_payloads: bool = False  # digests are always kept
 
 
+class ScoringServiceConfig(_Model):
+    """The bank's online scoring endpoint (``ScoreApplicant``, #14): served over mTLS only while an online
+    score job runs (``scoring.online``), for the bank's own services."""
+
+    listen: str = "127.0.0.1:0"
+    port_file: Path | None = None  # where the bound port is written (listen port 0 picks a free one)
+    # The endpoint's own server identity and the CA of its callers: the bank's internal PKI. (The node's
+    # federation certificate is a client certificate: the node opens no port to the federation.)
+    tls: TlsConfig | None = None
+    allowed_clients: list[str] = ["risk-service"]  # certificate names (signed by tls.ca) that may call it
+    request_timeout_s: float = Field(10.0, gt=0)
+
+
 class PartyConfig(_Model):
     name: str
     coordinator: str  # host:port; the party only dials out
@@ -184,6 +204,7 @@ class PartyConfig(_Model):
     policy: PartyPolicy = PartyPolicy()
     transcripts: TranscriptPolicy = TranscriptPolicy()
     unbalanced: UnbalancedConfig = UnbalancedConfig()
+    scoring_service: ScoringServiceConfig = ScoringServiceConfig()
     message_timeout_s: float = 900.0
 
     _names = field_validator("name", "coordinator_name")(_check_name)
@@ -268,10 +289,33 @@ class EvaluationSpec(_Model):
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
 
 
-class JobSpec(_Model):
-    """A job file. ``train`` runs PSI, then vertical LR, then evaluation."""
+class ScoringSpec(_Model):
+    """A ``score`` job: the bank scores its applicants with a model trained with the platform (#14)."""
 
-    kind: Literal["train", "psi"] = "train"
+    model: str | None = None  # the model id: its training job's id (`fedcredit model list`)
+    # private: the platform learns how many applicants are scored, not which (protocols/scoring); plain: the ids too
+    mode: Literal["private", "plain"] = "private"
+    max_queries: int | None = Field(None, ge=0)  # the platform refuses a job scoring more applicants
+    # online: a session -- the bank's node serves ScoreApplicant (its scoring_service) and asks the platform for
+    # each request's partial scores through the relay, blinded, until session_seconds pass (private mode only)
+    online: bool = False
+    # below the platform node's message_timeout_s (900 s by default), which bounds how long it waits for a request
+    session_seconds: float = Field(600.0, gt=0)
+    idle_seconds: float | None = Field(None, gt=0)  # the session also ends after this long without a request
+
+    @field_validator("model")
+    @classmethod
+    def _model_id(cls, v: str | None) -> str | None:
+        if v is not None and (not v or v.startswith(".") or any(not (c.isalnum() or c in "._-") for c in v)):
+            raise ValueError("scoring.model must be a model id (letters, digits, '.', '_', '-')")
+        return v
+
+
+class JobSpec(_Model):
+    """A job file. ``train`` runs PSI, then vertical LR, then evaluation; ``psi`` runs PSI only; ``score``
+    scores the guest's applicants with a trained model (no PSI)."""
+
+    kind: Literal["train", "psi", "score"] = "train"
     name: str = "job"
     purpose: str  # what the data may be used for; checked against each party's policy and consents
     guest: RoleSpec
@@ -279,6 +323,7 @@ class JobSpec(_Model):
     psi: PsiSpec = PsiSpec()
     training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
+    scoring: ScoringSpec = ScoringSpec()
     seed: int = 42
 
     _purpose = field_validator("purpose")(_check_purpose)
@@ -287,6 +332,10 @@ class JobSpec(_Model):
     def _consistent(self) -> "JobSpec":
         if self.guest.party == self.host.party:
             raise ValueError("guest and host must be different parties")
+        if self.kind == "score" and not self.scoring.model:
+            raise ValueError("a score job names its model: scoring.model (the training job's id)")
+        if self.scoring.online and self.scoring.mode != "private":
+            raise ValueError("online scoring runs in private mode only")
         if self.kind == "train" and self.psi.reveal != "both":
             raise ValueError("a train job needs psi.reveal: both (the host must know its aligned rows)")
         if self.psi.unbalanced and (self.kind != "psi" or self.psi.reveal == "both"):

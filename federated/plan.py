@@ -28,11 +28,12 @@ from fedcredit.protocols.hetero_lr import HeteroLRParams
 from fedcredit.protocols.hetero_lr.two_party import TwoPartyStep
 from fedcredit.protocols.psi import PsiParams, PsiStep, Reveal, UnbalancedParams, UnbalancedStep
 from fedcredit.protocols.psi.ot import OtPsiParams, OtPsiStep
+from fedcredit.protocols.scoring import ScoreStep, ScoringParams
 
 from fedcredit.runtime.config import JobSpec, RoleSpec
 from fedcredit.runtime.security.sealing import SealStep
 
-__all__ = ["PsiProgram", "PsiPlan", "TrainPlan", "RolePlan", "JobPlan", "plan_job"]
+__all__ = ["PsiProgram", "PsiPlan", "TrainPlan", "ScorePlan", "RolePlan", "JobPlan", "plan_job"]
 
 StepTable = type[ProtocolStep]
 
@@ -119,6 +120,26 @@ class TrainPlan:
 
 
 @dataclass(frozen=True)
+class ScorePlan:
+    """A ``score`` job: which model, and the scoring protocol's parameters (no PSI runs).
+
+    Attributes:
+        model_id: the model (its training job's id); each party reads its own part of it.
+        params: private (default) or plain, the query cap.
+    """
+
+    model_id: str
+    params: ScoringParams
+    online: bool = False  # a session: the bank serves ScoreApplicant until session_seconds pass
+    session_seconds: float = 600.0
+    idle_seconds: float | None = None  # the session also ends after this long without a request
+
+    @property
+    def steps(self) -> tuple[StepTable, ...]:
+        return (ScoreStep,)
+
+
+@dataclass(frozen=True)
 class RolePlan:
     """What one role reads for the job, and whom it works with."""
 
@@ -136,13 +157,13 @@ class RolePlan:
 class JobPlan:
     """What each role of a job runs. Built by :func:`plan_job`; read by the party nodes and the coordinator."""
 
-    kind: Literal["train", "psi"]
+    kind: Literal["train", "psi", "score"]
     purpose: str
     guest: RolePlan
     host: RolePlan
-    psi: PsiPlan
+    psi: PsiPlan  # not run by a score job
     train: TrainPlan | None  # None for a psi job
-
+    score: ScorePlan | None = None  # a score job only
     def role(self, role: Role) -> RolePlan:
         if role is Role.GUEST:
             return self.guest
@@ -156,13 +177,16 @@ class JobPlan:
 
     @property
     def steps(self) -> tuple[StepTable, ...]:
-        """The step tables the relay carries for the job: its PSI, its LR, and the parties' ``seal.hello``."""
+        """The step tables the relay carries for the job: its PSI, its LR, and the parties' ``seal.hello``; a score
+        job: its scoring and ``seal.hello``."""
+        if self.score is not None:
+            return self.score.steps + (SealStep,)
         return self.psi.steps + (self.train.steps if self.train else ()) + (SealStep,)
 
     def can_resume(self, stage: str | None) -> bool:
         """Whether a node restarted at ``stage`` (its last progress report; None: none yet) picks its role up
         again. PSI checkpoints after every batch where it is resumable; no other stage keeps a checkpoint."""
-        return self.psi.resumable and stage in (None, "psi")
+        return self.score is None and self.psi.resumable and stage in (None, "psi")
 
 
 def plan_job(spec: JobSpec) -> JobPlan:
@@ -177,13 +201,21 @@ def plan_job(spec: JobSpec) -> JobPlan:
         t = spec.training
         train = TrainPlan(lr=spec.lr_params(), seed=spec.seed, test_fraction=spec.evaluation.test_fraction, clip=t.clip,
                           engine=t.engine, topology=t.topology, reveal_weights=t.reveal_weights)
+    score = None
+    if spec.kind == "score":
+        sc = spec.scoring
+        assert sc.model is not None  # the spec's validator requires it
+        score = ScorePlan(model_id=sc.model, params=ScoringParams(mode=sc.mode, max_queries=sc.max_queries), online=sc.online,
+                          session_seconds=sc.session_seconds, idle_seconds=sc.idle_seconds)
+    features = is_train or score is not None
     return JobPlan(
         kind=spec.kind,
         purpose=spec.purpose,
-        guest=_role(Role.GUEST, spec.guest, spec.host, needs_labels=is_train, needs_features=is_train),
-        host=_role(Role.HOST, spec.host, spec.guest, needs_labels=False, needs_features=is_train),
+        guest=_role(Role.GUEST, spec.guest, spec.host, needs_labels=is_train, needs_features=features),
+        host=_role(Role.HOST, spec.host, spec.guest, needs_labels=False, needs_features=features),
         psi=_plan_psi(spec),
         train=train,
+        score=score,
     )
 
 

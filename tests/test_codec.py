@@ -22,6 +22,7 @@ from fedcredit.protocols.rlwe import scheme as rl
 from fedcredit.protocols.psi import protocol as psi
 from fedcredit.protocols.psi import unbalanced as ub
 from fedcredit.protocols.psi.ot import protocol as ot
+from fedcredit.protocols.scoring import messages as sc
 from fedcredit.protocols.psi.protocol import BlindedPoints, MatchedPositions, PsiStep
 from helpers import paillier_keypair
 
@@ -61,6 +62,12 @@ def _samples(pk, sk) -> dict[type, list]:
         ub.CacheDigest: [ub.CacheDigest(b"k" * 32, b"d" * 32, 1 << 20, b"s" * 32), ub.CacheDigest(b"k" * 32, b"d" * 32, 0, b"s" * 16)],
         ub.CacheStatus: [ub.CacheStatus(True), ub.CacheStatus(False)],
         ub.CachedDigests: [ub.CachedDigests(()), ub.CachedDigests(tuple(bytes([i]) * 16 for i in range(5)))],
+        sc.ModelVersion: [sc.ModelVersion(b"v" * 32)],
+        sc.TableDigest: [sc.TableDigest(b"k" * 32, b"t" * 32, 1 << 20, b"s" * 16), sc.TableDigest(b"k" * 32, b"t" * 32, 0, b"s" * 32)],
+        sc.TableStatus: [sc.TableStatus(True), sc.TableStatus(False)],
+        sc.SealedEntries: [sc.SealedEntries(()), sc.SealedEntries(tuple(bytes([i]) * sc.ENTRY_BYTES for i in range(3)))],
+        sc.PlainIds: [sc.PlainIds(()), sc.PlainIds(("91110000MA01ABCD1X", "统一"))],
+        sc.PlainPartials: [sc.PlainPartials((True, False), (-1.25, 0.0))],
         ot.OtHostSetup: [ot.OtHostSetup(1 << 20, b"k" * 16), ot.OtHostSetup(0, b"k" * 16), ot.OtHostSetup(5, b"k" * 16, True)],
         ot.OtGuestSetup: [ot.OtGuestSetup(1000, 2048, b"s" * 16, b"\x01" * 384), ot.OtGuestSetup(1, 8, b"s" * 16, b"\x01", True)],
         ot.BaseOtElements: [ot.BaseOtElements(b"\x02" * 384 * 3)],

@@ -262,6 +262,7 @@ def _default(path: Path | None, name: str) -> Path:
 
 def run_demo(opts: DemoOptions, console: Console) -> int:
     from fedcredit.runtime.cli.client import OperatorClient
+    from fedcredit.runtime.cli.demo_scoring import score_held_out, scoring_settings
     from fedcredit.runtime.cli.progress import follow_job
 
     t0 = time.monotonic()
@@ -301,14 +302,20 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
                   + f"; purpose: {PURPOSE}" + (f"; {opts.host}'s consent registry: {consent}" if consent else ""))
     policy = {"auto_approve": True, "min_intersection": 10, "allowed_purposes": [PURPOSE],
               "min_key_bits": min(2048, opts.key_bits)}
+    bank_scoring, caller_tls = scoring_settings(workdir)  # #14: the bank's ScoreApplicant endpoint
     cluster = Cluster(workdir, {opts.guest: {"credit": guest_ds}, opts.host: {"credit": host_ds}},
-                      policies={opts.guest: policy, opts.host: policy})
+                      policies={opts.guest: policy, opts.host: policy}, party_settings={opts.guest: bank_scoring})
     with cluster:
         console.print(f"started coordinator (port {cluster.port}), {opts.guest} and {opts.host} as separate processes; mTLS on 127.0.0.1")
         with OperatorClient(cluster.client_config()) as client:
             info = client.submit(spec)
             console.print(f"submitted job [bold]{info.job_id}[/]")
             info = follow_job(client, info.job_id, console=console)
+            scoring = None
+            if info.state == "succeeded":  # #14: the held-out applicants through a score job and the online RPC
+                console.print("scoring the held-out applicants: a private score job, then the online ScoreApplicant RPC")
+                scoring = score_held_out(cluster, client, spec, info.job_id, opts.guest, guest_path, opts.id_column,
+                                         opts.label_column, caller_tls)
         codes = cluster.stop()
     result = cluster.job_result(info.job_id, info.result_json)
     if info.state != "succeeded":
@@ -366,8 +373,13 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         "consent": {"excluded_by_host": excluded},
         "audit": {"verified": verification.ok, "problems": [p.message for p in verification.problems]},
         "artifacts": {"transcripts": [str(t) for t in transcripts], "audit_report": str(report),
-                      "evaluation_report": str(evaluation) if isinstance(evaluation, Path) else None},
+                      "evaluation_report": str(evaluation) if isinstance(evaluation, Path) else None,
+                      "model_package": {p: str(cluster.party_store(p).model(info.job_id).folder) for p in (opts.guest, opts.host)}},
+        "scoring": scoring,
     }
+    if scoring and "auc" in scoring:
+        console.print(f"scoring: {scoring['rows_scored']} held-out applicants scored (private score job), AUC {scoring['auc']:.4f} "
+                      f"(training: {joint['auc']:.4f}); online ScoreApplicant p99 {scoring.get('p99_ms')} ms")
     if excluded is not None:
         console.print(f"consent: {opts.host} excluded {excluded} enterprises without a valid consent for {PURPOSE} "
                       f"(only {opts.host} learns this number; it is in {opts.host}'s own transcript)")

@@ -29,6 +29,8 @@ app.add_typer(coord_app, name="coordinator")
 app.add_typer(party_app, name="party")
 app.add_typer(job_app, name="job")
 app.add_typer(audit_app, name="audit")
+model_app = typer.Typer(no_args_is_help=True, help="The trained models this party keeps: its part of each, and their joint spec.")
+app.add_typer(model_app, name="model")
 
 err_console = Console(stderr=True)
 console = Console()
@@ -500,6 +502,79 @@ def demo_psi(
     except FedCreditError as exc:
         _fail(exc)
     raise typer.Exit(code)
+
+
+def _model_store(config: Path) -> Any:
+    from fedcredit.runtime.config import PartyConfig, load_config
+    from fedcredit.runtime.node.workdir import NodeStore
+
+    return NodeStore(load_config(PartyConfig, config).workdir)
+
+
+@model_app.command("list")
+def model_list(
+    config: Path = typer.Option(..., "--config", help="This party's node config (its workdir holds the models)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The models this party keeps: id, version, its role, features, engine."""
+    from rich.table import Table
+
+    from fedcredit.runtime.node.model_package import list_packages
+
+    try:
+        models = list_packages(_model_store(config))
+    except FedCreditError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps([{"model_id": j.model_id, "version": j.version, "role": p.role, "features": len(p.features),
+                           "engine": j.engine, "reveal_weights": j.reveal_weights} for j, p in models], indent=2))
+        return
+    table = Table("model", "version", "role", "features", "engine", "weights")
+    for j, p in models:
+        table.add_row(j.model_id, j.version[:16], p.role, str(len(p.features)), j.engine, j.reveal_weights)
+    console.print(table)
+
+
+@model_app.command("show")
+def model_show(
+    model_id: str = typer.Argument(...),
+    config: Path = typer.Option(..., "--config", help="This party's node config."),
+) -> None:
+    """A model's joint spec and this party's part (its weights or shares, standardizer and features), as JSON."""
+    from fedcredit.runtime.node.model_package import load_package
+
+    try:
+        joint, part = load_package(_model_store(config), model_id)
+    except FedCreditError as exc:
+        _fail(exc)
+    print(json.dumps({"spec": joint.to_dict(), "part": part.to_dict()}, indent=2))
+
+
+@app.command("score")
+def score(
+    ids: list[str] = typer.Argument(..., help="Applicant ids (enterprise ids as the bank's dataset has them)."),
+    address: str = typer.Option(..., "--address", help="The bank node's ScoreApplicant endpoint, host:port (its scoring_service)."),
+    ca: Path = typer.Option(..., "--ca", help="The CA of the endpoint's certificate (the bank's internal PKI)."),
+    cert: Path = typer.Option(..., "--cert", help="This caller's certificate (its name must be in allowed_clients)."),
+    key: Path = typer.Option(..., "--key", help="This caller's private key."),
+    server_name: str = typer.Option("bank-scoring", "--server-name", help="The endpoint's certificate name."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Score applicants online through the bank's node (an online score job must be running)."""
+    from fedcredit.runtime.cli.scoring import score_online
+    from fedcredit.runtime.config import TlsConfig
+
+    try:
+        resp = score_online(ids, address, TlsConfig(ca=ca, cert=cert, key=key), server_name=server_name)
+    except FedCreditError as exc:
+        _fail(exc)
+    rows = [{"id": s.id, "found": s.found, "probability": s.probability if s.found else None} for s in resp.scores]
+    if as_json:
+        print(json.dumps({"model_id": resp.model_id, "model_version": resp.model_version, "scores": rows}, indent=2))
+        return
+    for r in rows:
+        console.print(f"{r['id']}  " + (f"probability of default {r['probability']:.4f}" if r["found"] else "not found at the platform"))
+    console.print(f"model {resp.model_id} (version {resp.model_version[:16]})")
 
 
 def main() -> None:

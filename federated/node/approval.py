@@ -111,6 +111,10 @@ def check_policy(spec: JobSpec, cfg: PartyConfig) -> PolicyCheck:
         check(tf <= pol.max_test_fraction, f"test fraction {tf:g} <= this node's maximum {pol.max_test_fraction:g}",
               f"test fraction {tf:g} exceeds this node's maximum of {pol.max_test_fraction:g} "
               "(the guest learns the host's partial scores on every test row)")
+    if spec.kind == "score":
+        mode = spec.scoring.mode
+        check(mode in pol.scoring_modes, f"scoring mode {mode} is allowed",
+              f"scoring mode {mode} is not among this node's scoring_modes {pol.scoring_modes}")
     pc.checks.append(f"minimum intersection {pol.min_intersection}: where the job reveals ids, checked on the count "
                      "before PSI reveals any (count-first)")
     return pc

@@ -39,12 +39,14 @@ from fedcredit.runtime.node.data import LocalDataset, load_dataset
 from fedcredit.runtime.errors import (ConfigError, ConflictError, DataError, FedCreditError, NotFoundError, PermissionDeniedError, StorageError,
                                       TransportError, from_rpc_error, storage_error)
 from fedcredit.runtime.files import check_writable
+from fedcredit.runtime.node.model_package import write_package
 from fedcredit.runtime.plan import JobPlan, RolePlan, plan_job
 from fedcredit.runtime.node.psi_runner import PartyIds, run_psi
-from fedcredit.runtime.node.results import JobResult, Traffic
+from fedcredit.runtime.node.results import JobResult, PsiOutcome, Traffic
 from fedcredit.runtime.driver import RelayEndpoint, RoleRun, describe_error
 from fedcredit.runtime.security.sealing import SEAL_CHECKPOINT_KEY, SealSession, load_seal_identity, verify_peer_seal_cert
 from fedcredit.runtime.security.signing import envelope_fields, load_signing_identity, verify_signing_cert
+from fedcredit.runtime.node.score_runner import OnlineWiring, run_scoring
 from fedcredit.runtime.node.train_runner import run_training
 from fedcredit.runtime.transcript import TranscriptWriter
 from fedcredit.runtime.security.transport import DEFAULT_DEADLINE_S, create_channel, wait_healthy
@@ -280,7 +282,9 @@ class PartyNode:
             writer.close()
 
     def _run_approved(self, info: job_pb2.JobInfo, plan: JobPlan, mine: RolePlan, writer: TranscriptWriter) -> JobResult:
-        """Load this node's rows, then run the plan: PSI, and for a train job, training."""
+        """Load this node's rows, then run the plan: PSI, and for a train job, training; a score job: scoring."""
+        if plan.score is not None:
+            return self._run_score(info, plan, mine, writer)
         minimum = plan.psi.minimum(self.cfg.policy.min_intersection)
         data, ids = self._load(info.job_id, plan, mine, writer, minimum)
         files = self.store.job(info.job_id)
@@ -292,11 +296,24 @@ class PartyNode:
             if psi.rows is None or len(psi.aligned) == 0:
                 raise FedCreditError("the intersection is empty: nothing to train on")
             trained = run_training(run, plan.train, data, psi.rows, psi.aligned, job_id=info.job_id, files=files)
+            write_package(self.store, files, plan, info.job_id, info.spec_sha256, self.cfg.name)  # models/<job>/ (#14)
         traffic = Traffic(sent=run.endpoint.bytes_sent, received=run.endpoint.bytes_received)
         if trained is None:
             return JobResult(self.cfg.name, psi.outcome, traffic)
         return JobResult(self.cfg.name, psi.outcome, traffic, train_seconds=trained.seconds, training=trained.summary,
                          metrics=trained.metrics)
+
+    def _run_score(self, info: job_pb2.JobInfo, plan: JobPlan, mine: RolePlan, writer: TranscriptWriter) -> JobResult:
+        """A score job (#14): this node's rows and its part of the model, through the scoring protocol; no PSI."""
+        assert plan.score is not None
+        data, ids = self._load(info.job_id, plan, mine, writer, 0)
+        files = self.store.job(info.job_id)
+        run = RoleRun(mine.role, self._endpoint(info.job_id, plan, mine, writer, files), secrets.SystemRandom(), self._map_fn)
+        online = OnlineWiring(self.cfg.scoring_service, self._stop) if plan.score.online and mine.role is Role.GUEST else None
+        summary = run_scoring(run, plan.score, mine, data, ids.ids, ids.rows, store=self.store, files=files, transcript=writer,
+                              daily_limit=self.cfg.policy.max_scoring_queries_per_day, online=online)
+        traffic = Traffic(sent=run.endpoint.bytes_sent, received=run.endpoint.bytes_received)
+        return JobResult(self.cfg.name, PsiOutcome(), traffic, scoring=summary)
 
     def _load(self, job_id: str, plan: JobPlan, mine: RolePlan, writer: TranscriptWriter,
               minimum: int) -> tuple[LocalDataset, PartyIds]:

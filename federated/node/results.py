@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PUBLIC_RESULT_KEYS", "Traffic", "Metrics", "PsiOutcome", "TrainingSummary", "JobResult", "merge_views"]
+__all__ = ["PUBLIC_RESULT_KEYS", "Traffic", "Metrics", "PsiOutcome", "TrainingSummary", "ScoringSummary", "JobResult", "merge_views"]
 
 #: The parts of a party's result that go to the coordinator, each keyed by the party's own name: run metadata
 #: the coordinator could time or count itself. The coordinator keeps nothing else a party reports.
@@ -122,6 +122,33 @@ class TrainingSummary:
 
 
 @dataclass(frozen=True)
+class ScoringSummary:
+    """A party's account of a score job (#14). The platform's: the model, the mode and the query count (all it
+    learns in private mode). The bank's adds how many applicants were found, where it wrote the scores, and,
+    when its applicants carry labels, the AUC and KS of the scored rows."""
+
+    model_id: str
+    version: str
+    mode: str
+    queries: int
+    seconds: float
+    rows_scored: int | None = None
+    not_found: int | None = None
+    scores_file: str | None = None
+    auc: float | None = None
+    ks: float | None = None
+    table_transferred: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model_id": self.model_id, "model_version": self.version, "mode": self.mode, "queries": self.queries}
+        for k in ("rows_scored", "not_found", "scores_file", "auc", "ks", "table_transferred"):
+            v = getattr(self, k)
+            if v is not None:
+                out[k] = v
+        return out
+
+
+@dataclass(frozen=True)
 class JobResult:
     """One party's result of one job.
 
@@ -143,10 +170,12 @@ class JobResult:
     metrics: Metrics | None = None
     transcript: str | None = None
     peak_rss_mb: float | None = None
+    scoring: ScoringSummary | None = None  # a score job (which runs no PSI)
 
     def to_dict(self) -> dict[str, Any]:
         me = self.node
-        out: dict[str, Any] = {"psi": self.psi.to_dict(me)}
+        out: dict[str, Any] = {"psi": self.psi.to_dict(me)} if self.scoring is None else \
+            {"scoring": self.scoring.to_dict(), "seconds": {me: {"score": _s(self.scoring.seconds)}}}
         if self.metrics is not None:
             out["metrics"] = {"joint": self.metrics.to_dict()}
         if self.training is not None:

@@ -11,6 +11,12 @@ The layout under the party config's ``workdir``::
     unbalanced/<dataset>/key.json       the unbalanced host's long-lived key and salt (``unbalanced.directory``)
     unbalanced/<dataset>/cache.bin      ... its blinded set, 16 bytes an entry, and cache.digest, the set's digest
     unbalanced/peer-<peer>-<dataset>/   the unbalanced guest's copy of a host's cache: cache.bin and digest.json
+    models/<model>/spec.json            a trained model's joint spec, the same at both parties (model = training job id)
+    models/<model>/part.json            ... this party's part of it (:mod:`fedcredit.runtime.node.model_package`)
+    models/<model>/scoring_key.json     ... the platform's OPRF key and salt for its scoring tables
+    models/<model>/table.bin, .json     ... the platform's sealed table of partial scores, and its digest
+    models/<model>/peer_table.bin, .json ... the bank's copy of the platform's table
+    models/<model>/queries.json         ... applicants the platform answered for the model, by UTC day (its rate limit)
 
 Everything here holds private data, so every file is written by :func:`fedcredit.runtime.files.atomic_write`: readable by
 its owner only (0600, in a 0700 folder), complete or not at all (temporary file, fsync, rename). The
@@ -27,14 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from fedcredit.protocols.errors import ProtocolError
 from fedcredit.protocols.psi import CacheDigest, UnbalancedCache
+from fedcredit.protocols.scoring import ENTRY_BYTES, ScoreTable, TableDigest
 
 from fedcredit.runtime.files import atomic_write
 from fedcredit.runtime.transcript import transcript_name
 from fedcredit.runtime.node.results import JobResult
 
 __all__ = ["NodeStore", "JobFiles", "ApprovedData", "UnbalancedKey",
-           "UnbalancedHostFiles", "UnbalancedGuestFiles"]
+           "UnbalancedHostFiles", "UnbalancedGuestFiles", "ModelFiles"]
 
 CACHE_ENTRY_BYTES = 16
 
@@ -189,6 +197,53 @@ class UnbalancedGuestFiles:
                                                   "count": d.count, "salt": d.salt.hex()})
 
 
+@dataclass(frozen=True)
+class ModelFiles:
+    """One trained model's folder on a party's node: its package and its scoring state."""
+
+    folder: Path
+
+    @property
+    def spec(self) -> Path:
+        return self.folder / "spec.json"
+
+    @property
+    def part(self) -> Path:
+        return self.folder / "part.json"
+
+    @property
+    def scoring_key(self) -> Path:
+        return self.folder / "scoring_key.json"
+
+    def write_json(self, path: Path, obj: Any) -> None:
+        atomic_write(path, json.dumps(obj, indent=2, sort_keys=True).encode("utf-8"))
+
+    def read_json(self, path: Path) -> Any:
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def save_table(self, table: ScoreTable, source: str, *, peer: bool) -> None:
+        """A sealed scoring table: the platform's own (``peer=False``, with the digest of what it was built
+        from) or the bank's copy of the platform's."""
+        name = "peer_table" if peer else "table"
+        d = table.digest
+        atomic_write(self.folder / f"{name}.bin", b"".join(table.entries))
+        self.write_json(self.folder / f"{name}.json", {"key_id": d.key_id.hex(), "table_id": d.table_id.hex(), "count": d.count,
+                                                       "salt": d.salt.hex(), "source": source})
+
+    def table(self, *, peer: bool) -> tuple[ScoreTable, str] | None:
+        """The table saved by :meth:`save_table` and its source digest; None if there is none or it is damaged."""
+        name = "peer_table" if peer else "table"
+        try:
+            meta = self.read_json(self.folder / f"{name}.json")
+            data = (self.folder / f"{name}.bin").read_bytes()
+            digest = TableDigest(bytes.fromhex(meta["key_id"]), bytes.fromhex(meta["table_id"]), int(meta["count"]),
+                                 bytes.fromhex(meta["salt"]))
+            entries = tuple(data[i : i + ENTRY_BYTES] for i in range(0, len(data), ENTRY_BYTES))
+            return ScoreTable(digest, entries), str(meta.get("source", ""))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, ProtocolError):
+            return None
+
+
 class NodeStore:
     """A party's workdir: every file it keeps, by job, transcript and unbalanced-PSI dataset.
 
@@ -217,3 +272,10 @@ class NodeStore:
 
     def unbalanced_guest(self, peer: str, dataset: str) -> UnbalancedGuestFiles:
         return UnbalancedGuestFiles(self.unbalanced / f"peer-{peer}-{dataset}")
+
+    @property
+    def models(self) -> Path:
+        return self.workdir / "models"
+
+    def model(self, model_id: str) -> ModelFiles:
+        return ModelFiles(self.models / model_id)
