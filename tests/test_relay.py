@@ -166,8 +166,9 @@ def test_a_pending_job_is_offered_until_the_node_acknowledges_it(coordinator) ->
     assert [j.job_id for j in coord.jobs.assignments("platform", 0)] == [job_id]
     # The reply carrying that offer may be lost (a deadline, a dropped connection): without an ack it is offered again...
     assert [j.job_id for j in coord.jobs.assignments("platform", 0)] == [job_id]
-    # ...and not once the node acknowledged it on its next poll...
-    assert coord.jobs.assignments("platform", 0, acks=[job_id]) == []
+    # ...and not once the node acknowledged it on its next poll (an ack of a running role does not count for it)...
+    assert [j.job_id for j in coord.jobs.assignments("platform", 0, acks=[job_id])] == [job_id]
+    assert coord.jobs.assignments("platform", 0, pending_acks=[job_id]) == []
     assert coord.jobs.assignments("platform", 0) == []
     # ...until a new process of the node registers.
     coord.jobs.node_registered("platform")
@@ -182,6 +183,8 @@ def test_a_role_is_claimed_only_when_the_node_acknowledges_it(coordinator) -> No
     # a handler left over from a dropped connection takes nothing
     assert coord.jobs.assignments("platform", 5, alive=lambda: False) == []
     assert [j.job_id for j in coord.jobs.assignments("platform", 0)] == [job_id]  # the lost reply: offered again
+    # an ack of the pending offer, arriving after the job started, claims nothing
+    assert [j.job_id for j in coord.jobs.assignments("platform", 0, pending_acks=[job_id])] == [job_id]
     assert coord.jobs.assignments("platform", 0, acks=[job_id, "job-unknown"]) == []  # acknowledged: claimed
     host = [r for r in coord.jobs.get(job_id).roles if r.node == "platform"]
     assert host and host[0].claimed_ms is not None

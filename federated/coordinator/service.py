@@ -271,29 +271,34 @@ class JobManager:
         return self.get(job_id)
 
     # -- party side
-    def acknowledge(self, node: str, job_ids: Any) -> None:
-        """The node took up these jobs of its previous poll: a pending one is not offered again, a running role
-        of it counts as claimed (durably). Ids the node has no role in, or that ended, are ignored."""
+    def acknowledge(self, node: str, job_ids: Any, pending_job_ids: Any = ()) -> None:
+        """The node took up these jobs of its previous poll: the pending offers in ``pending_job_ids`` (it decided,
+        or left them to its operator) are not offered again; its role in each running job of ``job_ids`` counts as
+        claimed (durably). Each ack counts for the state the node saw: a pending offer acknowledged after the job
+        started claims nothing. Ids the node has no role in, or that ended, are ignored."""
+        for job_id in pending_job_ids:
+            job = self.store.get_job(job_id)
+            if job is not None and job.state == "pending" and any(r.node == node for r in job.roles):
+                self._acked.add((job_id, node))
         for job_id in job_ids:
             job = self.store.get_job(job_id)
             if job is None or not any(r.node == node for r in job.roles):
                 continue
-            if job.state == "pending":
-                self._acked.add((job_id, node))
-            elif job.state == "running":
+            if job.state == "running":
                 for r in job.roles:
                     if r.node == node and r.claimed_ms is None and r.finished_ms is None:
                         self.store.claim_role(job_id, r.role)
                         self.store.add_event(job_id, node, "claimed", f"{node} took up its {r.role} role")
 
-    def assignments(self, node: str, wait_s: float, acks: Any = (), alive: Callable[[], bool] = lambda: True) -> list[JobRow]:
+    def assignments(self, node: str, wait_s: float, acks: Any = (), alive: Callable[[], bool] = lambda: True,
+                    pending_acks: Any = ()) -> list[JobRow]:
         """Jobs that need this node: pending ones to decide on, running ones whose role it has not taken up.
 
-        ``acks`` are the jobs of its previous reply the node took up (:meth:`acknowledge`). Whatever the node has
+        ``acks`` and ``pending_acks`` are what of its previous reply the node took up (:meth:`acknowledge`). Whatever the node has
         not acknowledged is offered again on every poll, so a lost reply loses nothing; the node ignores what it
         already handles. ``alive`` is false once the caller's connection is gone: a handler left over from a
         dropped connection stops waiting and takes nothing."""
-        self.acknowledge(node, acks)
+        self.acknowledge(node, acks, pending_acks)
         deadline = time.monotonic() + wait_s
         while not self._closing.is_set() and alive():
             out: list[JobRow] = []
@@ -520,7 +525,8 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         name = self.auth.party(context)
         self.jobs.store.touch_node(name)  # a poll is a sign of life too
         wait_s = min(request.wait_ms, 30_000) / 1000.0
-        jobs = self.jobs.assignments(name, wait_s, acks=list(request.ack_job_ids), alive=context.is_active)
+        jobs = self.jobs.assignments(name, wait_s, acks=list(request.ack_job_ids), alive=context.is_active,
+                                     pending_acks=list(request.ack_pending_job_ids))
         return job_pb2.PollAssignmentsResponse(jobs=[job_info(j) for j in jobs])
 
     def ReportProgress(self, request: job_pb2.ReportProgressRequest, context: grpc.ServicerContext) -> job_pb2.ReportProgressResponse:

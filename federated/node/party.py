@@ -78,7 +78,7 @@ class PartyNode:
         self.instance_id = secrets.token_hex(8)
         self._heartbeat_s = 2.0
         self._reregister = threading.Event()
-        self._acks: set[str] = set()
+        self._acks: dict[str, set[str]] = {"running": set(), "pending": set()}
         self._heartbeat: threading.Thread | None = None
         self._pool: Any = None
         self._pool_lock = threading.Lock()
@@ -89,6 +89,19 @@ class PartyNode:
             return fn(request, timeout=timeout)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc, target=self.cfg.coordinator) from None
+
+    def _call_patiently(self, fn: Any, request: Any, wait_s: float = 300.0) -> Any:
+        """:meth:`_call`, again with backoff while the coordinator cannot be reached (for an idempotent call)."""
+        deadline = time.monotonic() + wait_s
+        backoff = 0.2
+        while True:
+            try:
+                return self._call(fn, request)
+            except (TransportError, DeadlineError):
+                if time.monotonic() > deadline or self._stop.is_set():
+                    raise
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     def register(self, wait_s: float | None = None, duplicate_wait_s: float = 20.0) -> None:
         """Register this process's certificates, retrying with backoff while the coordinator cannot be reached
@@ -151,10 +164,10 @@ class PartyNode:
         while not self._stop.is_set():
             if self._reregister.is_set():
                 self.register()  # the same process again: its running jobs go on
-            acks = sorted(self._acks)
+            running, pending = sorted(self._acks["running"]), sorted(self._acks["pending"])
             try:
-                resp = self._call(self.jobs.PollAssignments, job_pb2.PollAssignmentsRequest(wait_ms=5_000, ack_job_ids=acks),
-                                  timeout=20.0)
+                resp = self._call(self.jobs.PollAssignments, job_pb2.PollAssignmentsRequest(
+                    wait_ms=5_000, ack_job_ids=running, ack_pending_job_ids=pending), timeout=20.0)
             except (TransportError, DeadlineError) as exc:
                 _LOG.warning("%s; retrying in %.1f s", exc, backoff)
                 self._reregister.set()
@@ -167,7 +180,8 @@ class PartyNode:
                 backoff = min(backoff * 2, 10.0)
                 continue
             backoff = 0.5
-            self._acks -= set(acks)
+            self._acks["running"] -= set(running)
+            self._acks["pending"] -= set(pending)
             for info in resp.jobs:
                 try:
                     self._take_up(info)
@@ -176,7 +190,7 @@ class PartyNode:
                     continue
                 except FedCreditError as exc:
                     _LOG.error("job %s: %s", info.job_id, exc)
-                self._acks.add(info.job_id)
+                self._acks["pending" if info.state == "pending" else "running"].add(info.job_id)
         for t in self._threads.values():
             t.join(timeout=5.0)
         if self._pool is not None:
@@ -436,7 +450,7 @@ class PartyNode:
             try:
                 resp = self._call(self.nodes.GetPeer, node_pb2.GetPeerRequest(name=peer))
                 break
-            except NotFoundError:
+            except (NotFoundError, TransportError, DeadlineError):  # not registered yet, or the connection dropped
                 if time.monotonic() > deadline:
                     raise
                 self._stop.wait(0.5)
@@ -450,7 +464,7 @@ class PartyNode:
         return session, resp.sign_cert_pem, peer_sign
 
     def _sign_cert(self, name: str) -> bytes:
-        return self._call(self.nodes.GetPeer, node_pb2.GetPeerRequest(name=name)).sign_cert_pem
+        return self._call_patiently(self.nodes.GetPeer, node_pb2.GetPeerRequest(name=name)).sign_cert_pem
 
     def _map_fn(self, n_items: int, minimum: int = 20_000) -> MapFn | None:
         """Work on all cores (PSI's scalar multiplications, Paillier encryption randomness): a process
