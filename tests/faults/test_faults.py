@@ -73,6 +73,7 @@ def test_a_clean_psi_job_finds_the_common_ids(cluster: FaultCluster, fault_data:
     assert cluster.intersection("bank", job_id) == cluster.intersection("platform", job_id)
 
 
+@pytest.mark.slow  # about 30 s
 def test_connections_cut_during_submit_approve_and_psi_lose_no_job(cluster: FaultCluster, fault_data: tuple[Path, Path, set[str]]) -> None:
     """Every connection between the parties and the coordinator is cut every 0.7 s while four jobs are offered,
     decided on, approved and run: each finishes, with exactly the common ids."""
@@ -146,6 +147,7 @@ def test_a_killed_party_fails_its_job_within_the_grace_naming_it(cluster: FaultC
     wait_for(lambda: cluster.registrations("platform") > before, 60, "the restarted platform to register")
 
 
+@pytest.mark.slow  # about 30 s
 def test_a_second_process_with_a_partys_identity_is_refused(cluster: FaultCluster) -> None:
     second = cluster.start_party("bank", name="bank-2")
     try:
