@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from fedcredit.proto.v1 import job_pb2
+from fedcredit.runtime.audit import verify_transcripts
 from fedcredit.runtime.config import JobSpec, parse_config
+from fedcredit.runtime.node.workdir import NodeStore
+from fedcredit.runtime.transcript import transcript_name
 
 from .conftest import GRACE_S, PURPOSE, FaultCluster, Flaky, wait_for
 
@@ -106,6 +109,25 @@ def test_a_coordinator_killed_while_a_job_awaits_approval_continues_it(cluster: 
     print(f"\njob approved after a coordinator restart finished {time.monotonic() - restarted:.1f} s after the kill")
     assert info.state == "succeeded", info.error
     assert sorted(cluster.intersection("bank", job_id)) == sorted(fault_data[2])
+    _assert_alive(cluster, "bank", "platform")
+
+
+def test_a_coordinator_killed_during_psi_continues_the_job(cluster: FaultCluster, fault_data: tuple[Path, Path, set[str]]) -> None:
+    """kill -9 mid-PSI: the relay's mailbox, the claims and the transcript come back from disk; the job finishes with
+    the same intersection and every transcript, the coordinator's continued across its restart, verifies."""
+    job_id = _submit(cluster, _spec(psi={"protocol": "ecdh"}))
+    _approve_as_bank(cluster, job_id)
+    wait_for(lambda: "platform" in _job(cluster, job_id).progress_json, 60, "the platform to start PSI")
+    cluster.kill("coordinator")
+    cluster.start_coordinator()
+    info = _finished(cluster, job_id, 120)
+    assert info.state == "succeeded", info.error
+    assert sorted(cluster.intersection("bank", job_id)) == sorted(fault_data[2])
+    assert cluster.intersection("bank", job_id) == cluster.intersection("platform", job_id)
+    transcripts = [cluster.workdir / "transcripts" / transcript_name(job_id, "coordinator")]
+    transcripts += [NodeStore(cluster.workdir / p).transcript(job_id, p) for p in ("bank", "platform")]
+    result = verify_transcripts(transcripts, ca_cert_pem=(cluster.certs / "ca.crt").read_bytes())
+    assert result.ok, [p.message for p in result.problems]
     _assert_alive(cluster, "bank", "platform")
 
 
