@@ -104,16 +104,20 @@ class FaultProxy:
 
 
 class Flaky:
-    """Cut every connection through ``proxy`` every ``period_s`` while running (a ``with`` block)."""
+    """Cut every connection through ``proxy`` every ``period_s`` while running (a ``with`` block), and after each cut
+    drop every new connection for ``refuse_s``."""
 
-    def __init__(self, proxy: FaultProxy, period_s: float) -> None:
-        self.proxy, self.period_s = proxy, period_s
+    def __init__(self, proxy: FaultProxy, period_s: float, refuse_s: float = 0.0) -> None:
+        self.proxy, self.period_s, self.refuse_s = proxy, period_s, refuse_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):
+            self.proxy.refuse = self.refuse_s > 0
             self.proxy.cut()
+            self._stop.wait(self.refuse_s)
+            self.proxy.refuse = False
 
     def __enter__(self) -> "Flaky":
         self._thread.start()
