@@ -66,6 +66,11 @@ class Mailbox:
                 self._items[key] = (env, data)
                 self._pending[job] = self._pending.get(job, 0) + len(data)
 
+    def jobs(self) -> set[str]:
+        """The jobs the mailbox holds anything of."""
+        with self._cond:
+            return {k[0] for k in self._items} | set(self._delivered)
+
     def seen(self, env: envelope_pb2.Envelope) -> bool:
         """Whether the message's key was already relayed in its job (a retried or repeated Send)."""
         key = (env.job_id, env.receiver, env.sender, env.step, env.sequence)

@@ -87,9 +87,12 @@ class JobManager:
         self.started_ms = now_ms()  # liveness counts from here: a restarted coordinator gives every party its grace
         self._closing = threading.Event()
         self._watcher: threading.Thread | None = None
-        for job in store.jobs_in_state(*ACTIVE_STATES):  # a restarted coordinator continues every job (#13)
+        active = store.jobs_in_state(*ACTIVE_STATES)
+        for job in active:  # a restarted coordinator continues every job (#13)
             store.add_event(job.job_id, self.cfg.name, "coordinator_restarted", f"the job continues ({job.state})")
             _LOG.info("job %s continues after the coordinator restarted (%s, %s)", job.job_id, job.state, job.stage)
+        for job_id in mailbox.jobs() - {j.job_id for j in active}:  # ended just before a crash: nothing left to relay
+            mailbox.drop_job(job_id)
 
     # -- lifecycle: the watcher ends jobs whose party is gone or whose state timed out
     def start(self) -> None:
@@ -371,6 +374,7 @@ class JobManager:
         with self._decisions:
             self.mailbox.drop_job(job_id)
             self._close_transcript(job_id, ok, error)
+            self._acked = {k for k in self._acked if k[0] != job_id}
         for forget in self.on_ended:
             forget(job_id)
         with self._changed:

@@ -54,6 +54,19 @@ def test_a_restarted_coordinator_keeps_pending_jobs_certificates_and_relayed_mes
         coord.stop(0)
 
 
+def test_a_restarted_coordinator_drops_what_it_kept_of_jobs_that_ended(tmp_path: Path, layout: CertLayout) -> None:
+    coord = start_coordinator(tmp_path, layout)
+    job_id = running_job(coord, layout)
+    endpoint(coord, layout, "platform", job_id).send(TwoPartyStep.RESIDUAL, Role.GUEST, residual())
+    coord.store.set_state(job_id, "failed", error="ended just before a crash")  # the mailbox not yet told
+    coord.stop(0)
+    coord = start_coordinator(tmp_path, layout)
+    try:
+        assert coord.mailbox.jobs() == set() and coord.store.relay_load() == []
+    finally:
+        coord.stop(0)
+
+
 def test_a_retried_send_is_relayed_once(tmp_path: Path, layout: CertLayout) -> None:
     coord = start_coordinator(tmp_path, layout)
     try:
