@@ -160,6 +160,17 @@ class PartyNode:
         self.register()
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
+        try:
+            self._serve()
+        finally:
+            self._stop.set()  # also when another process holds this identity: the heartbeat stops with the loop
+            for t in self._threads.values():
+                t.join(timeout=5.0)
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+            self.channel.close()
+
+    def _serve(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
             if self._reregister.is_set():
@@ -190,12 +201,9 @@ class PartyNode:
                     continue
                 except FedCreditError as exc:
                     _LOG.error("job %s: %s", info.job_id, exc)
+                except Exception:  # one job's trouble never stops the node
+                    _LOG.exception("job %s: taking it up failed", info.job_id)
                 self._acks["pending" if info.state == "pending" else "running"].add(info.job_id)
-        for t in self._threads.values():
-            t.join(timeout=5.0)
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        self.channel.close()
 
     def _take_up(self, info: job_pb2.JobInfo) -> None:
         """Decide on a pending job, or start this node's role in a running one (once per job and process)."""
