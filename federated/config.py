@@ -103,6 +103,13 @@ class CoordinatorConfig(_Model):
     operators: list[str] = ["operator"]
     message_ttl_s: float = 3600.0
     relay: RelayLimits = RelayLimits()
+    # Liveness (#13): parties heartbeat every heartbeat_s; one not heard from for party_grace_s fails its running
+    # jobs, naming it. A second process with a party's identity is refused while the first was heard from within
+    # 3 heartbeats. Every job state ends: pending jobs after pending_timeout_s, running ones after running_timeout_s.
+    heartbeat_s: float = Field(2.0, gt=0)
+    party_grace_s: float = Field(30.0, gt=0)
+    pending_timeout_s: float = Field(7 * 86400.0, gt=0)
+    running_timeout_s: float = Field(86400.0, gt=0)
     # Revoked certificates, refused on every call and at registration: 'sha256:<fingerprint>' or 'serial:<hex>'
     # (federated/security/revocation.py). Read at start: restart the coordinator after a change.
     revoked: list[str] = []

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
@@ -54,6 +53,11 @@ def envelope_aad(env: envelope_pb2.Envelope) -> bytes:
     """Associated data binding a sealed payload to its envelope header."""
     fields = [env.job_id, env.message_id, env.sender, env.receiver, env.step, str(env.sequence), env.payload_type]
     return "\x1f".join(fields).encode("utf-8")
+
+
+def message_id(job_id: str, sender: str, receiver: str, step: str, sequence: int) -> str:
+    """A message's idempotent id: the same message (sent again after a retry or a restart) has the same id."""
+    return hashlib.sha256("\x1f".join((job_id, sender, receiver, step, str(sequence))).encode("utf-8")).hexdigest()[:32]
 
 
 def drive(role: Role, program: RoleProgram, endpoint: "Endpoint") -> Any:
@@ -147,7 +151,7 @@ class Endpoint(ABC):
         payload_type, data = encode_payload(payload)
         env = envelope_pb2.Envelope(
             job_id=self.job_id,
-            message_id=uuid.uuid4().hex,
+            message_id=message_id(self.job_id, self.name, receiver, step.wire, seq),
             sender=self.name,
             receiver=receiver,
             step=step.wire,
@@ -307,8 +311,10 @@ class RelayEndpoint(Endpoint):
             for chunk in chunk_bytes(data):
                 yield relay_pb2.SendRequest(chunk=chunk)
 
-        # A refusal for the party's rate (RateLimitedError) changed nothing at the relay: wait and send again,
-        # with backoff, within the endpoint's timeout. Every other error, a job quota included, is final.
+        # Sent again, with backoff, within the endpoint's timeout, when the relay refused it for the party's rate
+        # (nothing changed at the relay) or could not be reached (a dropped connection, a restarting coordinator):
+        # the relay keeps one copy per message key and acknowledges a second copy without relaying it, so a
+        # retry after a lost reply is harmless. Every other error, a job quota included, is final.
         deadline = time.monotonic() + self._timeout_s
         backoff = 0.05
         while True:
@@ -317,9 +323,9 @@ class RelayEndpoint(Endpoint):
                 return
             except grpc.RpcError as exc:
                 err = from_rpc_error(exc)
-                if not isinstance(err, RateLimitedError) or time.monotonic() + backoff > deadline:
+                if not isinstance(err, (RateLimitedError, TransportError, DeadlineError)) or time.monotonic() + backoff > deadline:
                     raise err from None
-                _LOG.info("relay rate limit reached sending %s#%d; retrying in %.2fs", env.step, env.sequence, backoff)
+                _LOG.info("could not send %s#%d (%s); retrying in %.2fs", env.step, env.sequence, err.code, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
 

@@ -160,29 +160,33 @@ def test_receivers_wake_when_a_job_is_cancelled(coordinator) -> None:
     assert errors and isinstance(errors[0], JobFailedError)
 
 
-def test_a_pending_job_is_offered_again_when_the_node_has_not_decided(coordinator, monkeypatch) -> None:
-    import fedcredit.runtime.coordinator.service as coordinator_module
-
+def test_a_pending_job_is_offered_until_the_node_acknowledges_it(coordinator) -> None:
     coord, _ = coordinator
     job_id = coord.jobs.submit(job_spec("psi")).job_id
     assert [j.job_id for j in coord.jobs.assignments("platform", 0)] == [job_id]
-    # The reply carrying that offer may be lost (a deadline, a dropped connection): not shown again at once...
+    # The reply carrying that offer may be lost (a deadline, a dropped connection): without an ack it is offered again...
+    assert [j.job_id for j in coord.jobs.assignments("platform", 0)] == [job_id]
+    # ...and not once the node acknowledged it on its next poll (an ack of a running role does not count for it)...
+    assert [j.job_id for j in coord.jobs.assignments("platform", 0, acks=[job_id])] == [job_id]
+    assert coord.jobs.assignments("platform", 0, pending_acks=[job_id]) == []
     assert coord.jobs.assignments("platform", 0) == []
-    # ...but again once REOFFER_S has passed without a decision from the node.
-    monkeypatch.setattr(coordinator_module, "REOFFER_S", 0.0)
+    # ...until a new process of the node registers.
+    coord.jobs.node_registered("platform")
     assert [j.job_id for j in coord.jobs.assignments("platform", 0)] == [job_id]
 
 
-def test_a_claimed_role_is_offered_again_while_the_node_reports_nothing(coordinator, monkeypatch) -> None:
-    import fedcredit.runtime.coordinator.service as coordinator_module
-
+def test_a_role_is_claimed_only_when_the_node_acknowledges_it(coordinator) -> None:
     coord, layout = coordinator
     job_id = running_job(coord, layout)  # approved by both parties: running, roles unclaimed
-    assert [j.job_id for j in coord.jobs.assignments("platform", 0)] == [job_id]  # claimed and shown
-    assert coord.jobs.assignments("platform", 0) == []  # not again at once
-    monkeypatch.setattr(coordinator_module, "REOFFER_S", 0.0)
-    # The reply may have been lost: with no progress from the node, the claimed role is shown again...
     assert [j.job_id for j in coord.jobs.assignments("platform", 0)] == [job_id]
-    # ...but not once the node reports progress on it.
-    coord.jobs.progress(job_id, "platform", "psi", 0, 1, {})
-    assert coord.jobs.assignments("platform", 0) == []
+    assert all(r.claimed_ms is None for r in coord.jobs.get(job_id).roles)  # shown, not claimed
+    # a handler left over from a dropped connection takes nothing
+    assert coord.jobs.assignments("platform", 5, alive=lambda: False) == []
+    assert [j.job_id for j in coord.jobs.assignments("platform", 0)] == [job_id]  # the lost reply: offered again
+    # an ack of the pending offer, arriving after the job started, claims nothing
+    assert [j.job_id for j in coord.jobs.assignments("platform", 0, pending_acks=[job_id])] == [job_id]
+    assert coord.jobs.assignments("platform", 0, acks=[job_id, "job-unknown"]) == []  # acknowledged: claimed
+    host = [r for r in coord.jobs.get(job_id).roles if r.node == "platform"]
+    assert host and host[0].claimed_ms is not None
+    assert [r.claimed_ms for r in coord.jobs.get(job_id).roles if r.node == "bank"] == [None]  # the other role is not
+    assert [j.job_id for j in coord.jobs.assignments("bank", 0)] == [job_id]

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from fedcredit.proto.v1 import envelope_pb2
 
 from fedcredit.runtime.config import RelayLimits
+from fedcredit.runtime.coordinator.store import Store
 from fedcredit.runtime.errors import QuotaError, RateLimitedError
 
 __all__ = ["Mailbox", "RateLimiter"]
@@ -36,7 +37,7 @@ class Mailbox:
     ``limits`` bounds each job's relayed messages and bytes and what it may hold undelivered.
     """
 
-    def __init__(self, retain_bytes: int = 512 << 20, limits: RelayLimits | None = None) -> None:
+    def __init__(self, retain_bytes: int = 512 << 20, limits: RelayLimits | None = None, store: Store | None = None) -> None:
         self._items: dict[Key, tuple[envelope_pb2.Envelope, bytes]] = {}
         self._seen: dict[str, set[Key]] = {}
         self._delivered: dict[str, dict[Key, tuple[envelope_pb2.Envelope, bytes]]] = {}
@@ -46,6 +47,35 @@ class Mailbox:
         self._pending: dict[str, int] = {}  # job -> bytes put and not yet taken
         self._charged: dict[str, tuple[int, int]] = {}  # job -> (messages, bytes) admitted
         self._cond = threading.Condition()
+        self._store = store
+        if store is not None:
+            self._load(store)
+
+    def _load(self, store: Store) -> None:
+        """A restarted coordinator's mailbox: what was relayed and kept before it stopped."""
+        for key, env_bytes, data, delivered in store.relay_load():
+            env = envelope_pb2.Envelope.FromString(env_bytes)
+            job = key[0]
+            self._seen.setdefault(job, set()).add(key)
+            messages, total = self._charged.get(job, (0, 0))
+            self._charged[job] = (messages + 1, total + len(data))
+            if delivered:
+                self._delivered.setdefault(job, {})[key] = (env, data)
+                self._delivered_bytes[job] = self._delivered_bytes.get(job, 0) + len(data)
+            else:
+                self._items[key] = (env, data)
+                self._pending[job] = self._pending.get(job, 0) + len(data)
+
+    def jobs(self) -> set[str]:
+        """The jobs the mailbox holds anything of."""
+        with self._cond:
+            return {k[0] for k in self._items} | set(self._delivered)
+
+    def seen(self, env: envelope_pb2.Envelope) -> bool:
+        """Whether the message's key was already relayed in its job (a retried or repeated Send)."""
+        key = (env.job_id, env.receiver, env.sender, env.step, env.sequence)
+        with self._cond:
+            return key in self._seen.get(env.job_id, ())
 
     def admit(self, job_id: str, size: int) -> None:
         """Charge one message of ``size`` bytes to its job, before its payload is read.
@@ -85,6 +115,8 @@ class Mailbox:
             if pending > limit and not redeliver:
                 raise QuotaError(f"job {env.job_id} would hold more than {limit} undelivered bytes at the relay "
                                  "(relay.job_max_pending_bytes)")
+            if self._store is not None:  # kept before the sender hears it was relayed
+                self._store.relay_put(key, env.SerializeToString(), data)
             seen.add(key)
             self._items[key] = (env, data)
             self._pending[env.job_id] = pending
@@ -100,6 +132,8 @@ class Mailbox:
         while total > self._retain and kept:
             oldest = next(iter(kept))
             total -= len(kept.pop(oldest)[1])
+            if self._store is not None:
+                self._store.relay_forget(oldest)
         self._delivered_bytes[job] = total
 
     def take(self, job_id: str, receiver: str, sender: str, step: str, seq: int, wait_s: float) -> tuple[envelope_pb2.Envelope, bytes] | None:
@@ -116,6 +150,8 @@ class Mailbox:
                 self._cond.wait(left)
             item = self._items.pop(key)
             self._pending[job_id] = self._pending.get(job_id, 0) - len(item[1])
+            if self._store is not None:
+                self._store.relay_delivered(key)
             self._retain_delivered(key, item)
             return item
 
@@ -130,6 +166,8 @@ class Mailbox:
                 del self._items[k]
             for per_job in (self._seen, self._delivered, self._delivered_bytes, self._pending, self._charged):
                 per_job.pop(job_id, None)
+            if self._store is not None:
+                self._store.relay_drop_job(job_id)
             self._cond.notify_all()
             return len(keys)
 

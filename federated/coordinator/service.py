@@ -35,7 +35,8 @@ from fedcredit.runtime.node.approval import verify_approval
 from fedcredit.runtime.security.certs import load_tls
 from fedcredit.runtime.codec import payload_type_name
 from fedcredit.runtime.config import CoordinatorConfig, JobSpec, spec_digest
-from fedcredit.runtime.errors import ConfigError, ConflictError, CryptoError, JobFailedError, NotFoundError, PermissionDeniedError, ProtocolError, QuotaError
+from fedcredit.runtime.errors import (ConfigError, ConflictError, CryptoError, JobFailedError, NotFoundError, PermissionDeniedError, ProtocolError,
+                                     QuotaError, TransportError)
 from fedcredit.runtime.plan import JobPlan, plan_job
 from fedcredit.runtime.coordinator.relay import Mailbox, RateLimiter
 from fedcredit.runtime.node.results import PUBLIC_RESULT_KEYS
@@ -53,8 +54,8 @@ _LOG = logging.getLogger(__name__)
 MAX_PAYLOAD_BYTES = CORE_MAX_PAYLOAD_BYTES
 VERSION = "0.1.0"
 
-#: Seconds after which a pending job a node has not decided on is shown to it again.
-REOFFER_S = 10.0
+#: Heartbeats a party may miss before another process with its identity is let in (one live process per party).
+DUPLICATE_HEARTBEATS = 3
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,76 @@ class JobManager:
         self._decisions = threading.RLock()  # approvals against job endings (see approve)
         self.on_ended: list[Callable[[str], None]] = []  # called with the job id when a job ends (the relay's caches)
         self._changed = threading.Condition()
-        # (job, node) -> when a job was last shown to the node. A pending job it has not decided on, or a
-        # running role it claimed but reports nothing on, is shown again after REOFFER_S: a long-poll reply
-        # can be lost (a deadline or a dropped connection), and the node ignores what it already handles.
-        self._offered: dict[tuple[str, str], float] = {}
+        # (job, node): pending jobs the node acknowledged (it took up the offer). An offer or a role counts only
+        # once the node acknowledges it on its next poll: a long-poll reply lost with its connection (or taken by
+        # a handler left over from a dropped one) is offered again. Claimed roles are durable (claimed_ms).
+        self._acked: set[tuple[str, str]] = set()
         self._transcripts: dict[str, TranscriptWriter] = {}
         self._sign_keys: dict[str, Any] = {identity.name: identity.private_key.public_key()}
-        for job in store.jobs_in_state(*ACTIVE_STATES):
-            store.set_state(job.job_id, "failed", error="the coordinator restarted while the job was running")
+        self.started_ms = now_ms()  # liveness counts from here: a restarted coordinator gives every party its grace
+        self._closing = threading.Event()
+        self._watcher: threading.Thread | None = None
+        active = store.jobs_in_state(*ACTIVE_STATES)
+        for job in active:  # a restarted coordinator continues every job (#13)
+            store.add_event(job.job_id, self.cfg.name, "coordinator_restarted", f"the job continues ({job.state})")
+            _LOG.info("job %s continues after the coordinator restarted (%s, %s)", job.job_id, job.state, job.stage)
+        for job_id in mailbox.jobs() - {j.job_id for j in active}:  # ended just before a crash: nothing left to relay
+            mailbox.drop_job(job_id)
+
+    # -- lifecycle: the watcher ends jobs whose party is gone or whose state timed out
+    def start(self) -> None:
+        self._watcher = threading.Thread(target=self._watch, name="job-watcher", daemon=True)
+        self._watcher.start()
+
+    def close(self) -> None:
+        """Stop the watcher and wake every waiting handler; call before the store closes."""
+        self._closing.set()
+        with self._changed:
+            self._changed.notify_all()
+        self.mailbox.wake()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5.0)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing.is_set()
+
+    def _watch(self) -> None:
+        period = min(1.0, self.cfg.party_grace_s / 4)
+        while not self._closing.wait(period):
+            try:
+                self.check_jobs()
+            except TransportError:
+                return  # the store closed: the coordinator is stopping
+            except Exception:  # the watcher must outlive any one job's trouble
+                _LOG.exception("checking jobs failed")
+
+    def check_jobs(self, now: int | None = None) -> list[str]:
+        """End what must end: running jobs with a party gone longer than ``party_grace_s``, and jobs past their
+        state's timeout. Returns the ids of the jobs it ended."""
+        cfg = self.cfg
+        now = now_ms() if now is None else now
+        ended = []
+        for job in self.store.jobs_in_state("pending"):
+            if now - job.created_ms > cfg.pending_timeout_s * 1000:
+                self.fail(job.job_id, f"not approved by every party within {cfg.pending_timeout_s:g} s (pending_timeout_s)")
+                ended.append(job.job_id)
+        seen = self.store.last_seen()
+        for job in self.store.jobs_in_state("running"):
+            if now - job.created_ms > cfg.running_timeout_s * 1000:
+                self.fail(job.job_id, f"still running after {cfg.running_timeout_s:g} s (running_timeout_s)")
+                ended.append(job.job_id)
+                continue
+            for r in job.roles:
+                if r.finished_ms is not None:
+                    continue
+                quiet = now - max(seen.get(r.node, 0), self.started_ms)
+                if quiet > cfg.party_grace_s * 1000:
+                    self.fail(job.job_id, f"party {r.node} has not been heard from for {quiet / 1000:.0f} s (party_grace_s = "
+                                          f"{cfg.party_grace_s:g}): its process or its connection is gone")
+                    ended.append(job.job_id)
+                    break
+        return ended
 
     # -- signing keys of registered parties (verified against the CA at registration)
     def set_sign_key(self, node: str, pem: bytes) -> None:
@@ -93,7 +156,11 @@ class JobManager:
     def sign_key(self, node: str) -> Any:
         key = self._sign_keys.get(node)
         if key is None:
-            raise NotFoundError(f"{node} has not registered a signing certificate since the coordinator started")
+            row = self.store.get_node(node)  # registered before a restart: the certificate is in the store
+            if row is None or not row["sign_cert_pem"]:
+                raise NotFoundError(f"{node} has not registered a signing certificate")
+            self.set_sign_key(node, bytes(row["sign_cert_pem"]))
+            key = self._sign_keys[node]
         return key
 
     # -- transcripts
@@ -103,7 +170,9 @@ class JobManager:
             if w is None:
                 path = self.cfg.transcripts / transcript_name(job_id, self.cfg.name)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                w = TranscriptWriter(path, job_id=job_id, identity=self.identity, role="coordinator", ca_cert_pem=self.ca_pem)
+                # a restarted coordinator continues the job's transcript, its chain unbroken
+                w = TranscriptWriter(path, job_id=job_id, identity=self.identity, role="coordinator", ca_cert_pem=self.ca_pem,
+                                     resume=path.exists())
                 self._transcripts[job_id] = w
             return w
 
@@ -205,31 +274,43 @@ class JobManager:
         return self.get(job_id)
 
     # -- party side
-    def assignments(self, node: str, wait_s: float) -> list[JobRow]:
-        """Jobs that need this node: pending ones to decide on, running ones to run (claimed).
+    def acknowledge(self, node: str, job_ids: Any, pending_job_ids: Any = ()) -> None:
+        """The node took up these jobs of its previous poll: the pending offers in ``pending_job_ids`` (it decided,
+        or left them to its operator) are not offered again; its role in each running job of ``job_ids`` counts as
+        claimed (durably). Each ack counts for the state the node saw: a pending offer acknowledged after the job
+        started claims nothing. Ids the node has no role in, or that ended, are ignored."""
+        for job_id in pending_job_ids:
+            job = self.store.get_job(job_id)
+            if job is not None and job.state == "pending" and any(r.node == node for r in job.roles):
+                self._acked.add((job_id, node))
+        for job_id in job_ids:
+            job = self.store.get_job(job_id)
+            if job is None or not any(r.node == node for r in job.roles):
+                continue
+            if job.state == "running":
+                for r in job.roles:
+                    if r.node == node and r.claimed_ms is None and r.finished_ms is None:
+                        self.store.claim_role(job_id, r.role)
+                        self.store.add_event(job_id, node, "claimed", f"{node} took up its {r.role} role")
 
-        Either is shown again after ``REOFFER_S`` while the node has not decided on it, or has not reported
-        progress on a role it claimed: the long-poll reply that carried it may have been lost."""
+    def assignments(self, node: str, wait_s: float, acks: Any = (), alive: Callable[[], bool] = lambda: True,
+                    pending_acks: Any = ()) -> list[JobRow]:
+        """Jobs that need this node: pending ones to decide on, running ones whose role it has not taken up.
+
+        ``acks`` and ``pending_acks`` are what of its previous reply the node took up (:meth:`acknowledge`). Whatever the node has
+        not acknowledged is offered again on every poll, so a lost reply loses nothing; the node ignores what it
+        already handles. ``alive`` is false once the caller's connection is gone: a handler left over from a
+        dropped connection stops waiting and takes nothing."""
+        self.acknowledge(node, acks, pending_acks)
         deadline = time.monotonic() + wait_s
-        while True:
+        while not self._closing.is_set() and alive():
             out: list[JobRow] = []
-            now = time.monotonic()
             for j in self.store.jobs_in_state("pending"):
                 if any(r.node == node for r in j.roles) and not any(a["node"] == node for a in j.approvals) \
-                        and now - self._offered.get((j.job_id, node), -REOFFER_S) >= REOFFER_S:
-                    self._offered[(j.job_id, node)] = now
+                        and (j.job_id, node) not in self._acked:
                     out.append(j)
             for j in self.store.jobs_in_state("running"):
-                mine = [r for r in j.roles if r.node == node]
-                if any(r.claimed_ms is None for r in mine):
-                    self.store.claim_role(j.job_id, self.role_of(j, node).role)
-                    self._offered[(j.job_id, node)] = now
-                    out.append(self.get(j.job_id))
-                elif (mine and all(r.finished_ms is None for r in mine) and node not in j.progress
-                      and now - self._offered.get((j.job_id, node), -REOFFER_S) >= REOFFER_S):
-                    # Claimed, yet not a word from the node: the reply that carried the claim may be lost.
-                    # Show it again; a node already running the job ignores it.
-                    self._offered[(j.job_id, node)] = now
+                if any(r.node == node and r.claimed_ms is None and r.finished_ms is None for r in j.roles):
                     out.append(j)
             if out:
                 return out
@@ -238,10 +319,12 @@ class JobManager:
                 return []
             with self._changed:
                 self._changed.wait(min(left, 1.0))
+        return []
 
     def node_registered(self, node: str) -> None:
-        """A node (re)started: show it pending jobs again; running jobs it had claimed cannot continue."""
-        self._offered = {k: t for k, t in self._offered.items() if k[1] != node}
+        """A new process of the node started: offer it pending jobs again; a running role it had taken up resumes
+        from its checkpoint where the plan allows (PSI), or fails its job."""
+        self._acked = {k for k in self._acked if k[1] != node}
         for job in self.store.jobs_in_state("running"):
             for r in job.roles:
                 if r.node == node and r.claimed_ms is not None and r.finished_ms is None:
@@ -251,6 +334,8 @@ class JobManager:
                         _LOG.warning("%s restarted during PSI of %s; it will resume from its checkpoint", node, job.job_id)
                     else:
                         self.fail(job.job_id, f"{node} restarted while running its {r.role} role ({job.progress.get(node, {}).get('stage')})")
+        with self._changed:
+            self._changed.notify_all()
 
     def progress(self, job_id: str, node: str, stage: str, done: int, total: int, detail: dict[str, Any]) -> str:
         job = self.get(job_id)
@@ -289,6 +374,7 @@ class JobManager:
         with self._decisions:
             self.mailbox.drop_job(job_id)
             self._close_transcript(job_id, ok, error)
+            self._acked = {k for k in self._acked if k[0] != job_id}
         for forget in self.on_ended:
             forget(job_id)
         with self._changed:
@@ -357,21 +443,41 @@ class _Auth:
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def __init__(self, auth: _Auth, store: Store, jobs: JobManager) -> None:
         self.auth, self.store, self.jobs = auth, store, jobs
-        self._online: set[str] = set()  # registered since this coordinator started
+        self._registering = threading.Lock()  # one registration at a time: two processes racing are told apart
 
     def Register(self, request: node_pb2.RegisterRequest, context: grpc.ServicerContext) -> node_pb2.RegisterResponse:
         name = self.auth.party(context)
         self.auth.revoked.check_pem(request.sign_cert_pem, "signing", name)
         self.auth.revoked.check_pem(request.seal_cert_pem, "sealing", name)
-        self.jobs.set_sign_key(name, request.sign_cert_pem)  # refuses a certificate our CA did not issue to this name
-        self.jobs.node_registered(name)
-        self.store.upsert_node(name, request.seal_cert_pem, request.sign_cert_pem, request.software_version, list(request.datasets))
-        self._online.add(name)
-        _LOG.info("party %s registered (datasets: %s)", name, ", ".join(request.datasets))
-        return node_pb2.RegisterResponse(node=name, coordinator=self.auth.cfg.name)
+        cfg = self.auth.cfg
+        with self._registering:
+            row = self.store.get_node(name)
+            known = row["instance_id"] if row is not None else ""
+            if row is not None and known and request.instance_id != known:
+                quiet_s = (now_ms() - int(row["last_seen_ms"] or 0)) / 1000
+                window = DUPLICATE_HEARTBEATS * cfg.heartbeat_s
+                if quiet_s < window:
+                    raise ConflictError(
+                        f"party {name} is already connected from another live process (heard from {max(quiet_s, 0):.1f} s ago): "
+                        f"one process per party identity; stop the other one (a killed one is let go after {window:g} s without "
+                        "heartbeats)")
+            self.jobs.set_sign_key(name, request.sign_cert_pem)  # refuses a certificate our CA did not issue to this name
+            new_process = not request.instance_id or request.instance_id != known
+            self.store.upsert_node(name, request.seal_cert_pem, request.sign_cert_pem, request.software_version, list(request.datasets),
+                                   request.instance_id)
+            if new_process:  # the same process registering again (it reconnected) keeps its jobs as they are
+                self.jobs.node_registered(name)
+        _LOG.info("party %s %s (datasets: %s)", name, "registered" if new_process else "reconnected", ", ".join(request.datasets))
+        return node_pb2.RegisterResponse(node=name, coordinator=cfg.name, heartbeat_ms=int(cfg.heartbeat_s * 1000))
 
     def Heartbeat(self, request: node_pb2.HeartbeatRequest, context: grpc.ServicerContext) -> node_pb2.HeartbeatResponse:
-        self.store.touch_node(self.auth.party(context))
+        name = self.auth.party(context)
+        row = self.store.get_node(name)
+        if row is None:  # not registered (yet): nothing to keep alive; a party registers after every reconnection
+            return node_pb2.HeartbeatResponse(server_unix_ms=now_ms())
+        if request.instance_id and row["instance_id"] and request.instance_id != row["instance_id"]:
+            raise ConflictError(f"another process of party {name} registered since this one did: one process per party identity")
+        self.store.touch_node(name)
         return node_pb2.HeartbeatResponse(server_unix_ms=now_ms())
 
     def GetPeer(self, request: node_pb2.GetPeerRequest, context: grpc.ServicerContext) -> node_pb2.GetPeerResponse:
@@ -379,9 +485,10 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         if request.name == self.auth.cfg.name:
             return node_pb2.GetPeerResponse(name=request.name, online=True, sign_cert_pem=self.jobs.identity.cert_pem)
         row = self.store.get_node(request.name)
-        if row is None or request.name not in self._online:
-            raise NotFoundError(f"party {request.name!r} has not registered since the coordinator started")
-        return node_pb2.GetPeerResponse(name=row["name"], seal_cert_pem=row["seal_cert_pem"], online=True,
+        if row is None:
+            raise NotFoundError(f"party {request.name!r} has not registered with this coordinator")
+        online = now_ms() - max(int(row["last_seen_ms"] or 0), self.jobs.started_ms) <= self.auth.cfg.party_grace_s * 1000
+        return node_pb2.GetPeerResponse(name=row["name"], seal_cert_pem=row["seal_cert_pem"], online=online,
                                         sign_cert_pem=row["sign_cert_pem"] or b"")
 
 
@@ -420,8 +527,11 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
 
     def PollAssignments(self, request: job_pb2.PollAssignmentsRequest, context: grpc.ServicerContext) -> job_pb2.PollAssignmentsResponse:
         name = self.auth.party(context)
+        self.jobs.store.touch_node(name)  # a poll is a sign of life too
         wait_s = min(request.wait_ms, 30_000) / 1000.0
-        return job_pb2.PollAssignmentsResponse(jobs=[job_info(j) for j in self.jobs.assignments(name, wait_s)])
+        jobs = self.jobs.assignments(name, wait_s, acks=list(request.ack_job_ids), alive=context.is_active,
+                                     pending_acks=list(request.ack_pending_job_ids))
+        return job_pb2.PollAssignmentsResponse(jobs=[job_info(j) for j in jobs])
 
     def ReportProgress(self, request: job_pb2.ReportProgressRequest, context: grpc.ServicerContext) -> job_pb2.ReportProgressResponse:
         name = self.auth.party(context)
@@ -498,6 +608,9 @@ class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
             verify_digest(self.jobs.sign_key(name), envelope_digest(envelope_fields(env)), env.signature)
         except CryptoError:
             raise PermissionDeniedError(f"the envelope of {env.step}#{env.sequence} is not signed by {name}") from None
+        if self.mailbox.seen(env):  # a retried Send whose first try got through: relayed once, acknowledged again
+            _LOG.info("dropped a second copy of %s#%d from %s in %s (already relayed)", env.step, env.sequence, name, env.job_id)
+            return relay_pb2.SendResponse(message_id=env.message_id, received_bytes=env.payload_size)
         self._within_quota(env.job_id, lambda: self.mailbox.admit(env.job_id, env.payload_size))  # before reading it
         parts, size = [], 0
         for req in request_iterator:
@@ -525,7 +638,7 @@ class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
         wait_s = min(request.wait_ms, 30_000) / 1000.0
         deadline = time.monotonic() + wait_s
         got = None
-        while got is None and context.is_active():
+        while got is None and context.is_active() and not self.jobs.closing:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -551,7 +664,7 @@ class Coordinator:
     def __init__(self, cfg: CoordinatorConfig) -> None:
         self.cfg = cfg
         self.store = Store(cfg.database)
-        self.mailbox = Mailbox(limits=cfg.relay)
+        self.mailbox = Mailbox(limits=cfg.relay, store=self.store)  # durable: a restart loses no relayed message
         tls = load_tls(cfg.tls.ca, cfg.tls.cert, cfg.tls.key)
         identity = load_signing_identity(cfg.sign.cert, cfg.sign.key)
         if identity.name != cfg.name:
@@ -565,6 +678,7 @@ class Coordinator:
 
     def start(self) -> int:
         self.server.start()
+        self.jobs.start()
         if self.cfg.port_file:
             tmp = self.cfg.port_file.with_suffix(".tmp")
             tmp.write_text(str(self.port))
@@ -573,5 +687,8 @@ class Coordinator:
         return self.port
 
     def stop(self, grace_s: float = 3.0) -> None:
+        """Stop serving: the watcher and waiting handlers first, then the server, then the store. A handler still
+        running after that gets UNAVAILABLE from the closed store, never a traceback."""
+        self.jobs.close()
         self.server.stop(grace_s).wait()
         self.store.close()

@@ -1,6 +1,9 @@
-"""The coordinator's durable state in SQLite: nodes, jobs, role assignments, events.
+"""The coordinator's durable state in SQLite (WAL): nodes and their certificates, jobs, role assignments,
+approvals, events and the relay's mailbox.
 
-Every change is one transaction, so a crash never leaves a half-written job.
+Every change is one transaction, so a crash never leaves a half-written job; a restarted coordinator reads
+everything back (#13). After :meth:`Store.close` every call raises :class:`~fedcredit.runtime.errors.TransportError`
+(``UNAVAILABLE``: the coordinator is stopping), never sqlite's "Cannot operate on a closed database".
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from fedcredit.runtime.errors import TransportError
 from fedcredit.runtime.node.results import merge_views
 
 __all__ = ["Store", "JobRow", "RoleRow", "ACTIVE_STATES", "FINAL_STATES"]
@@ -66,6 +70,17 @@ CREATE TABLE IF NOT EXISTS job_events (
   detail TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS job_events_job ON job_events(job_id);
+CREATE TABLE IF NOT EXISTS relay_messages (
+  job_id TEXT NOT NULL,
+  receiver TEXT NOT NULL,
+  sender TEXT NOT NULL,
+  step TEXT NOT NULL,
+  sequence INTEGER NOT NULL,
+  envelope BLOB NOT NULL,
+  payload BLOB NOT NULL,
+  delivered INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (job_id, receiver, sender, step, sequence)
+);
 CREATE TABLE IF NOT EXISTS job_approvals (
   job_id TEXT NOT NULL REFERENCES jobs(job_id),
   node TEXT NOT NULL,
@@ -119,16 +134,29 @@ class JobRow:
         return str(json.loads(self.spec_json).get("purpose", ""))
 
 
+RelayKey = tuple[str, str, str, str, int]  # job, receiver, sender, step, sequence
+
+
+class _ClosedDb:
+    """Stands in for the connection after :meth:`Store.close`: a late handler gets UNAVAILABLE, not a traceback."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise TransportError("the coordinator is shutting down")
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db: Any = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            columns = {r["name"] for r in self._db.execute("PRAGMA table_info(nodes)")}
+            if "instance_id" not in columns:  # a database from before #13
+                self._db.execute("ALTER TABLE nodes ADD COLUMN instance_id TEXT NOT NULL DEFAULT ''")
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -141,25 +169,63 @@ class Store:
                 raise
             self._db.execute("COMMIT")
 
+    @property
+    def closed(self) -> bool:
+        return isinstance(self._db, _ClosedDb)
+
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if not self.closed:
+                self._db.close()
+                self._db = _ClosedDb()
 
     # -- nodes
-    def upsert_node(self, name: str, seal_cert_pem: bytes, sign_cert_pem: bytes, version: str, datasets: list[str]) -> None:
+    def upsert_node(self, name: str, seal_cert_pem: bytes, sign_cert_pem: bytes, version: str, datasets: list[str],
+                    instance_id: str = "") -> None:
         t = now_ms()
         with self.tx() as db:
             db.execute(
-                "INSERT INTO nodes(name, seal_cert_pem, sign_cert_pem, software_version, datasets, registered_ms, last_seen_ms) VALUES(?,?,?,?,?,?,?) "
+                "INSERT INTO nodes(name, seal_cert_pem, sign_cert_pem, software_version, datasets, registered_ms, last_seen_ms, "
+                "instance_id) VALUES(?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(name) DO UPDATE SET seal_cert_pem=excluded.seal_cert_pem, sign_cert_pem=excluded.sign_cert_pem, "
                 "software_version=excluded.software_version, datasets=excluded.datasets, registered_ms=excluded.registered_ms, "
-                "last_seen_ms=excluded.last_seen_ms",
-                (name, seal_cert_pem, sign_cert_pem, version, json.dumps(datasets), t, t),
+                "last_seen_ms=excluded.last_seen_ms, instance_id=excluded.instance_id",
+                (name, seal_cert_pem, sign_cert_pem, version, json.dumps(datasets), t, t, instance_id),
             )
 
     def touch_node(self, name: str) -> None:
         with self.tx() as db:
             db.execute("UPDATE nodes SET last_seen_ms=? WHERE name=?", (now_ms(), name))
+
+    def last_seen(self) -> dict[str, int]:
+        """When each registered node was last heard from (ms)."""
+        with self._lock:
+            return {r["name"]: int(r["last_seen_ms"] or 0) for r in self._db.execute("SELECT name, last_seen_ms FROM nodes")}
+
+    # -- the relay's mailbox (fedcredit.runtime.coordinator.relay.Mailbox writes through)
+    def relay_put(self, key: RelayKey, envelope: bytes, payload: bytes) -> None:
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO relay_messages(job_id, receiver, sender, step, sequence, envelope, payload, delivered) "
+                       "VALUES(?,?,?,?,?,?,?,0)", (*key, envelope, payload))
+
+    def relay_delivered(self, key: RelayKey) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE relay_messages SET delivered=1 WHERE job_id=? AND receiver=? AND sender=? AND step=? AND sequence=?", key)
+
+    def relay_forget(self, key: RelayKey) -> None:
+        with self.tx() as db:
+            db.execute("DELETE FROM relay_messages WHERE job_id=? AND receiver=? AND sender=? AND step=? AND sequence=?", key)
+
+    def relay_drop_job(self, job_id: str) -> None:
+        with self.tx() as db:
+            db.execute("DELETE FROM relay_messages WHERE job_id=?", (job_id,))
+
+    def relay_load(self) -> list[tuple[RelayKey, bytes, bytes, bool]]:
+        """Every kept message, oldest first: (key, envelope, payload, delivered)."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM relay_messages ORDER BY rowid").fetchall()
+        return [((r["job_id"], r["receiver"], r["sender"], r["step"], int(r["sequence"])), bytes(r["envelope"]), bytes(r["payload"]),
+                 bool(r["delivered"])) for r in rows]
 
     def get_node(self, name: str) -> sqlite3.Row | None:
         with self._lock:
@@ -232,6 +298,10 @@ class Store:
     def claim_role(self, job_id: str, role: str) -> None:
         with self.tx() as db:
             db.execute("UPDATE job_roles SET claimed_ms=? WHERE job_id=? AND role=? AND claimed_ms IS NULL", (now_ms(), job_id, role))
+
+    def add_event(self, job_id: str, node: str, kind: str, detail: str = "") -> None:
+        with self.tx() as db:
+            db.execute("INSERT INTO job_events(job_id, ts_ms, node, kind, detail) VALUES(?,?,?,?,?)", (job_id, now_ms(), node, kind, detail))
 
     def update_progress(self, job_id: str, node: str, stage: str, entry: dict[str, Any]) -> None:
         with self.tx() as db:

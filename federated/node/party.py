@@ -36,8 +36,8 @@ from fedcredit.runtime.security.certs import load_tls
 from fedcredit.runtime.config import JobSpec, PartyConfig
 from fedcredit.runtime.node.consent import apply_consent, load_consent_registry
 from fedcredit.runtime.node.data import LocalDataset, load_dataset
-from fedcredit.runtime.errors import (ConfigError, ConflictError, DataError, FedCreditError, NotFoundError, PermissionDeniedError, StorageError,
-                                      TransportError, from_rpc_error, storage_error)
+from fedcredit.runtime.errors import (ConfigError, ConflictError, DataError, DeadlineError, FedCreditError, NotFoundError, PermissionDeniedError,
+                                      StorageError, TransportError, from_rpc_error, storage_error)
 from fedcredit.runtime.files import check_writable
 from fedcredit.runtime.node.model_package import write_package
 from fedcredit.runtime.plan import JobPlan, RolePlan, plan_job
@@ -81,6 +81,13 @@ class PartyNode:
         self._threads: dict[str, threading.Thread] = {}
         self._decided: set[str] = set()
         self._stop = threading.Event()
+        # The connection (#13): this process's id (one live process per party identity), the heartbeat, and the
+        # jobs of the last poll's reply this node took up, acknowledged on its next poll.
+        self.instance_id = secrets.token_hex(8)
+        self._heartbeat_s = 2.0
+        self._reregister = threading.Event()
+        self._acks: dict[str, set[str]] = {"running": set(), "pending": set()}
+        self._heartbeat: threading.Thread | None = None
         self._pool: Any = None
         self._pool_lock = threading.Lock()
 
@@ -91,49 +98,129 @@ class PartyNode:
         except grpc.RpcError as exc:
             raise from_rpc_error(exc, target=self.cfg.coordinator) from None
 
-    def register(self, wait_s: float = 60.0) -> None:
+    def _call_patiently(self, fn: Any, request: Any, wait_s: float = 300.0) -> Any:
+        """:meth:`_call`, again with backoff while the coordinator cannot be reached (for an idempotent call)."""
         deadline = time.monotonic() + wait_s
+        backoff = 0.2
         while True:
+            try:
+                return self._call(fn, request)
+            except (TransportError, DeadlineError):
+                if time.monotonic() > deadline or self._stop.is_set():
+                    raise
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def register(self, wait_s: float | None = None, duplicate_wait_s: float = 20.0) -> None:
+        """Register this process's certificates, retrying with backoff while the coordinator cannot be reached
+        (for ``wait_s``, or until stopped when None). A coordinator that already has a live process with this
+        identity refuses; the refusal is retried for ``duplicate_wait_s`` (a killed predecessor is let go after a
+        few missed heartbeats) and then raised: one live process per party identity.
+
+        Raises:
+            ConflictError: another live process holds this party's identity.
+            TransportError: the coordinator stayed unreachable for ``wait_s``.
+        """
+        deadline = None if wait_s is None else time.monotonic() + wait_s
+        refused_since: float | None = None
+        backoff = 0.5
+        while not self._stop.is_set():
             try:
                 wait_healthy(self.channel, timeout_s=5.0, target=self.cfg.coordinator)
                 resp = self._call(self.nodes.Register, node_pb2.RegisterRequest(
                     seal_cert_pem=self.seal.cert_pem, sign_cert_pem=self.signer.cert_pem, software_version=VERSION,
-                    datasets=sorted(self.cfg.datasets)))
+                    datasets=sorted(self.cfg.datasets), instance_id=self.instance_id))
+                if resp.heartbeat_ms:
+                    self._heartbeat_s = resp.heartbeat_ms / 1000.0
+                self._reregister.clear()
                 _LOG.info("registered with coordinator %s as %s", resp.coordinator, resp.node)
                 return
-            except TransportError:
-                if time.monotonic() > deadline:
+            except ConflictError as exc:
+                refused_since = refused_since if refused_since is not None else time.monotonic()
+                if time.monotonic() - refused_since > duplicate_wait_s:
                     raise
-                time.sleep(1.0)
+                _LOG.warning("%s; retrying", exc)
+            except TransportError as exc:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise
+                _LOG.warning("cannot register with the coordinator: %s; retrying in %.1f s", exc, backoff)
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 10.0)
 
     def stop(self) -> None:
         self._stop.set()
 
-    def serve_forever(self) -> None:
-        self.register()
-        while not self._stop.is_set():
+    def _beat(self) -> None:
+        """The heartbeat thread: a sign of life every few seconds. A coordinator that no longer knows this node (a
+        new database) or cannot be reached makes the poll loop register again once it can."""
+        while not self._stop.wait(self._heartbeat_s):
             try:
-                resp = self._call(self.jobs.PollAssignments, job_pb2.PollAssignmentsRequest(wait_ms=5_000), timeout=20.0)
-            except TransportError as exc:
-                _LOG.warning("%s; retrying", exc)
-                self._stop.wait(2.0)
+                self._call(self.nodes.Heartbeat, node_pb2.HeartbeatRequest(instance_id=self.instance_id), timeout=5.0)
+            except (NotFoundError, ConflictError, TransportError, DeadlineError) as exc:
+                _LOG.debug("heartbeat failed: %s", exc)
+                self._reregister.set()
+            except FedCreditError as exc:
+                _LOG.warning("heartbeat refused: %s", exc)
+
+    def serve_forever(self) -> None:
+        """Serve until stopped. Neither a job's failure nor the coordinator's restart ends this loop: the node
+        reconnects with backoff and registers again; only another live process with its identity does."""
+        self.register()
+        self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        self._heartbeat.start()
+        try:
+            self._serve()
+        finally:
+            self._stop.set()  # also when another process holds this identity: the heartbeat stops with the loop
+            for t in self._threads.values():
+                t.join(timeout=5.0)
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+            self.channel.close()
+
+    def _serve(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            if self._reregister.is_set():
+                self.register()  # the same process again: its running jobs go on
+            running, pending = sorted(self._acks["running"]), sorted(self._acks["pending"])
+            try:
+                resp = self._call(self.jobs.PollAssignments, job_pb2.PollAssignmentsRequest(
+                    wait_ms=5_000, ack_job_ids=running, ack_pending_job_ids=pending), timeout=20.0)
+            except (TransportError, DeadlineError) as exc:
+                _LOG.warning("%s; retrying in %.1f s", exc, backoff)
+                self._reregister.set()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
                 continue
+            except FedCreditError as exc:  # never a reason to stop serving
+                _LOG.error("polling for jobs failed: %s", exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            backoff = 0.5
+            self._acks["running"] -= set(running)
+            self._acks["pending"] -= set(pending)
             for info in resp.jobs:
-                if info.state == "pending":
-                    try:
-                        self.decide(info)
-                    except TransportError as exc:  # not recorded as decided: the next poll decides again
-                        _LOG.warning("job %s: could not send this node's decision: %s; retrying", info.job_id, exc)
+                try:
+                    self._take_up(info)
+                except (TransportError, DeadlineError) as exc:  # not acknowledged: offered again on the next poll
+                    _LOG.warning("job %s: could not reach the coordinator: %s; retrying", info.job_id, exc)
                     continue
-                if info.job_id not in self._threads:
-                    t = threading.Thread(target=self.run_job, args=(info,), name=f"job-{info.job_id}", daemon=True)
-                    self._threads[info.job_id] = t
-                    t.start()
-        for t in self._threads.values():
-            t.join(timeout=5.0)
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        self.channel.close()
+                except FedCreditError as exc:
+                    _LOG.error("job %s: %s", info.job_id, exc)
+                except Exception:  # one job's trouble never stops the node
+                    _LOG.exception("job %s: taking it up failed", info.job_id)
+                self._acks["pending" if info.state == "pending" else "running"].add(info.job_id)
+
+    def _take_up(self, info: job_pb2.JobInfo) -> None:
+        """Decide on a pending job, or start this node's role in a running one (once per job and process)."""
+        if info.state == "pending":
+            self.decide(info)
+        elif info.job_id not in self._threads:
+            t = threading.Thread(target=self.run_job, args=(info,), name=f"job-{info.job_id}", daemon=True)
+            self._threads[info.job_id] = t
+            t.start()
 
     # -- approval
     def decide(self, info: job_pb2.JobInfo) -> None:
@@ -189,8 +276,8 @@ class PartyNode:
             _LOG.info("job %s %s by %s: %s", info.job_id, "approved" if approve else "rejected", by, reason)
         except ConflictError as exc:
             _LOG.info("job %s: %s", info.job_id, exc)
-        except TransportError:
-            raise  # the poll loop retries; the decision is made again on the next poll
+        except (TransportError, DeadlineError):
+            raise  # not acknowledged: the poll loop retries, and the decision is made again on the next poll
         except FedCreditError as exc:  # one job's decision failing must not stop the node
             _LOG.error("job %s: the coordinator refused this node's decision: %s", info.job_id, exc)
         self._decided.add(info.job_id)
@@ -216,12 +303,27 @@ class PartyNode:
         self._report(job_id, True, result.public(), "", "")
         _LOG.info("job %s: role finished; its result is in %s", job_id, files.result)
 
-    def _report(self, job_id: str, ok: bool, result: dict[str, Any], error: str, code: str) -> None:
+    def _report(self, job_id: str, ok: bool, result: dict[str, Any], error: str, code: str, wait_s: float = 600.0) -> None:
+        """Report this role's end, retrying with backoff while the coordinator cannot be reached (it may be
+        restarting); a report the coordinator already has (its reply was lost) is done."""
         req = job_pb2.ReportRoleResultRequest(job_id=job_id, ok=ok, error=error, error_code=code, result_json=json.dumps(result))
-        try:
-            self._call(self.jobs.ReportRoleResult, req)
-        except FedCreditError as exc:
-            _LOG.warning("could not report the result of %s: %s", job_id, exc)
+        deadline = time.monotonic() + wait_s
+        backoff = 0.5
+        while True:
+            try:
+                self._call(self.jobs.ReportRoleResult, req)
+                return
+            except ConflictError:
+                return  # reported before, its reply lost
+            except (TransportError, DeadlineError) as exc:
+                if time.monotonic() > deadline or self._stop.is_set():
+                    _LOG.warning("could not report the result of %s: %s", job_id, exc)
+                    return
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+            except FedCreditError as exc:
+                _LOG.warning("could not report the result of %s: %s", job_id, exc)
+                return
 
     def _progress_reporter(self, job_id: str) -> Any:
         last = [0.0]
@@ -387,7 +489,7 @@ class PartyNode:
             try:
                 resp = self._call(self.nodes.GetPeer, node_pb2.GetPeerRequest(name=peer))
                 break
-            except NotFoundError:
+            except (NotFoundError, TransportError, DeadlineError):  # not registered yet, or the connection dropped
                 if time.monotonic() > deadline:
                     raise
                 self._stop.wait(0.5)
@@ -401,7 +503,7 @@ class PartyNode:
         return session, resp.sign_cert_pem, peer_sign
 
     def _sign_cert(self, name: str) -> bytes:
-        return self._call(self.nodes.GetPeer, node_pb2.GetPeerRequest(name=name)).sign_cert_pem
+        return self._call_patiently(self.nodes.GetPeer, node_pb2.GetPeerRequest(name=name)).sign_cert_pem
 
     def _map_fn(self, n_items: int, minimum: int = 20_000) -> MapFn | None:
         """Work on all cores (PSI's scalar multiplications, Paillier encryption randomness): a process

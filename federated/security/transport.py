@@ -85,8 +85,16 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.so_reuseport", 0),
 )
 
+#: Reconnection backoff of channels (#13): gRPC's default grows to 120 s, so after an outage of a minute a party
+#: could stay away long enough to be taken for dead (coordinator ``party_grace_s``); it retries at least every 5 s.
+RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.min_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
+)
+
 #: Channel options.
-CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (*_SIZE_OPTIONS, *KEEPALIVE_OPTIONS)
+CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (*_SIZE_OPTIONS, *KEEPALIVE_OPTIONS, *RECONNECT_OPTIONS)
 
 _HEALTH_SERVICE = ""
 # Remember each channel's target for error messages (channels expose none).

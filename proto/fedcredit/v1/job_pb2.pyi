@@ -133,10 +133,14 @@ class ApproveJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[JobInfo, _Mapping]] = ...) -> None: ...
 
 class PollAssignmentsRequest(_message.Message):
-    __slots__ = ("wait_ms",)
+    __slots__ = ("wait_ms", "ack_job_ids", "ack_pending_job_ids")
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    ACK_JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    ACK_PENDING_JOB_IDS_FIELD_NUMBER: _ClassVar[int]
     wait_ms: int
-    def __init__(self, wait_ms: _Optional[int] = ...) -> None: ...
+    ack_job_ids: _containers.RepeatedScalarFieldContainer[str]
+    ack_pending_job_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, wait_ms: _Optional[int] = ..., ack_job_ids: _Optional[_Iterable[str]] = ..., ack_pending_job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PollAssignmentsResponse(_message.Message):
     __slots__ = ("jobs",)

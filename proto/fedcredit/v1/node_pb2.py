@@ -24,25 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x65\x64\x63redit/v1/node.proto\x12\x0c\x66\x65\x64\x63redit.v1\"k\n\x0fRegisterRequest\x12\x15\n\rseal_cert_pem\x18\x01 \x01(\x0c\x12\x18\n\x10software_version\x18\x02 \x01(\t\x12\x10\n\x08\x64\x61tasets\x18\x03 \x03(\t\x12\x15\n\rsign_cert_pem\x18\x04 \x01(\x0c\"5\n\x10RegisterResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x02 \x01(\t\"\x12\n\x10HeartbeatRequest\"+\n\x11HeartbeatResponse\x12\x16\n\x0eserver_unix_ms\x18\x01 \x01(\x03\"\x1e\n\x0eGetPeerRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"]\n\x0fGetPeerResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rseal_cert_pem\x18\x02 \x01(\x0c\x12\x0e\n\x06online\x18\x03 \x01(\x08\x12\x15\n\rsign_cert_pem\x18\x04 \x01(\x0c\x32\xee\x01\n\x0bNodeService\x12I\n\x08Register\x12\x1d.fedcredit.v1.RegisterRequest\x1a\x1e.fedcredit.v1.RegisterResponse\x12L\n\tHeartbeat\x12\x1e.fedcredit.v1.HeartbeatRequest\x1a\x1f.fedcredit.v1.HeartbeatResponse\x12\x46\n\x07GetPeer\x12\x1c.fedcredit.v1.GetPeerRequest\x1a\x1d.fedcredit.v1.GetPeerResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x65\x64\x63redit/v1/node.proto\x12\x0c\x66\x65\x64\x63redit.v1\"\x80\x01\n\x0fRegisterRequest\x12\x15\n\rseal_cert_pem\x18\x01 \x01(\x0c\x12\x18\n\x10software_version\x18\x02 \x01(\t\x12\x10\n\x08\x64\x61tasets\x18\x03 \x03(\t\x12\x15\n\rsign_cert_pem\x18\x04 \x01(\x0c\x12\x13\n\x0binstance_id\x18\x05 \x01(\t\"K\n\x10RegisterResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x02 \x01(\t\x12\x14\n\x0cheartbeat_ms\x18\x03 \x01(\r\"\'\n\x10HeartbeatRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\"+\n\x11HeartbeatResponse\x12\x16\n\x0eserver_unix_ms\x18\x01 \x01(\x03\"\x1e\n\x0eGetPeerRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"]\n\x0fGetPeerResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rseal_cert_pem\x18\x02 \x01(\x0c\x12\x0e\n\x06online\x18\x03 \x01(\x08\x12\x15\n\rsign_cert_pem\x18\x04 \x01(\x0c\x32\xee\x01\n\x0bNodeService\x12I\n\x08Register\x12\x1d.fedcredit.v1.RegisterRequest\x1a\x1e.fedcredit.v1.RegisterResponse\x12L\n\tHeartbeat\x12\x1e.fedcredit.v1.HeartbeatRequest\x1a\x1f.fedcredit.v1.HeartbeatResponse\x12\x46\n\x07GetPeer\x12\x1c.fedcredit.v1.GetPeerRequest\x1a\x1d.fedcredit.v1.GetPeerResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedcredit.proto.v1.node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REGISTERREQUEST']._serialized_start=41
-  _globals['_REGISTERREQUEST']._serialized_end=148
-  _globals['_REGISTERRESPONSE']._serialized_start=150
-  _globals['_REGISTERRESPONSE']._serialized_end=203
-  _globals['_HEARTBEATREQUEST']._serialized_start=205
-  _globals['_HEARTBEATREQUEST']._serialized_end=223
-  _globals['_HEARTBEATRESPONSE']._serialized_start=225
-  _globals['_HEARTBEATRESPONSE']._serialized_end=268
-  _globals['_GETPEERREQUEST']._serialized_start=270
-  _globals['_GETPEERREQUEST']._serialized_end=300
-  _globals['_GETPEERRESPONSE']._serialized_start=302
-  _globals['_GETPEERRESPONSE']._serialized_end=395
-  _globals['_NODESERVICE']._serialized_start=398
-  _globals['_NODESERVICE']._serialized_end=636
+  _globals['_REGISTERREQUEST']._serialized_start=42
+  _globals['_REGISTERREQUEST']._serialized_end=170
+  _globals['_REGISTERRESPONSE']._serialized_start=172
+  _globals['_REGISTERRESPONSE']._serialized_end=247
+  _globals['_HEARTBEATREQUEST']._serialized_start=249
+  _globals['_HEARTBEATREQUEST']._serialized_end=288
+  _globals['_HEARTBEATRESPONSE']._serialized_start=290
+  _globals['_HEARTBEATRESPONSE']._serialized_end=333
+  _globals['_GETPEERREQUEST']._serialized_start=335
+  _globals['_GETPEERREQUEST']._serialized_end=365
+  _globals['_GETPEERRESPONSE']._serialized_start=367
+  _globals['_GETPEERRESPONSE']._serialized_end=460
+  _globals['_NODESERVICE']._serialized_start=463
+  _globals['_NODESERVICE']._serialized_end=701
 # @@protoc_insertion_point(module_scope)

@@ -7,28 +7,34 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("seal_cert_pem", "software_version", "datasets", "sign_cert_pem")
+    __slots__ = ("seal_cert_pem", "software_version", "datasets", "sign_cert_pem", "instance_id")
     SEAL_CERT_PEM_FIELD_NUMBER: _ClassVar[int]
     SOFTWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
     DATASETS_FIELD_NUMBER: _ClassVar[int]
     SIGN_CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     seal_cert_pem: bytes
     software_version: str
     datasets: _containers.RepeatedScalarFieldContainer[str]
     sign_cert_pem: bytes
-    def __init__(self, seal_cert_pem: _Optional[bytes] = ..., software_version: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ..., sign_cert_pem: _Optional[bytes] = ...) -> None: ...
+    instance_id: str
+    def __init__(self, seal_cert_pem: _Optional[bytes] = ..., software_version: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ..., sign_cert_pem: _Optional[bytes] = ..., instance_id: _Optional[str] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
-    __slots__ = ("node", "coordinator")
+    __slots__ = ("node", "coordinator", "heartbeat_ms")
     NODE_FIELD_NUMBER: _ClassVar[int]
     COORDINATOR_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_MS_FIELD_NUMBER: _ClassVar[int]
     node: str
     coordinator: str
-    def __init__(self, node: _Optional[str] = ..., coordinator: _Optional[str] = ...) -> None: ...
+    heartbeat_ms: int
+    def __init__(self, node: _Optional[str] = ..., coordinator: _Optional[str] = ..., heartbeat_ms: _Optional[int] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("instance_id",)
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    def __init__(self, instance_id: _Optional[str] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("server_unix_ms",)
