@@ -4,7 +4,7 @@
 
 * what each role reads: its party, peer, dataset and columns, and whether it needs labels and features;
 * which PSI program the parties run (ECDH, OT-extension or unbalanced) with which parameters, whether
-  it runs count-first, and whether a node restarted in the middle of it picks it up again;
+  it runs count-first, and whether a node restarted in the middle of it (or of training) picks it up again;
 * for a ``train`` job, the two-party LR parameters and the preprocessing both parties apply;
 * which protocol steps the relay carries for the job.
 
@@ -161,7 +161,10 @@ class JobPlan:
 
     def can_resume(self, stage: str | None) -> bool:
         """Whether a node restarted at ``stage`` (its last progress report; None: none yet) picks its role up
-        again. PSI checkpoints after every batch where it is resumable; no other stage keeps a checkpoint."""
+        again. PSI checkpoints after every batch where it is resumable; training checkpoints at every epoch
+        boundary, after the node recorded PSI's result, so a node restarted in training resumes whatever the PSI."""
+        if stage == "train":
+            return self.train is not None
         return self.psi.resumable and stage in (None, "psi")
 
 

@@ -22,7 +22,7 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import grpc
@@ -30,6 +30,7 @@ import numpy as np
 
 from fedcredit.proto.v1 import job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc
 from fedcredit.protocols.core import MapFn, Progress, Role, key_owner_of
+from fedcredit.protocols.hetero_lr.two_party_checkpoint import CHECKPOINT_STAGE as TRAIN_CHECKPOINT_STAGE
 
 from fedcredit.runtime.node.approval import check_policy, checked_spec, dataset_digest, make_approval, my_role, require_own_approval
 from fedcredit.runtime.security.certs import load_tls
@@ -38,8 +39,8 @@ from fedcredit.runtime.node.consent import apply_consent, load_consent_registry
 from fedcredit.runtime.node.data import LocalDataset, load_dataset
 from fedcredit.runtime.errors import ConfigError, ConflictError, DataError, FedCreditError, NotFoundError, PermissionDeniedError, TransportError, from_rpc_error
 from fedcredit.runtime.plan import JobPlan, RolePlan, plan_job
-from fedcredit.runtime.node.psi_runner import PartyIds, run_psi
-from fedcredit.runtime.node.results import JobResult, Traffic
+from fedcredit.runtime.node.psi_runner import PartyIds, PsiRun, run_psi
+from fedcredit.runtime.node.results import JobResult, PsiOutcome, Traffic
 from fedcredit.runtime.driver import RelayEndpoint, RoleRun, describe_error
 from fedcredit.runtime.security.sealing import SEAL_CHECKPOINT_KEY, SealSession, load_seal_identity, verify_peer_seal_cert
 from fedcredit.runtime.security.signing import envelope_fields, load_signing_identity, verify_signing_cert
@@ -97,11 +98,31 @@ class PartyNode:
                     raise
                 time.sleep(1.0)
 
+    def sweep_checkpoints(self) -> list[str]:
+        """At start: delete the checkpoints of every job that ended while this node was down (failed, cancelled,
+        or unknown to the coordinator). Those of a running job stay: the node resumes it when it is offered again.
+        Returns the jobs whose checkpoints were deleted."""
+        dropped = []
+        for job_id in self.store.jobs_with_checkpoints():
+            try:
+                state = self._call(self.jobs.GetJob, job_pb2.GetJobRequest(job_id=job_id)).job.state
+            except (NotFoundError, PermissionDeniedError):
+                state = "unknown"
+            except FedCreditError as exc:  # the coordinator is unreachable: keep them, and look again at the next start
+                _LOG.warning("job %s: cannot tell whether it ended (%s); its checkpoints stay for now", job_id, exc)
+                continue
+            if state not in ("pending", "running"):
+                self.store.job(job_id).drop_checkpoints()
+                dropped.append(job_id)
+                _LOG.info("job %s is %s: deleted the checkpoints this node kept to resume it", job_id, state)
+        return dropped
+
     def stop(self) -> None:
         self._stop.set()
 
     def serve_forever(self) -> None:
         self.register()
+        self.sweep_checkpoints()
         while not self._stop.is_set():
             try:
                 resp = self._call(self.jobs.PollAssignments, job_pb2.PollAssignmentsRequest(wait_ms=5_000), timeout=20.0)
@@ -184,6 +205,15 @@ class PartyNode:
     def run_job(self, info: job_pb2.JobInfo) -> None:
         job_id = info.job_id
         try:
+            self._run_and_report(info)
+        finally:
+            # The job ended here, either way: nothing it kept to resume (PSI's scalar, training's seed and weight
+            # shares) may outlive it. Only a killed process leaves its checkpoints behind, to resume from.
+            self.store.job(job_id).drop_checkpoints()
+
+    def _run_and_report(self, info: job_pb2.JobInfo) -> None:
+        job_id = info.job_id
+        try:
             result = self._run_job(info)
         except Exception as exc:
             code, message = describe_error(exc)
@@ -245,7 +275,8 @@ class PartyNode:
         data_sha256 = self.check_approved_data(info, spec)
         plan = plan_job(spec)
 
-        resuming = self.store.job(info.job_id).has_checkpoint()
+        files = self.store.job(info.job_id)
+        resuming = files.has_checkpoint() or files.has_psi_done()
         writer = TranscriptWriter(self.store.transcript(info.job_id, me), job_id=info.job_id, identity=self.signer,
                                   role=role.value, ca_cert_pem=self.tls.ca, keep_payloads=self.cfg.transcripts.keep_payloads,
                                   resume=resuming)
@@ -270,13 +301,20 @@ class PartyNode:
         data, ids = self._load(info.job_id, plan, mine, writer, minimum)
         files = self.store.job(info.job_id)
         run = RoleRun(mine.role, self._endpoint(info.job_id, plan, mine, writer, files), secrets.SystemRandom(), self._map_fn)
-        psi = run_psi(run, plan.psi, mine, ids, salt=bytes.fromhex(info.psi_salt_hex), minimum=minimum, files=files,
-                      store=self.store, transcript=writer)
+        psi = _recorded_psi(files) if plan.train is not None else None
+        if psi is None:
+            psi = run_psi(run, plan.psi, mine, ids, salt=bytes.fromhex(info.psi_salt_hex), minimum=minimum, files=files,
+                          store=self.store, transcript=writer)
+            if plan.train is not None and psi.rows is not None:
+                # what training needs of PSI, before PSI's checkpoint goes: a restart from here resumes training
+                files.save_psi_done({"outcome": asdict(psi.outcome), "rows": [int(r) for r in psi.rows], "aligned": psi.aligned})
+            files.drop_checkpoint()  # PSI's scalar is no longer needed: do not keep it
         trained = None
         if plan.train is not None:
             if psi.rows is None or len(psi.aligned) == 0:
                 raise FedCreditError("the intersection is empty: nothing to train on")
-            trained = run_training(run, plan.train, data, psi.rows, psi.aligned, job_id=info.job_id, files=files)
+            trained = run_training(run, plan.train, data, psi.rows, psi.aligned, job_id=info.job_id, files=files,
+                                   transcript=writer)
         traffic = Traffic(sent=run.endpoint.bytes_sent, received=run.endpoint.bytes_received)
         if trained is None:
             return JobResult(self.cfg.name, psi.outcome, traffic)
@@ -327,14 +365,21 @@ class PartyNode:
         names = plan.parties(self.cfg.coordinator_name)
         role_of_node = {node: r for r, node in names.items()}
 
+        resumable = plan.psi.resumable or plan.train is not None
+
         def record(direction: str, env: Any, msg: Any, wire: bytes) -> None:
+            if direction == "sent" and resumable:
+                files.save_outbox(env, wire)  # before its record: a restarted node hands the relay the last one again
             owner = key_owner_of(type(msg), role_of_node[env.sender]) if env.classification == "ciphertext" else None
             writer.message(direction, envelope_fields(env), env.signature, key_owner=str(owner) if owner else None,
                            disclosed=msg.disclosed(), payload=wire)
 
         def on_checkpoint(c: Any) -> None:
             # persisted before the program goes on; it holds secrets, so it stays here (0600) and goes nowhere
-            files.save_checkpoint(c.state)
+            if c.stage == TRAIN_CHECKPOINT_STAGE:
+                files.save_train_checkpoint(c.state)
+            else:
+                files.save_checkpoint(c.state)
 
         return RelayEndpoint(
             self.channel, job_id, mine.role, names, signer=self.signer, verify_keys=verify_keys,
@@ -362,7 +407,7 @@ class PartyNode:
         peer_key = verify_peer_seal_cert(resp.seal_cert_pem, self.tls.ca, peer)
         peer_sign = verify_signing_cert(resp.sign_cert_pem, self.tls.ca, peer)
         try:
-            restored = (files.load_checkpoint() or {}).get(SEAL_CHECKPOINT_KEY, {}).get(peer)
+            restored = (files.load_checkpoint() or files.load_train_checkpoint() or {}).get(SEAL_CHECKPOINT_KEY, {}).get(peer)
         except (OSError, ValueError, AttributeError):
             restored = None  # the PSI resume reads the same file and reports what is wrong with it
         session = SealSession(self.seal, self.signer, peer, peer_key, peer_sign, job_id, restored=restored)
@@ -383,6 +428,18 @@ class PartyNode:
 
                 self._pool = ProcessPoolExecutor(max_workers=os.cpu_count(), mp_context=multiprocessing.get_context("spawn"))
             return self._pool.map
+
+
+def _recorded_psi(files: JobFiles) -> PsiRun | None:
+    """A train job's PSI result as recorded before training started (after a restart: training resumes without PSI)."""
+    try:
+        done = files.load_psi_done()
+        if done is None:
+            return None
+        return PsiRun(PsiOutcome(**done["outcome"]), np.asarray(done["rows"], dtype=np.int64), [str(i) for i in done["aligned"]])
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise DataError(f"{files.psi_done} cannot be read to resume the job: {type(exc).__name__}",
+                        public="the party's record of the job's PSI result cannot be read") from None
 
 
 def peak_rss_mb() -> float:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -47,7 +47,7 @@ from fedcredit.runtime.driver import RoleRun
 from fedcredit.runtime.transcript import TranscriptWriter, read_transcript
 from fedcredit.runtime.node.workdir import JobFiles, NodeStore, UnbalancedHostFiles, UnbalancedKey
 
-__all__ = ["PartyIds", "PsiRun", "run_psi"]
+__all__ = ["PartyIds", "PsiRun", "run_psi", "restore_endpoint"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def _ecdh(run: RoleRun, plan: PsiPlan, me: RolePlan, ids: Sequence[str], salt: b
     state = files.load_checkpoint()
     if state is not None:
         resume = PsiCheckpoint.from_dict(state)
-        _restore_endpoint(run, resume, transcript)
+        restore_endpoint(run, PsiStep, resume.sent, resume.recv_from, transcript, files)
         transcript.event("resumed_psi", sent=dict(resume.sent), recv_from=dict(resume.recv_from))
         _LOG.warning("job %s: resuming PSI from its checkpoint (sent %s)", transcript.job_id, dict(resume.sent))
     program = guest_program if me.role is Role.GUEST else host_program
@@ -151,24 +151,37 @@ def _ecdh(run: RoleRun, plan: PsiPlan, me: RolePlan, ids: Sequence[str], salt: b
         # secrets. Only a killed process leaves its checkpoint behind, to resume from.
         files.drop_checkpoint()
         raise
-    files.drop_checkpoint()  # the scalar is no longer needed: do not keep it
+    # Kept until the caller has recorded what PSI gave (a train job's psi.done.json), then dropped by it: a crash
+    # in between resumes PSI from its last batch instead of starting it again while the peer trains.
     return result
 
 
-def _restore_endpoint(run: RoleRun, resume: PsiCheckpoint, transcript: TranscriptWriter) -> None:
-    """After a restart: the sequence numbers the checkpoint reached, and what this node's transcript says it
-    already sent and received (the relay holds those; they are neither sent again nor recorded twice)."""
+def restore_endpoint(run: RoleRun, steps: Any, sent: Mapping[str, int], recv_from: Mapping[str, int],
+                     transcript: TranscriptWriter, files: JobFiles) -> None:
+    """After a restart: the sequence numbers a checkpoint reached (``steps``: its step table), and what this node's
+    transcript says it already sent and received (the relay holds those; they are neither sent again nor
+    recorded twice)."""
     endpoint = run.endpoint
-    endpoint.restore_counters(PsiStep, resume.sent, resume.recv_from)
+    endpoint.restore_counters(steps, sent, recv_from)
+    last_sent = None
     for rec in read_transcript(transcript.path):
         if rec.get("kind") != "message":
             continue
         body = rec["body"]
         e = body["envelope"]
         if body["direction"] == "sent":
-            endpoint.already_sent.add((e["step"], e["receiver"], int(e["sequence"])))
+            last_sent = (e["step"], e["receiver"], int(e["sequence"]))
+            endpoint.already_sent.add(last_sent)
         elif body["direction"] == "received":
             endpoint.already_received.add((e["step"], e["sender"], int(e["sequence"])))
+    kept = files.load_outbox()
+    if kept is not None and last_sent is not None and (kept[0].step, kept[0].receiver, kept[0].sequence) == last_sent:
+        # A send is recorded before it leaves, and a role sends one message at a time: only the last one recorded
+        # may have been cut off by the crash. Hand the relay that very message again (it drops it if it has it),
+        # or the peer would wait for it forever.
+        endpoint.redeliver(*kept)
+        _LOG.info("job %s: handed the relay %s#%d again (the last message sent before the restart)", transcript.job_id,
+                  kept[0].step, kept[0].sequence)
 
 
 def _unbalanced(run: RoleRun, plan: PsiPlan, me: RolePlan, ids: Sequence[str], minimum: int,
