@@ -22,7 +22,8 @@ Everything here holds private data, so every file is written by :func:`fedcredit
 its owner only (0600, in a 0700 folder), complete or not at all (temporary file, fsync, rename). The
 transcript writer (:mod:`fedcredit.runtime.transcript`) appends to its own file.
 
-Owns: the paths and formats of a party's files. May import: the standard library, ``fedcredit.proto.v1`` (the envelope of the outbox), ``fedcredit.protocols.psi``
+Owns: the paths and formats of a party's files. May import: the standard library, ``fedcredit.proto.v1`` (the
+outbox's envelope), ``fedcredit.protocols.psi``
 (the unbalanced cache types) and :mod:`fedcredit.runtime.node.results`. It decides nothing about a job.
 """
 
