@@ -128,12 +128,13 @@ def _train_spec(**psi: Any) -> JobSpec:
                                   "training": {"key_bits": 1024, "max_epochs": 2}}, source="test")
 
 
-def test_training_is_resumable_whatever_the_psi() -> None:
+def test_psi_and_training_are_resumable() -> None:
     for psi in ({"protocol": "ot"}, {"protocol": "ecdh"}):
         plan = plan_job(_train_spec(**psi))
         assert plan.can_resume("train")
-    assert not plan_job(_train_spec(protocol="ot")).can_resume("psi")  # OT keeps no checkpoint
+    assert plan_job(_train_spec(protocol="ot")).can_resume("psi_ot")  # OT runs again from its seed
     assert plan_job(_train_spec(protocol="ecdh")).can_resume("psi")
+    assert not plan_job(_train_spec(protocol="ot")).can_resume("score")  # no other stage keeps a checkpoint
     psi_only = parse_config(JobSpec, {"kind": "psi", "purpose": "financing.credit_risk_model", "guest": {"party": "bank", "dataset": "d"},
                                       "host": {"party": "platform", "dataset": "d"}, "psi": {"protocol": "ot"}}, source="test")
     assert not plan_job(psi_only).can_resume("train")
