@@ -17,8 +17,11 @@ from pathlib import Path
 __all__ = ["atomic_write"]
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, folder_mode: int = 0o700) -> None:
-    """Write ``data`` to ``path`` atomically with permissions ``mode``; a missing folder is made ``folder_mode``."""
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, folder_mode: int = 0o700, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically with permissions ``mode``; a missing folder is made ``folder_mode``.
+
+    ``durable=False`` skips the fsync: the file survives a killed process (the kernel has it), not always a power
+    cut. Only for a file written very often whose loss is detected and harmless (a node's outbox)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=folder_mode)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -26,7 +29,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, folder_mode: int
             os.fchmod(fh.fileno(), mode)
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

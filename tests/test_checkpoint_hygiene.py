@@ -3,6 +3,7 @@ was down when its job ended deletes them when it starts. (The real-process runs 
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,12 @@ def _write_all(node: PartyNode, job_id: str) -> list[Path]:
     files.save_checkpoint(SECRET)
     files.save_psi_done({"rows": [1, 2], "aligned": ["a", "b"], "outcome": {}})
     files.save_train_checkpoint(SECRET)
-    files.save_outbox(envelope_pb2.Envelope(job_id=job_id, step="lr2.shares", sequence=3, payload_size=4), b"wire")
+    files.save_outbox(_envelope(job_id), b"wire")
     return list(files.checkpoints)
+
+
+def _envelope(job_id: str) -> envelope_pb2.Envelope:
+    return envelope_pb2.Envelope(job_id=job_id, step="lr2.shares", sequence=3, payload_size=4, payload_sha256=hashlib.sha256(b"wire").digest())
 
 
 def test_checkpoints_are_owner_only(tmp_path: Path) -> None:
@@ -101,10 +106,13 @@ class _Jobs:
 def test_outbox_round_trip(tmp_path: Path) -> None:
     files = NodeStore(tmp_path).job("j")
     assert files.load_outbox() is None
-    files.save_outbox(envelope_pb2.Envelope(job_id="j", step="lr2.shares", sequence=3, payload_size=4), b"wire")
+    files.save_outbox(_envelope("j"), b"wire")
     env, data = files.load_outbox() or (None, b"")
     assert env is not None and (env.step, env.sequence, data) == ("lr2.shares", 3, b"wire")
+    assert files.outbox.stat().st_mode & 0o777 == 0o600
     files.outbox.write_bytes(files.outbox.read_bytes()[:-1])  # cut short: not handed to the relay
+    assert files.load_outbox() is None
+    files.outbox.write_bytes(files.outbox.read_bytes()[:-1] + b"ee")  # the right length, not the bytes signed for
     assert files.load_outbox() is None
 
 
