@@ -213,9 +213,11 @@ class PartyNode:
 
     def _run_and_report(self, info: job_pb2.JobInfo) -> None:
         job_id = info.job_id
+        files = self.store.job(job_id)
         try:
             result = self._run_job(info)
         except Exception as exc:
+            files.drop_checkpoints()  # before the report: once the job has ended, nothing of it may resume
             code, message = describe_error(exc)
             if not isinstance(exc, FedCreditError):
                 _LOG.exception("job %s failed", job_id)
@@ -224,7 +226,7 @@ class PartyNode:
             # what leaves the node: the code, column names and line numbers, never a value or a path
             self._report(job_id, False, {}, describe_error(exc, public=True)[1], code)
             return
-        files = self.store.job(job_id)
+        files.drop_checkpoints()
         files.write_result(result)
         self._report(job_id, True, result.public(), "", "")
         _LOG.info("job %s: role finished; its result is in %s", job_id, files.result)
