@@ -3,8 +3,9 @@ role from its last epoch checkpoint, and the job ends with the model and metrics
 
 Both runs use the same job seed (split and batches) but each node draws its secret randomness afresh (keys,
 masks), so two uninterrupted runs already differ in the last bits of the fixed-point local truncation (a few
-units of 2^-24 per step; measured up to 6e-7 here): weights and losses are compared to 1e-5, AUC and KS to 1e-6. That the resumed run is *bit*-identical to the run it continues is
-proven in tests/test_two_party_resume.py, where the randomness is seeded.
+units of 2^-24 per step; measured up to 6e-7 here): weights and losses are compared to 1e-5, AUC and KS to
+1e-6. That the resumed run is *bit*-identical to the run it continues is proven in
+tests/test_two_party_resume.py, where the randomness is seeded.
 """
 
 from __future__ import annotations
