@@ -218,3 +218,19 @@ def test_prg_is_labelled_and_deterministic() -> None:
     q.reseed("epoch 1")
     assert p.getrandbits(128) != q.getrandbits(128)
     assert all(0 <= p.getrandbits(13) < 2**13 for _ in range(100))
+
+
+@pytest.mark.parametrize("reveal", ["shared"])  # owner: as with Paillier (the engines differ before the output phase)
+def test_ckks_restart_is_bit_identical(data, keys, reveal: str) -> None:
+    """The RLWE engine: the key pair comes from the seed too, and the peer's RLWE public key is in the checkpoint."""
+    params = _params(he_scheme="ckks", max_epochs=2, reveal_weights=reveal)
+    ref, parties = _run(_makers(data, keys, params))
+    cp = TrainCheckpoint.from_dict(parties[H].checkpoints[-1])
+    assert cp.peer is not None and cp.peer["key"]["kind"] == "rlwe"
+    for role, k, j in ((H, 2, 7), (G, 1, 0)):  # mid-epoch 2 for the host; just after the setup for the guest
+        got, _ = _run(_makers(data, keys, params), kill=(role, k, j))
+        if reveal == "shared":
+            assert got[G].shares == ref[G].shares and got[H].shares == ref[H].shares
+            assert got[G].metrics == ref[G].metrics and np.array_equal(got[G].test_scores, ref[G].test_scores)
+        else:
+            _same(ref, got)
