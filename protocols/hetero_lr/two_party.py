@@ -91,6 +91,14 @@ residual, a score of a training row, an intermediate weight, or a label. Why eac
    the coordinated mode (``d = −y/2`` at zero weights) has nothing to work on:
    what the host decrypts in the first batch is uniform whatever the labels.
 
+Resume. Every random draw of a role (its key pair, masks, encryption
+randomness) comes from a PRG keyed by a secret seed and re-keyed at every
+epoch; with ``checkpoint=True`` the role yields a ``Checkpoint`` (stage
+``lr2``: seed, weight shares, velocities, losses, the peer's public key)
+before its first message, after the setup and after every epoch, and
+``resume=`` continues from one exactly, re-creating what it sent since then
+byte for byte (:mod:`.two_party_checkpoint`).
+
 Rounding: local truncation makes the sum of the truncated shares off by at
 most one unit of ``2^-fw``, and wrong with probability below ``2^-40`` per
 truncation; :func:`plan_two_party` checks ``ℓ`` for that before any work.
