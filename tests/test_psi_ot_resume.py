@@ -118,3 +118,25 @@ def test_a_different_seed_gives_different_messages() -> None:
         raise AssertionError("no send")
 
     assert first_send(b"\x01" * 32) == first_send(b"\x01" * 32) != first_send(b"\x03" * 32)
+
+
+@pytest.mark.parametrize("mode,count_first", [(Reveal.GUEST, True), (Reveal.CARDINALITY, False)])
+def test_unbalanced_role_restarted_from_its_seed_ends_the_same(mode: Reveal, count_first: bool) -> None:
+    """The unbalanced mode resumes the same way (psi_runner ``_unbalanced``): the host's key and cache are on its
+    disk already, and everything else either role draws comes from its seed."""
+    from fedcredit.protocols.psi import (UnbalancedParams, unbalanced_build_cache, unbalanced_cache_digest,
+                                         unbalanced_guest_program, unbalanced_host_program, unbalanced_new_key)
+
+    g, h = _ids()
+    key, salt = unbalanced_new_key(random.Random(7)), b"\x05" * 32
+    cache, digest = unbalanced_build_cache(h, key, salt), unbalanced_cache_digest(h, key, salt)
+    params = UnbalancedParams(mode=mode, count_first=count_first, batch_size=64, cache_batch_size=128)
+    makers = {G: lambda: unbalanced_guest_program(g, params, EpochPrg(b"\x01" * 32, "psi_ub"), min_intersection=1 if count_first else 0),
+              H: lambda: unbalanced_host_program(key, cache, digest, params, EpochPrg(b"\x02" * 32, "psi_ub"),
+                                                 min_intersection=1 if count_first else 0)}
+    ref, _ = _run(makers)
+    assert ref[G].result.size == 300
+    for role in (G, H):
+        for n in (2, 5, 9):
+            got, _ = _run(makers, kill=(role, n))
+            assert got[G].result == ref[G].result and got[G].cache_updated == ref[G].cache_updated

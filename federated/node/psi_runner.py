@@ -40,7 +40,7 @@ from fedcredit.protocols.psi import (
     unbalanced_host_program,
     unbalanced_new_key,
 )
-from fedcredit.protocols.psi.ot import OtPsiStep, ot_guest_program, ot_host_program
+from fedcredit.protocols.psi.ot import ot_guest_program, ot_host_program
 
 from fedcredit.runtime.errors import PermissionDeniedError
 from fedcredit.runtime.plan import PsiPlan, PsiProgram, RolePlan
@@ -53,8 +53,10 @@ __all__ = ["PartyIds", "PsiRun", "run_psi", "restore_endpoint"]
 
 _LOG = logging.getLogger(__name__)
 
-#: The OT checkpoint's stage: the sealing phase of the OT steps (``psi_ot.*``), so the endpoint keeps its keys with it.
+#: A replayed role's checkpoint stage: the sealing phase of its steps (``psi_ot.*``; ``psi.ub_*``), so the endpoint
+#: keeps that phase's keys with it.
 OT_CHECKPOINT_STAGE = "psi_ot"
+PSI_CHECKPOINT_STAGE = "psi"
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ def run_psi(run: RoleRun, plan: PsiPlan, me: RolePlan, mine: PartyIds, *, salt: 
             before; this is a guard).
     """
     if plan.program is PsiProgram.UNBALANCED:
-        outcome, learned = _unbalanced(run, plan, me, mine.ids, minimum, store)
+        outcome, learned = _unbalanced(run, plan, me, mine.ids, minimum, store, salt, files, transcript)
     else:
         t0 = time.monotonic()
         if plan.program is PsiProgram.OT:
@@ -170,19 +172,7 @@ def _ot(run: RoleRun, plan: PsiPlan, me: RolePlan, ids: Sequence[str], salt: byt
     again in case the crash cut it off), what the peer had sent is fetched again (the relay keeps delivered
     messages), and the result is the same. The cost is the role's own OT computation once more (OT keeps no
     per-batch state worth saving: 2.2 s for a whole job at 2^17, 9.1 s at 2^20)."""
-    state = files.load_checkpoint()
-    if state is not None:
-        if state.get("protocol") != "psi.ot" or state.get("role") != me.role.value or state.get("salt") != salt.hex():
-            raise ProtocolError("the PSI checkpoint is not this job's OT role's; cannot resume")
-        seed = bytes.fromhex(state["secret"]["seed"])
-        restore_endpoint(run, OtPsiStep, {}, {}, transcript, files)
-        transcript.event("resumed_psi", protocol="ot")
-        _LOG.warning("job %s: resuming OT PSI: running it again from its seed", transcript.job_id)
-    else:
-        seed = run.rng.getrandbits(256).to_bytes(32, "little")
-        # persisted before the first message; the endpoint adds the phase's sealing keys once they are agreed
-        run.endpoint.checkpoint(Checkpoint(OT_CHECKPOINT_STAGE, {"version": 1, "protocol": "psi.ot", "role": me.role.value,
-                                                                  "salt": salt.hex(), "secret": {"seed": seed.hex()}}))
+    seed = _replay_seed(run, me, "psi.ot", OT_CHECKPOINT_STAGE, salt, files, transcript)
     program = ot_guest_program if me.role is Role.GUEST else ot_host_program
     try:
         result: PsiResult = run.drive(program(ids, plan.ot_params(salt), EpochPrg(seed, "psi_ot"), min_intersection=minimum))
@@ -190,6 +180,25 @@ def _ot(run: RoleRun, plan: PsiPlan, me: RolePlan, ids: Sequence[str], salt: byt
         files.drop_checkpoint()  # a failed role fails the job, which cannot resume: keep none of its secrets
         raise
     return result
+
+
+def _replay_seed(run: RoleRun, me: RolePlan, protocol: str, stage: str, salt: bytes, files: JobFiles,
+                 transcript: TranscriptWriter) -> bytes:
+    """The secret seed of a PSI role resumed by replay (OT, unbalanced): kept before its first message, read back
+    after a restart (and the endpoint told what was sent and received before it)."""
+    state = files.load_checkpoint()
+    if state is not None:
+        if state.get("protocol") != protocol or state.get("role") != me.role.value or state.get("salt") != salt.hex():
+            raise ProtocolError(f"the PSI checkpoint is not this job's {protocol} role's; cannot resume")
+        restore_endpoint(run, PsiStep, {}, {}, transcript, files)
+        transcript.event("resumed_psi", protocol=protocol)
+        _LOG.warning("job %s: resuming %s: running it again from its seed", transcript.job_id, protocol)
+        return bytes.fromhex(state["secret"]["seed"])
+    seed: bytes = run.rng.getrandbits(256).to_bytes(32, "little")
+    # persisted before the first message; the endpoint adds the phase's sealing keys once they are agreed
+    run.endpoint.checkpoint(Checkpoint(stage, {"version": 1, "protocol": protocol, "role": me.role.value, "salt": salt.hex(),
+                                               "secret": {"seed": seed.hex()}}))
+    return seed
 
 
 def restore_endpoint(run: RoleRun, steps: Any, sent: Mapping[str, int], recv_from: Mapping[str, int],
@@ -220,28 +229,40 @@ def restore_endpoint(run: RoleRun, steps: Any, sent: Mapping[str, int], recv_fro
                   kept[0].step, kept[0].sequence)
 
 
-def _unbalanced(run: RoleRun, plan: PsiPlan, me: RolePlan, ids: Sequence[str], minimum: int,
-                store: NodeStore) -> tuple[PsiOutcome, PsiResult | None]:
+def _unbalanced(run: RoleRun, plan: PsiPlan, me: RolePlan, ids: Sequence[str], minimum: int, store: NodeStore, salt: bytes,
+                files: JobFiles, transcript: TranscriptWriter) -> tuple[PsiOutcome, PsiResult | None]:
+    """Unbalanced PSI; resumed after a restart by running the role again from its seed (as OT)."""
+    try:
+        return _unbalanced_role(run, plan, me, ids, minimum, store, salt, files, transcript)
+    except Exception:
+        files.drop_checkpoint()  # a failed role fails the job, which cannot resume: keep none of its secrets
+        raise
+
+
+def _unbalanced_role(run: RoleRun, plan: PsiPlan, me: RolePlan, ids: Sequence[str], minimum: int, store: NodeStore,
+                     salt: bytes, files: JobFiles, transcript: TranscriptWriter) -> tuple[PsiOutcome, PsiResult | None]:
     params = plan.unbalanced_params()
     t_off = time.monotonic()
     if me.role is Role.HOST:
-        files = store.unbalanced_host(me.dataset)
-        key = _host_key(files, me.dataset, run)
+        held = store.unbalanced_host(me.dataset)
+        key = _host_key(held, me.dataset, run)
         digest = unbalanced_cache_digest(ids, key.key, key.salt)
-        cache = files.cache(digest.digest)
+        cache = held.cache(digest.digest)
         rebuilt = cache is None
         if cache is None:  # the set or the key changed: blind the whole set again (offline work)
             cache = unbalanced_build_cache(ids, key.key, key.salt, map_fn=run.map_fn(len(ids)))
-            files.save_cache(cache, digest.digest)
+            held.save_cache(cache, digest.digest)
         offline = time.monotonic() - t_off
         t_on = time.monotonic()
-        run.drive(unbalanced_host_program(key.key, cache, digest, params, run.rng, map_fn=run.map_fn(len(ids)),
+        rng = EpochPrg(_replay_seed(run, me, "psi.unbalanced", PSI_CHECKPOINT_STAGE, salt, files, transcript), "psi_ub")
+        run.drive(unbalanced_host_program(key.key, cache, digest, params, rng, map_fn=run.map_fn(len(ids)),
                                           min_intersection=minimum))
         return PsiOutcome(online_seconds=time.monotonic() - t_on, offline_seconds=offline, cache_rebuilt=rebuilt), None
     copy = store.unbalanced_guest(me.peer, me.peer_dataset)
     cache = copy.cache()  # the host's cache from an earlier job, if this node kept one
     t_on = time.monotonic()
-    res = run.drive(unbalanced_guest_program(ids, params, run.rng, cache=cache, map_fn=run.map_fn(len(ids)),
+    rng = EpochPrg(_replay_seed(run, me, "psi.unbalanced", PSI_CHECKPOINT_STAGE, salt, files, transcript), "psi_ub")
+    res = run.drive(unbalanced_guest_program(ids, params, rng, cache=cache, map_fn=run.map_fn(len(ids)),
                                              min_intersection=minimum))
     online = time.monotonic() - t_on
     if res.cache_updated:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from fedcredit.protocols.core import Role
+from fedcredit.protocols.core import Progress, Role
 from fedcredit.protocols.hetero_lr import HeteroLRParams, Standardizer, split_train_test
 from fedcredit.protocols.hetero_lr import two_party
 from fedcredit.protocols.hetero_lr.two_party import TrainCheckpoint, TwoPartyStep
@@ -65,6 +65,9 @@ def run_training(run: RoleRun, plan: TrainPlan, data: LocalDataset, rows: np.nda
         transcript.event("resumed_training", epoch=resume.epoch, sent=dict(resume.sent), recv_from=dict(resume.recv_from))
         _LOG.warning("job %s: resuming training from its checkpoint after epoch %d", job_id, resume.epoch)
     checkpoint = transcript is not None
+    # the coordinator now sees this node in training (where a restart resumes), before the first batch ends;
+    # 0 of 0 is never held back by the progress reporter's rate limit
+    run.endpoint.progress(Progress("train", 0, 0, {"phase": "setup"}))
     train_pos, test_pos = split_train_test(aligned, plan.seed, plan.test_fraction)
     x = data.features[rows]
     std = Standardizer.fit(x[train_pos], clip=plan.clip)

@@ -321,7 +321,6 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
     if peer_state is None:
         if checkpoint:
             yield save(0, False)  # the seed is on disk before anything derived from it leaves
-        yield Progress("train", 0, params.max_epochs * n_batches, {"epoch": 0})  # the runtime's stage is now "train"
         yield snd(TwoPartyStep.SETUP, PartySetup(eng.public_key, m, n_train, n_test), to=peer_role)
         setup: PartySetup = yield rcv(TwoPartyStep.SETUP, frm=peer_role)
         if (setup.n_train, setup.n_test) != (n_train, n_test):
