@@ -4,6 +4,7 @@ was down when its job ended deletes them when it starts. (The real-process runs 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -151,3 +152,43 @@ def test_psi_and_training_are_resumable() -> None:
     psi_only = parse_config(JobSpec, {"kind": "psi", "purpose": "financing.credit_risk_model", "guest": {"party": "bank", "dataset": "d"},
                                       "host": {"party": "platform", "dataset": "d"}, "psi": {"protocol": "ot"}}, source="test")
     assert not plan_job(psi_only).can_resume("train")
+
+
+class _Endpoint:
+    def __init__(self) -> None:
+        self.already_sent: set[tuple[str, str, int]] = set()
+        self.already_received: set[tuple[str, str, int]] = set()
+        self.redelivered: list[tuple[Any, bytes]] = []
+
+    def restore_counters(self, steps: Any, sent: Any, recv_from: Any) -> None:
+        pass
+
+    def redeliver(self, env: Any, data: bytes) -> None:
+        self.redelivered.append((env, data))
+
+
+def _transcript(tmp_path: Path, sent: list[tuple[str, int]]) -> Any:
+    path = tmp_path / "t.jsonl"
+    lines = [{"kind": "message", "body": {"direction": "received", "envelope": {"step": "lr2.shares", "sender": "bank", "sequence": 2}}}]
+    lines += [{"kind": "message", "body": {"direction": "sent", "envelope": {"step": s, "receiver": "bank", "sequence": n}}} for s, n in sent]
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return type("T", (), {"path": path, "job_id": "j"})()
+
+
+@pytest.mark.parametrize("outbox,handed", [(("lr2.shares", 3), True), (("lr2.shares", 2), False), (None, False)])
+def test_a_restarted_node_hands_the_relay_its_last_message_again(tmp_path: Path, outbox: Any, handed: bool) -> None:
+    """A send is recorded before it leaves: a node killed while sending it must hand it over again, as it was
+    (only the last one recorded can be in flight; an outbox of an older message is not handed over)."""
+    from fedcredit.runtime.node.psi_runner import restore_endpoint
+
+    files = NodeStore(tmp_path).job("j")
+    if outbox is not None:
+        env = _envelope("j")
+        env.step, env.sequence, env.receiver = outbox[0], outbox[1], "bank"
+        files.save_outbox(env, b"wire")
+    endpoint = _Endpoint()
+    run = type("Run", (), {"endpoint": endpoint})()
+    restore_endpoint(run, None, {}, {}, _transcript(tmp_path, [("lr2.shares", 2), ("lr2.shares", 3)]), files)
+    assert endpoint.already_sent == {("lr2.shares", "bank", 2), ("lr2.shares", "bank", 3)}
+    assert endpoint.already_received == {("lr2.shares", "bank", 2)}
+    assert [(e.step, e.sequence, d) for e, d in endpoint.redelivered] == ([("lr2.shares", 3, b"wire")] if handed else [])
