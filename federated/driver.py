@@ -284,6 +284,11 @@ class Endpoint(ABC):
             self._persist_checkpoint()  # the phase's first checkpoint came before its keys: keep them before going on
         return sealer
 
+    def redeliver(self, env: envelope_pb2.Envelope, data: bytes) -> None:
+        """After a restart: hand the relay again, as it was, a message this node recorded sending just before it
+        stopped (it may have been cut off). The relay drops it if it has it already."""
+        self._deliver(env, data)
+
     def restore_counters(self, steps: Any, sent: Mapping[str, int], recv_from: Mapping[str, int]) -> None:
         """After a restart: continue each step's sequence numbers where the checkpoint says."""
         by_wire = {s.wire: s.spec for s in steps}

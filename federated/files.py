@@ -24,8 +24,11 @@ def _naming(exc: OSError, path: Path) -> OSError:
     return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))  # the errno picks the subclass
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, folder_mode: int = 0o700) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, folder_mode: int = 0o700, durable: bool = True) -> None:
     """Write ``data`` to ``path`` atomically with permissions ``mode``; a missing folder is made ``folder_mode``.
+
+    ``durable=False`` skips the fsync: the file survives a killed process (the kernel has it), not always a power
+    cut. Only for a file written very often whose loss is detected and harmless (a node's outbox).
 
     Raises:
         OSError: the folder or the file cannot be written (read-only or full disk, no permission); its
@@ -44,7 +47,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, folder_mode: int
             os.fchmod(fh.fileno(), mode)
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
         try:

@@ -4,7 +4,7 @@
 
 * what each role reads: its party, peer, dataset and columns, and whether it needs labels and features;
 * which PSI program the parties run (ECDH, OT-extension or unbalanced) with which parameters, whether
-  it runs count-first, and whether a node restarted in the middle of it picks it up again;
+  it runs count-first, and whether a node restarted in the middle of it (or of training) picks it up again;
 * for a ``train`` job, the two-party LR parameters and the preprocessing both parties apply;
 * which protocol steps the relay carries for the job.
 
@@ -42,7 +42,7 @@ class PsiProgram(str, enum.Enum):
     """Which PSI role programs the parties run."""
 
     ECDH = "ecdh"  # fedcredit.protocols.psi guest_program/host_program: every mode, count-first, checkpoints per batch
-    OT = "ot"  # fedcredit.protocols.psi.ot: OT-extension (KKRT16), the fastest for reveal both/guest; no checkpoints
+    OT = "ot"  # fedcredit.protocols.psi.ot: OT-extension (KKRT16), the fastest for reveal both/guest; resumes by replay from a seed
     UNBALANCED = "unbalanced"  # fedcredit.protocols.psi unbalanced_*: the host answers from its cached, long-lived-key set
 
 
@@ -55,7 +55,7 @@ class PsiPlan:
         reveal: who learns what (``both``, ``guest`` or ``cardinality``).
         count_first: the job reveals ids, so each party's ``min_intersection`` is checked on the count
             before any id is revealed; otherwise a party's minimum does not apply (the count is all it learns).
-        resumable: the programs checkpoint after every batch, so a node restarted mid-PSI resumes.
+        resumable: a node restarted mid-PSI resumes (ECDH from its last batch; OT runs again from its seed).
         validate_uscc: the job asks both parties to check 统一社会信用代码 check digits.
     """
 
@@ -185,8 +185,14 @@ class JobPlan:
 
     def can_resume(self, stage: str | None) -> bool:
         """Whether a node restarted at ``stage`` (its last progress report; None: none yet) picks its role up
-        again. PSI checkpoints after every batch where it is resumable; no other stage keeps a checkpoint."""
-        return self.score is None and self.psi.resumable and stage in (None, "psi")
+        again. PSI checkpoints after every batch where it is resumable (OT and unbalanced PSI: a secret seed, replayed);
+        training checkpoints at every epoch boundary, after the node recorded PSI's result, so a node restarted in
+        training resumes whatever the PSI. A score job keeps no checkpoint."""
+        if self.score is not None:
+            return False
+        if stage == "train":
+            return self.train is not None
+        return self.psi.resumable and stage in (None, "psi", "psi_ot")
 
 
 def plan_job(spec: JobSpec) -> JobPlan:
@@ -231,7 +237,7 @@ def _plan_psi(spec: JobSpec) -> PsiPlan:
     # count, before anything locates the intersection (#12). Both parties learn the count then.
     count_first = spec.kind == "train" or p.reveal in ("both", "guest")
     return PsiPlan(program=program, reveal=Reveal(p.reveal), count_first=count_first,
-                   resumable=program is not PsiProgram.OT, validate_uscc=p.validate_uscc)
+                   resumable=True, validate_uscc=p.validate_uscc)
 
 
 def _role(role: Role, mine: RoleSpec, peer: RoleSpec, *, needs_labels: bool, needs_features: bool) -> RolePlan:

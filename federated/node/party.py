@@ -22,7 +22,7 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import grpc
@@ -30,6 +30,7 @@ import numpy as np
 
 from fedcredit.proto.v1 import job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc
 from fedcredit.protocols.core import MapFn, Progress, Role, key_owner_of
+from fedcredit.protocols.hetero_lr.two_party_checkpoint import CHECKPOINT_STAGE as TRAIN_CHECKPOINT_STAGE
 
 from fedcredit.runtime.node.approval import check_policy, checked_spec, dataset_digest, make_approval, my_role, require_own_approval
 from fedcredit.runtime.security.certs import load_tls
@@ -41,7 +42,7 @@ from fedcredit.runtime.errors import (ConfigError, ConflictError, DataError, Dea
 from fedcredit.runtime.files import check_writable
 from fedcredit.runtime.node.model_package import write_package
 from fedcredit.runtime.plan import JobPlan, RolePlan, plan_job
-from fedcredit.runtime.node.psi_runner import PartyIds, run_psi
+from fedcredit.runtime.node.psi_runner import PartyIds, PsiRun, run_psi
 from fedcredit.runtime.node.results import JobResult, PsiOutcome, Traffic
 from fedcredit.runtime.driver import RelayEndpoint, RoleRun, describe_error
 from fedcredit.runtime.security.sealing import SEAL_CHECKPOINT_KEY, SealSession, load_seal_identity, verify_peer_seal_cert
@@ -147,6 +148,25 @@ class PartyNode:
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 10.0)
 
+    def sweep_checkpoints(self) -> list[str]:
+        """At start: delete the checkpoints of every job that ended while this node was down (failed, cancelled,
+        or unknown to the coordinator). Those of a running job stay: the node resumes it when it is offered again.
+        Returns the jobs whose checkpoints were deleted."""
+        dropped = []
+        for job_id in self.store.jobs_with_checkpoints():
+            try:
+                state = self._call(self.jobs.GetJob, job_pb2.GetJobRequest(job_id=job_id)).job.state
+            except (NotFoundError, PermissionDeniedError):
+                state = "unknown"
+            except FedCreditError as exc:  # the coordinator is unreachable: keep them, and look again at the next start
+                _LOG.warning("job %s: cannot tell whether it ended (%s); its checkpoints stay for now", job_id, exc)
+                continue
+            if state not in ("pending", "running"):
+                self.store.job(job_id).drop_checkpoints()
+                dropped.append(job_id)
+                _LOG.info("job %s is %s: deleted the checkpoints this node kept to resume it", job_id, state)
+        return dropped
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -166,6 +186,7 @@ class PartyNode:
         """Serve until stopped. Neither a job's failure nor the coordinator's restart ends this loop: the node
         reconnects with backoff and registers again; only another live process with its identity does."""
         self.register()
+        self.sweep_checkpoints()
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
         try:
@@ -286,12 +307,23 @@ class PartyNode:
     def run_job(self, info: job_pb2.JobInfo) -> None:
         job_id = info.job_id
         try:
+            self._run_and_report(info)
+        finally:
+            # The job ended here, either way: nothing it kept to resume (PSI's scalar, training's seed and weight
+            # shares) may outlive it. Only a killed process leaves its checkpoints behind, to resume from.
+            self.store.job(job_id).drop_checkpoints()
+
+    def _run_and_report(self, info: job_pb2.JobInfo) -> None:
+        job_id = info.job_id
+        files = self.store.job(job_id)
+        try:
             result = self._run_job(info)
             files = self.store.job(job_id)
             files.write_result(result)
         except Exception as exc:
             if isinstance(exc, OSError):  # a full or read-only disk: named with its path here, and only its kind leaves the node
                 exc = storage_error(exc)
+            files.drop_checkpoints()  # before the report: once the job has ended, nothing of it may resume
             code, message = describe_error(exc)
             if not isinstance(exc, FedCreditError):
                 _LOG.exception("job %s failed", job_id)
@@ -300,6 +332,7 @@ class PartyNode:
             # what leaves the node: the code, column names and line numbers, never a value or a path
             self._report(job_id, False, {}, describe_error(exc, public=True)[1], code)
             return
+        files.drop_checkpoints()  # before the report, as on failure
         self._report(job_id, True, result.public(), "", "")
         _LOG.info("job %s: role finished; its result is in %s", job_id, files.result)
 
@@ -364,7 +397,8 @@ class PartyNode:
         data_sha256 = self.check_approved_data(info, spec)
         plan = plan_job(spec)
 
-        resuming = self.store.job(info.job_id).has_checkpoint()
+        files = self.store.job(info.job_id)
+        resuming = files.has_checkpoint() or files.has_psi_done()
         writer = TranscriptWriter(self.store.transcript(info.job_id, me), job_id=info.job_id, identity=self.signer,
                                   role=role.value, ca_cert_pem=self.tls.ca, keep_payloads=self.cfg.transcripts.keep_payloads,
                                   resume=resuming)
@@ -391,13 +425,20 @@ class PartyNode:
         data, ids = self._load(info.job_id, plan, mine, writer, minimum)
         files = self.store.job(info.job_id)
         run = RoleRun(mine.role, self._endpoint(info.job_id, plan, mine, writer, files), secrets.SystemRandom(), self._map_fn)
-        psi = run_psi(run, plan.psi, mine, ids, salt=bytes.fromhex(info.psi_salt_hex), minimum=minimum, files=files,
-                      store=self.store, transcript=writer)
+        psi = _recorded_psi(files) if plan.train is not None else None
+        if psi is None:
+            psi = run_psi(run, plan.psi, mine, ids, salt=bytes.fromhex(info.psi_salt_hex), minimum=minimum, files=files,
+                          store=self.store, transcript=writer)
+            if plan.train is not None and psi.rows is not None:
+                # what training needs of PSI, before PSI's checkpoint goes: a restart from here resumes training
+                files.save_psi_done({"outcome": asdict(psi.outcome), "rows": [int(r) for r in psi.rows], "aligned": psi.aligned})
+            files.drop_checkpoint()  # PSI's scalar is no longer needed: do not keep it
         trained = None
         if plan.train is not None:
             if psi.rows is None or len(psi.aligned) == 0:
                 raise FedCreditError("the intersection is empty: nothing to train on")
-            trained = run_training(run, plan.train, data, psi.rows, psi.aligned, job_id=info.job_id, files=files)
+            trained = run_training(run, plan.train, data, psi.rows, psi.aligned, job_id=info.job_id, files=files,
+                                   transcript=writer)
             write_package(self.store, files, plan, info.job_id, info.spec_sha256, self.cfg.name)  # models/<job>/ (#14)
         traffic = Traffic(sent=run.endpoint.bytes_sent, received=run.endpoint.bytes_received)
         if trained is None:
@@ -461,14 +502,21 @@ class PartyNode:
         names = plan.parties(self.cfg.coordinator_name)
         role_of_node = {node: r for r, node in names.items()}
 
+        resumable = plan.psi.resumable or plan.train is not None
+
         def record(direction: str, env: Any, msg: Any, wire: bytes) -> None:
+            if direction == "sent" and resumable:
+                files.save_outbox(env, wire)  # before its record: a restarted node hands the relay the last one again
             owner = key_owner_of(type(msg), role_of_node[env.sender]) if env.classification == "ciphertext" else None
             writer.message(direction, envelope_fields(env), env.signature, key_owner=str(owner) if owner else None,
                            disclosed=msg.disclosed(), payload=wire)
 
         def on_checkpoint(c: Any) -> None:
             # persisted before the program goes on; it holds secrets, so it stays here (0600) and goes nowhere
-            files.save_checkpoint(c.state)
+            if c.stage == TRAIN_CHECKPOINT_STAGE:
+                files.save_train_checkpoint(c.state)
+            else:
+                files.save_checkpoint(c.state)
 
         return RelayEndpoint(
             self.channel, job_id, mine.role, names, signer=self.signer, verify_keys=verify_keys,
@@ -496,7 +544,7 @@ class PartyNode:
         peer_key = verify_peer_seal_cert(resp.seal_cert_pem, self.tls.ca, peer)
         peer_sign = verify_signing_cert(resp.sign_cert_pem, self.tls.ca, peer)
         try:
-            restored = (files.load_checkpoint() or {}).get(SEAL_CHECKPOINT_KEY, {}).get(peer)
+            restored = (files.load_checkpoint() or files.load_train_checkpoint() or {}).get(SEAL_CHECKPOINT_KEY, {}).get(peer)
         except (OSError, ValueError, AttributeError):
             restored = None  # the PSI resume reads the same file and reports what is wrong with it
         session = SealSession(self.seal, self.signer, peer, peer_key, peer_sign, job_id, restored=restored)
@@ -516,6 +564,18 @@ class PartyNode:
 
                 self._pool = NodeProcessPool(os.cpu_count())  # its workers die with this node, even after kill -9
             return self._pool.map
+
+
+def _recorded_psi(files: JobFiles) -> PsiRun | None:
+    """A train job's PSI result as recorded before training started (after a restart: training resumes without PSI)."""
+    try:
+        done = files.load_psi_done()
+        if done is None:
+            return None
+        return PsiRun(PsiOutcome(**done["outcome"]), np.asarray(done["rows"], dtype=np.int64), [str(i) for i in done["aligned"]])
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise DataError(f"{files.psi_done} cannot be read to resume the job: {type(exc).__name__}",
+                        public="the party's record of the job's PSI result cannot be read") from None
 
 
 def peak_rss_mb() -> float:

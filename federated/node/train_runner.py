@@ -5,29 +5,40 @@ so both parties agree without a message), standardizes this party's features on 
 its role of the two-party LR (``fedcredit.protocols.hetero_lr.two_party``) and writes its ``model.json``: its
 weights, or its shares of them when they stay shared, and its standardizer.
 
+Training checkpoints at every epoch boundary (``train.checkpoint.json``, 0600: the role's secret seed and its
+weight shares). A node restarted mid-training resumes its role from its last checkpoint: it re-creates what it
+sent since then byte for byte (the relay has it; it is not sent again) and fetches again what the peer sent (the
+relay keeps delivered messages), so the job ends with the model and metrics it would have had without the crash.
+
 Owns: the model artifact's format. May import: ``protocols``, :mod:`fedcredit.runtime.plan`,
 :mod:`fedcredit.runtime.driver`, :mod:`fedcredit.runtime.node.workdir`, :mod:`fedcredit.runtime.node.results` and :mod:`fedcredit.runtime.node.data`.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from fedcredit.protocols.core import Role
+from fedcredit.protocols.core import Progress, Role
 from fedcredit.protocols.hetero_lr import HeteroLRParams, Standardizer, split_train_test
 from fedcredit.protocols.hetero_lr import two_party
+from fedcredit.protocols.hetero_lr.two_party import TrainCheckpoint, TwoPartyStep
 
 from fedcredit.runtime.node.data import LocalDataset
 from fedcredit.runtime.plan import TrainPlan
 from fedcredit.runtime.node.results import Metrics, TrainingSummary
 from fedcredit.runtime.driver import RoleRun
+from fedcredit.runtime.node.psi_runner import restore_endpoint
 from fedcredit.runtime.node.workdir import JobFiles
+from fedcredit.runtime.transcript import TranscriptWriter
 
 __all__ = ["TrainRun", "run_training"]
+
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,9 +51,23 @@ class TrainRun:
 
 
 def run_training(run: RoleRun, plan: TrainPlan, data: LocalDataset, rows: np.ndarray, aligned: list[str], *,
-                 job_id: str, files: JobFiles) -> TrainRun:
-    """Run this party's LR role on its ``rows`` of the intersection (ids ``aligned``) and write its model."""
+                 job_id: str, files: JobFiles, transcript: TranscriptWriter | None = None) -> TrainRun:
+    """Run this party's LR role on its ``rows`` of the intersection (ids ``aligned``) and write its model.
+
+    With ``transcript`` (the node's), the role checkpoints at every epoch boundary and resumes from ``files``'
+    training checkpoint if there is one."""
     t0 = time.monotonic()
+    resume = None
+    state = files.load_train_checkpoint() if transcript is not None else None
+    if state is not None and transcript is not None:
+        resume = TrainCheckpoint.from_dict(state)
+        restore_endpoint(run, TwoPartyStep, resume.sent, resume.recv_from, transcript, files)
+        transcript.event("resumed_training", epoch=resume.epoch, sent=dict(resume.sent), recv_from=dict(resume.recv_from))
+        _LOG.warning("job %s: resuming training from its checkpoint after epoch %d", job_id, resume.epoch)
+    checkpoint = transcript is not None
+    # the coordinator now sees this node in training (where a restart resumes), before the first batch ends;
+    # 0 of 0 is never held back by the progress reporter's rate limit
+    run.endpoint.progress(Progress("train", 0, 0, {"phase": "setup"}))
     train_pos, test_pos = split_train_test(aligned, plan.seed, plan.test_fraction)
     x = data.features[rows]
     std = Standardizer.fit(x[train_pos], clip=plan.clip)
@@ -52,7 +77,8 @@ def run_training(run: RoleRun, plan: TrainPlan, data: LocalDataset, rows: np.nda
     summary = metrics = None
     if run.role is Role.GUEST:
         y = data.labels[rows]
-        model = run.drive(two_party.guest_program(x_train, y[train_pos], x_test, y[test_pos], params, run.rng, map_fn=pool))
+        model = run.drive(two_party.guest_program(x_train, y[train_pos], x_test, y[test_pos], params, run.rng, map_fn=pool,
+                                                  checkpoint=checkpoint, resume=resume))
         metrics = Metrics(auc=model.metrics.auc, ks=model.metrics.ks, n_test=model.metrics.n_test)
         # the guest learns the epoch losses (the coordinator runs no role)
         summary = TrainingSummary(n_train=int(len(train_pos)), n_test=int(len(test_pos)), engine=plan.engine, topology=plan.topology,
@@ -61,7 +87,8 @@ def run_training(run: RoleRun, plan: TrainPlan, data: LocalDataset, rows: np.nda
                                   rlwe_degree=params.rlwe_degree if params.he_scheme != "paillier" else None)
         extra: dict[str, Any] = {"metrics": metrics.to_dict()}
     else:
-        model = run.drive(two_party.host_program(x_train, x_test, params, run.rng, map_fn=pool))
+        model = run.drive(two_party.host_program(x_train, x_test, params, run.rng, map_fn=pool,
+                                                 checkpoint=checkpoint, resume=resume))
         extra = {}
     files.write_model({"job_id": job_id, "role": run.role.value, **_weights_json(data, model, params),
                        "standardizer": _std_json(data, std), "epochs": model.epochs, "losses": list(model.losses), **extra})

@@ -4,6 +4,12 @@ The layout under the party config's ``workdir``::
 
     jobs/<job>/approved_data.json       the digest of the data the node approved the job on (#12)
     jobs/<job>/psi.checkpoint.json      PSI's state after its last batch, secrets included; gone when PSI ends
+    jobs/<job>/psi.done.json            a train job's PSI result (its rows, ids and outcome): training resumes without PSI
+    jobs/<job>/train.checkpoint.json    training's state at its last epoch boundary, secrets included
+    jobs/<job>/outbox.bin               the last message this node sent in the job, as sent (sealed, signed envelope)
+
+The four are the job's checkpoints: 0600, and deleted when the job ends, whether it succeeds or fails
+(:meth:`JobFiles.drop_checkpoints`; a node that was down when its job ended deletes them when it starts).
     jobs/<job>/intersection.csv         the aligned ids, in the order both parties agreed
     jobs/<job>/model.json               this party's model: its weights (or its shares of them) and its standardizer
     jobs/<job>/result.json              this party's result (:class:`fedcredit.runtime.node.results.JobResult`)
@@ -22,17 +28,22 @@ Everything here holds private data, so every file is written by :func:`fedcredit
 its owner only (0600, in a 0700 folder), complete or not at all (temporary file, fsync, rename). The
 transcript writer (:mod:`fedcredit.runtime.transcript`) appends to its own file.
 
-Owns: the paths and formats of a party's files. May import: the standard library, ``fedcredit.protocols.psi``
+Owns: the paths and formats of a party's files. May import: the standard library, ``fedcredit.proto.v1`` (the
+outbox's envelope), ``fedcredit.protocols.psi``
 (the unbalanced cache types) and :mod:`fedcredit.runtime.node.results`. It decides nothing about a job.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from google.protobuf.message import DecodeError
+
+from fedcredit.proto.v1 import envelope_pb2
 from fedcredit.protocols.errors import ProtocolError
 from fedcredit.protocols.psi import CacheDigest, UnbalancedCache
 from fedcredit.protocols.scoring import ENTRY_BYTES, ScoreTable, TableDigest
@@ -49,6 +60,15 @@ CACHE_ENTRY_BYTES = 16
 
 def _write_json(path: Path, obj: Any) -> None:
     atomic_write(path, json.dumps(obj).encode("utf-8"))
+
+
+def _read_object(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    state = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a checkpoint")
+    return state
 
 
 def _entries(data: bytes) -> list[bytes]:
@@ -76,6 +96,42 @@ class JobFiles:
     @property
     def checkpoint(self) -> Path:
         return self.folder / "psi.checkpoint.json"
+
+    @property
+    def train_checkpoint(self) -> Path:
+        return self.folder / "train.checkpoint.json"
+
+    @property
+    def psi_done(self) -> Path:
+        return self.folder / "psi.done.json"
+
+    @property
+    def checkpoints(self) -> tuple[Path, ...]:
+        """Every file that lets the job resume (secrets included): deleted when the job ends."""
+        return (self.checkpoint, self.psi_done, self.train_checkpoint, self.outbox)
+
+    @property
+    def outbox(self) -> Path:
+        return self.folder / "outbox.bin"
+
+    # -- the last message sent, as it left: a restarted node hands it to the relay again (it may have been cut off)
+    def save_outbox(self, envelope: envelope_pb2.Envelope, wire: bytes) -> None:
+        head = envelope.SerializeToString()
+        # not fsynced (one per message sent): it guards against a killed process, whose writes the kernel keeps;
+        # after a power cut a lost or stale outbox is only not handed to the relay (checked against the transcript)
+        atomic_write(self.outbox, len(head).to_bytes(4, "big") + head + wire, durable=False)
+
+    def load_outbox(self) -> tuple[envelope_pb2.Envelope, bytes] | None:
+        """The last message sent (its envelope and its payload as sent), or None if there is none or it is unreadable."""
+        try:
+            raw = self.outbox.read_bytes()
+            n = int.from_bytes(raw[:4], "big")
+            env = envelope_pb2.Envelope.FromString(raw[4:4 + n])
+        except (OSError, ValueError, DecodeError):
+            return None
+        data = raw[4 + n:]
+        ok = len(data) == env.payload_size and hashlib.sha256(data).digest() == env.payload_sha256
+        return (env, data) if ok else None
 
     @property
     def intersection(self) -> Path:
@@ -123,6 +179,31 @@ class JobFiles:
 
     def drop_checkpoint(self) -> None:
         self.checkpoint.unlink(missing_ok=True)
+
+    # -- training's resume: the PSI result it trains on, and its checkpoint (secrets: seed, weight shares)
+    def has_psi_done(self) -> bool:
+        return self.psi_done.exists()
+
+    def save_psi_done(self, state: Mapping[str, Any]) -> None:
+        _write_json(self.psi_done, dict(state))
+
+    def load_psi_done(self) -> dict[str, Any] | None:
+        return _read_object(self.psi_done)
+
+    def save_train_checkpoint(self, state: Mapping[str, Any]) -> None:
+        _write_json(self.train_checkpoint, dict(state))
+
+    def load_train_checkpoint(self) -> dict[str, Any] | None:
+        """The last training checkpoint's state, or None. Raises ValueError if it is not a JSON object."""
+        return _read_object(self.train_checkpoint)
+
+    def has_any_checkpoint(self) -> bool:
+        return any(p.exists() for p in self.checkpoints)
+
+    def drop_checkpoints(self) -> None:
+        """The job ended: delete everything it kept to resume (the secret scalar, seed and shares among it)."""
+        for p in self.checkpoints:
+            p.unlink(missing_ok=True)
 
     # -- artifacts
     def write_intersection(self, ids: Iterable[str]) -> None:
@@ -279,3 +360,10 @@ class NodeStore:
 
     def model(self, model_id: str) -> ModelFiles:
         return ModelFiles(self.models / model_id)
+
+    def jobs_with_checkpoints(self) -> list[str]:
+        """The jobs whose folder still holds a checkpoint (to resume, or to delete if the job has ended)."""
+        root = self.workdir / "jobs"
+        if not root.is_dir():
+            return []
+        return sorted(d.name for d in root.iterdir() if d.is_dir() and JobFiles(d).has_any_checkpoint())

@@ -91,6 +91,14 @@ residual, a score of a training row, an intermediate weight, or a label. Why eac
    the coordinated mode (``d = −y/2`` at zero weights) has nothing to work on:
    what the host decrypts in the first batch is uniform whatever the labels.
 
+Resume. Every random draw of a role (its key pair, masks, encryption
+randomness) comes from a PRG keyed by a secret seed and re-keyed at every
+epoch; with ``checkpoint=True`` the role yields a ``Checkpoint`` (stage
+``lr2``: seed, weight shares, velocities, losses, the peer's public key)
+before its first message, after the setup and after every epoch, and
+``resume=`` continues from one exactly, re-creating what it sent since then
+byte for byte (:mod:`.two_party_checkpoint`).
+
 Rounding: local truncation makes the sum of the truncated shares off by at
 most one unit of ``2^-fw``, and wrong with probability below ``2^-40`` per
 truncation; :func:`plan_two_party` checks ``ℓ`` for that before any work.
@@ -104,7 +112,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..core import Progress, Recv, Role, RoleProgram, Send
+from ..core import Checkpoint, Progress, Recv, Role, RoleProgram, Send
 from ..errors import BudgetError, ProtocolError
 from ..paillier.parallel import MapFn
 from .metrics import ks_statistic, roc_auc
@@ -113,6 +121,7 @@ from .preprocess import epoch_batches
 from .protocol import EvaluationMetrics, GuestModel, HostModel, HostTestScores, decide_epoch, quantize
 from .share_engine import ShareEngine, TwoPartyPlan, check_ring_budget, make_share_engine, plan_rlwe_for, plan_two_party
 from . import two_party_messages as _messages
+from .two_party_checkpoint import CHECKPOINT_STAGE, EpochPrg, TrainCheckpoint, key_from_dict, key_to_dict, train_job_digest
 from .two_party_messages import (  # noqa: F401  (all re-exported through _messages.__all__)
     EncryptedResidualShare, EncryptedShares, HeVector, MaskedConversion, MaskedGradientShare, MaskedLoss, MaskedLossReply,
     PartySetup, PublicKey, ScoreShares, TwoPartyStep, WeightShare, WeightShares)
@@ -129,6 +138,7 @@ __all__ = [
     "update_shares",
     "StepConstants",
     "to_signed",
+    "TrainCheckpoint",
 ]
 
 G, H = Role.GUEST, Role.HOST
@@ -237,13 +247,44 @@ def quantize_checked(x: np.ndarray, params: HeteroLRParams) -> np.ndarray:
 
 
 def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: np.ndarray, n_test: int,
-           params: HeteroLRParams, rng: Any, keypair: Any, map_fn: MapFn | None) -> RoleProgram:
-    """The one program both parties run; the guest additionally holds labels, the intercept and the loss."""
+           params: HeteroLRParams, rng: Any, keypair: Any, map_fn: MapFn | None, checkpoint: bool = False,
+           resume: TrainCheckpoint | None = None) -> RoleProgram:
+    """The one program both parties run; the guest additionally holds labels, the intercept and the loss.
+
+    Every random draw comes from an :class:`EpochPrg` seeded once from ``rng`` (or from ``resume``) and re-keyed at
+    every epoch, so a role resumed from a checkpoint re-creates exactly what it sent before
+    (:mod:`.two_party_checkpoint`). With ``checkpoint`` (implied by ``resume``) the role yields a ``Checkpoint``
+    before its first message, after the setup and after every epoch."""
     guest = role is G
     peer_role = H if guest else G
     n_train, m = x_train.shape
     if n_train < 1:
         raise ProtocolError("nothing to train: the aligned training set is empty")
+    checkpoint = checkpoint or resume is not None
+    job = train_job_digest(role, params, x_train, y_train, x_test, n_test) if checkpoint else b""
+    if resume is not None:
+        if not isinstance(resume, TrainCheckpoint):
+            raise ProtocolError(f"resume must be a TrainCheckpoint, got {type(resume).__name__}")
+        resume.validate()
+        if resume.role is not role:
+            raise ProtocolError(f"checkpoint is for the {resume.role}, not the {role}")
+        if resume.job != job:
+            raise ProtocolError("checkpoint is for other data or other LR params; cannot resume")
+        seed = resume.seed
+    else:
+        seed = int(rng.getrandbits(256)).to_bytes(32, "little")
+    prg = EpochPrg(seed, "keygen")
+    sent: dict[str, int] = dict(resume.sent) if resume is not None else {}
+    received: dict[str, int] = dict(resume.recv_from) if resume is not None else {}
+
+    def snd(step: TwoPartyStep, payload: Any, to: Role | None = None) -> Send:
+        sent[step.wire] = sent.get(step.wire, 0) + 1
+        return Send(step, payload, to=to)
+
+    def rcv(step: TwoPartyStep, frm: Role | None = None) -> Recv:
+        received[step.wire] = received.get(step.wire, 0) + 1
+        return Recv(step, frm=frm)
+
     L, fx, fw = params.ring_bits, params.feature_frac_bits, params.share_frac_bits
     ring = (1 << L) - 1
     xq = quantize_checked(x_train, params)
@@ -258,36 +299,64 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
     n_batches, max_rows = len(layout), max(len(b) for b in layout)
 
     check_ring_budget(params, n_train)
-    eng: ShareEngine = make_share_engine(params, rng, n_train=n_train, max_rows=max_rows, n_batches=n_batches,
+    eng: ShareEngine = make_share_engine(params, prg, n_train=n_train, max_rows=max_rows, n_batches=n_batches,
                                          keypair=keypair, map_fn=map_fn)
-    yield Send(TwoPartyStep.SETUP, PartySetup(eng.public_key, m, n_train, n_test), to=peer_role)
-    setup: PartySetup = yield Recv(TwoPartyStep.SETUP, frm=peer_role)
-    if (setup.n_train, setup.n_test) != (n_train, n_test):
-        raise ProtocolError("the parties disagree on the aligned training/test sizes")
-    if setup.public_key == eng.public_key:
-        raise ProtocolError("the peer presented this party's own public key")
-    m_peer = setup.n_features
-    if not 1 <= m_peer:
-        raise ProtocolError("lr2.setup: the peer has no weights")
-    eng.bind(setup.public_key, m_own=m, m_peer=m_peer)
 
     a, va = [0] * m, [0] * m  # own share of own weights (and of their Nesterov velocity)
-    b, vb = [0] * m_peer, [0] * m_peer  # own share of the peer's weights (and velocity)
-    peer_pen = [1] * m_peer if guest else [1] * (m_peer - 1) + [0]  # the guest's intercept takes no L2
+    b: list[int] = []  # own share of the peer's weights (and velocity)
+    vb: list[int] = []
     losses: list[float] = []
-    epoch = 0
-    for epoch in range(params.max_epochs):
+    start, done, peer_state = 0, False, None
+    if resume is not None and resume.peer is not None:
+        start, done, peer_state = resume.epoch, resume.done, dict(resume.peer)
+        a, va, b, vb, losses = list(resume.a), list(resume.va), list(resume.b), list(resume.vb), list(resume.losses)
+        if len(a) != m:
+            raise ProtocolError("the checkpoint's weight shares do not match this party's features")
+
+    def save(stage_epoch: int, stage_done: bool) -> Checkpoint:
+        cp = TrainCheckpoint(role, job, seed, stage_epoch, stage_done, peer_state, tuple(a), tuple(va), tuple(b), tuple(vb),
+                             tuple(losses), dict(sent), dict(received))
+        return Checkpoint(CHECKPOINT_STAGE, cp.to_dict())
+
+    if peer_state is None:
+        if checkpoint:
+            yield save(0, False)  # the seed is on disk before anything derived from it leaves
+        yield snd(TwoPartyStep.SETUP, PartySetup(eng.public_key, m, n_train, n_test), to=peer_role)
+        setup: PartySetup = yield rcv(TwoPartyStep.SETUP, frm=peer_role)
+        if (setup.n_train, setup.n_test) != (n_train, n_test):
+            raise ProtocolError("the parties disagree on the aligned training/test sizes")
+        if setup.public_key == eng.public_key:
+            raise ProtocolError("the peer presented this party's own public key")
+        m_peer, peer_key = setup.n_features, setup.public_key
+        if not 1 <= m_peer:
+            raise ProtocolError("lr2.setup: the peer has no weights")
+        b, vb = [0] * m_peer, [0] * m_peer
+        if checkpoint:
+            peer_state = {"n_features": m_peer, "key": key_to_dict(peer_key)}
+    else:
+        m_peer = int(peer_state["n_features"])
+        peer_key = key_from_dict(peer_state["key"], getattr(eng, "rlwe", None))
+        if len(b) != m_peer:
+            raise ProtocolError("the checkpoint's shares of the peer's weights do not match its setup")
+    eng.bind(peer_key, m_own=m, m_peer=m_peer)
+    if checkpoint and resume is None:
+        yield save(0, False)
+
+    peer_pen = [1] * m_peer if guest else [1] * (m_peer - 1) + [0]  # the guest's intercept takes no L2
+    epoch = start - 1
+    for epoch in range(start, params.max_epochs if not done else start):
+        prg.reseed(f"epoch {epoch}")
         lr = params.learning_rate_at(epoch)
         loss_acc: Any = None
         sq_own = 0
         for bi, rows in enumerate(epoch_batches(n_train, batch_size, params.seed, epoch)):
             xb = xq[rows]
             # 1. shares of the scores
-            yield Send(TwoPartyStep.SHARES, eng.encrypt_weight_share(b), to=peer_role)
-            peer_shares: EncryptedShares = yield Recv(TwoPartyStep.SHARES, frm=peer_role)
+            yield snd(TwoPartyStep.SHARES, eng.encrypt_weight_share(b), to=peer_role)
+            peer_shares: EncryptedShares = yield rcv(TwoPartyStep.SHARES, frm=peer_role)
             conv, own_part = eng.convert(peer_shares, xb)
-            yield Send(TwoPartyStep.CONVERSION, conv, to=peer_role)
-            peer_conv: MaskedConversion = yield Recv(TwoPartyStep.CONVERSION, frm=peer_role)
+            yield snd(TwoPartyStep.CONVERSION, conv, to=peer_role)
+            peer_conv: MaskedConversion = yield rcv(TwoPartyStep.CONVERSION, frm=peer_role)
             peer_part = eng.open_conversion(peer_conv, len(rows))
             # 2. shares of D = z - 2y (scale 2^(fx+fw)); the guest subtracts its labels
             local = _ring_matvec(xb, a, L)
@@ -295,16 +364,16 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
             if guest:
                 two_y = 2 << (fx + fw)
                 d_own = [(d - two_y * int(yv)) & ring for d, yv in zip(d_own, y_pm[rows])]
-            yield Send(TwoPartyStep.RESIDUAL, eng.encrypt_residual(d_own), to=peer_role)
-            peer_resid: EncryptedResidualShare = yield Recv(TwoPartyStep.RESIDUAL, frm=peer_role)
+            yield snd(TwoPartyStep.RESIDUAL, eng.encrypt_residual(d_own), to=peer_role)
+            peer_resid: EncryptedResidualShare = yield rcv(TwoPartyStep.RESIDUAL, frm=peer_role)
             # 3. shares of the gradients: X^T D = X^T [[D^peer]] (masked, with the peer) + X^T D^own (here)
             gmsg, g_mask = eng.masked_gradient(peer_resid, xb)
-            yield Send(TwoPartyStep.GRADIENT, gmsg, to=peer_role)
+            yield snd(TwoPartyStep.GRADIENT, gmsg, to=peer_role)
             g_own = [(gm + gl) & ring for gm, gl in zip(g_mask, _ring_matvec_t(xb, d_own, L))]
             if not guest:  # the loss's cross term, while the guest works on its larger gradient: [[Σ 2 D^H D^G]]_G
                 loss_acc = eng.loss_accumulate(loss_acc, peer_resid, [(2 * d) & ring for d in d_own])
             sq_own = (sq_own + sum(d * d for d in d_own)) & ring
-            g_peer = eng.open_gradient((yield Recv(TwoPartyStep.GRADIENT, frm=peer_role)))
+            g_peer = eng.open_gradient((yield rcv(TwoPartyStep.GRADIENT, frm=peer_role)))
             # 4. local updates of both shares: w -= lr/(4|B|) g + lr l2 w
             k = StepConstants.for_batch(params, len(rows), lr)
             a, va = update_shares(a, va, g_own, penalized, k, L, guest)
@@ -313,22 +382,26 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
         # epoch loss: Σ D² = Σ (D^G)² + 2 Σ D^G D^H + Σ (D^H)²  (mod 2^ℓ; the true sum is smaller)
         if not guest:
             masked, cross_share = eng.loss_mask(loss_acc)
-            yield Send(TwoPartyStep.MASKED_LOSS, masked)
-            reply: MaskedLossReply = yield Recv(TwoPartyStep.LOSS_REPLY)
+            yield snd(TwoPartyStep.MASKED_LOSS, masked)
+            reply: MaskedLossReply = yield rcv(TwoPartyStep.LOSS_REPLY)
             if reply.ring_bits != L:
                 raise ProtocolError("lr2.loss_reply uses another ring")
             sum_d2 = (reply.value + cross_share + sq_own) & ring
             mean_d2 = sum_d2 / 2.0 ** (2 * (fx + fw)) / n_train
             decision = decide_epoch(losses, LOG2 - 0.5 + mean_d2 / 8.0, epoch, params)
-            yield Send(TwoPartyStep.EPOCH_DECISION, decision)
+            yield snd(TwoPartyStep.EPOCH_DECISION, decision)
         else:
-            mloss: MaskedLoss = yield Recv(TwoPartyStep.MASKED_LOSS)
+            mloss: MaskedLoss = yield rcv(TwoPartyStep.MASKED_LOSS)
             value = eng.open_loss(mloss)
-            yield Send(TwoPartyStep.LOSS_REPLY, MaskedLossReply((value + sq_own) & ring, L))
-            decision = yield Recv(TwoPartyStep.EPOCH_DECISION)
+            yield snd(TwoPartyStep.LOSS_REPLY, MaskedLossReply((value + sq_own) & ring, L))
+            decision = yield rcv(TwoPartyStep.EPOCH_DECISION)
         losses.append(decision.loss)
+        if checkpoint:
+            yield save(epoch + 1, bool(decision.stop) or epoch + 1 >= params.max_epochs)
         if decision.stop:
             break
+    epochs_run = len(losses)
+    prg.reseed("final")
 
     if params.reveal_weights == "shared":
         # The weights stay shared. Shares of z on the test rows, by one more conversion each way.
@@ -344,14 +417,14 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
             yield Send(TwoPartyStep.CONVERSION, conv, to=peer_role)
             peer_part = eng.open_conversion((yield Recv(TwoPartyStep.CONVERSION, frm=peer_role)), xc.shape[0])
             z_share += [(u + c + p) & ring for u, c, p in zip(_ring_matvec(xc, a, L), own_part, peer_part)]
-        return WeightShares(tuple(a), tuple(b), L, fw), z_share, epoch + 1, tuple(losses)
+        return WeightShares(tuple(a), tuple(b), L, fw), z_share, epochs_run, tuple(losses)
     # reveal_weights: owner -- each learns its own weights, nothing else
     yield Send(TwoPartyStep.WEIGHT_SHARE, WeightShare(tuple(b), L), to=peer_role)
     other: WeightShare = yield Recv(TwoPartyStep.WEIGHT_SHARE, frm=peer_role)
     if other.ring_bits != L or len(other.values) != m:
         raise ProtocolError("lr2.weight_share does not match this party's weights")
     weights = np.array([to_signed(ai + bi_, L) / 2.0**fw for ai, bi_ in zip(a, other.values)])
-    return weights, None, epoch + 1, tuple(losses)
+    return weights, None, epochs_run, tuple(losses)
 
 
 def guest_program(
@@ -364,14 +437,19 @@ def guest_program(
     *,
     keypair: Any = None,
     map_fn: MapFn | None = None,
+    checkpoint: bool = False,
+    resume: TrainCheckpoint | None = None,
 ) -> RoleProgram:
     """The guest (label holder). ``x_*`` standardized, ``y`` in {0, 1}. Returns :class:`GuestModel`.
 
     ``keypair``: the guest's own key pair for the job's ``he_scheme`` (a Paillier
-    ``(public, private)`` pair or an RLWE secret key; generated from ``rng`` if
-    omitted). ``map_fn`` spreads Paillier encryption over the caller's pool."""
+    ``(public, private)`` pair or an RLWE secret key; generated from a seed drawn from ``rng`` if
+    omitted). ``map_fn`` spreads Paillier encryption over the caller's pool. ``checkpoint``: yield
+    a :class:`~fedcredit.protocols.core.Checkpoint` (a :class:`TrainCheckpoint`, secrets included) at every
+    boundary; ``resume``: the last of them, to continue from it exactly (same data, params and ``keypair``)."""
     m = x_train.shape[1]
-    model, z_share, epochs, losses = yield from _party(G, x_train, y_train, x_test, len(y_test), params, rng, keypair, map_fn)
+    model, z_share, epochs, losses = yield from _party(G, x_train, y_train, x_test, len(y_test), params, rng, keypair, map_fn,
+                                                       checkpoint, resume)
     yt = np.asarray(y_test)
     if isinstance(model, WeightShares):
         other: ScoreShares = yield Recv(TwoPartyStep.TEST_SCORE_SHARES)
@@ -398,9 +476,12 @@ def host_program(
     *,
     keypair: Any = None,
     map_fn: MapFn | None = None,
+    checkpoint: bool = False,
+    resume: TrainCheckpoint | None = None,
 ) -> RoleProgram:
-    """The host (feature holder, no labels). Returns :class:`HostModel`."""
-    model, z_share, epochs, losses = yield from _party(H, x_train, None, x_test, x_test.shape[0], params, rng, keypair, map_fn)
+    """The host (feature holder, no labels). Returns :class:`HostModel`. ``checkpoint``, ``resume``: as for the guest."""
+    model, z_share, epochs, losses = yield from _party(H, x_train, None, x_test, x_test.shape[0], params, rng, keypair, map_fn,
+                                                       checkpoint, resume)
     if isinstance(model, WeightShares):
         yield Send(TwoPartyStep.TEST_SCORE_SHARES, ScoreShares(tuple(z_share), model.ring_bits))
         return HostModel(None, epochs, losses, shares=model)
