@@ -24,7 +24,7 @@ from fedcredit.protocols.psi.ot.cuckoo import (
     id_digests,
     table_size,
 )
-from fedcredit.protocols.psi.ot.kkrt import OprfReceiver, OprfSender, code_failure_log2, codewords, hash_rows
+from fedcredit.protocols.psi.ot.kkrt import OprfReceiver, OprfSender, code_failure_log2, codewords, hash_rows, row_hash_key
 from fedcredit.protocols.psi.protocol import PsiStep, Reveal
 
 SALT = b"test-salt-0123456789"
@@ -143,13 +143,14 @@ def test_oprf_values_agree_only_on_equal_inputs() -> None:
     u, t0 = receiver.chunk(0, code)
     q = sender.chunk(0, u)
     bins = np.arange(128)
-    mine = hash_rows(bins, t0, 16)
-    same = hash_rows(bins, sender.evaluate(q, code), 16)
+    hk = row_hash_key(key)
+    mine = hash_rows(hk, bins, t0, 16)
+    same = hash_rows(hk, bins, sender.evaluate(q, code), 16)
     assert np.array_equal(mine, same)
     other = codewords(key, np.roll(d, 1, axis=0), funcs, width)  # a different id in every bin
-    assert not np.any(np.all(hash_rows(bins, sender.evaluate(q, other), 16) == mine, axis=1))
+    assert not np.any(np.all(hash_rows(hk, bins, sender.evaluate(q, other), 16) == mine, axis=1))
     shifted = codewords(key, d, np.ones(128, dtype=np.int8), width)  # same id, other hash index
-    assert not np.any(np.all(hash_rows(bins, sender.evaluate(q, shifted), 16) == mine, axis=1))
+    assert not np.any(np.all(hash_rows(hk, bins, sender.evaluate(q, shifted), 16) == mine, axis=1))
 
 
 def test_code_words_are_far_apart() -> None:
@@ -367,15 +368,6 @@ def test_match_handles_shared_prefixes() -> None:
     own[:, 10] = [6, 9, 1, 4]
     rows, pos = _match(own, theirs)
     assert rows.tolist() == [0, 2, 3] and pos.tolist() == [5, 0, 3]
-
-
-def test_hash_rows_on_a_pool_map_is_identical() -> None:
-    from fedcredit.protocols.psi.ot import kkrt
-
-    k = kkrt.HASH_TASK_ROWS * 2 + 5
-    rows = np.frombuffer(random.Random(12).randbytes(k * 56), dtype=np.uint8).reshape(k, 56)
-    bins = np.arange(k)
-    assert np.array_equal(hash_rows(bins, rows, 11, map_fn=map), hash_rows(bins, rows, 11))
 
 
 def test_psi_with_map_fn() -> None:

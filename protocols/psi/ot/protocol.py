@@ -110,7 +110,7 @@ from ..protocol import guest_program as ecdh_guest_program
 from ..protocol import host_program as ecdh_host_program
 from .base_ot import BaseOtReceiver, BaseOtSender, element_bytes
 from .cuckoo import CuckooError, bin_positions, cuckoo_insert, id_digests, table_size
-from .kkrt import OprfReceiver, OprfSender, codewords, hash_rows
+from .kkrt import OprfReceiver, OprfSender, codewords, hash_rows, row_hash_key
 from .messages import FALLBACK_STEPS, BaseOtElements, CorrectionRows, OprfValues, OtGuestSetup, OtHostSetup, OtPsiStep
 from .params import OtPsiParams, OtPsiPlan, plan
 
@@ -160,7 +160,7 @@ def ot_guest_program(
         ids: normalized, duplicate-free ids; row i is ``ids[i]``.
         params: the job's parameters (same as the host's).
         rng: source of the cuckoo seed and the base-OT secret (``getrandbits``).
-        map_fn: optional pool ``map`` for hashing rows; the result never depends on it.
+        map_fn: pool ``map``; used only by the count-first ECDH fallback (OT hashing runs in bulk AES in-process).
         min_intersection: the guest's own minimum. If it or the host's is
             positive, both run the count-first ECDH fallback (module docstring).
 
@@ -205,6 +205,7 @@ def ot_guest_program(
     size = element_bytes(params.modulus)
     if len(reply.elements) != w * size:
         raise ProtocolError(f"{OtPsiStep.BASE_OT.wire} carries {len(reply.elements)} bytes, expected {w * size}")
+    hkey = row_hash_key(host.code_key)
     receiver = OprfReceiver(base.keys([reply.elements[i * size : (i + 1) * size] for i in range(w)]))
 
     # Stream U chunk by chunk; keep H(j, t_j) for the occupied bins, by guest row.
@@ -219,7 +220,7 @@ def ot_guest_program(
         code[sel - lo] = codewords(host.code_key, digests[items], func[sel], w)
         u, t0 = receiver.chunk(lo, code)
         yield Send(OtPsiStep.CORRECTIONS, CorrectionRows(u.tobytes()))
-        own[items] = hash_rows(sel, t0[sel - lo], ell, map_fn)
+        own[items] = hash_rows(hkey, sel, t0[sel - lo], ell)
         yield Progress("psi_ot", hi, bins, {"phase": "guest_corrections"})
 
     total = 3 * n_host
@@ -297,7 +298,7 @@ def ot_host_program(
         ids: normalized, duplicate-free ids; row i is ``ids[i]``.
         params: the job's parameters (same as the guest's).
         rng: source of the code key, the base-OT choices s and secrets, and π.
-        map_fn: optional pool ``map`` for hashing rows.
+        map_fn: pool ``map``; used only by the count-first ECDH fallback.
         min_intersection: the host's own minimum. If it or the guest's is
             positive, both run the count-first ECDH fallback (module docstring).
 
@@ -334,6 +335,7 @@ def ot_host_program(
     base = BaseOtReceiver(choices, guest.base_ot_setup, rng, params.modulus)
     yield Send(OtPsiStep.BASE_OT, BaseOtElements(b"".join(base.elements)))
     sender = OprfSender(choices, base.keys)
+    hkey = row_hash_key(code_key)
 
     # Simple hashing: entry e = 3·row + f sits in bin positions[row, f].
     flat = bin_positions(digests, guest.cuckoo_seed, bins).reshape(-1)
@@ -356,7 +358,7 @@ def ot_host_program(
         es = order[chunk_start[c] : chunk_start[c + 1]]
         jb = flat[es]
         code = codewords(code_key, digests[es // 3], (es % 3).astype(np.int8), w)
-        out[where[es]] = hash_rows(jb, sender.evaluate(q[jb - lo], code), ell, map_fn)
+        out[where[es]] = hash_rows(hkey, jb, sender.evaluate(q[jb - lo], code), ell)
         yield Progress("psi_ot", hi, bins, {"phase": "host_oprf"})
 
     size = params.batch_size
