@@ -65,6 +65,28 @@ def test_fixed_base_refuses_wide_exponents() -> None:
         FixedBase(3, GROUP14_P).pow(1 << 256)
 
 
+@pytest.mark.parametrize("width", [128, 448, 1024])
+def test_iknp_extends_128_base_ots_to_w_random_ots(width: int) -> None:
+    from fedcredit.protocols.psi.ot.iknp import BASE_OTS, extension_receiver, extension_sender
+
+    rng = random.Random(width)
+    delta = [rng.getrandbits(1) for _ in range(BASE_OTS)]
+    sender = BaseOtSender(rng)  # the host: base-OT sender
+    receiver = BaseOtReceiver(delta, sender.setup, rng)  # the guest: base-OT receiver, choices Δ
+    s = [rng.getrandbits(1) for _ in range(width)]
+    u, host_keys = extension_receiver(sender.keys(receiver.elements), s)
+    assert len(u) == width * 16
+    pairs = extension_sender(receiver.keys, delta, u, width)
+    assert [p[c] for p, c in zip(pairs, s)] == host_keys  # the host holds exactly k_j^{s_j}
+    assert all(p[0] != p[1] for p in pairs)
+    assert len({k for p in pairs for k in p}) == 2 * width
+    # a different Δ (the guest's secret) gives keys that match nothing the host holds
+    wrong = extension_sender(receiver.keys, [1 - d for d in delta], u, width)
+    assert not {k for p in wrong for k in p} & set(host_keys)
+    with pytest.raises(ProtocolError):
+        extension_sender(receiver.keys, delta, u[:-1], width)
+
+
 def test_base_ot_chosen_messages() -> None:
     choices, pairs, keys = _base_ots(32, 2)
     rng = random.Random(3)
@@ -228,7 +250,8 @@ def test_step_table() -> None:
     assert len({s.wire for s in OtPsiStep}) == len(OtPsiStep)
     kinds = {s.name: s.spec.payload.classification for s in OtPsiStep}
     assert kinds["HOST_SETUP"] is kinds["GUEST_SETUP"] is Classification.PUBLIC
-    assert kinds["BASE_OT"] is kinds["CORRECTIONS"] is kinds["OPRF_VALUES"] is Classification.MASKED
+    assert kinds["BASE_OT"] is kinds["OT_EXTENSION"] is kinds["CORRECTIONS"] is kinds["OPRF_VALUES"] is Classification.MASKED
+    assert OtPsiStep.BASE_OT.spec.senders == (Role.GUEST,) and OtPsiStep.OT_EXTENSION.spec.senders == (Role.HOST,)
     for s in OtPsiStep:
         if s is not OtPsiStep.GUEST_MATCHES and not s.name.startswith("ECDH_"):
             assert issubclass(s.spec.payload, (Masked, Public))
@@ -324,7 +347,9 @@ def test_psi_wire_messages_are_chunked_bytes() -> None:
         sizes[w] = sizes.get(w, 0) + n
     assert sizes["psi_ot.corrections"] == p.bins * 448 // 8
     assert sizes["psi_ot.oprf_values"] == 3 * 4000 * p.value_bytes
-    assert sizes["psi_ot.base_ot"] == 448 * 256
+    assert sizes["psi_ot.base_ot"] == 128 * 256  # κ base OTs whatever w, IKNP-extended to w
+    assert sizes["psi_ot.ot_extension"] == 448 * 16
+    assert sizes["psi_ot.host_setup"] == 16 + 256 and sizes["psi_ot.guest_setup"] == 16
     assert g.size == 1000
 
 
@@ -332,7 +357,7 @@ def test_psi_default_params_use_group_15() -> None:
     assert OtPsiParams(salt=SALT).base_ot_group == 15
     guest, host = make_sets(300, 300, 100, seed=14)
     g, h, log = run_psi(guest, host, base_ot_group=15)
-    assert dict(log)["psi_ot.base_ot"] == 448 * 384
+    assert dict(log)["psi_ot.base_ot"] == 128 * 384
     assert sorted(guest[i] for i in g.rows) == sorted(set(guest) & set(host))
 
 
@@ -348,7 +373,7 @@ def test_psi_rejects_duplicates_and_bad_setup() -> None:
     next(host)  # progress
     assert next(host).step is OtPsiStep.GUEST_SETUP  # Recv
     with pytest.raises(ProtocolError):
-        host.send(OtGuestSetup(count=10, bins=128, cuckoo_seed=b"\0" * 16, base_ot_setup=b"\2" * 256))
+        host.send(OtGuestSetup(count=10, bins=128, cuckoo_seed=b"\0" * 16))
 
 
 def test_psi_is_deterministic_given_rng() -> None:
