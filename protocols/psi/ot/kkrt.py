@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ...core import MapFn
 from .aes_hash import derive_key, mmo_rows
-from .bits import SEED_BYTES, PrgStream, transpose_bits
+from .bits import SEED_BYTES, PrgStream, Scratch, transpose_bits
 
 __all__ = [
     "MapFn",
@@ -93,6 +93,7 @@ class OprfReceiver:
         self.width = len(pairs)
         self._t0 = PrgStream([a for a, _ in pairs])
         self._t1 = PrgStream([b for _, b in pairs])
+        self._scratch = Scratch()
 
     def chunk(self, lo: int, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bins ``[lo, lo + len(code))``: the correction rows U and the guest's rows T0.
@@ -108,7 +109,7 @@ class OprfReceiver:
         t0c = self._t0.next(lo, nb)
         d = self._t1.next(lo, nb)
         d ^= t0c
-        both = transpose_bits(np.concatenate([t0c, d], axis=0))  # (nb, 2w/8): [t0 | t0⊕t1]
+        both = transpose_bits(np.concatenate([t0c, d], axis=0), self._scratch)  # (nb, 2w/8): [t0 | t0⊕t1]
         w8 = self.width // 8
         u = both[:, w8:]
         u ^= code
@@ -123,11 +124,12 @@ class OprfSender:
             raise ValueError("OprfSender needs one seed per choice bit, a multiple of 8")
         self.width = len(seeds)
         self._prg = PrgStream(seeds)
+        self._scratch = Scratch()
         self.s_row = np.packbits(np.asarray(choices, dtype=np.uint8))  # (w // 8,)
 
     def chunk(self, lo: int, u: np.ndarray) -> np.ndarray:
         """Q rows for bins ``[lo, lo + len(u))``: q_j = t_j ⊕ (C_j ∧ s)."""
-        q = transpose_bits(self._prg.next(lo, len(u)))
+        q = transpose_bits(self._prg.next(lo, len(u)), self._scratch)
         q ^= u & self.s_row
         return q
 
