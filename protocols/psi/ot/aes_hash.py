@@ -84,9 +84,19 @@ def cbc_mac_ids(key: bytes, ids: Sequence[str]) -> np.ndarray:
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=n)
     if len(joined) != int(lengths.sum()):  # some id is not ASCII: byte lengths differ from character lengths
         lengths = np.fromiter((len(s.encode("utf-8")) for s in ids), dtype=np.int64, count=n)
+    nblocks = (lengths + 8 + _BLOCK - 1) // _BLOCK
+    if n and int(lengths.min()) == int(lengths.max()):  # one length (national ids, USCCs): no gather needed
+        size = int(lengths[0])
+        b = int(nblocks[0])
+        for lo in range(0, n, _ID_CHUNK):
+            hi = min(n, lo + _ID_CHUNK)
+            msg = np.zeros((hi - lo, b * _BLOCK), dtype=np.uint8)
+            msg[:, :8] = np.frombuffer(size.to_bytes(8, "little"), dtype=np.uint8)
+            msg[:, 8 : 8 + size] = np.frombuffer(joined, dtype=np.uint8, count=(hi - lo) * size, offset=lo * size).reshape(hi - lo, size)
+            out[lo:hi] = _cbc_mac_blocks(key, msg.reshape(hi - lo, b, _BLOCK))
+        return out
     start = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     src = np.frombuffer(joined + bytes(2 * _BLOCK), dtype=np.uint8)
-    nblocks = (lengths + 8 + _BLOCK - 1) // _BLOCK
     for b in np.unique(nblocks).tolist():
         for rows in np.array_split(np.flatnonzero(nblocks == b), -(-int(np.sum(nblocks == b)) // _ID_CHUNK)):
             out[rows] = _cbc_mac_group(key, src, start[rows], lengths[rows], b)
@@ -101,7 +111,12 @@ def _cbc_mac_group(key: bytes, src: np.ndarray, start: np.ndarray, lengths: np.n
     msg = np.zeros((k, b * _BLOCK), dtype=np.uint8)
     msg[:, :8] = lengths.astype("<u8").view(np.uint8).reshape(-1, 8)
     msg[:, 8:] = np.where(body[None, :] < lengths[:, None], src[np.minimum(idx, len(src) - 1)], 0)
-    blocks = msg.reshape(k, b, _BLOCK)
+    return _cbc_mac_blocks(key, msg.reshape(k, b, _BLOCK))
+
+
+def _cbc_mac_blocks(key: bytes, blocks: np.ndarray) -> np.ndarray:
+    """CBC-MAC (zero IV) of each ``(b, 16)`` message of ``blocks`` (``(k, b, 16)`` uint8)."""
+    b = blocks.shape[1]
     h = aes_ecb(key, blocks[:, 0])
     for i in range(1, b):
         h ^= blocks[:, i]

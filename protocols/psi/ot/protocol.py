@@ -249,9 +249,9 @@ def ot_guest_program(
 
     rows, positions = _match(own, theirs)
     if params.mode is Reveal.BOTH:
-        yield Send(OtPsiStep.GUEST_MATCHES, MatchedPositions(tuple(int(p) for p in positions)))
+        yield Send(OtPsiStep.GUEST_MATCHES, MatchedPositions(tuple(positions.tolist())))
     yield Progress("psi_ot", bins, bins, {"phase": "done"})
-    return PsiResult(rows=tuple(int(r) for r in rows), size=len(rows))
+    return PsiResult(rows=tuple(rows.tolist()), size=len(rows))
 
 
 def _prefix(values: np.ndarray) -> np.ndarray:
@@ -393,12 +393,12 @@ def ot_host_program(
         yield Progress("psi_ot", bins, bins, {"phase": "done"})
         return PsiResult(rows=(), size=-1)
     matches = yield from recv_typed(OtPsiStep.GUEST_MATCHES, MatchedPositions)
-    positions = matches.positions
+    positions = np.asarray(matches.positions, dtype=np.int64)
     if len(positions) > min(guest.count, n):
         raise ProtocolError(f"{OtPsiStep.GUEST_MATCHES.wire} lists more matches than either set holds")
-    if any(p >= total for p in positions):
+    if len(positions) and (int(positions.max()) >= total or int(positions.min()) < 0):
         raise ProtocolError(f"{OtPsiStep.GUEST_MATCHES.wire} has a position beyond {total} values")
-    rows = tuple(int(perm[p]) // 3 for p in positions)
+    rows = tuple((perm[positions] // 3).tolist())
     if len(set(rows)) != len(rows):
         raise ProtocolError(f"{OtPsiStep.GUEST_MATCHES.wire} names a host row twice")
     yield Progress("psi_ot", bins, bins, {"phase": "done"})
