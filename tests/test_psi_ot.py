@@ -365,12 +365,17 @@ def test_psi_rejects_duplicates_and_bad_setup() -> None:
     with pytest.raises(DataError):
         run_psi(["a", "a"], ["a"])
     params = OtPsiParams(salt=SALT)
+    for role_program in (ot_host_program, ot_guest_program):  # duplicates are refused before anything is sent
+        prog = role_program(["b", "a", "c", "a"], params, random.Random(1))
+        with pytest.raises(DataError):
+            while not isinstance(next(prog), Send):
+                pass
     host = ot_host_program(["a", "b"], params, random.Random(1))
+    next(host)  # progress
     first = next(host)
     assert first.step is OtPsiStep.HOST_SETUP
     from fedcredit.protocols.psi.ot import OtGuestSetup
 
-    next(host)  # progress
     assert next(host).step is OtPsiStep.GUEST_SETUP  # Recv
     with pytest.raises(ProtocolError):
         host.send(OtGuestSetup(count=10, bins=128, cuckoo_seed=b"\0" * 16))
@@ -403,3 +408,15 @@ def test_psi_with_map_fn() -> None:
         Role.HOST: ot_host_program(host, params, random.Random(2), map_fn=map),
     })
     assert sorted(guest[i] for i in out[Role.GUEST].rows) == sorted(set(guest) & set(host))
+
+
+def test_duplicate_check_compares_whole_digests() -> None:
+    from fedcredit.protocols.psi.ot.protocol import _check_unique
+
+    d = np.zeros((4, 16), dtype=np.uint8)
+    d[:, 15] = [1, 2, 3, 4]  # one shared first word, four distinct digests
+    _check_unique(d, Role.GUEST)
+    d[3, 15] = 2
+    with pytest.raises(DataError):
+        _check_unique(d, Role.HOST)
+    _check_unique(d[:1], Role.GUEST)

@@ -156,6 +156,26 @@ def _bits(rng: RandomSource, n: int) -> list[int]:
     return [(v >> i) & 1 for i in range(n)]
 
 
+def _check_unique(digests: np.ndarray, role: Role) -> None:
+    """Refuse repeated ids, found as repeated 128-bit digests (one sort of a uint64 per id, instead of a set of strings).
+
+    Equal ids have equal digests; distinct ids share one with probability ~2^-128 per pair (:mod:`.aes_hash`).
+
+    Raises:
+        DataError: as :func:`~fedcredit.protocols.core.check_unique_ids`.
+    """
+    if len(digests) < 2:
+        return
+    words = digests.view("<u8").reshape(-1, 2)
+    first = np.sort(words[:, 0])
+    same = first[1:] == first[:-1]
+    if not same.any():
+        return
+    suspects = np.flatnonzero(np.isin(words[:, 0], first[1:][same]))
+    if len({bytes(digests[i]) for i in suspects.tolist()}) != len(suspects):
+        check_unique_ids(["same"] * 2, role)  # raises the one DataError of every PSI mode
+
+
 def _fallback_params(params: OtPsiParams) -> PsiParams:
     """The count-first ECDH-PSI both roles run when either needs its minimum checked first."""
     return PsiParams(salt=params.salt, reveal=params.mode, count_first=True)
@@ -190,11 +210,11 @@ def ot_guest_program(
         BudgetError: if the parameters cannot reach σ for these sizes.
         ProtocolError / CryptoError: on a malformed host message.
     """
-    check_unique_ids(ids, Role.GUEST)
     check_minimum(min_intersection, True)  # a positive minimum runs the count-first fallback
     n, w, w8 = len(ids), params.code_width, params.code_width // 8
     yield Progress("psi_ot", 0, 1, {"phase": "hash"})
     digests = id_digests(params.salt, ids)
+    _check_unique(digests, Role.GUEST)
     bins = table_size(n, params.statistical_security)
     for _ in range(CUCKOO_ATTEMPTS):
         seed = rng.getrandbits(128).to_bytes(16, "big")
@@ -329,14 +349,14 @@ def ot_host_program(
         BudgetError: if the parameters cannot reach σ for these sizes.
         ProtocolError / CryptoError: on a malformed guest message.
     """
-    check_unique_ids(ids, Role.HOST)
     check_minimum(min_intersection, True)  # a positive minimum runs the count-first fallback
     n, w, w8 = len(ids), params.code_width, params.code_width // 8
+    yield Progress("psi_ot", 0, 1, {"phase": "hash"})
+    digests = id_digests(params.salt, ids)
+    _check_unique(digests, Role.HOST)  # before anything is sent
     code_key = rng.getrandbits(128).to_bytes(16, "big")
     base = BaseOtSender(rng, params.modulus)  # the host is the base-OT sender: A goes out in its first message
     yield Send(OtPsiStep.HOST_SETUP, OtHostSetup(n, code_key, count_first=min_intersection > 0, base_ot_setup=base.setup))
-    yield Progress("psi_ot", 0, 1, {"phase": "hash"})
-    digests = id_digests(params.salt, ids)
 
     guest = yield from recv_typed(OtPsiStep.GUEST_SETUP, OtGuestSetup)
     if min_intersection > 0 or guest.count_first:
