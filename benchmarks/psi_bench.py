@@ -25,15 +25,17 @@ Measured:
     ``CreateSetupMessage`` + ``ProcessRequest``, client ``GetIntersection``;
     bytes are the three serialized messages. Only up to ``--openmined-max``
     (2^17: it takes ~70 s there).
-(e) SecretFlow SPU PSI (``spu`` 0.9.5: ECDH on Curve25519 and KKRT16, C++), two party
+(e) SecretFlow SPU PSI (``spu`` 0.9.5: KKRT16, RR22 and ECDH on Curve25519, C++), two party
     processes over loopback, through ``benchmarks/spu_psi.py`` run by an interpreter that
     has ``spu``: this one if it imports, else ``.venv-spu/bin/python`` (``make spu-venv``;
     spu pins numpy<2, so it gets its own venv), else ``--spu-python``. Same CSV files as
     fedcredit's real-process runs, intersection on both sides (as ``reveal: both``); bytes
     counted by a relay on the loopback path. ``--repeats`` runs, median reported.
 
-The goals of the OT mode (issue #6) are checked at the largest size with both the OT mode
-and SPU: faster than SPU ECDH, within 1.5x of SPU KKRT, under 2 GB per party.
+The goals of the OT mode (issue #17) are checked at every size with both the OT mode and SPU:
+at 2^20 faster than SPU RR22, below it within 1.5x of SPU KKRT16, under 1 GB per party. The CPU
+model and its AES-NI / SHA-NI / AVX2 / AVX-512 flags are printed beside every table and stored
+in the JSON (``machine.cpu_flags``): SPU's and fedcredit's speeds both depend on them.
 (d) unbalanced mode: the offline build of a 2^``--unbalanced-cache`` cache
     (hash + multiply every platform id, sort, digest), then an online job of
     ``--unbalanced-queries`` queries with the cache already on the guest, and
