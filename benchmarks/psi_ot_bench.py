@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fedcredit.protocols.core import Recv, Role, RoleProgram, Send, run_local  # noqa: E402
 from fedcredit.protocols.psi.ot import OtPsiParams, ot_guest_program, ot_host_program, plan  # noqa: E402
 from fedcredit.protocols.psi.protocol import PsiParams, Reveal, guest_program, host_program  # noqa: E402
-from psi_bench import isolated  # noqa: E402  (one forked-child measurement helper for both PSI benchmarks)
+from psi_bench import cpu_line, isolated, machine_info  # noqa: E402  (one forked-child measurement helper for both PSI benchmarks)
 
 SALT = b"fedcredit-psi-ot-bench-salt"
 SEED = 20261130
@@ -106,8 +106,9 @@ def _metered(gen: RoleProgram, tally: dict[str, float]) -> RoleProgram:
 
 def _run(make: Callable[[Role, dict[str, float]], RoleProgram]) -> tuple[dict[Role, Any], float, dict[Role, dict[str, float]]]:
     tally = {r: {"messages": 0, "bytes": 0, "compute_s": 0.0} for r in (Role.GUEST, Role.HOST)}
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     out = run_local({r: _metered(make(r, tally[r]), tally[r]) for r in (Role.GUEST, Role.HOST)})
+    tally[Role.GUEST]["process_cpu_s"] = time.process_time() - c  # both roles: one process, no pool
     return out, time.perf_counter() - t, tally
 
 
@@ -199,6 +200,7 @@ def _summary(exponent: int, out: dict[Role, Any], seconds: float, tally: dict[Ro
         "bytes_total": tally[Role.GUEST]["bytes"] + tally[Role.HOST]["bytes"],
         "messages": tally[Role.GUEST]["messages"] + tally[Role.HOST]["messages"],
         "guest_compute_s": tally[Role.GUEST]["compute_s"], "host_compute_s": tally[Role.HOST]["compute_s"],
+        "cpu_s": tally[Role.GUEST].get("process_cpu_s"),
     }
 
 
@@ -280,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sizes = sorted({int(s) for s in args.sizes.split(",")} | ({20} if args.large else set()))
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    info = machine_info(os.cpu_count() or 1)
+    print(cpu_line(info) + f"; Python {platform.python_version()}")
     print("in-process (run_local), both roles in one process; bytes = raw payload bytes\n")
     rows: list[dict[str, Any]] = []
 
@@ -303,13 +306,16 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(isolated(measure_ecdh, e, args.mode, args.cores, True))
                 log(rows[-1])
 
-    head = (f"{'N':>7} {'protocol':>8} {'setting':>13} {'seconds':>8} {'guest s':>8} {'host s':>8} {'MB g→h':>8} {'MB h→g':>8} "
+    print()
+    print(cpu_line(info))
+    head = (f"{'N':>7} {'protocol':>8} {'setting':>13} {'seconds':>8} {'CPU s':>7} {'guest s':>8} {'host s':>8} {'MB g→h':>8} {'MB h→g':>8} "
             f"{'MB total':>9} {'peak MB':>8} {'ok':>3}")
     print(head)
     print("-" * len(head))
     for r in rows:
         peak = r.get("peak_rss_per_role_mb") or max(r["peak_rss_mb"], r["peak_rss_workers_mb"])
-        print(f"{'2^' + str(r['exponent']):>7} {r['protocol']:>8} {r['setting']:>13} {r['seconds']:8.2f} {r['guest_compute_s']:8.2f} "
+        cpu_s = f"{r['cpu_s']:7.2f}" if r.get("cpu_s") is not None and r["setting"] == "run_local" and r["protocol"] == "ot" else f"{'-':>7}"
+        print(f"{'2^' + str(r['exponent']):>7} {r['protocol']:>8} {r['setting']:>13} {r['seconds']:8.2f} {cpu_s} {r['guest_compute_s']:8.2f} "
               f"{r['host_compute_s']:8.2f} {_mb(r['bytes_guest_to_host']):>8} {_mb(r['bytes_host_to_guest']):>8} "
               f"{_mb(r['bytes_total']):>9} {peak:8.0f} {'yes' if r['correct'] else 'NO':>3}")
     for e in sizes:
@@ -319,14 +325,14 @@ def main(argv: list[str] | None = None) -> int:
             if ot and ec:
                 print(f"2^{e} ({setting}): ECDH time / OT time = {ec['seconds'] / ot['seconds']:.1f}, "
                       f"OT bytes / ECDH bytes = {ot['bytes_total'] / ec['bytes_total']:.1f}")
-    print("\nguest s / host s: time inside each role's program (ECDH: includes waiting on its pool)")
+    print("\nCPU s: process CPU time of the in-process OT run (both roles; robust to other load on the machine)")
+    print("guest s / host s: time inside each role's program (ECDH: includes waiting on its pool)")
     print("peak MB: run_local = the one process (both roles) or its largest pool worker; "
           "two processes = the larger role process")
 
     if args.json:
         doc = {"benchmark": "psi_ot", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                           "python": platform.python_version()},
+               "machine": info | {"python": platform.python_version()},
                "args": vars(args) | {"json": str(args.json)},
                "results": [{k: v for k, v in r.items() if k != "profile"} for r in rows]}
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -366,13 +366,12 @@ _register(
 # --------------------------------------------------------------------------- OT-extension PSI
 
 _register(ot.OtHostSetup, psi_ot_pb2.OtHostSetup,
-          lambda m: psi_ot_pb2.OtHostSetup(count=m.count, code_key=m.code_key, count_first=m.count_first),
-          lambda pb: ot.OtHostSetup(int(pb.count), bytes(pb.code_key), bool(pb.count_first)))
+          lambda m: psi_ot_pb2.OtHostSetup(count=m.count, code_key=m.code_key, count_first=m.count_first,
+                                           base_ot_setup=m.base_ot_setup),
+          lambda pb: ot.OtHostSetup(int(pb.count), bytes(pb.code_key), bool(pb.count_first), bytes(pb.base_ot_setup)))
 _register(ot.OtGuestSetup, psi_ot_pb2.OtGuestSetup,
-          lambda m: psi_ot_pb2.OtGuestSetup(count=m.count, bins=m.bins, cuckoo_seed=m.cuckoo_seed, base_ot_setup=m.base_ot_setup,
-                                            count_first=m.count_first),
-          lambda pb: ot.OtGuestSetup(int(pb.count), int(pb.bins), bytes(pb.cuckoo_seed), bytes(pb.base_ot_setup),
-                                     bool(pb.count_first)))
+          lambda m: psi_ot_pb2.OtGuestSetup(count=m.count, bins=m.bins, cuckoo_seed=m.cuckoo_seed, count_first=m.count_first),
+          lambda pb: ot.OtGuestSetup(int(pb.count), int(pb.bins), bytes(pb.cuckoo_seed), bool(pb.count_first)))
 _register(ot.BaseOtElements, psi_ot_pb2.BaseOtElements, lambda m: psi_ot_pb2.BaseOtElements(elements=m.elements),
           lambda pb: ot.BaseOtElements(bytes(pb.elements)))
 _register(ot.CorrectionRows, psi_ot_pb2.CorrectionRows, lambda m: psi_ot_pb2.CorrectionRows(rows=m.rows),

@@ -90,11 +90,12 @@ def test_counting_relay_survives_a_peer_that_is_not_listening_yet() -> None:
     assert relay.forward == 5
 
 
-def _row(e: int, ot_s: float, ot_mb: float, spu_ecdh: float | None, spu_kkrt: float | None) -> dict[str, Any]:
+def _row(e: int, ot_s: float, ot_mb: float, spu_ecdh: float | None, spu_kkrt: float | None,
+         spu_rr22: float | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {"exponent": e,
                            "fedcredit_ot_real": {"seconds": ot_s, "bytes_total": 1, "peak_rss_mb_per_party": {"bank": ot_mb, "platform": 10.0}}}
     spu = {}
-    for proto, sec in (("ECDH", spu_ecdh), ("KKRT", spu_kkrt)):
+    for proto, sec in (("ECDH", spu_ecdh), ("KKRT", spu_kkrt), ("RR22", spu_rr22)):
         if sec is not None:
             spu[proto] = {"seconds": sec, "bytes_total": 1, "peak_rss_mb_per_party": {"party0": 1.0, "party1": 1.0}}
     if spu:
@@ -103,26 +104,36 @@ def _row(e: int, ot_s: float, ot_mb: float, spu_ecdh: float | None, spu_kkrt: fl
 
 
 @pytest.mark.parametrize(
-    ("ot_s", "ot_mb", "ecdh", "kkrt", "expect"),
+    ("small_ot", "ot_s", "ot_mb", "rr22", "expect17", "expect20"),
     [
-        (9.0, 500.0, 20.0, 10.0, {"faster_than_spu_ecdh": True, "within_1_5x_spu_kkrt": True, "memory_below_2gb": True}),
-        (16.0, 500.0, 20.0, 10.0, {"faster_than_spu_ecdh": True, "within_1_5x_spu_kkrt": False, "memory_below_2gb": True}),
-        (21.0, 2100.0, 20.0, 15.0, {"faster_than_spu_ecdh": False, "within_1_5x_spu_kkrt": True, "memory_below_2gb": False}),
+        (1.4, 9.0, 500.0, 10.0, {"within_1_5x_spu_kkrt": True}, {"faster_than_spu_rr22": True, "memory_below_1gb": True}),
+        (1.6, 11.0, 500.0, 10.0, {"within_1_5x_spu_kkrt": False}, {"faster_than_spu_rr22": False, "memory_below_1gb": True}),
+        (1.0, 9.0, 1100.0, 10.0, {"within_1_5x_spu_kkrt": True}, {"faster_than_spu_rr22": True, "memory_below_1gb": False}),
     ],
 )
-def test_goals_are_judged_at_the_largest_size_with_spu(ot_s: float, ot_mb: float, ecdh: float, kkrt: float,
-                                                       expect: dict[str, bool], capsys: pytest.CaptureFixture[str]) -> None:
-    rows = [_row(17, 1.0, 100.0, 100.0, 100.0), _row(20, ot_s, ot_mb, ecdh, kkrt), _row(22, 1.0, 1.0, None, None)]
-    goals = psi_bench.side_by_side(rows, "0.9.5", None)
-    assert goals["exponent"] == 20
-    assert {k: goals[k] for k in expect} == expect
-    assert goals["ratio_to_spu_kkrt"] == pytest.approx(ot_s / kkrt)
+def test_goals_of_issue_17_are_judged_per_size(small_ot: float, ot_s: float, ot_mb: float, rr22: float, expect17: dict[str, bool],
+                                               expect20: dict[str, bool], capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [_row(17, small_ot, 100.0, None, 1.0, 0.5), _row(20, ot_s, ot_mb, 30.0, 12.0, rr22), _row(22, 1.0, 1.0, None, None)]
+    goals = psi_bench.side_by_side(rows, "0.9.5", None, "CPU: test")
+    assert set(goals) == {"2^17", "2^20"}  # 2^22 has no SPU column: no verdict
+    assert {k: goals["2^17"][k] for k in expect17} == expect17
+    assert {k: goals["2^20"][k] for k in expect20} == expect20
+    assert goals["2^20"]["ratio_to_spu_rr22"] == pytest.approx(ot_s / rr22)
+    assert goals["2^20"]["ratio_to_spu_kkrt"] == pytest.approx(ot_s / 12.0)
     out = capsys.readouterr().out
-    assert "Goals at 2^20" in out and ("MISSED" in out) == (not all(expect.values()))
+    assert "Goals at 2^20" in out and "CPU: test" in out
+    assert ("MISSED" in out) == (not all(expect17.values()) or not all(expect20.values()))
 
 
 def test_no_spu_means_no_goal_verdict() -> None:
     assert psi_bench.side_by_side([_row(20, 9.0, 500.0, None, None)], None, None) == {}
+
+
+def test_cpu_line_names_the_flags() -> None:
+    info = psi_bench.machine_info(2)
+    assert set(info["cpu_flags"]) == {"AES-NI", "SHA-NI", "AVX2", "AVX-512"}
+    line = psi_bench.cpu_line(info)
+    assert line.startswith("CPU: ") and all(f"{k} {'yes' if v else 'no'}" in line for k, v in info["cpu_flags"].items())
 
 
 def test_median_of_reports_the_middle_run() -> None:

@@ -24,7 +24,7 @@ from fedcredit.protocols.psi.ot.cuckoo import (
     id_digests,
     table_size,
 )
-from fedcredit.protocols.psi.ot.kkrt import OprfReceiver, OprfSender, code_failure_log2, codewords, hash_rows
+from fedcredit.protocols.psi.ot.kkrt import OprfReceiver, OprfSender, code_failure_log2, codewords, hash_rows, row_hash_key
 from fedcredit.protocols.psi.protocol import PsiStep, Reveal
 
 SALT = b"test-salt-0123456789"
@@ -63,6 +63,28 @@ def test_fixed_base_table_equals_powmod(base: int, e: int, window: int) -> None:
 def test_fixed_base_refuses_wide_exponents() -> None:
     with pytest.raises(ValueError):
         FixedBase(3, GROUP14_P).pow(1 << 256)
+
+
+@pytest.mark.parametrize("width", [128, 448, 1024])
+def test_iknp_extends_128_base_ots_to_w_random_ots(width: int) -> None:
+    from fedcredit.protocols.psi.ot.iknp import BASE_OTS, extension_receiver, extension_sender
+
+    rng = random.Random(width)
+    delta = [rng.getrandbits(1) for _ in range(BASE_OTS)]
+    sender = BaseOtSender(rng)  # the host: base-OT sender
+    receiver = BaseOtReceiver(delta, sender.setup, rng)  # the guest: base-OT receiver, choices Δ
+    s = [rng.getrandbits(1) for _ in range(width)]
+    u, host_keys = extension_receiver(sender.keys(receiver.elements), s)
+    assert len(u) == width * 16
+    pairs = extension_sender(receiver.keys, delta, u, width)
+    assert [p[c] for p, c in zip(pairs, s)] == host_keys  # the host holds exactly k_j^{s_j}
+    assert all(p[0] != p[1] for p in pairs)
+    assert len({k for p in pairs for k in p}) == 2 * width
+    # a different Δ (the guest's secret) gives keys that match nothing the host holds
+    wrong = extension_sender(receiver.keys, [1 - d for d in delta], u, width)
+    assert not {k for p in wrong for k in p} & set(host_keys)
+    with pytest.raises(ProtocolError):
+        extension_sender(receiver.keys, delta, u[:-1], width)
 
 
 def test_base_ot_chosen_messages() -> None:
@@ -143,13 +165,14 @@ def test_oprf_values_agree_only_on_equal_inputs() -> None:
     u, t0 = receiver.chunk(0, code)
     q = sender.chunk(0, u)
     bins = np.arange(128)
-    mine = hash_rows(bins, t0, 16)
-    same = hash_rows(bins, sender.evaluate(q, code), 16)
+    hk = row_hash_key(key)
+    mine = hash_rows(hk, bins, t0, 16)
+    same = hash_rows(hk, bins, sender.evaluate(q, code), 16)
     assert np.array_equal(mine, same)
     other = codewords(key, np.roll(d, 1, axis=0), funcs, width)  # a different id in every bin
-    assert not np.any(np.all(hash_rows(bins, sender.evaluate(q, other), 16) == mine, axis=1))
+    assert not np.any(np.all(hash_rows(hk, bins, sender.evaluate(q, other), 16) == mine, axis=1))
     shifted = codewords(key, d, np.ones(128, dtype=np.int8), width)  # same id, other hash index
-    assert not np.any(np.all(hash_rows(bins, sender.evaluate(q, shifted), 16) == mine, axis=1))
+    assert not np.any(np.all(hash_rows(hk, bins, sender.evaluate(q, shifted), 16) == mine, axis=1))
 
 
 def test_code_words_are_far_apart() -> None:
@@ -227,7 +250,8 @@ def test_step_table() -> None:
     assert len({s.wire for s in OtPsiStep}) == len(OtPsiStep)
     kinds = {s.name: s.spec.payload.classification for s in OtPsiStep}
     assert kinds["HOST_SETUP"] is kinds["GUEST_SETUP"] is Classification.PUBLIC
-    assert kinds["BASE_OT"] is kinds["CORRECTIONS"] is kinds["OPRF_VALUES"] is Classification.MASKED
+    assert kinds["BASE_OT"] is kinds["OT_EXTENSION"] is kinds["CORRECTIONS"] is kinds["OPRF_VALUES"] is Classification.MASKED
+    assert OtPsiStep.BASE_OT.spec.senders == (Role.GUEST,) and OtPsiStep.OT_EXTENSION.spec.senders == (Role.HOST,)
     for s in OtPsiStep:
         if s is not OtPsiStep.GUEST_MATCHES and not s.name.startswith("ECDH_"):
             assert issubclass(s.spec.payload, (Masked, Public))
@@ -323,7 +347,9 @@ def test_psi_wire_messages_are_chunked_bytes() -> None:
         sizes[w] = sizes.get(w, 0) + n
     assert sizes["psi_ot.corrections"] == p.bins * 448 // 8
     assert sizes["psi_ot.oprf_values"] == 3 * 4000 * p.value_bytes
-    assert sizes["psi_ot.base_ot"] == 448 * 256
+    assert sizes["psi_ot.base_ot"] == 128 * 256  # κ base OTs whatever w, IKNP-extended to w
+    assert sizes["psi_ot.ot_extension"] == 448 * 16
+    assert sizes["psi_ot.host_setup"] == 16 + 256 and sizes["psi_ot.guest_setup"] == 16
     assert g.size == 1000
 
 
@@ -331,7 +357,7 @@ def test_psi_default_params_use_group_15() -> None:
     assert OtPsiParams(salt=SALT).base_ot_group == 15
     guest, host = make_sets(300, 300, 100, seed=14)
     g, h, log = run_psi(guest, host, base_ot_group=15)
-    assert dict(log)["psi_ot.base_ot"] == 448 * 384
+    assert dict(log)["psi_ot.base_ot"] == 128 * 384
     assert sorted(guest[i] for i in g.rows) == sorted(set(guest) & set(host))
 
 
@@ -339,15 +365,20 @@ def test_psi_rejects_duplicates_and_bad_setup() -> None:
     with pytest.raises(DataError):
         run_psi(["a", "a"], ["a"])
     params = OtPsiParams(salt=SALT)
+    for role_program in (ot_host_program, ot_guest_program):  # duplicates are refused before anything is sent
+        prog = role_program(["b", "a", "c", "a"], params, random.Random(1))
+        with pytest.raises(DataError):
+            while not isinstance(next(prog), Send):
+                pass
     host = ot_host_program(["a", "b"], params, random.Random(1))
+    next(host)  # progress
     first = next(host)
     assert first.step is OtPsiStep.HOST_SETUP
     from fedcredit.protocols.psi.ot import OtGuestSetup
 
-    next(host)  # progress
     assert next(host).step is OtPsiStep.GUEST_SETUP  # Recv
     with pytest.raises(ProtocolError):
-        host.send(OtGuestSetup(count=10, bins=128, cuckoo_seed=b"\0" * 16, base_ot_setup=b"\2" * 256))
+        host.send(OtGuestSetup(count=10, bins=128, cuckoo_seed=b"\0" * 16))
 
 
 def test_psi_is_deterministic_given_rng() -> None:
@@ -369,15 +400,6 @@ def test_match_handles_shared_prefixes() -> None:
     assert rows.tolist() == [0, 2, 3] and pos.tolist() == [5, 0, 3]
 
 
-def test_hash_rows_on_a_pool_map_is_identical() -> None:
-    from fedcredit.protocols.psi.ot import kkrt
-
-    k = kkrt.HASH_TASK_ROWS * 2 + 5
-    rows = np.frombuffer(random.Random(12).randbytes(k * 56), dtype=np.uint8).reshape(k, 56)
-    bins = np.arange(k)
-    assert np.array_equal(hash_rows(bins, rows, 11, map_fn=map), hash_rows(bins, rows, 11))
-
-
 def test_psi_with_map_fn() -> None:
     guest, host = make_sets(2000, 2000, 700, seed=13)
     params = OtPsiParams(salt=SALT, mode=Reveal.GUEST, base_ot_group=14)
@@ -386,3 +408,15 @@ def test_psi_with_map_fn() -> None:
         Role.HOST: ot_host_program(host, params, random.Random(2), map_fn=map),
     })
     assert sorted(guest[i] for i in out[Role.GUEST].rows) == sorted(set(guest) & set(host))
+
+
+def test_duplicate_check_compares_whole_digests() -> None:
+    from fedcredit.protocols.psi.ot.protocol import _check_unique
+
+    d = np.zeros((4, 16), dtype=np.uint8)
+    d[:, 15] = [1, 2, 3, 4]  # one shared first word, four distinct digests
+    _check_unique(d, Role.GUEST)
+    d[3, 15] = 2
+    with pytest.raises(DataError):
+        _check_unique(d, Role.HOST)
+    _check_unique(d[:1], Role.GUEST)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x65\x64\x63redit/v1/psi_ot.proto\x12\x0c\x66\x65\x64\x63redit.v1\"C\n\x0bOtHostSetup\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x10\n\x08\x63ode_key\x18\x02 \x01(\x0c\x12\x13\n\x0b\x63ount_first\x18\x03 \x01(\x08\"l\n\x0cOtGuestSetup\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x0c\n\x04\x62ins\x18\x02 \x01(\x04\x12\x13\n\x0b\x63uckoo_seed\x18\x03 \x01(\x0c\x12\x15\n\rbase_ot_setup\x18\x04 \x01(\x0c\x12\x13\n\x0b\x63ount_first\x18\x05 \x01(\x08\"\"\n\x0e\x42\x61seOtElements\x12\x10\n\x08\x65lements\x18\x01 \x01(\x0c\"\x1e\n\x0e\x43orrectionRows\x12\x0c\n\x04rows\x18\x01 \x01(\x0c\"\x1c\n\nOprfValues\x12\x0e\n\x06values\x18\x01 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x65\x64\x63redit/v1/psi_ot.proto\x12\x0c\x66\x65\x64\x63redit.v1\"Z\n\x0bOtHostSetup\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x10\n\x08\x63ode_key\x18\x02 \x01(\x0c\x12\x13\n\x0b\x63ount_first\x18\x03 \x01(\x08\x12\x15\n\rbase_ot_setup\x18\x04 \x01(\x0c\"[\n\x0cOtGuestSetup\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x0c\n\x04\x62ins\x18\x02 \x01(\x04\x12\x13\n\x0b\x63uckoo_seed\x18\x03 \x01(\x0c\x12\x13\n\x0b\x63ount_first\x18\x05 \x01(\x08J\x04\x08\x04\x10\x05\"\"\n\x0e\x42\x61seOtElements\x12\x10\n\x08\x65lements\x18\x01 \x01(\x0c\"\x1e\n\x0e\x43orrectionRows\x12\x0c\n\x04rows\x18\x01 \x01(\x0c\"\x1c\n\nOprfValues\x12\x0e\n\x06values\x18\x01 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,13 +32,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedcredit.proto.v1.psi_ot_p
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_OTHOSTSETUP']._serialized_start=43
-  _globals['_OTHOSTSETUP']._serialized_end=110
-  _globals['_OTGUESTSETUP']._serialized_start=112
-  _globals['_OTGUESTSETUP']._serialized_end=220
-  _globals['_BASEOTELEMENTS']._serialized_start=222
-  _globals['_BASEOTELEMENTS']._serialized_end=256
-  _globals['_CORRECTIONROWS']._serialized_start=258
-  _globals['_CORRECTIONROWS']._serialized_end=288
-  _globals['_OPRFVALUES']._serialized_start=290
-  _globals['_OPRFVALUES']._serialized_end=318
+  _globals['_OTHOSTSETUP']._serialized_end=133
+  _globals['_OTGUESTSETUP']._serialized_start=135
+  _globals['_OTGUESTSETUP']._serialized_end=226
+  _globals['_BASEOTELEMENTS']._serialized_start=228
+  _globals['_BASEOTELEMENTS']._serialized_end=262
+  _globals['_CORRECTIONROWS']._serialized_start=264
+  _globals['_CORRECTIONROWS']._serialized_end=294
+  _globals['_OPRFVALUES']._serialized_start=296
+  _globals['_OPRFVALUES']._serialized_end=324
 # @@protoc_insertion_point(module_scope)

@@ -1,7 +1,9 @@
 """OT-extension PSI (KKRT16 batched OPRF, semi-honest): the fast balanced PSI mode.
 
 * :mod:`.bits` -- AES-CTR PRG columns and the blocked bit-matrix transpose.
-* :mod:`.base_ot` -- Chou–Orlandi base OTs over RFC 3526 group 14 (gmpy2).
+* :mod:`.base_ot` -- Chou–Orlandi base OTs over RFC 3526 group 15 (gmpy2).
+* :mod:`.iknp` -- IKNP extension of the 128 base OTs to the w OTs of KKRT.
+* :mod:`.aes_hash` -- bulk AES: the id PRF and the correlation-robust row hash.
 * :mod:`.kkrt` -- the OT-extension / OPRF layer (code words, U, Q, hashing).
 * :mod:`.cuckoo` -- id digests, cuckoo hashing (guest) and simple hashing (host).
 * :mod:`.protocol` -- message table ``psi_ot.*``, parameters and both role programs.

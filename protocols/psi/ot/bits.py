@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-__all__ = ["transpose_bits", "transpose_bits_reference", "prg_columns", "PrgStream", "SEED_BYTES"]
+__all__ = ["Scratch", "transpose_bits", "transpose_bits_reference", "prg_columns", "PrgStream", "SEED_BYTES"]
 
 #: Length of a base-OT seed (the PRG key): 128 bits, the computational security parameter.
 SEED_BYTES = 16
@@ -31,24 +31,33 @@ SEED_BYTES = 16
 _M1 = np.uint64(0x00AA00AA00AA00AA)
 _M2 = np.uint64(0x0000CCCC0000CCCC)
 _M3 = np.uint64(0x00000000F0F0F0F0)
+_PAD = 16
 _S7, _S14, _S28 = np.uint64(7), np.uint64(14), np.uint64(28)
 
 
-def _transpose8x8(x: np.ndarray) -> np.ndarray:
-    """Transpose the 8x8 bit matrix held in each uint64 (byte = row), in place-free numpy ops."""
-    t = (x ^ (x >> _S7)) & _M1
-    x = x ^ t ^ (t << _S7)
-    t = (x ^ (x >> _S14)) & _M2
-    x = x ^ t ^ (t << _S14)
-    t = (x ^ (x >> _S28)) & _M3
-    return x ^ t ^ (t << _S28)
+def _transpose8x8(x: np.ndarray, t: np.ndarray | None = None) -> np.ndarray:
+    """Transpose, in place, the 8x8 bit matrix held in each uint64 of ``x`` (byte = row); returns ``x``.
+
+    ``t``: a scratch array shaped like ``x`` (fresh temporaries would cost page faults on every call).
+    """
+    if t is None:
+        t = np.empty_like(x)
+    for shift, mask in ((_S7, _M1), (_S14, _M2), (_S28, _M3)):
+        np.right_shift(x, shift, out=t)
+        t ^= x
+        t &= mask
+        x ^= t
+        t <<= shift
+        x ^= t
+    return x
 
 
-def transpose_bits(cols: np.ndarray) -> np.ndarray:
+def transpose_bits(cols: np.ndarray, scratch: "Scratch | None" = None) -> np.ndarray:
     """Transpose a ``(w, M // 8)`` column matrix into its ``(M, w // 8)`` row matrix.
 
     Args:
         cols: uint8 array; ``w`` must be a multiple of 8.
+        scratch: work arrays to reuse between calls (:class:`Scratch`); fresh ones if None.
 
     Returns:
         A new C-contiguous uint8 array of shape ``(8 * cols.shape[1], w // 8)``.
@@ -58,11 +67,37 @@ def transpose_bits(cols: np.ndarray) -> np.ndarray:
     w, mb = cols.shape
     if w % 8:
         raise ValueError(f"transpose_bits needs a multiple of 8 rows, got {w}")
+    # Copy the rows to a stride of mb + 16 bytes first: the gather below reads one byte from each of
+    # the w rows in turn, and with a power-of-two row stride (chunks of 2^k bins) every one of those
+    # reads maps to the same cache set -- the padded copy makes the gather ~8x faster.
+    padded, x, t = (scratch or Scratch()).get(w, mb)
+    padded[:, :mb] = cols
     # block (c, g) = bytes c of rows 8g..8g+7; reversed so row 8g is the top byte of the uint64
-    blocks = cols.reshape(w // 8, 8, mb).transpose(2, 0, 1)[:, :, ::-1]
-    x = np.ascontiguousarray(blocks).view("<u8").reshape(mb, w // 8)
-    y = _transpose8x8(x).view(np.uint8).reshape(mb, w // 8, 8)[:, :, ::-1]
+    blocks = padded[:, :mb].reshape(w // 8, 8, mb).transpose(2, 0, 1)[:, :, ::-1]
+    x.view(np.uint8).reshape(mb, w // 8, 8)[...] = blocks
+    y = _transpose8x8(x, t).view(np.uint8).reshape(mb, w // 8, 8)[:, :, ::-1]
     return np.ascontiguousarray(y.transpose(0, 2, 1)).reshape(mb * 8, w // 8)
+
+
+class Scratch:
+    """Scratch arrays reused between the transposes of one owner (an OT-extension state object).
+
+    Fresh multi-MB arrays cost a page fault per 4 KiB on every call, more than the arithmetic.
+    Not shared between threads: each :class:`~.kkrt.OprfReceiver` / ``OprfSender`` has its own.
+    """
+
+    def __init__(self) -> None:
+        self._arrays: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def get(self, w: int, mb: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The padded rows, x and t (uint64) of a ``(w, mb)`` transpose."""
+        arrays = self._arrays.get((w, mb))
+        if arrays is None:
+            if len(self._arrays) >= 2:  # one chunk shape, and a last short chunk
+                self._arrays.clear()
+            arrays = self._arrays[(w, mb)] = (np.empty((w, mb + _PAD), dtype=np.uint8), np.empty((mb, w // 8), dtype="<u8"),
+                                              np.empty((mb, w // 8), dtype="<u8"))
+        return arrays
 
 
 def transpose_bits_reference(cols: np.ndarray) -> np.ndarray:

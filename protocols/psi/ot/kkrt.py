@@ -15,8 +15,9 @@ Notation (one OPRF instance per cuckoo bin j, code width w, seeds from w base OT
 
 C is a pseudo-random code: C(d, f) = AES_K(d ⊕ τ_{f,0}) ‖ … ‖ AES_K(d ⊕ τ_{f,3}),
 truncated to w bits, for an id digest d, the hash-function index f and a
-public key K the host draws per job. H is SHA-256 over (j as 8 bytes ‖ row),
-truncated; it is the correlation-robust hash, modelled as a random oracle.
+public key K the host draws per job. H is the correlation-robust hash: a
+chained fixed-key-AES MMO over the row with a per-bin IV (:mod:`.aes_hash`,
+where its argument in the random-permutation model is written out), truncated.
 For y ≠ x_j, C(y) ⊕ C(x_j) has weight ≥ κ = 128 except with probability
 P[Bin(w, ½) < κ] (:func:`code_failure_log2`), and then F_j(y) needs κ unknown
 bits of s: pseudorandom to the guest.
@@ -24,7 +25,6 @@ bits of s: pseudorandom to the guest.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from functools import lru_cache
 from typing import Sequence
@@ -33,21 +33,21 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ...core import MapFn
-from .bits import SEED_BYTES, PrgStream, transpose_bits
+from .aes_hash import derive_key, mmo_rows
+from .bits import SEED_BYTES, PrgStream, Scratch, transpose_bits
 
 __all__ = [
     "MapFn",
     "code_failure_log2",
     "codewords",
     "hash_rows",
-    "hash_rows_worker",
+    "row_hash_key",
     "OprfReceiver",
     "OprfSender",
 ]
 
 _BLOCK = 16
-#: Rows per task when hashing on a pool.
-HASH_TASK_ROWS = 1 << 15
+_ROW_TAG = b"fedcredit/v1/psi-ot/row-hash"
 
 
 @lru_cache(maxsize=64)
@@ -71,31 +71,17 @@ def codewords(key: bytes, digests: np.ndarray, funcs: np.ndarray, width: int) ->
     return out[:, : width // 8]
 
 
-def hash_rows_worker(task: tuple[bytes, int, int]) -> bytes:
-    """SHA-256 of each ``stride``-byte record of ``buf``, truncated to ``out_len`` (pool worker)."""
-    buf, stride, out_len = task
-    mv = memoryview(buf)
-    sha = hashlib.sha256
-    return b"".join([sha(mv[i : i + stride]).digest()[:out_len] for i in range(0, len(buf), stride)])
+def row_hash_key(code_key: bytes) -> bytes:
+    """The per-job AES key of the row hash H, derived from the host's public code key K."""
+    return derive_key(_ROW_TAG, code_key)
 
 
-def hash_rows(bins: np.ndarray, rows: np.ndarray, out_len: int, map_fn: MapFn | None = None) -> np.ndarray:
-    """``(k, out_len)`` uint8: H(j, row) = SHA-256(j as 8 bytes LE ‖ row)[:out_len] per row.
+def hash_rows(key: bytes, bins: np.ndarray, rows: np.ndarray, out_len: int) -> np.ndarray:
+    """``(k, out_len)`` uint8: H(j, row), the chained fixed-key-AES MMO hash (:func:`~.aes_hash.mmo_rows`).
 
-    With ``map_fn`` the rows are hashed in tasks of :data:`HASH_TASK_ROWS`
-    on the pool; the result does not depend on it.
+    ``key`` is :func:`row_hash_key` of the job's code key; ``bins`` the j of each row.
     """
-    k = len(rows)
-    if k == 0:
-        return np.zeros((0, out_len), dtype=np.uint8)
-    rec = np.concatenate([bins.astype("<u8").view(np.uint8).reshape(k, 8), rows], axis=1)
-    stride = rec.shape[1]
-    if map_fn is None or k <= HASH_TASK_ROWS:
-        out = hash_rows_worker((rec.tobytes(), stride, out_len))
-    else:
-        tasks = [(rec[i : i + HASH_TASK_ROWS].tobytes(), stride, out_len) for i in range(0, k, HASH_TASK_ROWS)]
-        out = b"".join(map_fn(hash_rows_worker, tasks))
-    return np.frombuffer(out, dtype=np.uint8).reshape(k, out_len)
+    return mmo_rows(key, bins, rows, out_len)
 
 
 class OprfReceiver:
@@ -107,6 +93,7 @@ class OprfReceiver:
         self.width = len(pairs)
         self._t0 = PrgStream([a for a, _ in pairs])
         self._t1 = PrgStream([b for _, b in pairs])
+        self._scratch = Scratch()
 
     def chunk(self, lo: int, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bins ``[lo, lo + len(code))``: the correction rows U and the guest's rows T0.
@@ -122,7 +109,7 @@ class OprfReceiver:
         t0c = self._t0.next(lo, nb)
         d = self._t1.next(lo, nb)
         d ^= t0c
-        both = transpose_bits(np.concatenate([t0c, d], axis=0))  # (nb, 2w/8): [t0 | t0⊕t1]
+        both = transpose_bits(np.concatenate([t0c, d], axis=0), self._scratch)  # (nb, 2w/8): [t0 | t0⊕t1]
         w8 = self.width // 8
         u = both[:, w8:]
         u ^= code
@@ -137,11 +124,12 @@ class OprfSender:
             raise ValueError("OprfSender needs one seed per choice bit, a multiple of 8")
         self.width = len(seeds)
         self._prg = PrgStream(seeds)
+        self._scratch = Scratch()
         self.s_row = np.packbits(np.asarray(choices, dtype=np.uint8))  # (w // 8,)
 
     def chunk(self, lo: int, u: np.ndarray) -> np.ndarray:
         """Q rows for bins ``[lo, lo + len(u))``: q_j = t_j ⊕ (C_j ∧ s)."""
-        q = transpose_bits(self._prg.next(lo, len(u)))
+        q = transpose_bits(self._prg.next(lo, len(u)), self._scratch)
         q ^= u & self.s_row
         return q
 

@@ -49,17 +49,20 @@ def _check_flag(value: object, what: str) -> None:
 
 @dataclass(frozen=True)
 class OtHostSetup(Public):
-    """|Y|, the per-job pseudo-random-code key K (public parameters), and whether the
-    host's ``min_intersection`` calls for the count-first fallback (a policy bit)."""
+    """|Y|, the per-job pseudo-random-code key K (public parameters), whether the host's
+    ``min_intersection`` calls for the count-first fallback (a policy bit), and the
+    base-OT sender's A = g^a (an ephemeral public key; the host sends the κ base OTs)."""
 
     count: int
     code_key: bytes
     count_first: bool = False
+    base_ot_setup: bytes = b""
 
     def __post_init__(self) -> None:
         _check_count(self.count, "OtHostSetup.count")
         _check_bytes(self.code_key, "OtHostSetup.code_key", _KEY_BYTES)
         _check_flag(self.count_first, "OtHostSetup.count_first")
+        _check_bytes(self.base_ot_setup, "OtHostSetup.base_ot_setup")
 
     def disclosed(self) -> dict[str, Any]:
         return {"set_size": self.count, "count_first": self.count_first}
@@ -67,25 +70,23 @@ class OtHostSetup(Public):
 
 @dataclass(frozen=True)
 class OtGuestSetup(Public):
-    """|X|, the cuckoo table size and seed, and the base-OT sender's A = g^a.
+    """|X|, the cuckoo table size and seed, and whether the guest needs count-first.
 
     Public: the size and the table size (a function of it) are disclosed;
-    the seed is uniform up to 2^-40 (see :mod:`.cuckoo`); A is an ephemeral
-    public key; ``count_first`` says whether the guest's ``min_intersection``
-    calls for the count-first fallback (a policy bit).
+    the seed is uniform up to 2^-40 (see :mod:`.cuckoo`); ``count_first`` says
+    whether the guest's ``min_intersection`` calls for the count-first
+    fallback (a policy bit).
     """
 
     count: int
     bins: int
     cuckoo_seed: bytes
-    base_ot_setup: bytes
     count_first: bool = False
 
     def __post_init__(self) -> None:
         _check_count(self.count, "OtGuestSetup.count")
         _check_count(self.bins, "OtGuestSetup.bins")
         _check_bytes(self.cuckoo_seed, "OtGuestSetup.cuckoo_seed", 16)
-        _check_bytes(self.base_ot_setup, "OtGuestSetup.base_ot_setup")
         _check_flag(self.count_first, "OtGuestSetup.count_first")
 
     def disclosed(self) -> dict[str, Any]:
@@ -94,7 +95,7 @@ class OtGuestSetup(Public):
 
 @dataclass(frozen=True)
 class BaseOtElements(Masked):
-    """The host's w base-OT elements B_i, concatenated (each uniform in the group whatever s_i)."""
+    """The guest's κ = 128 base-OT elements B_i, concatenated (each uniform in the group whatever Δ_i)."""
 
     elements: bytes
 
@@ -104,9 +105,11 @@ class BaseOtElements(Masked):
 
 @dataclass(frozen=True)
 class CorrectionRows(Masked):
-    """One chunk of the correction matrix U, row-major (``w/8`` bytes per bin).
+    """Rows of an OT-extension correction matrix U: one chunk of KKRT's (``w/8`` bytes per bin,
+    guest → host), or IKNP's (w rows of 16 bytes, host → guest, :mod:`.iknp`).
 
-    Masked: column i is masked by PRG(k_i^{1-s_i}), a seed the host never saw.
+    Masked: column i is masked by the PRG of the seed of base OT i that the
+    receiver of the message never saw.
     """
 
     rows: bytes
@@ -134,15 +137,19 @@ class OtPsiStep(ProtocolStep):
 
     HOST_SETUP = StepSpec(
         "psi_ot.host_setup", (Role.HOST,), (Role.GUEST,), OtHostSetup,
-        "|Y| and the code key; the host's first message",
+        "|Y|, the code key and base-OT A; the host's first message",
     )
     GUEST_SETUP = StepSpec(
         "psi_ot.guest_setup", (Role.GUEST,), (Role.HOST,), OtGuestSetup,
-        "|X|, cuckoo table size and seed, base-OT A; the guest's first message",
+        "|X|, cuckoo table size and seed; the guest's first message",
     )
     BASE_OT = StepSpec(
-        "psi_ot.base_ot", (Role.HOST,), (Role.GUEST,), BaseOtElements,
-        "the w base-OT elements B_i (host = base-OT receiver, choices s)",
+        "psi_ot.base_ot", (Role.GUEST,), (Role.HOST,), BaseOtElements,
+        "the 128 base-OT elements B_i (guest = base-OT receiver, choices Δ)",
+    )
+    OT_EXTENSION = StepSpec(
+        "psi_ot.ot_extension", (Role.HOST,), (Role.GUEST,), CorrectionRows,
+        "IKNP's U: the 128 base OTs extended to the w random OTs of KKRT (host's choices s)",
     )
     CORRECTIONS = StepSpec(
         "psi_ot.corrections", (Role.GUEST,), (Role.HOST,), CorrectionRows,

@@ -13,6 +13,7 @@ from ...errors import BudgetError, ProtocolError
 from ..messages import Reveal, check_positive_ints, check_salt, offered_mode
 from .base_ot import GROUP14_P, GROUP15_P, element_bytes
 from .cuckoo import UNION_BOUND_MAX, failure_bound_log2, table_size
+from .iknp import BASE_OTS
 from .kkrt import code_failure_log2
 
 __all__ = ["OtPsiParams", "OtPsiPlan", "plan"]
@@ -29,15 +30,16 @@ class OtPsiParams:
         mode: ``Reveal.GUEST`` (default: only the guest learns the
             intersection) or ``Reveal.BOTH`` (aligned rows on both sides).
             CARDINALITY is not offered by this mode (use ECDH).
-        code_width: w, bits of the pseudo-random code = number of base OTs;
-            a multiple of 64, checked against |Y| by :func:`plan`.
+        code_width: w, bits of the pseudo-random code = number of random OTs
+            (IKNP-extended from 128 base OTs); a multiple of 64, checked
+            against |Y| by :func:`plan`.
         statistical_security: σ, bits (cuckoo failure, false positives, code).
         computational_security: κ; only 128 is supported (AES-128 seeds).
         chunk_bins: bins per CORRECTIONS message (a multiple of 128).
         batch_size: values per OPRF_VALUES message.
         base_ot_group: RFC 3526 group of the base OTs: 15 (3072-bit, 128-bit
             security, the default) or 14 (2048-bit, 112-bit security per NIST
-            SP 800-57; ~0.45 s faster per job).
+            SP 800-57; ~0.15 s faster per job).
 
     Raises:
         ProtocolError: on any value outside those ranges.
@@ -123,6 +125,6 @@ def plan(params: OtPsiParams, n_guest: int, n_host: int) -> OtPsiPlan:
         cuckoo_log2=cuckoo,
         false_positive_log2=math.log2(pairs) - 8 * ell,
         code_log2=code,
-        bytes_guest_to_host=bins * w // 8 + group + 40,
-        bytes_host_to_guest=3 * n_host * ell + w * group + 24,
+        bytes_guest_to_host=bins * w // 8 + BASE_OTS * group + 40,
+        bytes_host_to_guest=3 * n_host * ell + w * BASE_OTS // 8 + group + 24,
     )

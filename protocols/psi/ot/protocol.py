@@ -10,13 +10,16 @@ The exchange
 step (wire ``psi_ot.*``)    direction    payload         content
 ==========================  ===========  ==============  ======================================
 ``HOST_SETUP``              host→guest   OtHostSetup     |Y|, the per-job code key K, whether
-                                                         the host needs count-first (Public);
-                                                         the host's first message
-``GUEST_SETUP``             guest→host   OtGuestSetup    |X|, table size m, cuckoo seed, base-OT
-                                                         A = g^a, whether the guest needs
-                                                         count-first (Public); the guest's first
-``BASE_OT``                 host→guest   BaseOtElements  w elements B_i = g^{b_i}·A^{s_i}
-                                                         (Masked: uniform whatever s_i is)
+                                                         the host needs count-first (Public),
+                                                         base-OT A = g^a; the host's first message
+``GUEST_SETUP``             guest→host   OtGuestSetup    |X|, table size m, cuckoo seed, whether
+                                                         the guest needs count-first (Public);
+                                                         the guest's first message
+``BASE_OT``                 guest→host   BaseOtElements  128 elements B_i = g^{b_i}·A^{Δ_i}
+                                                         (Masked: uniform whatever Δ_i is)
+``OT_EXTENSION``            host→guest   CorrectionRows  IKNP's U, w rows of 16 bytes: the 128
+                                                         base OTs extended to the w random OTs
+                                                         of KKRT (Masked, :mod:`.iknp`)
 ``CORRECTIONS``             guest→host   CorrectionRows  per chunk of ``chunk_bins`` bins: rows of
                                                          U = T0 ⊕ T1 ⊕ C (Masked by PRG(k^{1-s}))
 ``OPRF_VALUES``             host→guest   OprfValues      per batch of ``batch_size``: the 3|Y|
@@ -32,8 +35,10 @@ step (wire ``psi_ot.*``)    direction    payload         content
                                                          PsiStep` under ``psi_ot.ecdh_*`` names
 ==========================  ===========  ==============  ======================================
 
-Both roles send their setup before receiving anything. The host sends its
-base-OT reply once it has A; the guest then streams U chunk by chunk, and the
+Both roles send their setup before receiving anything. The guest answers
+the host's A with its 128 base-OT elements; the host extends the base OTs by
+IKNP (:mod:`.iknp`) to the w OTs KKRT needs, in which the guest holds both
+seeds, and sends IKNP's U; the guest then streams U chunk by chunk, and the
 host turns each chunk into Q rows (q_j = t_j ⊕ (C_j ∧ s)) and evaluates the
 OPRF on its entries whose bin falls in the chunk (simple hashing: each y in
 all 3 of its bins, tagged with the hash index f). It sends the 3|Y| values
@@ -69,8 +74,13 @@ Parameters (:class:`OtPsiParams`, checked by :func:`plan`)
   inputs, each against one guest code word; all their distances are ≥ κ
   except with probability 3|Y|·P[Bin(w,½) < κ], required ≤ 2^-σ. w = 448
   gives 2^-66.5 per pair, enough up to |Y| ≈ 2^24.9; w = 512 gives 2^-102.
-  The base OTs are w Chou–Orlandi OTs (:mod:`.base_ot`, RFC 3526 group 15,
-  3072-bit, for 128-bit security; group 14 on request).
+  The w random OTs come from κ = 128 Chou–Orlandi base OTs (:mod:`.base_ot`,
+  RFC 3526 group 15, 3072-bit, for 128-bit security; group 14 on request),
+  host = base-OT sender, extended once by IKNP (:mod:`.iknp`, the argument
+  is there).
+* hashing: id digests are an AES CBC-MAC under a salt-derived key and H is
+  a chained fixed-key-AES MMO hash, both in bulk (:mod:`.aes_hash`, where
+  the arguments are written out).
 * statistical security σ = 40: cuckoo failure (:mod:`.cuckoo`: ≤ 2^-40 by a
   union bound up to 2^14 ids, by the KKRT16/PSWW18 1.27n estimate above) and
   false positives: the guest compares |X| values with 3|Y| values, each pair
@@ -81,13 +91,16 @@ Parameters (:class:`OtPsiParams`, checked by :func:`plan`)
 
 What each side learns (semi-honest)
 -----------------------------------
-* host: |X| and m (a function of |X|), the cuckoo seed (uniform up to 2^-40,
+* host: |X| and m (a function of |X|), the B_i (computationally uniform),
+  the cuckoo seed (uniform up to 2^-40,
   see :mod:`.cuckoo`), U (pseudorandom: every column is masked by a PRG
   output on the seed it did not choose). With BOTH, the intersection as its
   rows in guest order, as in the ECDH mode.
-* guest: |Y|, K, the B_i (uniform), and 3|Y| OPRF values in a random order:
-  for y ∉ X they are pseudorandom (code distance ≥ κ, H a random oracle), so
-  the view is simulatable from the intersection and |Y|.
+* guest: |Y|, K, A (an ephemeral public key), IKNP's U (pseudorandom: each
+  column masked by the PRG of the base-OT seed it did not choose), and 3|Y|
+  OPRF values in a random order: for y ∉ X they are pseudorandom (code
+  distance ≥ κ, H correlation robust), so the view is simulatable from the
+  intersection and |Y|.
 
 Memory (per role, at n = 2^20): guest: digests (16 B/id), cuckoo table
 (9 B/bin), own values and 3|Y| host values (ℓ B each); host: digests, bin
@@ -110,7 +123,8 @@ from ..protocol import guest_program as ecdh_guest_program
 from ..protocol import host_program as ecdh_host_program
 from .base_ot import BaseOtReceiver, BaseOtSender, element_bytes
 from .cuckoo import CuckooError, bin_positions, cuckoo_insert, id_digests, table_size
-from .kkrt import OprfReceiver, OprfSender, codewords, hash_rows
+from .iknp import BASE_OTS, extension_receiver, extension_sender
+from .kkrt import OprfReceiver, OprfSender, codewords, hash_rows, row_hash_key
 from .messages import FALLBACK_STEPS, BaseOtElements, CorrectionRows, OprfValues, OtGuestSetup, OtHostSetup, OtPsiStep
 from .params import OtPsiParams, OtPsiPlan, plan
 
@@ -142,6 +156,26 @@ def _bits(rng: RandomSource, n: int) -> list[int]:
     return [(v >> i) & 1 for i in range(n)]
 
 
+def _check_unique(digests: np.ndarray, role: Role) -> None:
+    """Refuse repeated ids, found as repeated 128-bit digests (one sort of a uint64 per id, instead of a set of strings).
+
+    Equal ids have equal digests; distinct ids share one with probability ~2^-128 per pair (:mod:`.aes_hash`).
+
+    Raises:
+        DataError: as :func:`~fedcredit.protocols.core.check_unique_ids`.
+    """
+    if len(digests) < 2:
+        return
+    words = digests.view("<u8").reshape(-1, 2)
+    first = np.sort(words[:, 0])
+    same = first[1:] == first[:-1]
+    if not same.any():
+        return
+    suspects = np.flatnonzero(np.isin(words[:, 0], first[1:][same]))
+    if len({bytes(digests[i]) for i in suspects.tolist()}) != len(suspects):
+        check_unique_ids(["same"] * 2, role)  # raises the one DataError of every PSI mode
+
+
 def _fallback_params(params: OtPsiParams) -> PsiParams:
     """The count-first ECDH-PSI both roles run when either needs its minimum checked first."""
     return PsiParams(salt=params.salt, reveal=params.mode, count_first=True)
@@ -159,8 +193,8 @@ def ot_guest_program(
     Args:
         ids: normalized, duplicate-free ids; row i is ``ids[i]``.
         params: the job's parameters (same as the host's).
-        rng: source of the cuckoo seed and the base-OT secret (``getrandbits``).
-        map_fn: optional pool ``map`` for hashing rows; the result never depends on it.
+        rng: source of the cuckoo seed, the base-OT choices Δ and secrets (``getrandbits``).
+        map_fn: pool ``map``; used only by the count-first ECDH fallback (OT hashing runs in bulk AES in-process).
         min_intersection: the guest's own minimum. If it or the host's is
             positive, both run the count-first ECDH fallback (module docstring).
 
@@ -176,11 +210,11 @@ def ot_guest_program(
         BudgetError: if the parameters cannot reach σ for these sizes.
         ProtocolError / CryptoError: on a malformed host message.
     """
-    check_unique_ids(ids, Role.GUEST)
     check_minimum(min_intersection, True)  # a positive minimum runs the count-first fallback
     n, w, w8 = len(ids), params.code_width, params.code_width // 8
     yield Progress("psi_ot", 0, 1, {"phase": "hash"})
     digests = id_digests(params.salt, ids)
+    _check_unique(digests, Role.GUEST)
     bins = table_size(n, params.statistical_security)
     for _ in range(CUCKOO_ATTEMPTS):
         seed = rng.getrandbits(128).to_bytes(16, "big")
@@ -191,8 +225,7 @@ def ot_guest_program(
             continue
     else:
         raise CuckooError(f"cuckoo insertion of {n} ids into {bins} bins failed for {CUCKOO_ATTEMPTS} seeds")
-    base = BaseOtSender(rng, params.modulus)
-    yield Send(OtPsiStep.GUEST_SETUP, OtGuestSetup(n, bins, seed, base.setup, count_first=min_intersection > 0))
+    yield Send(OtPsiStep.GUEST_SETUP, OtGuestSetup(n, bins, seed, count_first=min_intersection > 0))
 
     host = yield from recv_typed(OtPsiStep.HOST_SETUP, OtHostSetup)
     if min_intersection > 0 or host.count_first:
@@ -201,11 +234,15 @@ def ot_guest_program(
         return result
     n_host = host.count
     ell = plan(params, n, n_host).value_bytes
-    reply = yield from recv_typed(OtPsiStep.BASE_OT, BaseOtElements)
     size = element_bytes(params.modulus)
-    if len(reply.elements) != w * size:
-        raise ProtocolError(f"{OtPsiStep.BASE_OT.wire} carries {len(reply.elements)} bytes, expected {w * size}")
-    receiver = OprfReceiver(base.keys([reply.elements[i * size : (i + 1) * size] for i in range(w)]))
+    if len(host.base_ot_setup) != size:
+        raise ProtocolError(f"{OtPsiStep.HOST_SETUP.wire}: the base-OT setup is {len(host.base_ot_setup)} bytes, expected {size}")
+    delta = _bits(rng, BASE_OTS)  # the guest is the base-OT receiver, with choices Δ (IKNP's secret)
+    base = BaseOtReceiver(delta, host.base_ot_setup, rng, params.modulus)
+    yield Send(OtPsiStep.BASE_OT, BaseOtElements(b"".join(base.elements)))
+    ext = yield from recv_typed(OtPsiStep.OT_EXTENSION, CorrectionRows)
+    hkey = row_hash_key(host.code_key)
+    receiver = OprfReceiver(extension_sender(base.keys, delta, ext.rows, w))
 
     # Stream U chunk by chunk; keep H(j, t_j) for the occupied bins, by guest row.
     own = np.zeros((n, ell), dtype=np.uint8)
@@ -219,7 +256,7 @@ def ot_guest_program(
         code[sel - lo] = codewords(host.code_key, digests[items], func[sel], w)
         u, t0 = receiver.chunk(lo, code)
         yield Send(OtPsiStep.CORRECTIONS, CorrectionRows(u.tobytes()))
-        own[items] = hash_rows(sel, t0[sel - lo], ell, map_fn)
+        own[items] = hash_rows(hkey, sel, t0[sel - lo], ell)
         yield Progress("psi_ot", hi, bins, {"phase": "guest_corrections"})
 
     total = 3 * n_host
@@ -232,9 +269,9 @@ def ot_guest_program(
 
     rows, positions = _match(own, theirs)
     if params.mode is Reveal.BOTH:
-        yield Send(OtPsiStep.GUEST_MATCHES, MatchedPositions(tuple(int(p) for p in positions)))
+        yield Send(OtPsiStep.GUEST_MATCHES, MatchedPositions(tuple(positions.tolist())))
     yield Progress("psi_ot", bins, bins, {"phase": "done"})
-    return PsiResult(rows=tuple(int(r) for r in rows), size=len(rows))
+    return PsiResult(rows=tuple(rows.tolist()), size=len(rows))
 
 
 def _prefix(values: np.ndarray) -> np.ndarray:
@@ -296,8 +333,8 @@ def ot_host_program(
     Args:
         ids: normalized, duplicate-free ids; row i is ``ids[i]``.
         params: the job's parameters (same as the guest's).
-        rng: source of the code key, the base-OT choices s and secrets, and π.
-        map_fn: optional pool ``map`` for hashing rows.
+        rng: source of the code key, the base-OT secret, the extended choices s, and π.
+        map_fn: pool ``map``; used only by the count-first ECDH fallback.
         min_intersection: the host's own minimum. If it or the guest's is
             positive, both run the count-first ECDH fallback (module docstring).
 
@@ -312,13 +349,14 @@ def ot_host_program(
         BudgetError: if the parameters cannot reach σ for these sizes.
         ProtocolError / CryptoError: on a malformed guest message.
     """
-    check_unique_ids(ids, Role.HOST)
     check_minimum(min_intersection, True)  # a positive minimum runs the count-first fallback
     n, w, w8 = len(ids), params.code_width, params.code_width // 8
-    code_key = rng.getrandbits(128).to_bytes(16, "big")
-    yield Send(OtPsiStep.HOST_SETUP, OtHostSetup(n, code_key, count_first=min_intersection > 0))
     yield Progress("psi_ot", 0, 1, {"phase": "hash"})
     digests = id_digests(params.salt, ids)
+    _check_unique(digests, Role.HOST)  # before anything is sent
+    code_key = rng.getrandbits(128).to_bytes(16, "big")
+    base = BaseOtSender(rng, params.modulus)  # the host is the base-OT sender: A goes out in its first message
+    yield Send(OtPsiStep.HOST_SETUP, OtHostSetup(n, code_key, count_first=min_intersection > 0, base_ot_setup=base.setup))
 
     guest = yield from recv_typed(OtPsiStep.GUEST_SETUP, OtGuestSetup)
     if min_intersection > 0 or guest.count_first:
@@ -331,9 +369,7 @@ def ot_host_program(
     if bins != table_size(guest.count, params.statistical_security):
         raise ProtocolError(f"{OtPsiStep.GUEST_SETUP.wire}: {bins} bins is not the table size for {guest.count} ids")
     choices = _bits(rng, w)
-    base = BaseOtReceiver(choices, guest.base_ot_setup, rng, params.modulus)
-    yield Send(OtPsiStep.BASE_OT, BaseOtElements(b"".join(base.elements)))
-    sender = OprfSender(choices, base.keys)
+    hkey = row_hash_key(code_key)
 
     # Simple hashing: entry e = 3·row + f sits in bin positions[row, f].
     flat = bin_positions(digests, guest.cuckoo_seed, bins).reshape(-1)
@@ -348,6 +384,15 @@ def ot_host_program(
     where = np.empty(total, dtype=np.int64)
     where[perm] = np.arange(total, dtype=np.int64)
     out = np.empty((total, ell), dtype=np.uint8)
+
+    # The base OTs (κ of them) and their IKNP extension to the w random OTs of KKRT (.iknp).
+    reply = yield from recv_typed(OtPsiStep.BASE_OT, BaseOtElements)
+    size = element_bytes(params.modulus)
+    if len(reply.elements) != BASE_OTS * size:
+        raise ProtocolError(f"{OtPsiStep.BASE_OT.wire} carries {len(reply.elements)} bytes, expected {BASE_OTS * size}")
+    u, keys = extension_receiver(base.keys([reply.elements[i * size : (i + 1) * size] for i in range(BASE_OTS)]), choices)
+    yield Send(OtPsiStep.OT_EXTENSION, CorrectionRows(u))
+    sender = OprfSender(choices, keys)
     for c, lo, hi in batches(bins, chunk):
         msg = yield from recv_typed(OtPsiStep.CORRECTIONS, CorrectionRows)
         if len(msg.rows) != (hi - lo) * w8:
@@ -356,7 +401,7 @@ def ot_host_program(
         es = order[chunk_start[c] : chunk_start[c + 1]]
         jb = flat[es]
         code = codewords(code_key, digests[es // 3], (es % 3).astype(np.int8), w)
-        out[where[es]] = hash_rows(jb, sender.evaluate(q[jb - lo], code), ell, map_fn)
+        out[where[es]] = hash_rows(hkey, jb, sender.evaluate(q[jb - lo], code), ell)
         yield Progress("psi_ot", hi, bins, {"phase": "host_oprf"})
 
     size = params.batch_size
@@ -368,12 +413,12 @@ def ot_host_program(
         yield Progress("psi_ot", bins, bins, {"phase": "done"})
         return PsiResult(rows=(), size=-1)
     matches = yield from recv_typed(OtPsiStep.GUEST_MATCHES, MatchedPositions)
-    positions = matches.positions
+    positions = np.asarray(matches.positions, dtype=np.int64)
     if len(positions) > min(guest.count, n):
         raise ProtocolError(f"{OtPsiStep.GUEST_MATCHES.wire} lists more matches than either set holds")
-    if any(p >= total for p in positions):
+    if len(positions) and (int(positions.max()) >= total or int(positions.min()) < 0):
         raise ProtocolError(f"{OtPsiStep.GUEST_MATCHES.wire} has a position beyond {total} values")
-    rows = tuple(int(perm[p]) // 3 for p in positions)
+    rows = tuple((perm[positions] // 3).tolist())
     if len(set(rows)) != len(rows):
         raise ProtocolError(f"{OtPsiStep.GUEST_MATCHES.wire} names a host row twice")
     yield Progress("psi_ot", bins, bins, {"phase": "done"})
