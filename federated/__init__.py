@@ -1,6 +1,7 @@
 """fedcredit.runtime (the ``federated/`` folder): the rooms that run :mod:`fedcredit.protocols` between real nodes.
 
-Rooms, from the top floor down; each imports only what is below it (and :mod:`fedcredit.protocols`);
+Rooms, from the top floor down; each imports only what is below it (relatively: ``from ..errors import``) and
+:mod:`fedcredit.protocols` (absolutely);
 ``tests/test_architecture.py`` holds the floors and fails on an import that climbs::
 
     cli/                 the ``fedcredit`` command, the demo cluster, the operator's client

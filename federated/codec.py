@@ -31,7 +31,7 @@ from fedcredit.protocols.psi.ot import protocol as ot
 from fedcredit.protocols.rlwe import scheme as rlwe
 from fedcredit.protocols.scoring import messages as sc
 
-from fedcredit.runtime.security.sealing import SealHello
+from .security.sealing import SealHello
 
 __all__ = ["encode_payload", "decode_payload", "payload_type_name", "registered_types"]
 

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from fedcredit.protocols.hetero_lr import HeteroLRParams
 from fedcredit.protocols.errors import BudgetError
 
-from fedcredit.runtime.errors import ConfigError
-from fedcredit.runtime.security.revocation import parse_entry
+from .errors import ConfigError
+from .security.revocation import parse_entry
 
 __all__ = [
     "TlsConfig",

@@ -37,11 +37,11 @@ from fedcredit.protocols.core import (Checkpoint, MapFn, Message, Progress, Prot
                             check_recv, check_send)
 from fedcredit.protocols.errors import ProtocolError
 
-from fedcredit.runtime.codec import decode_payload, encode_payload
-from fedcredit.runtime.errors import CryptoError, DeadlineError, FedCreditError, RateLimitedError, TransportError, from_rpc_error
-from fedcredit.runtime.security.sealing import SEAL_CHECKPOINT_KEY, SealHello, SealSession, SealStep, Sealer, seal_phase, seal_sequence
-from fedcredit.runtime.security.signing import SigningIdentity, envelope_digest, envelope_fields, sign_digest, verify_digest
-from fedcredit.runtime.security.transport import STREAM_DEADLINE_S, chunk_bytes
+from .codec import decode_payload, encode_payload
+from .errors import CryptoError, DeadlineError, FedCreditError, RateLimitedError, TransportError, from_rpc_error
+from .security.sealing import SEAL_CHECKPOINT_KEY, SealHello, SealSession, SealStep, Sealer, seal_phase, seal_sequence
+from .security.signing import SigningIdentity, envelope_digest, envelope_fields, sign_digest, verify_digest
+from .security.transport import STREAM_DEADLINE_S, chunk_bytes
 
 __all__ = ["drive", "Endpoint", "RelayEndpoint", "RoleRun", "envelope_aad"]
 

@@ -30,8 +30,8 @@ from fedcredit.protocols.psi import PsiParams, PsiStep, Reveal, UnbalancedParams
 from fedcredit.protocols.psi.ot import OtPsiParams, OtPsiStep
 from fedcredit.protocols.scoring import ScoreStep, ScoringParams
 
-from fedcredit.runtime.config import JobSpec, RoleSpec
-from fedcredit.runtime.security.sealing import SealStep
+from .config import JobSpec, RoleSpec
+from .security.sealing import SealStep
 
 __all__ = ["PsiProgram", "PsiPlan", "TrainPlan", "ScorePlan", "RolePlan", "JobPlan", "plan_job"]
 

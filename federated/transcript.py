@@ -39,10 +39,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Iterator
 
-from fedcredit.runtime.security.certs import NAME_PATTERN
-from fedcredit.runtime.errors import ConflictError, DataError, storage_error
-from fedcredit.runtime.files import atomic_write
-from fedcredit.runtime.security.signing import (
+from .security.certs import NAME_PATTERN
+from .errors import ConflictError, DataError, storage_error
+from .files import atomic_write
+from .security.signing import (
     verify_digest,
     ENVELOPE_FIELDS,
     SigningIdentity,

@@ -124,3 +124,16 @@ def test_runtime_imports_point_down() -> None:
             if room in STANDALONE or RUNTIME_FLOORS[room] >= RUNTIME_FLOORS[own]:
                 upward.append(f"{p.relative_to(ROOT)} imports {module}")
     assert upward == []
+
+
+def test_the_runtime_imports_itself_relatively() -> None:
+    """Inside ``federated/`` the runtime's own modules are imported relatively (``from ..errors import``), as in
+    ``protocols/``: the folders are not named ``fedcredit/...`` on disk, so only relative imports let a reader (and
+    tools that draw the tree's imports) find the file an import means. ``fedcredit.protocols`` stays absolute."""
+    bad = []
+    for p in sorted((ROOT / "federated").rglob("*.py")):
+        tree = ast.parse(p.read_text(encoding="utf-8"))
+        for n in ast.walk(tree):
+            names = [n.module or ""] if isinstance(n, ast.ImportFrom) and n.level == 0 else [a.name for a in n.names] if isinstance(n, ast.Import) else []
+            bad += [f"{p.relative_to(ROOT)}: {m}" for m in names if m == "fedcredit.runtime" or m.startswith("fedcredit.runtime.")]
+    assert bad == []

@@ -467,7 +467,7 @@ def load_scores_csv(path: Path, *, label_column: str = "label", score_columns: S
     """
     import pandas as pd
 
-    from fedcredit.runtime.errors import DataError
+    from ..errors import DataError
 
     try:
         df = pd.read_csv(path)

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from fedcredit.runtime.errors import FedCreditError
-from fedcredit.runtime.security.signing import canonical_json, cert_fingerprint
-from fedcredit.runtime.transcript import ROLES
+from ..errors import FedCreditError
+from ..security.signing import canonical_json, cert_fingerprint
+from ..transcript import ROLES
 
 from .reader import Msg, TranscriptFile, ts_text
 from .result import PROBLEM_CODES, Problem, VerificationResult

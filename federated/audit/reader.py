@@ -21,9 +21,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from fedcredit.runtime.errors import FedCreditError
-from fedcredit.runtime.security.signing import ENVELOPE_FIELDS, cert_fingerprint, signing_public_key, verify_digest, verify_signing_cert
-from fedcredit.runtime.transcript import DIRECTIONS, FORMAT, KINDS, ROLES, ZERO_HASH, iter_lines, record_hash
+from ..errors import FedCreditError
+from ..security.signing import ENVELOPE_FIELDS, cert_fingerprint, signing_public_key, verify_digest, verify_signing_cert
+from ..transcript import DIRECTIONS, FORMAT, KINDS, ROLES, ZERO_HASH, iter_lines, record_hash
 
 from .result import Findings
 

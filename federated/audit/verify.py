@@ -67,8 +67,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from fedcredit.runtime.errors import FedCreditError
-from fedcredit.runtime.security.signing import ENVELOPE_FIELDS, canonical_json, envelope_digest, verify_digest
+from ..errors import FedCreditError
+from ..security.signing import ENVELOPE_FIELDS, canonical_json, envelope_digest, verify_digest
 
 from .reader import Event, Msg, TranscriptFile, read_file, read_peer_certs
 from .result import Findings, VerificationResult
@@ -121,7 +121,7 @@ def _check_approval_signatures(files: list[TranscriptFile], by_node: dict[str, T
 
     This is what stops a coordinator from recording an approval a party never gave.
     """
-    from fedcredit.runtime.node.approval import approval_digest  # imports the config models: only when there is something to check
+    from ..node.approval import approval_digest  # imports the config models: only when there is something to check
 
     for tf in files:
         for ev in tf.events_named("approved") + tf.events_named("rejected"):

@@ -9,6 +9,6 @@ It is the top floor: it may import every other room; none imports it.
 
 from __future__ import annotations
 
-from fedcredit.runtime.cli.main import main
+from .main import main
 
 __all__ = ["main"]

@@ -10,11 +10,11 @@ import grpc
 
 from fedcredit.proto.v1 import job_pb2, job_pb2_grpc
 
-from fedcredit.runtime.security.certs import load_tls
-from fedcredit.runtime.config import ClientConfig, JobSpec
-from fedcredit.runtime.errors import DeadlineError, from_rpc_error
-from fedcredit.runtime.coordinator.store import FINAL_STATES
-from fedcredit.runtime.security.transport import DEFAULT_DEADLINE_S, create_channel
+from ..security.certs import load_tls
+from ..config import ClientConfig, JobSpec
+from ..errors import DeadlineError, from_rpc_error
+from ..coordinator.store import FINAL_STATES
+from ..security.transport import DEFAULT_DEADLINE_S, create_channel
 
 __all__ = ["OperatorClient", "job_dict"]
 

@@ -27,15 +27,15 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from fedcredit.runtime.security.certs import init_certs
-from fedcredit.runtime.config import ClientConfig, DatasetConfig, JobSpec, load_config, parse_config
-from fedcredit.runtime.node.data import load_dataset
-from fedcredit.runtime.errors import ConfigError, DataError, TransportError
-from fedcredit.runtime.plan import plan_job
-from fedcredit.runtime.transcript import transcript_name
-from fedcredit.runtime.reference import DEFAULT_CLIP, DEFAULT_L2, align_ids, reference_metrics
-from fedcredit.runtime.node.results import merge_views
-from fedcredit.runtime.node.workdir import NodeStore
+from ..security.certs import init_certs
+from ..config import ClientConfig, DatasetConfig, JobSpec, load_config, parse_config
+from ..node.data import load_dataset
+from ..errors import ConfigError, DataError, TransportError
+from ..plan import plan_job
+from ..transcript import transcript_name
+from ..reference import DEFAULT_CLIP, DEFAULT_L2, align_ids, reference_metrics
+from ..node.results import merge_views
+from ..node.workdir import NodeStore
 
 __all__ = ["DemoOptions", "run_demo", "reference_models", "Cluster"]
 
@@ -238,7 +238,7 @@ def reference_models(guest_cfg: DatasetConfig, host_cfg: DatasetConfig, seed: in
     preprocessing (``StandardScaler``, no clipping, default C). See
     :mod:`fedcredit.runtime.reference`.
     """
-    from fedcredit.runtime.node.consent import apply_consent, load_consent_registry
+    from ..node.consent import apply_consent, load_consent_registry
 
     g = load_dataset(guest_cfg, require_label=True)
     h = load_dataset(host_cfg, require_label=False)
@@ -261,9 +261,9 @@ def _default(path: Path | None, name: str) -> Path:
 
 
 def run_demo(opts: DemoOptions, console: Console) -> int:
-    from fedcredit.runtime.cli.client import OperatorClient
-    from fedcredit.runtime.cli.demo_scoring import score_held_out, scoring_settings
-    from fedcredit.runtime.cli.progress import follow_job
+    from .client import OperatorClient
+    from .demo_scoring import score_held_out, scoring_settings
+    from .progress import follow_job
 
     t0 = time.monotonic()
     guest_path = _default(opts.guest_data, "default_credit_hetero_guest.csv")
@@ -322,7 +322,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         console.print(f"[bold red]job {info.state}[/]: {info.error}\nlogs: {workdir / 'logs'}")
         return 1
 
-    from fedcredit.runtime.audit import render_report, verify_transcripts
+    from ..audit import render_report, verify_transcripts
 
     transcripts = cluster.transcripts(info.job_id)
     ca_pem = (cluster.certs / "ca.crt").read_bytes()
@@ -348,7 +348,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
     table.add_row("plain sklearn (StandardScaler, no clipping)", f"{ref['plain_sklearn']['auc']:.4f}",
                   f"{ref['plain_sklearn']['ks']:.4f}", "nobody (demo only)")
     console.print(table)
-    from fedcredit.runtime.cli.demo_evaluation import write_demo_evaluation
+    from .demo_evaluation import write_demo_evaluation
 
     evaluation = write_demo_evaluation(report.parent / "evaluation_report.html", guest_files=cluster.party_store(opts.guest).job(info.job_id),
                                        host_files=cluster.party_store(opts.host).job(info.job_id), guest_ds=guest_ds, host_ds=host_ds,
@@ -408,8 +408,8 @@ def _consent_excluded(transcripts: list[Path]) -> int | None:
 def run_psi_demo(left: Path, right: Path, *, id_column: str, protocol: str, reveal: str, dedupe: bool, workdir: Path,
                  json_out: Path | None, console: Console) -> int:
     """PSI alone between a bank (left, guest) and a platform (right, host) as separate processes over mTLS."""
-    from fedcredit.runtime.cli.client import OperatorClient
-    from fedcredit.runtime.cli.progress import follow_job
+    from .client import OperatorClient
+    from .progress import follow_job
 
     if protocol not in ("auto", "ecdh", "ot"):
         raise ConfigError(f"--protocol {protocol!r} is not available (choose: auto, ecdh, ot)")

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from fedcredit.protocols.hetero_lr import Standardizer, split_train_test
-from fedcredit.runtime.audit.evaluation import Evaluation, build_evaluation
-from fedcredit.runtime.config import DatasetConfig
-from fedcredit.runtime.errors import DataError
-from fedcredit.runtime.node.data import load_dataset
-from fedcredit.runtime.reference import fit_sklearn_lr
+from ..audit.evaluation import Evaluation, build_evaluation
+from ..config import DatasetConfig
+from ..errors import DataError
+from ..node.data import load_dataset
+from ..reference import fit_sklearn_lr
 
 __all__ = ["PartyModel", "party_scores", "demo_evaluation", "sigmoid"]
 
@@ -88,7 +88,7 @@ def demo_evaluation(*, guest_model: Path, host_model: Path, intersection: Path, 
                     seed: int, test_fraction: float, clip: float | None, l2: float, job_id: str, guest: str, host: str,
                     joint_auc: float | None = None) -> Evaluation:
     """Build the evaluation of a finished demo job from the parties' files (see the module docstring)."""
-    from fedcredit.runtime.audit.evaluation import roc_curve
+    from ..audit.evaluation import roc_curve
 
     g_model = PartyModel.from_json(json.loads(guest_model.read_text(encoding="utf-8")))
     h_model = PartyModel.from_json(json.loads(host_model.read_text(encoding="utf-8")))
@@ -121,7 +121,7 @@ def write_demo_evaluation(out: Path, *, guest_files: Any, host_files: Any, guest
 
     ``guest_files``/``host_files``: the parties' :class:`fedcredit.runtime.node.workdir.JobFiles`; ``spec``: the job's
     :class:`fedcredit.runtime.config.JobSpec` (its seed, test fraction, clip and L2)."""
-    from fedcredit.runtime.audit.evaluation import render_evaluation
+    from ..audit.evaluation import render_evaluation
 
     try:
         ev = demo_evaluation(guest_model=guest_files.model, host_model=host_files.model, intersection=guest_files.intersection,

@@ -18,8 +18,8 @@ import pandas as pd
 
 from fedcredit.protocols.hetero_lr import roc_auc, split_train_test
 
-from fedcredit.runtime.cli.scoring import ScoringClient, dev_scoring_pki
-from fedcredit.runtime.config import JobSpec, TlsConfig, parse_config
+from .scoring import ScoringClient, dev_scoring_pki
+from ..config import JobSpec, TlsConfig, parse_config
 
 __all__ = ["scoring_settings", "score_held_out"]
 

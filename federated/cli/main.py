@@ -14,7 +14,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
-from fedcredit.runtime.errors import FedCreditError
+from ..errors import FedCreditError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fedcredit: privacy-preserving joint credit modeling (PSI + vertical LR over mTLS gRPC).")
@@ -95,7 +95,7 @@ def certs_init(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing CA."),
 ) -> None:
     """Create a development CA and certificates for the coordinator, parties and operators."""
-    from fedcredit.runtime.security.certs import init_certs
+    from ..security.certs import init_certs
 
     try:
         layout = init_certs(directory, [p.strip() for p in parties.split(",") if p.strip()], coordinator=coordinator,
@@ -119,7 +119,7 @@ def certs_ca(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing CA."),
 ) -> None:
     """Create only a CA, to sign nodes' requests with `certs sign`."""
-    from fedcredit.runtime.security.certs import create_ca
+    from ..security.certs import create_ca
 
     try:
         layout = create_ca(directory, days=days, overwrite=force)
@@ -137,7 +137,7 @@ def certs_request(
     force: bool = typer.Option(False, "--force", help="Overwrite existing keys and request."),
 ) -> None:
     """Make this node's private keys (0600) and a certificate request; send only the .csr to the CA."""
-    from fedcredit.runtime.security.certs import request_certs
+    from ..security.certs import request_certs
 
     try:
         req = request_certs(out, name, role, hosts=_names(hosts) if hosts is not None else None, overwrite=force)
@@ -157,7 +157,7 @@ def certs_sign(
     force: bool = typer.Option(False, "--force", help="Overwrite existing certificates."),
 ) -> None:
     """Check each request against its role's profile and issue its certificates; one bad request issues nothing."""
-    from fedcredit.runtime.security.certs import cert_fingerprint, sign_requests
+    from ..security.certs import cert_fingerprint, sign_requests
 
     try:
         signed = sign_requests(ca_dir, requests, out, coordinator=coordinator, days=days, overwrite=force)
@@ -176,8 +176,8 @@ def coordinator_serve(
     log_level: str = typer.Option("INFO", help="Logging level."),
 ) -> None:
     """Run the coordinator until SIGTERM/SIGINT."""
-    from fedcredit.runtime.config import CoordinatorConfig, load_config
-    from fedcredit.runtime.coordinator.service import Coordinator
+    from ..config import CoordinatorConfig, load_config
+    from ..coordinator.service import Coordinator
 
     _setup_logging(log_level)
     try:
@@ -196,8 +196,8 @@ def party_serve(
     log_level: str = typer.Option("INFO", help="Logging level."),
 ) -> None:
     """Run a party node until SIGTERM/SIGINT. It dials out to the coordinator; it opens no port."""
-    from fedcredit.runtime.config import PartyConfig, load_config
-    from fedcredit.runtime.node.party import PartyNode
+    from ..config import PartyConfig, load_config
+    from ..node.party import PartyNode
 
     _setup_logging(log_level)
     try:
@@ -209,15 +209,15 @@ def party_serve(
 
 
 def _client(client_config: Optional[Path]) -> Any:
-    from fedcredit.runtime.cli.client import OperatorClient
-    from fedcredit.runtime.config import ClientConfig, load_config
+    from .client import OperatorClient
+    from ..config import ClientConfig, load_config
 
     path = client_config or Path(os.environ.get("FEDCREDIT_CLIENT_CONFIG", "client.yaml"))
     return OperatorClient(load_config(ClientConfig, path))
 
 
 def _print_job(info: Any, as_json: bool) -> None:
-    from fedcredit.runtime.cli.client import job_dict
+    from .client import job_dict
 
     d = job_dict(info)
     if as_json:
@@ -242,8 +242,8 @@ def job_submit(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Submit a job; with --wait, follow it to the end (exit 1 if it fails)."""
-    from fedcredit.runtime.config import load_job_spec
-    from fedcredit.runtime.cli.progress import follow_job
+    from ..config import load_job_spec
+    from .progress import follow_job
 
     try:
         spec = load_job_spec(job_file)
@@ -309,10 +309,10 @@ def job_cancel(
 
 
 def _party_decision(job_id: str, config: Path, approve: bool, reason: str) -> None:
-    from fedcredit.runtime.node.approval import check_policy, checked_spec, make_approval
-    from fedcredit.runtime.config import PartyConfig, load_config
-    from fedcredit.runtime.errors import PermissionDeniedError
-    from fedcredit.runtime.node.party import PartyNode
+    from ..node.approval import check_policy, checked_spec, make_approval
+    from ..config import PartyConfig, load_config
+    from ..errors import PermissionDeniedError
+    from ..node.party import PartyNode
 
     from fedcredit.proto.v1 import job_pb2
 
@@ -371,7 +371,7 @@ def audit_verify(
                                            "required (or $FEDCREDIT_CA)."),
 ) -> None:
     """Check chains, signatures, sender/receiver agreement and approved specs. Exit 1 if anything fails."""
-    from fedcredit.runtime.audit import verify_transcripts
+    from ..audit import verify_transcripts
 
     ca_pem = ca.read_bytes() if ca else None
     result = verify_transcripts(transcripts, ca_cert_pem=ca_pem)
@@ -397,7 +397,7 @@ def audit_report(
                                       help="The CA certificate (trust anchor); without it the report says NOT verified."),
 ) -> None:
     """Write a compliance report (who sent what to whom, disclosed aggregates, verification result)."""
-    from fedcredit.runtime.audit import render_report
+    from ..audit import render_report
 
     text = render_report(transcripts, ca_cert_pem=ca.read_bytes() if ca else None, fmt=fmt)  # type: ignore[arg-type]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -422,8 +422,8 @@ def report_evaluation(
     subject: str = typer.Option("", "--subject", help="What is evaluated, e.g. the job id."),
 ) -> None:
     """Write the evaluation report (ROC, KS, lift and gain, score distributions, cut-offs, PSI, calibration) as one offline HTML page."""
-    from fedcredit.runtime.audit.evaluation import build_evaluation, load_scores_csv, render_evaluation
-    from fedcredit.runtime.errors import DataError
+    from ..audit.evaluation import build_evaluation, load_scores_csv, render_evaluation
+    from ..errors import DataError
 
     try:
         y, by_model, train = load_scores_csv(scores, label_column=label_column, score_columns=_names(score_columns) or ["score"],
@@ -468,7 +468,7 @@ def demo(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from fedcredit.runtime.cli.demo import DemoOptions, run_demo
+    from .demo import DemoOptions, run_demo
 
     _interrupt_on_sigterm()
     opts = DemoOptions(guest_data=guest_data, host_data=host_data, id_column=id_column, label_column=label_column,
@@ -493,7 +493,7 @@ def demo_psi(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
 ) -> None:
     """PSI alone, with real processes over mTLS gRPC; the intersection goes to a CSV in the workdir."""
-    from fedcredit.runtime.cli.demo import run_psi_demo
+    from .demo import run_psi_demo
 
     _interrupt_on_sigterm()
     try:
@@ -505,8 +505,8 @@ def demo_psi(
 
 
 def _model_store(config: Path) -> Any:
-    from fedcredit.runtime.config import PartyConfig, load_config
-    from fedcredit.runtime.node.workdir import NodeStore
+    from ..config import PartyConfig, load_config
+    from ..node.workdir import NodeStore
 
     return NodeStore(load_config(PartyConfig, config).workdir)
 
@@ -519,7 +519,7 @@ def model_list(
     """The models this party keeps: id, version, its role, features, engine."""
     from rich.table import Table
 
-    from fedcredit.runtime.node.model_package import list_packages
+    from ..node.model_package import list_packages
 
     try:
         models = list_packages(_model_store(config))
@@ -541,7 +541,7 @@ def model_show(
     config: Path = typer.Option(..., "--config", help="This party's node config."),
 ) -> None:
     """A model's joint spec and this party's part (its weights or shares, standardizer and features), as JSON."""
-    from fedcredit.runtime.node.model_package import load_package
+    from ..node.model_package import load_package
 
     try:
         joint, part = load_package(_model_store(config), model_id)
@@ -561,8 +561,8 @@ def score(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Score applicants online through the bank's node (an online score job must be running)."""
-    from fedcredit.runtime.cli.scoring import score_online
-    from fedcredit.runtime.config import TlsConfig
+    from .scoring import score_online
+    from ..config import TlsConfig
 
     try:
         resp = score_online(ids, address, TlsConfig(ca=ca, cert=cert, key=key), server_name=server_name)
@@ -585,7 +585,7 @@ def main() -> None:
         err_console.print(f"[bold red]error[/] [{exc.code}] {exc.message}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except OSError as exc:  # a full or read-only disk, a missing folder: named with its path, no traceback
-        from fedcredit.runtime.errors import storage_error
+        from ..errors import storage_error
 
         err = storage_error(exc)
         err_console.print(f"[bold red]error[/] [{err.code}] {err.message}", highlight=False, soft_wrap=True)

@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fedcredit.runtime.cli.client import OperatorClient, job_dict
+from .client import OperatorClient, job_dict
 
 __all__ = ["follow_job"]
 

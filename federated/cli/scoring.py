@@ -9,10 +9,10 @@ import grpc
 
 from fedcredit.proto.v1 import scoring_pb2, scoring_pb2_grpc
 
-from fedcredit.runtime.config import TlsConfig
-from fedcredit.runtime.errors import from_rpc_error
-from fedcredit.runtime.security.certs import init_certs, load_tls
-from fedcredit.runtime.security.transport import create_channel
+from ..config import TlsConfig
+from ..errors import from_rpc_error
+from ..security.certs import init_certs, load_tls
+from ..security.transport import create_channel
 
 __all__ = ["score_online", "ScoringClient", "dev_scoring_pki"]
 

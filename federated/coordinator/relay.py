@@ -18,9 +18,9 @@ from collections.abc import Callable
 
 from fedcredit.proto.v1 import envelope_pb2
 
-from fedcredit.runtime.config import RelayLimits
-from fedcredit.runtime.coordinator.store import Store
-from fedcredit.runtime.errors import QuotaError, RateLimitedError
+from ..config import RelayLimits
+from .store import Store
+from ..errors import QuotaError, RateLimitedError
 
 __all__ = ["Mailbox", "RateLimiter"]
 

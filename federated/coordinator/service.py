@@ -31,20 +31,20 @@ from fedcredit.proto.v1 import envelope_pb2, job_pb2, job_pb2_grpc, node_pb2, no
 from fedcredit.protocols.core import MAX_PAYLOAD_BYTES as CORE_MAX_PAYLOAD_BYTES
 from fedcredit.protocols.core import Role
 
-from fedcredit.runtime.node.approval import verify_approval
-from fedcredit.runtime.security.certs import load_tls
-from fedcredit.runtime.codec import payload_type_name
-from fedcredit.runtime.config import CoordinatorConfig, JobSpec, spec_digest
-from fedcredit.runtime.errors import (ConfigError, ConflictError, CryptoError, JobFailedError, NotFoundError, PermissionDeniedError, ProtocolError,
+from ..node.approval import verify_approval
+from ..security.certs import load_tls
+from ..codec import payload_type_name
+from ..config import CoordinatorConfig, JobSpec, spec_digest
+from ..errors import (ConfigError, ConflictError, CryptoError, JobFailedError, NotFoundError, PermissionDeniedError, ProtocolError,
                                      QuotaError, TransportError)
-from fedcredit.runtime.plan import JobPlan, plan_job
-from fedcredit.runtime.coordinator.relay import Mailbox, RateLimiter
-from fedcredit.runtime.node.results import PUBLIC_RESULT_KEYS
-from fedcredit.runtime.security.revocation import DenyList
-from fedcredit.runtime.security.signing import SigningIdentity, envelope_digest, envelope_fields, load_signing_identity, verify_digest, verify_signing_cert
-from fedcredit.runtime.transcript import TranscriptWriter, transcript_name
-from fedcredit.runtime.coordinator.store import ACTIVE_STATES, JobRow, RoleRow, Store, now_ms
-from fedcredit.runtime.security.transport import CHUNK_BYTES, PeerCheckInterceptor, chunk_bytes, create_server, peer_identity
+from ..plan import JobPlan, plan_job
+from .relay import Mailbox, RateLimiter
+from ..node.results import PUBLIC_RESULT_KEYS
+from ..security.revocation import DenyList
+from ..security.signing import SigningIdentity, envelope_digest, envelope_fields, load_signing_identity, verify_digest, verify_signing_cert
+from ..transcript import TranscriptWriter, transcript_name
+from .store import ACTIVE_STATES, JobRow, RoleRow, Store, now_ms
+from ..security.transport import CHUNK_BYTES, PeerCheckInterceptor, chunk_bytes, create_server, peer_identity
 
 __all__ = ["Coordinator", "Mailbox", "JobManager"]
 
@@ -498,7 +498,7 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
 
     def SubmitJob(self, request: job_pb2.SubmitJobRequest, context: grpc.ServicerContext) -> job_pb2.SubmitJobResponse:
         self.auth.operator(context)
-        from fedcredit.runtime.config import parse_config
+        from ..config import parse_config
 
         spec = parse_config(JobSpec, json.loads(request.spec_json or "{}"), source="job spec")
         return job_pb2.SubmitJobResponse(job=job_info(self.jobs.submit(spec)))

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from fedcredit.runtime.errors import TransportError
-from fedcredit.runtime.node.results import merge_views
+from ..errors import TransportError
+from ..node.results import merge_views
 
 __all__ = ["Store", "JobRow", "RoleRow", "ACTIVE_STATES", "FINAL_STATES"]
 

@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fedcredit.proto.v1 import job_pb2
 
-from fedcredit.runtime.config import JobSpec, PartyConfig, spec_digest
-from fedcredit.runtime.errors import PermissionDeniedError
-from fedcredit.runtime.security.signing import SigningIdentity, canonical_json, sign_digest, verify_digest
+from ..config import JobSpec, PartyConfig, spec_digest
+from ..errors import PermissionDeniedError
+from ..security.signing import SigningIdentity, canonical_json, sign_digest, verify_digest
 
 __all__ = ["PolicyCheck", "check_policy", "my_role", "approval_digest", "make_approval", "verify_approval", "require_own_approval",
            "checked_spec"]

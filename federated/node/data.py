@@ -11,7 +11,7 @@ import pandas as pd
 from fedcredit.protocols.errors import DataError
 from fedcredit.protocols.psi.ids import prepare_ids
 
-from fedcredit.runtime.config import DatasetConfig
+from ..config import DatasetConfig
 
 __all__ = ["LocalDataset", "load_dataset"]
 

@@ -29,9 +29,9 @@ import numpy as np
 
 from fedcredit.protocols.scoring import partial_scores
 
-from fedcredit.runtime.errors import ConfigError, DataError, NotFoundError
-from fedcredit.runtime.node.workdir import JobFiles, ModelFiles, NodeStore
-from fedcredit.runtime.plan import JobPlan
+from ..errors import ConfigError, DataError, NotFoundError
+from .workdir import JobFiles, ModelFiles, NodeStore
+from ..plan import JobPlan
 
 __all__ = ["SPEC_FORMAT", "PART_FORMAT", "JointSpec", "ModelPart", "joint_spec", "write_package", "load_package", "list_packages"]
 

@@ -32,26 +32,26 @@ from fedcredit.proto.v1 import job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc
 from fedcredit.protocols.core import MapFn, Progress, Role, key_owner_of
 from fedcredit.protocols.hetero_lr.two_party_checkpoint import CHECKPOINT_STAGE as TRAIN_CHECKPOINT_STAGE
 
-from fedcredit.runtime.node.approval import check_policy, checked_spec, dataset_digest, make_approval, my_role, require_own_approval
-from fedcredit.runtime.security.certs import load_tls
-from fedcredit.runtime.config import JobSpec, PartyConfig
-from fedcredit.runtime.node.consent import apply_consent, load_consent_registry
-from fedcredit.runtime.node.data import LocalDataset, load_dataset
-from fedcredit.runtime.errors import (ConfigError, ConflictError, DataError, DeadlineError, FedCreditError, NotFoundError, PermissionDeniedError,
+from .approval import check_policy, checked_spec, dataset_digest, make_approval, my_role, require_own_approval
+from ..security.certs import load_tls
+from ..config import JobSpec, PartyConfig
+from .consent import apply_consent, load_consent_registry
+from .data import LocalDataset, load_dataset
+from ..errors import (ConfigError, ConflictError, DataError, DeadlineError, FedCreditError, NotFoundError, PermissionDeniedError,
                                       StorageError, TransportError, from_rpc_error, storage_error)
-from fedcredit.runtime.files import check_writable
-from fedcredit.runtime.node.model_package import write_package
-from fedcredit.runtime.plan import JobPlan, RolePlan, plan_job
-from fedcredit.runtime.node.psi_runner import PartyIds, PsiRun, run_psi
-from fedcredit.runtime.node.results import JobResult, PsiOutcome, Traffic
-from fedcredit.runtime.driver import RelayEndpoint, RoleRun, describe_error
-from fedcredit.runtime.security.sealing import SEAL_CHECKPOINT_KEY, SealSession, load_seal_identity, verify_peer_seal_cert
-from fedcredit.runtime.security.signing import envelope_fields, load_signing_identity, verify_signing_cert
-from fedcredit.runtime.node.score_runner import OnlineWiring, run_scoring
-from fedcredit.runtime.node.train_runner import run_training
-from fedcredit.runtime.transcript import TranscriptWriter
-from fedcredit.runtime.security.transport import DEFAULT_DEADLINE_S, create_channel, wait_healthy
-from fedcredit.runtime.node.workdir import ApprovedData, JobFiles, NodeStore
+from ..files import check_writable
+from .model_package import write_package
+from ..plan import JobPlan, RolePlan, plan_job
+from .psi_runner import PartyIds, PsiRun, run_psi
+from .results import JobResult, PsiOutcome, Traffic
+from ..driver import RelayEndpoint, RoleRun, describe_error
+from ..security.sealing import SEAL_CHECKPOINT_KEY, SealSession, load_seal_identity, verify_peer_seal_cert
+from ..security.signing import envelope_fields, load_signing_identity, verify_signing_cert
+from .score_runner import OnlineWiring, run_scoring
+from .train_runner import run_training
+from ..transcript import TranscriptWriter
+from ..security.transport import DEFAULT_DEADLINE_S, create_channel, wait_healthy
+from .workdir import ApprovedData, JobFiles, NodeStore
 
 __all__ = ["PartyNode"]
 
@@ -560,7 +560,7 @@ class PartyNode:
             return None
         with self._pool_lock:
             if self._pool is None:
-                from fedcredit.runtime.node.workers import NodeProcessPool
+                from .workers import NodeProcessPool
 
                 self._pool = NodeProcessPool(os.cpu_count())  # its workers die with this node, even after kill -9
             return self._pool.map

@@ -42,12 +42,12 @@ from fedcredit.protocols.psi import (
 )
 from fedcredit.protocols.psi.ot import ot_guest_program, ot_host_program
 
-from fedcredit.runtime.errors import PermissionDeniedError
-from fedcredit.runtime.plan import PsiPlan, PsiProgram, RolePlan
-from fedcredit.runtime.node.results import PsiOutcome
-from fedcredit.runtime.driver import RoleRun
-from fedcredit.runtime.transcript import TranscriptWriter, read_transcript
-from fedcredit.runtime.node.workdir import JobFiles, NodeStore, UnbalancedHostFiles, UnbalancedKey
+from ..errors import PermissionDeniedError
+from ..plan import PsiPlan, PsiProgram, RolePlan
+from .results import PsiOutcome
+from ..driver import RoleRun
+from ..transcript import TranscriptWriter, read_transcript
+from .workdir import JobFiles, NodeStore, UnbalancedHostFiles, UnbalancedKey
 
 __all__ = ["PartyIds", "PsiRun", "run_psi", "restore_endpoint"]
 

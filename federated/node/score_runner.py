@@ -41,18 +41,18 @@ from fedcredit.protocols.scoring import (
     new_key,
 )
 
-from fedcredit.runtime.config import ScoringServiceConfig
-from fedcredit.runtime.driver import RoleRun
-from fedcredit.runtime.errors import ConfigError, DataError, PermissionDeniedError
-from fedcredit.runtime.files import atomic_write
-from fedcredit.runtime.node.data import LocalDataset
-from fedcredit.runtime.node.model_package import ModelPart, load_package
-from fedcredit.runtime.node.results import ScoringSummary
-from fedcredit.runtime.node.score_service import OnlineSession, serving
-from fedcredit.runtime.node.workdir import JobFiles, ModelFiles, NodeStore
-from fedcredit.runtime.plan import RolePlan, ScorePlan
-from fedcredit.runtime.security.certs import load_tls
-from fedcredit.runtime.transcript import TranscriptWriter
+from ..config import ScoringServiceConfig
+from ..driver import RoleRun
+from ..errors import ConfigError, DataError, PermissionDeniedError
+from ..files import atomic_write
+from .data import LocalDataset
+from .model_package import ModelPart, load_package
+from .results import ScoringSummary
+from .score_service import OnlineSession, serving
+from .workdir import JobFiles, ModelFiles, NodeStore
+from ..plan import RolePlan, ScorePlan
+from ..security.certs import load_tls
+from ..transcript import TranscriptWriter
 
 __all__ = ["OnlineWiring", "run_scoring", "scores_path"]
 

@@ -24,11 +24,11 @@ import grpc
 from fedcredit.proto.v1 import scoring_pb2, scoring_pb2_grpc
 from fedcredit.protocols.scoring import sigmoid
 
-from fedcredit.runtime.config import ScoringServiceConfig
-from fedcredit.runtime.errors import DeadlineError, NotFoundError, PermissionDeniedError, TransportError
-from fedcredit.runtime.files import atomic_write
-from fedcredit.runtime.security.certs import TlsMaterial
-from fedcredit.runtime.security.transport import create_server, peer_identity
+from ..config import ScoringServiceConfig
+from ..errors import DeadlineError, NotFoundError, PermissionDeniedError, TransportError
+from ..files import atomic_write
+from ..security.certs import TlsMaterial
+from ..security.transport import create_server, peer_identity
 
 __all__ = ["OnlineSession", "serving"]
 

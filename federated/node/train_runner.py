@@ -28,13 +28,13 @@ from fedcredit.protocols.hetero_lr import HeteroLRParams, Standardizer, split_tr
 from fedcredit.protocols.hetero_lr import two_party
 from fedcredit.protocols.hetero_lr.two_party import TrainCheckpoint, TwoPartyStep
 
-from fedcredit.runtime.node.data import LocalDataset
-from fedcredit.runtime.plan import TrainPlan
-from fedcredit.runtime.node.results import Metrics, TrainingSummary
-from fedcredit.runtime.driver import RoleRun
-from fedcredit.runtime.node.psi_runner import restore_endpoint
-from fedcredit.runtime.node.workdir import JobFiles
-from fedcredit.runtime.transcript import TranscriptWriter
+from .data import LocalDataset
+from ..plan import TrainPlan
+from .results import Metrics, TrainingSummary
+from ..driver import RoleRun
+from .psi_runner import restore_endpoint
+from .workdir import JobFiles
+from ..transcript import TranscriptWriter
 
 __all__ = ["TrainRun", "run_training"]
 

@@ -48,9 +48,9 @@ from fedcredit.protocols.errors import ProtocolError
 from fedcredit.protocols.psi import CacheDigest, UnbalancedCache
 from fedcredit.protocols.scoring import ENTRY_BYTES, ScoreTable, TableDigest
 
-from fedcredit.runtime.files import atomic_write
-from fedcredit.runtime.transcript import transcript_name
-from fedcredit.runtime.node.results import JobResult
+from ..files import atomic_write
+from ..transcript import transcript_name
+from .results import JobResult
 
 __all__ = ["NodeStore", "JobFiles", "ApprovedData", "UnbalancedKey",
            "UnbalancedHostFiles", "UnbalancedGuestFiles", "ModelFiles"]

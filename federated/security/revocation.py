@@ -26,9 +26,9 @@ from functools import lru_cache
 import grpc
 from cryptography import x509
 
-from fedcredit.runtime.security.certs import cert_fingerprint
-from fedcredit.runtime.errors import ConfigError, RevokedError
-from fedcredit.runtime.security.transport import peer_certificate, peer_identity
+from .certs import cert_fingerprint
+from ..errors import ConfigError, RevokedError
+from .transport import peer_certificate, peer_identity
 
 __all__ = ["parse_entry", "DenyList"]
 

@@ -86,10 +86,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from fedcredit.runtime.security.certs import NAME_PATTERN
-from fedcredit.runtime.security.certs import load_key_pair, verify_issued_cert
-from fedcredit.runtime.errors import ConfigError, CryptoError
-from fedcredit.runtime.security.signing import SigningIdentity, sign_digest, verify_digest
+from .certs import NAME_PATTERN
+from .certs import load_key_pair, verify_issued_cert
+from ..errors import ConfigError, CryptoError
+from .signing import SigningIdentity, sign_digest, verify_digest
 from fedcredit.protocols.core import ProtocolStep, Public, Role, StepSpec
 from fedcredit.protocols.errors import ProtocolError
 

@@ -30,8 +30,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from fedcredit.runtime.security.certs import load_key_pair, single_cn, verify_issued_cert
-from fedcredit.runtime.errors import CryptoError
+from .certs import load_key_pair, single_cn, verify_issued_cert
+from ..errors import CryptoError
 
 __all__ = [
     "ENVELOPE_FIELDS",

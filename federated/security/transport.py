@@ -19,8 +19,8 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from fedcredit.runtime.security.certs import TlsMaterial
-from fedcredit.runtime.errors import (AuthError, ConfigError, ErrorInterceptor, TlsHandshakeError, TransportError, clock_reading,
+from .certs import TlsMaterial
+from ..errors import (AuthError, ConfigError, ErrorInterceptor, TlsHandshakeError, TransportError, clock_reading,
                                       handshake_error)
 
 __all__ = [

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
-from fedcredit.runtime.errors import ConfigError, CryptoError
+from ...errors import ConfigError, CryptoError
 
 from . import profiles
 from .layout import (

@@ -14,7 +14,7 @@ import datetime as _dt
 from collections.abc import Sequence
 from pathlib import Path
 
-from fedcredit.runtime.errors import ConfigError
+from ...errors import ConfigError
 
 from . import profiles
 from .layout import CertLayout, _check_days, _refuse_existing, _write_files, validate_name

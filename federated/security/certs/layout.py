@@ -22,8 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 
-from fedcredit.runtime.errors import ConfigError
-from fedcredit.runtime.files import atomic_write
+from ...errors import ConfigError
+from ...files import atomic_write
 
 from .verify import check_cert_time
 

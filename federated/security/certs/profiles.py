@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from fedcredit.runtime.errors import ConfigError
+from ...errors import ConfigError
 
 from .layout import ROLES, NodeFiles, _cert_pem, _key_pem, _read, validate_name
 

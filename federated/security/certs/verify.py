@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from fedcredit.runtime.errors import CertificateExpiredError, CertificateNotYetValidError, ConfigError, CryptoError, clock_reading
+from ...errors import CertificateExpiredError, CertificateNotYetValidError, ConfigError, CryptoError, clock_reading
 
 
 def check_cert_time(cert: x509.Certificate, what: str, *, now: _dt.datetime | None = None) -> None:
