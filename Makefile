@@ -40,7 +40,7 @@ $(SPU_VENV)/.installed-stamp: benchmarks/requirements-spu.txt
 
 spu-venv: $(SPU_VENV)/.installed-stamp
 
-# Every PSI column at 2^17 and 2^20: fedcredit ECDH and OT, SPU ECDH and KKRT, OpenMined.
+# Every PSI column at 2^17 and 2^20: fedcredit ECDH and OT, SPU ECDH, KKRT16 and RR22, OpenMined.
 # SPU ships wheels for CPython 3.10-3.11 only: where it cannot install, its columns are skipped.
 bench-psi: $(STAMP)
 	$(MAKE) spu-venv || echo "SPU could not be installed here: psi_bench.py skips its columns"
