@@ -357,6 +357,9 @@ class PartyNode:
             except FedCreditError as exc:
                 _LOG.warning("could not report the result of %s: %s", job_id, exc)
                 return
+            except ValueError:  # grpc: "Cannot invoke RPC on closed channel": this node is shutting down
+                _LOG.warning("could not report the result of %s: this node is shutting down", job_id)
+                return
 
     def _progress_reporter(self, job_id: str) -> Any:
         last = [0.0]
