@@ -272,17 +272,10 @@ def party(rank: int, addresses: list[str], inputs: str, protocol: str, sigmoid_m
 
         arrays, params = read_inputs(Path(inputs))
         f32 = np.float32
-        desc = link.Desc()
-        desc.id = "fedcredit-spu-lr"
-        desc.recv_timeout_ms = timeout_s * 1000
-        desc.http_timeout_ms = timeout_s * 1000
-        desc.connect_retry_times = 120
-        desc.connect_retry_interval_ms = 500
-        for r, address in enumerate(addresses):
-            desc.add_party(f"party{r}", address)
+        from spu_psi import open_link
+
         t0 = time.perf_counter()
-        lctx = link.create_brpc(desc, rank)
-        lctx.barrier()
+        lctx = open_link(link, "fedcredit-spu-lr", addresses, rank, timeout_s)
         t1 = time.perf_counter()
         config = runtime_config(protocol, sigmoid_mode)
         io = spu.Io(2, config)

@@ -118,23 +118,29 @@ class CountingRelay:
             t.join(max(0.0, deadline - time.monotonic()))
 
 
+def open_link(link: Any, desc_id: str, addresses: list[str], rank: int, timeout_s: int) -> Any:
+    """SPU's brpc link for party ``rank`` of ``addresses`` (``party0``, ``party1``, ...), connected (after a barrier)."""
+    desc = link.Desc()
+    desc.id = desc_id
+    desc.recv_timeout_ms = timeout_s * 1000
+    desc.http_timeout_ms = timeout_s * 1000
+    desc.connect_retry_times = 120
+    desc.connect_retry_interval_ms = 500
+    for r, address in enumerate(addresses):
+        desc.add_party(f"party{r}", address)
+    lctx = link.create_brpc(desc, rank)
+    lctx.barrier()
+    return lctx
+
+
 def party(rank: int, addresses: list[str], path: str, out: str, id_column: str, protocol: str, broadcast: bool,
           timeout_s: int, queue: Any) -> None:
     try:
         import spu.libspu.link as link
         import spu.psi as psi
 
-        desc = link.Desc()
-        desc.id = "fedcredit-spu-bench"
-        desc.recv_timeout_ms = timeout_s * 1000
-        desc.http_timeout_ms = timeout_s * 1000
-        desc.connect_retry_times = 120
-        desc.connect_retry_interval_ms = 500
-        for r, address in enumerate(addresses):
-            desc.add_party(f"party{r}", address)
         t0 = time.perf_counter()
-        lctx = link.create_brpc(desc, rank)
-        lctx.barrier()
+        lctx = open_link(link, "fedcredit-spu-bench", addresses, rank, timeout_s)
         t1 = time.perf_counter()
         protocol_conf = psi.PsiProtocolConfig(
             protocol=getattr(psi.PsiProtocol, f"PROTOCOL_{protocol}"),
