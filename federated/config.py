@@ -101,7 +101,6 @@ class CoordinatorConfig(_Model):
     transcripts: Path = Path("transcripts")  # the coordinator's transcript of what it relayed, per job
     parties: list[str] = Field(min_length=1)
     operators: list[str] = ["operator"]
-    message_ttl_s: float = 3600.0
     relay: RelayLimits = RelayLimits()
     # Liveness (#13): parties heartbeat every heartbeat_s; one not heard from for party_grace_s fails its running
     # jobs, naming it. A second process with a party's identity is refused while the first was heard from within
