@@ -323,17 +323,18 @@ class JobManager:
 
     def node_registered(self, node: str) -> None:
         """A new process of the node started: offer it pending jobs again; a running role it had taken up resumes
-        from its checkpoint where the plan allows (PSI), or fails its job."""
+        from its checkpoint where the plan allows (PSI, training), or fails its job."""
         self._acked = {k for k in self._acked if k[1] != node}
         for job in self.store.jobs_in_state("running"):
             for r in job.roles:
                 if r.node == node and r.claimed_ms is not None and r.finished_ms is None:
-                    if job_plan(job).can_resume(job.progress.get(node, {}).get("stage")):
-                        # PSI checkpoints after every batch: the node picks the role up again and resumes.
+                    stage = job.progress.get(node, {}).get("stage")
+                    if job_plan(job).can_resume(stage):
+                        # the stage keeps a checkpoint (the plan says which): the node picks the role up again and resumes
                         self.store.unclaim_role(job.job_id, r.role, node)
-                        _LOG.warning("%s restarted during PSI of %s; it will resume from its checkpoint", node, job.job_id)
+                        _LOG.warning("%s restarted during %s of %s; it will resume from its checkpoint", node, stage or "its start", job.job_id)
                     else:
-                        self.fail(job.job_id, f"{node} restarted while running its {r.role} role ({job.progress.get(node, {}).get('stage')})")
+                        self.fail(job.job_id, f"{node} restarted while running its {r.role} role ({stage})")
         with self._changed:
             self._changed.notify_all()
 
