@@ -341,7 +341,7 @@ def run(inputs: Path, protocol: str, *, sigmoid: str = "t3", optimizer: str | No
     here = str(Path(__file__).resolve().parent)
     if here not in sys.path:
         sys.path.insert(0, here)
-    from spu_psi import CountingRelay, reserve_port
+    from spu_psi import CountingRelay, checked_results, reserve_port, stop_parties
 
     arrays, params = read_inputs(inputs)
     optimizer = optimizer or params["optimizer"]
@@ -381,17 +381,9 @@ def run(inputs: Path, protocol: str, *, sigmoid: str = "t3", optimizer: str | No
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"SPU {protocol}: no result within {timeout_s} s") from None
     finally:
-        for p in procs:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
+        stop_parties(procs)
     wall = time.perf_counter() - t
-    for relay in relays:
-        relay.close()
-    failed = [r for r in results if not r["ok"]]
-    if failed:
-        raise RuntimeError(f"SPU {protocol} failed: {failed}")
-    by_rank = {r["rank"]: r for r in results}
+    by_rank = checked_results(results, relays, protocol)
     auc_plain = plaintext_auc(arrays, params, sigmoid, optimizer)
     epochs = len(by_rank[0]["epoch_s"])
     epoch_s = [max(a, b) for a, b in zip(by_rank[0]["epoch_s"], by_rank[1]["epoch_s"])]

@@ -118,6 +118,24 @@ class CountingRelay:
             t.join(max(0.0, deadline - time.monotonic()))
 
 
+def stop_parties(procs: list[Any]) -> None:
+    """Join every party process; kill one that has not ended 10 s later."""
+    for p in procs:
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+
+
+def checked_results(results: list[dict[str, Any]], relays: list[Any], protocol: str) -> dict[int, dict[str, Any]]:
+    """Close the byte-counting relays and return each party's result by rank; raise if a party reported a failure."""
+    for relay in relays:
+        relay.close()
+    failed = [r for r in results if not r["ok"]]
+    if failed:
+        raise RuntimeError(f"SPU {protocol} failed: {failed}")
+    return {r["rank"]: r for r in results}
+
+
 def open_link(link: Any, desc_id: str, addresses: list[str], rank: int, timeout_s: int) -> Any:
     """SPU's brpc link for party ``rank`` of ``addresses`` (``party0``, ``party1``, ...), connected (after a barrier)."""
     desc = link.Desc()
@@ -193,17 +211,9 @@ def run(protocol: str, left: Path, right: Path, id_column: str, workdir: Path, *
         for _ in procs:
             results.append(queue.get(timeout=timeout_s))
     finally:
-        for p in procs:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
+        stop_parties(procs)
     wall = time.perf_counter() - t
-    for relay in relays:
-        relay.close()
-    failed = [r for r in results if not r["ok"]]
-    if failed:
-        raise RuntimeError(f"SPU {protocol} failed: {failed}")
-    by_rank = {r["rank"]: r for r in results}
+    by_rank = checked_results(results, relays, protocol)
     out: dict[str, Any] = {
         "spu": getattr(spu, "__version__", "unknown"), "protocol": protocol, "broadcast_result": broadcast,
         "seconds": max(r["seconds"] for r in results), "seconds_link": max(r["seconds_link"] for r in results),
