@@ -15,11 +15,13 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as PbMessage
 
+from fedcredit.proto.v1 import binning_pb2 as bin_pb
 from fedcredit.proto.v1 import hetero_lr_pb2 as lr_pb
 from fedcredit.proto.v1 import psi_ot_pb2, psi_pb2
 from fedcredit.proto.v1 import rlwe_pb2
 from fedcredit.proto.v1 import scoring_pb2
 from fedcredit.proto.v1 import seal_pb2
+from fedcredit.protocols.binning import protocol as binning
 from fedcredit.protocols.core import Message
 from fedcredit.protocols.errors import ProtocolError
 from fedcredit.protocols.hetero_lr import protocol as lr
@@ -416,3 +418,59 @@ _register(sc.PlainPartials, scoring_pb2.PlainPartials,
 _register(SealHello, seal_pb2.SealHello,
           lambda m: seal_pb2.SealHello(phase=m.phase, ephemeral=m.ephemeral, signature=m.signature),
           lambda pb: SealHello(str(pb.phase), bytes(pb.ephemeral), bytes(pb.signature)))
+
+
+# --------------------------------------------------------------------------- scorecard binning (#15)
+
+
+def _bin_ct_pb(fingerprint: bytes, values: tuple[Any, ...]) -> bin_pb.BinCiphertexts:
+    # the same fixed width as the LR's vectors: sizes on the wire never depend on values
+    width = _round_up(max((int(c).bit_length() + 7) // 8 for c in values), 64) if values else 64
+    return bin_pb.BinCiphertexts(key_fingerprint=fingerprint, count=len(values), width=width,
+                                 ciphertexts=b"".join(int(c).to_bytes(width, "big") for c in values))
+
+
+def _bin_ct_msg(pb: bin_pb.BinCiphertexts, what: str) -> tuple[bytes, tuple[Any, ...]]:
+    w, data = pb.width, pb.ciphertexts
+    if w == 0 or len(data) != w * pb.count:
+        raise ProtocolError(f"{what}: byte length does not match count * width")
+    return bytes(pb.key_fingerprint), tuple(gmpy2.mpz(int.from_bytes(data[i : i + w], "big")) for i in range(0, len(data), w))
+
+
+def _label_key_msg(pb: bin_pb.LabelKey) -> binning.LabelKey:
+    if not pb.HasField("public_key"):
+        raise ProtocolError("LabelKey: no public key")
+    return binning.LabelKey(_paillier_key(pb.public_key), int(pb.n_rows))
+
+
+def _decision_msg(pb: bin_pb.LayoutDecision) -> binning.LayoutDecision:
+    if not pb.HasField("accepted"):
+        raise ProtocolError("LayoutDecision: the answer is required")
+    return binning.LayoutDecision(bool(pb.accepted))
+
+
+def _uint_bytes(v: int) -> bytes:
+    if v < 0:
+        raise ProtocolError("MaskedCounts: a negative value")
+    return int(v).to_bytes(max(1, (int(v).bit_length() + 7) // 8), "big")
+
+
+_register(binning.LabelKey, bin_pb.LabelKey,
+          lambda m: bin_pb.LabelKey(public_key=lr_pb.PaillierPublicKey(n=int(m.public_key.n).to_bytes((m.public_key.bits + 7) // 8, "big")),
+                                    n_rows=m.n_rows),
+          _label_key_msg)
+_register(binning.BinLayout, bin_pb.BinLayout,
+          lambda m: bin_pb.BinLayout(features=[bin_pb.BinRows(rows=list(f)) for f in m.bin_rows]),
+          lambda pb: binning.BinLayout(tuple(tuple(int(v) for v in f.rows) for f in pb.features)))
+_register(binning.LayoutDecision, bin_pb.LayoutDecision, lambda m: bin_pb.LayoutDecision(accepted=m.accepted), _decision_msg)
+_register(binning.EncryptedLabels, bin_pb.EncryptedLabels,
+          lambda m: bin_pb.EncryptedLabels(body=_bin_ct_pb(m.key_fingerprint, m.values)),
+          lambda pb: binning.EncryptedLabels(*_bin_ct_msg(pb.body, "EncryptedLabels")))
+_register(binning.MaskedBinSums, bin_pb.MaskedBinSums,
+          lambda m: bin_pb.MaskedBinSums(body=_bin_ct_pb(m.key_fingerprint, m.values)),
+          lambda pb: binning.MaskedBinSums(*_bin_ct_msg(pb.body, "MaskedBinSums")))
+_register(binning.MaskedCounts, bin_pb.MaskedCounts, lambda m: bin_pb.MaskedCounts(values=[_uint_bytes(v) for v in m.values]),
+          lambda pb: binning.MaskedCounts(tuple(int.from_bytes(v, "big") for v in pb.values)))
+_register(binning.SharedIv, bin_pb.SharedIv,
+          lambda m: bin_pb.SharedIv(iv=[bin_pb.FeatureIv(name=n, iv=v) for n, v in m.iv]),
+          lambda pb: binning.SharedIv(tuple((str(f.name), float(f.iv)) for f in pb.iv)))

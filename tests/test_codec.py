@@ -23,6 +23,7 @@ from fedcredit.protocols.psi import protocol as psi
 from fedcredit.protocols.psi import unbalanced as ub
 from fedcredit.protocols.psi.ot import protocol as ot
 from fedcredit.protocols.scoring import messages as sc
+from fedcredit.protocols.binning import protocol as bn
 from fedcredit.protocols.psi.protocol import BlindedPoints, MatchedPositions, PsiStep
 from helpers import paillier_keypair
 
@@ -85,6 +86,14 @@ def _samples(pk, sk) -> dict[type, list]:
         tp.MaskedLossReply: [tp.MaskedLossReply(0, 160), tp.MaskedLossReply(2**160 - 1, 160), tp.MaskedLossReply(5, 64)],
         tp.ScoreShares: [tp.ScoreShares((5, 2**160 - 1), 160), tp.ScoreShares((), 160)],
         tp.WeightShare: [tp.WeightShare((0, 1, 2**160 - 1), 160), tp.WeightShare((), 192)],
+        # scorecard binning (#15): the bank's labels under its own key, masked per-bin sums
+        bn.LabelKey: [bn.LabelKey(pk, 30_000), bn.LabelKey(pk2, 0)],
+        bn.BinLayout: [bn.BinLayout(()), bn.BinLayout(((100, 250, 2**40), (7,), ()))],
+        bn.LayoutDecision: [bn.LayoutDecision(True), bn.LayoutDecision(False)],
+        bn.EncryptedLabels: [bn.EncryptedLabels(fp, cts), bn.EncryptedLabels(fp, ()), bn.EncryptedLabels(fp, (gmpy2.mpz(1), cts[0]))],
+        bn.MaskedBinSums: [bn.MaskedBinSums(fp, cts[:2]), bn.MaskedBinSums(fp, ())],
+        bn.MaskedCounts: [bn.MaskedCounts(()), bn.MaskedCounts((0, 1, 2**95 + 3))],
+        bn.SharedIv: [bn.SharedIv(()), bn.SharedIv((("x5", 0.848), ("收入", 0.0)))],
         # the sealing layer's ephemeral key exchange
         SealHello: [SealHello("psi", b"\x09" * 32, b"\x07" * 64), SealHello("lr2", bytes(32), bytes(64))],
     }
@@ -220,7 +229,8 @@ def test_other_inconsistent_payloads_raise_protocol_error():
 _BASES = (Ciphertext, Masked, Public, Aggregate, Plaintext)
 
 
-@pytest.mark.parametrize("step", list(PsiStep) + list(ub.UnbalancedStep) + list(ot.OtPsiStep) + list(tp.TwoPartyStep) + list(SealStep),
+@pytest.mark.parametrize("step", list(PsiStep) + list(ub.UnbalancedStep) + list(ot.OtPsiStep) + list(tp.TwoPartyStep) + list(bn.BinningStep)
+                         + list(SealStep),
                          ids=lambda s: s.wire)
 def test_every_step_payload_has_a_codec_and_a_classification(step):
     payload = step.spec.payload
@@ -229,6 +239,22 @@ def test_every_step_payload_has_a_codec_and_a_classification(step):
     assert payload.classification in set(Classification)
     assert isinstance(payload.classification, Classification)
     assert sum(issubclass(payload, b) for b in _BASES) == 1
+
+
+def test_binning_ciphertexts_have_a_fixed_width_and_refuse_bad_lengths(keypair):
+    pk, _ = keypair
+    fp = pk.fingerprint()
+    short, full = encode_payload(bn.EncryptedLabels(fp, (gmpy2.mpz(1),)))[1], encode_payload(bn.EncryptedLabels(fp, (gmpy2.mpz(2**2000),)))[1]
+    assert len(short) == len(encode_payload(bn.EncryptedLabels(fp, (gmpy2.mpz(2**500),)))[1])  # 64-byte blocks, whatever the value
+    assert len(full) > len(short)
+    from fedcredit.proto.v1 import binning_pb2
+    bad = binning_pb2.EncryptedLabels(body=binning_pb2.BinCiphertexts(key_fingerprint=fp, count=2, width=64, ciphertexts=b"\x01" * 64))
+    with pytest.raises(ProtocolError):
+        decode_payload(payload_type_name(bn.EncryptedLabels), bad.SerializeToString(), expected=bn.EncryptedLabels)
+    with pytest.raises(ProtocolError):
+        decode_payload(payload_type_name(bn.LayoutDecision), b"", expected=bn.LayoutDecision)
+    with pytest.raises(ProtocolError):
+        decode_payload(payload_type_name(bn.LabelKey), binning_pb2.LabelKey(n_rows=5).SerializeToString(), expected=bn.LabelKey)
 
 
 def test_ring_vectors_have_a_fixed_width_and_refuse_non_residues():
