@@ -31,6 +31,7 @@ __all__ = [
     "ClientConfig",
     "JobSpec",
     "ScoringSpec",
+    "ScorecardSpec",
     "ScoringServiceConfig",
     "load_config",
     "load_job_spec",
@@ -317,11 +318,41 @@ class ScoringSpec(_Model):
         return v
 
 
+class ScorecardSpec(_Model):
+    """A ``scorecard`` job (#15): each party bins its own features, the platform's per-bin label counts come from the
+    secure protocol (protocols/binning), then WOE/IV, selection, the two-party LR on the WOE columns, and points."""
+
+    method: Literal["quantile", "equal_width"] = "quantile"
+    n_bins: int = Field(10, ge=2, le=100)
+    # both parties refuse a bin under min_bin_rows rows (the bank before it encrypts a label); bins with fewer
+    # than min_bin_events bads or goods are merged before anything is released
+    min_bin_rows: int = Field(100, ge=1)
+    min_bin_events: int = Field(5, ge=0)
+    merge: Literal["none", "chimerge", "monotonic"] = "none"
+    max_bins: int = Field(6, ge=2)  # chimerge's largest number of bins
+    smoothing: float = Field(0.5, gt=0)
+    mask_bits: int = Field(80, ge=40)
+    # IV per feature goes to its owner only; share_iv: the platform's IV goes to the bank too; share_bank_iv: the
+    # bank's to the platform
+    share_iv: bool = False
+    share_bank_iv: bool = False
+    # selection, each party on its own features: IV at least iv_threshold (null: none), the top_k highest (null:
+    # all), then of every pair with |r| > max_correlation on the WOE columns the lower-IV one dropped
+    iv_threshold: float | None = Field(0.02, ge=0)
+    top_k: int | None = Field(None, ge=1)
+    max_correlation: float = Field(0.7, gt=0, le=1)
+    # points: base_score at odds base_odds (good:bad), pdo points to double the odds
+    base_score: float = 600.0
+    pdo: float = Field(20.0, gt=0)
+    base_odds: float = Field(50.0, gt=0)
+
+
 class JobSpec(_Model):
     """A job file. ``train`` runs PSI, then vertical LR, then evaluation; ``psi`` runs PSI only; ``score``
-    scores the guest's applicants with a trained model (no PSI)."""
+    scores the guest's applicants with a trained model (no PSI); ``scorecard`` runs PSI, then binning, WOE/IV,
+    selection, the LR on the WOE columns and scorecard points (the ``scorecard`` section)."""
 
-    kind: Literal["train", "psi", "score"] = "train"
+    kind: Literal["train", "psi", "score", "scorecard"] = "train"
     name: str = "job"
     purpose: str  # what the data may be used for; checked against each party's policy and consents
     guest: RoleSpec
@@ -330,6 +361,7 @@ class JobSpec(_Model):
     training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
     scoring: ScoringSpec = ScoringSpec()
+    scorecard: ScorecardSpec = ScorecardSpec()
     seed: int = 42
 
     _purpose = field_validator("purpose")(_check_purpose)
@@ -344,6 +376,8 @@ class JobSpec(_Model):
             raise ValueError("online scoring runs in private mode only")
         if self.kind == "train" and self.psi.reveal != "both":
             raise ValueError("a train job needs psi.reveal: both (the host must know its aligned rows)")
+        if self.kind == "scorecard":
+            self._scorecard_consistent()
         if self.psi.unbalanced and (self.kind != "psi" or self.psi.reveal == "both"):
             raise ValueError("psi.unbalanced needs kind: psi and psi.reveal: guest or cardinality")
         if self.psi.protocol == "ot" and (self.psi.unbalanced or self.psi.reveal == "cardinality"):
@@ -353,6 +387,12 @@ class JobSpec(_Model):
             raise ValueError("the weights stay secret-shared during training, which needs a linear update: "
                              "use training.optimizer: nesterov (default) or sgd")
         return self
+
+    def _scorecard_consistent(self) -> None:
+        if self.psi.reveal != "both":
+            raise ValueError("a scorecard job needs psi.reveal: both (the host must know its aligned rows)")
+        if self.training.reveal_weights != "owner":
+            raise ValueError("a scorecard job needs training.reveal_weights: owner (each party turns its own weights into points)")
 
     def lr_params(self) -> HeteroLRParams:
         """The training section as the two-party LR's parameters; a spec whose training they refuse is invalid.

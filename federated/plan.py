@@ -6,6 +6,7 @@
 * which PSI program the parties run (ECDH, OT-extension or unbalanced) with which parameters, whether
   it runs count-first, and whether a node restarted in the middle of it (or of training) picks it up again;
 * for a ``train`` job, the two-party LR parameters and the preprocessing both parties apply;
+* for a ``scorecard`` job, the same LR parameters and the binning, selection and points (:class:`ScorecardPlan`);
 * which protocol steps the relay carries for the job.
 
 The party node runs what its plan says (:mod:`fedcredit.runtime.node.party`, :mod:`fedcredit.runtime.node.psi_runner`,
@@ -23,6 +24,7 @@ import enum
 from dataclasses import dataclass
 from typing import Literal
 
+from fedcredit.protocols.binning import BinningStep, ScorecardParams, SecureBinningParams
 from fedcredit.protocols.core import ProtocolStep, Role
 from fedcredit.protocols.hetero_lr import HeteroLRParams
 from fedcredit.protocols.hetero_lr.two_party import TwoPartyStep
@@ -33,7 +35,7 @@ from fedcredit.protocols.scoring import ScoreStep, ScoringParams
 from .config import JobSpec, RoleSpec
 from .security.sealing import SealStep
 
-__all__ = ["PsiProgram", "PsiPlan", "TrainPlan", "ScorePlan", "RolePlan", "JobPlan", "plan_job"]
+__all__ = ["PsiProgram", "PsiPlan", "TrainPlan", "ScorePlan", "ScorecardPlan", "RolePlan", "JobPlan", "plan_job"]
 
 StepTable = type[ProtocolStep]
 
@@ -140,6 +142,32 @@ class ScorePlan:
 
 
 @dataclass(frozen=True)
+class ScorecardPlan:
+    """A ``scorecard`` job's binning, selection and points (its LR is the job's :class:`TrainPlan`).
+
+    Attributes:
+        binning: the secure per-bin counts' parameters, the same for both roles (IV sharing included).
+        method, n_bins: each party's initial bins of its own features (on its training rows).
+        iv_threshold, top_k, max_correlation: each party's selection of its own features.
+        points: base score, PDO and base odds.
+        key_bits: the bank's Paillier key for its labels (the job's ``training.key_bits``).
+    """
+
+    binning: SecureBinningParams
+    method: str
+    n_bins: int
+    iv_threshold: float | None
+    top_k: int | None
+    max_correlation: float
+    points: ScorecardParams
+    key_bits: int
+
+    @property
+    def steps(self) -> tuple[StepTable, ...]:
+        return (BinningStep,)
+
+
+@dataclass(frozen=True)
 class RolePlan:
     """What one role reads for the job, and whom it works with."""
 
@@ -157,13 +185,15 @@ class RolePlan:
 class JobPlan:
     """What each role of a job runs. Built by :func:`plan_job`; read by the party nodes and the coordinator."""
 
-    kind: Literal["train", "psi", "score"]
+    kind: Literal["train", "psi", "score", "scorecard"]
     purpose: str
     guest: RolePlan
     host: RolePlan
     psi: PsiPlan  # not run by a score job
     train: TrainPlan | None  # None for a psi job
     score: ScorePlan | None = None  # a score job only
+    scorecard: ScorecardPlan | None = None  # a scorecard job only (its LR: ``train``)
+
     def role(self, role: Role) -> RolePlan:
         if role is Role.GUEST:
             return self.guest
@@ -181,7 +211,8 @@ class JobPlan:
         job: its scoring and ``seal.hello``."""
         if self.score is not None:
             return self.score.steps + (SealStep,)
-        return self.psi.steps + (self.train.steps if self.train else ()) + (SealStep,)
+        card = self.scorecard.steps if self.scorecard else ()
+        return self.psi.steps + card + (self.train.steps if self.train else ()) + (SealStep,)
 
     def can_resume(self, stage: str | None) -> bool:
         """Whether a node restarted at ``stage`` (its last progress report; None: none yet) picks its role up
@@ -190,6 +221,8 @@ class JobPlan:
         training resumes whatever the PSI. A score job keeps no checkpoint."""
         if self.score is not None:
             return False
+        if self.scorecard is not None and stage not in (None, "psi", "psi_ot"):
+            return False  # binning and its LR keep no checkpoint: a scorecard job restarted after PSI fails
         if stage == "train":
             return self.train is not None
         return self.psi.resumable and stage in (None, "psi", "psi_ot")
@@ -201,7 +234,7 @@ def plan_job(spec: JobSpec) -> JobPlan:
     The LR parameters are the spec's own :meth:`~fedcredit.runtime.config.JobSpec.lr_params`: a job file
     whose training section they refuse does not load, so a spec that loaded can always be planned.
     """
-    is_train = spec.kind == "train"
+    is_train = spec.kind in ("train", "scorecard")  # a scorecard job's LR is the train job's
     train = None
     if is_train:
         t = spec.training
@@ -213,6 +246,7 @@ def plan_job(spec: JobSpec) -> JobPlan:
         assert sc.model is not None  # the spec's validator requires it
         score = ScorePlan(model_id=sc.model, params=ScoringParams(mode=sc.mode, max_queries=sc.max_queries), online=sc.online,
                           session_seconds=sc.session_seconds, idle_seconds=sc.idle_seconds)
+    scorecard = _plan_scorecard(spec) if spec.kind == "scorecard" else None
     features = is_train or score is not None
     return JobPlan(
         kind=spec.kind,
@@ -222,7 +256,18 @@ def plan_job(spec: JobSpec) -> JobPlan:
         psi=_plan_psi(spec),
         train=train,
         score=score,
+        scorecard=scorecard,
     )
+
+
+def _plan_scorecard(spec: JobSpec) -> ScorecardPlan:
+    c = spec.scorecard
+    binning = SecureBinningParams(min_bin_rows=c.min_bin_rows, min_bin_events=c.min_bin_events, mask_bits=c.mask_bits,
+                                  share_iv=c.share_iv, share_bank_iv=c.share_bank_iv, smoothing=c.smoothing, merge=c.merge,
+                                  max_bins=c.max_bins)
+    return ScorecardPlan(binning=binning, method=c.method, n_bins=c.n_bins, iv_threshold=c.iv_threshold, top_k=c.top_k,
+                         max_correlation=c.max_correlation, points=ScorecardParams(c.base_score, c.pdo, c.base_odds),
+                         key_bits=spec.training.key_bits)
 
 
 def _plan_psi(spec: JobSpec) -> PsiPlan:
@@ -235,7 +280,7 @@ def _plan_psi(spec: JobSpec) -> PsiPlan:
         program = PsiProgram.ECDH
     # Where the job reveals rows (training; PSI with reveal both or guest), each party's minimum is checked on the
     # count, before anything locates the intersection (#12). Both parties learn the count then.
-    count_first = spec.kind == "train" or p.reveal in ("both", "guest")
+    count_first = spec.kind in ("train", "scorecard") or p.reveal in ("both", "guest")
     return PsiPlan(program=program, reveal=Reveal(p.reveal), count_first=count_first,
                    resumable=True, validate_uscc=p.validate_uscc)
 

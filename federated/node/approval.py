@@ -100,7 +100,7 @@ def check_policy(spec: JobSpec, cfg: PartyConfig) -> PolicyCheck:
             check(not extra, f"columns {mine.columns} are allowed", f"columns {extra} of {dataset!r} are not allowed")
     elif mine.columns is not None:
         pc.checks.append(f"columns {mine.columns} (no column restriction in policy)")
-    if spec.kind == "train":
+    if spec.kind in ("train", "scorecard"):
         t = spec.training
         if t.engine == "paillier":
             check(t.key_bits >= pol.min_key_bits, f"key size {t.key_bits} bits >= this node's minimum {pol.min_key_bits}",

@@ -14,6 +14,11 @@ Neither part alone scores: the bank's part has no weight for any platform featur
 intercept and none of the bank's features; with ``shared``, each part's shares are uniform on their own.
 A score needs both partials (:mod:`fedcredit.protocols.scoring`).
 
+A ``scorecard`` job's package (#15) has ``link: scorecard`` in its joint spec, and each party's part holds its
+scorecard table (``scorecard``: per selected feature its bins, counts, WOE and points; the bank's base points) beside
+its LR weights on the WOE columns. Its partial score is then its points (:meth:`ModelPart.partial`), and a score is
+the sum of both parties' partial points: the scorecard's total.
+
 Owns: the package's format. May import: ``protocols``, :mod:`fedcredit.runtime.plan` and
 :mod:`fedcredit.runtime.node.workdir`.
 """
@@ -27,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from fedcredit.protocols.binning import Scorecard
 from fedcredit.protocols.scoring import partial_scores
 
 from ..errors import ConfigError, DataError, NotFoundError
@@ -90,13 +96,17 @@ class ModelPart:
     weights: np.ndarray | None  # owner: this party's own weights, in ``features`` order
     intercept: float | None = None  # owner, bank only
     weight_shares: dict[str, Any] | None = field(default=None)  # shared: this party's shares (train_runner's form)
+    scorecard: dict[str, Any] | None = field(default=None)  # a scorecard model: this party's table (Scorecard.to_dict)
 
     def partial(self, x: np.ndarray) -> np.ndarray:
         """This party's partial scores of rows ``x`` (its raw features in ``features`` order): standardized and
-        clipped as in training, times its weights, plus the intercept where it holds it.
+        clipped as in training, times its weights, plus the intercept where it holds it; for a scorecard, its
+        points per row (its points of each feature's bin, and the bank its base points).
 
         Raises:
             ConfigError: the part holds weight shares, which do not score on their own."""
+        if self.scorecard is not None:
+            return Scorecard.from_dict(self.scorecard).partial_scores(x)
         if self.weights is None:
             raise ConfigError(f"model {self.model_id}: this party holds shares of the weights (reveal_weights: shared); "
                               "scoring a shared model needs a secure conversion that is not built yet")
@@ -113,6 +123,8 @@ class ModelPart:
             out["intercept"] = self.intercept
         if self.weight_shares is not None:
             out["weight_shares"] = self.weight_shares
+        if self.scorecard is not None:
+            out["scorecard"] = self.scorecard
         return out
 
     @classmethod
@@ -124,7 +136,7 @@ class ModelPart:
                    np.asarray(std["mean"], dtype=float), np.asarray(std["scale"], dtype=float),
                    None if std.get("clip") is None else float(std["clip"]),
                    None if w is None else np.asarray([float(w[f]) for f in feats]),
-                   None if d.get("intercept") is None else float(d["intercept"]), d.get("weight_shares"))
+                   None if d.get("intercept") is None else float(d["intercept"]), d.get("weight_shares"), d.get("scorecard"))
 
 
 def joint_spec(plan: JobPlan, model_id: str, job_spec_sha256: str) -> JointSpec:
@@ -134,11 +146,20 @@ def joint_spec(plan: JobPlan, model_id: str, job_spec_sha256: str) -> JointSpec:
     roles = {r.role.value: {"party": r.party, "dataset": r.dataset, "columns": None if r.columns is None else list(r.columns)}
              for r in (plan.guest, plan.host)}
     t = plan.train
+    if plan.scorecard is not None:  # points per bin: no standardizer, no clipping
+        return JointSpec(model_id, job_spec_sha256, roles, t.engine, t.reveal_weights, None, link="scorecard")
     return JointSpec(model_id, job_spec_sha256, roles, t.engine, t.reveal_weights, t.clip)
 
 
 def _part(model: dict[str, Any], joint: JointSpec, party: str) -> ModelPart:
-    """This party's part, from train_runner's ``model.json``."""
+    """This party's part, from train_runner's (or scorecard_runner's) ``model.json``."""
+    if model.get("kind") == "scorecard":
+        card = Scorecard.from_dict(model["scorecard"])  # checks the table before it is kept
+        feats = tuple(t.name for t in card.tables)
+        n = len(feats)
+        return ModelPart(joint.model_id, joint.version, str(model["role"]), party, feats, np.zeros(n), np.ones(n), None,
+                         np.asarray(card.weights, dtype=float), None if model.get("intercept") is None else float(model["intercept"]),
+                         None, card.to_dict())
     std = model["standardizer"]
     if "weight_shares" in model:
         feats = tuple(model["features"])

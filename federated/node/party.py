@@ -48,6 +48,7 @@ from ..driver import RelayEndpoint, RoleRun, describe_error
 from ..security.sealing import SEAL_CHECKPOINT_KEY, SealSession, load_seal_identity, verify_peer_seal_cert
 from ..security.signing import envelope_fields, load_signing_identity, verify_signing_cert
 from .score_runner import OnlineWiring, run_scoring
+from .scorecard_runner import run_scorecard
 from .train_runner import run_training
 from ..transcript import TranscriptWriter
 from ..security.transport import DEFAULT_DEADLINE_S, create_channel, wait_healthy
@@ -424,6 +425,8 @@ class PartyNode:
         """Load this node's rows, then run the plan: PSI, and for a train job, training; a score job: scoring."""
         if plan.score is not None:
             return self._run_score(info, plan, mine, writer)
+        if plan.scorecard is not None:
+            return self._run_scorecard(info, plan, mine, writer)
         minimum = plan.psi.minimum(self.cfg.policy.min_intersection)
         data, ids = self._load(info.job_id, plan, mine, writer, minimum)
         files = self.store.job(info.job_id)
@@ -448,6 +451,25 @@ class PartyNode:
             return JobResult(self.cfg.name, psi.outcome, traffic)
         return JobResult(self.cfg.name, psi.outcome, traffic, train_seconds=trained.seconds, training=trained.summary,
                          metrics=trained.metrics)
+
+    def _run_scorecard(self, info: job_pb2.JobInfo, plan: JobPlan, mine: RolePlan, writer: TranscriptWriter) -> JobResult:
+        """A scorecard job (#15): PSI, then binning, WOE/IV, selection, the LR on the WOE columns and points
+        (:mod:`fedcredit.runtime.node.scorecard_runner`); no checkpoint after PSI."""
+        assert plan.scorecard is not None and plan.train is not None
+        minimum = plan.psi.minimum(self.cfg.policy.min_intersection)
+        data, ids = self._load(info.job_id, plan, mine, writer, minimum)
+        files = self.store.job(info.job_id)
+        run = RoleRun(mine.role, self._endpoint(info.job_id, plan, mine, writer, files), secrets.SystemRandom(), self._map_fn)
+        psi = run_psi(run, plan.psi, mine, ids, salt=bytes.fromhex(info.psi_salt_hex), minimum=minimum, files=files,
+                      store=self.store, transcript=writer)
+        files.drop_checkpoint()
+        if psi.rows is None or len(psi.aligned) == 0:
+            raise FedCreditError("the intersection is empty: nothing to bin")
+        card = run_scorecard(run, plan.scorecard, plan.train, data, psi.rows, psi.aligned, job_id=info.job_id, files=files)
+        write_package(self.store, files, plan, info.job_id, info.spec_sha256, self.cfg.name)  # models/<job>/, its scorecard
+        traffic = Traffic(sent=run.endpoint.bytes_sent, received=run.endpoint.bytes_received)
+        return JobResult(self.cfg.name, psi.outcome, traffic, train_seconds=card.seconds, training=card.summary,
+                         metrics=card.metrics, scorecard_metrics=card.scorecard_metrics)
 
     def _run_score(self, info: job_pb2.JobInfo, plan: JobPlan, mine: RolePlan, writer: TranscriptWriter) -> JobResult:
         """A score job (#14): this node's rows and its part of the model, through the scoring protocol; no PSI."""

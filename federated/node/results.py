@@ -171,6 +171,7 @@ class JobResult:
     transcript: str | None = None
     peak_rss_mb: float | None = None
     scoring: ScoringSummary | None = None  # a score job (which runs no PSI)
+    scorecard_metrics: Metrics | None = None  # the guest of a scorecard job: its total points on the test rows
 
     def to_dict(self) -> dict[str, Any]:
         me = self.node
@@ -178,6 +179,8 @@ class JobResult:
             {"scoring": self.scoring.to_dict(), "seconds": {me: {"score": _s(self.scoring.seconds)}}}
         if self.metrics is not None:
             out["metrics"] = {"joint": self.metrics.to_dict()}
+        if self.scorecard_metrics is not None:
+            out.setdefault("metrics", {})["scorecard"] = self.scorecard_metrics.to_dict()
         if self.training is not None:
             out["training"] = self.training.to_dict()
         if self.train_seconds is not None:

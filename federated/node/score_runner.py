@@ -7,7 +7,9 @@ checks that it is the part for this role and this peer, computes its partial sco
   and its sealed table of partial scores, rebuilt only when the model, the key or its data changed, so the
   bank's copy stays valid between jobs; plain mode: its partial scores by id;
 * the bank (guest): its copy of the platform's table, if current, and then ``jobs/<job>/scores.csv`` -- one
-  row per applicant: the probability of default, or ``not_found`` where the platform does not know it.
+  row per applicant: the probability of default, or ``not_found`` where the platform does not know it; for a
+  scorecard model (``link: scorecard``, #15) the partial scores are each party's points, and the column is
+  ``score``: the scorecard's total points (higher is safer).
 
 Both record the query count in their transcripts. Owns: calling ``fedcredit.protocols.scoring``'s role
 programs with this node's data. May import: ``protocols``, :mod:`fedcredit.runtime.plan`,
@@ -130,12 +132,14 @@ def run_scoring(run: RoleRun, plan: ScorePlan, me: RolePlan, data: LocalDataset,
                                   table=cached[0] if cached else None, map_fn=pool))
     if out.table_updated and out.table is not None:
         model.save_table(out.table, "", peer=True)
-    _write_scores(files, ids, out.probability)
+    card = joint.link == "scorecard"
+    _write_scores(files, ids, out.z if card else out.probability, column="score" if card else "probability")
     auc = ks = None
     if data.labels is not None:
         found = np.array(out.found)
         labels = data.labels if rows is None else data.labels[rows]
         y, z = labels[found], np.array([v for v in out.z if v is not None])
+        z = -z if card else z  # points rise with safety: the risk is their negative
         if len(y) and 0 < int(y.sum()) < len(y):
             auc, ks = float(roc_auc(y, z)), float(ks_statistic(y, z))
     transcript.event("scoring", model=plan.model_id, model_version=joint.version, mode=str(params.mode), queries=len(ids),
@@ -223,10 +227,10 @@ def _host_table(model: ModelFiles, ids: list[str], partials: np.ndarray, key: by
     return table
 
 
-def _write_scores(files: JobFiles, ids: list[str], probability: tuple[float | None, ...]) -> None:
-    """``scores.csv``: each applicant's probability of default, or ``not_found``."""
+def _write_scores(files: JobFiles, ids: list[str], probability: tuple[float | None, ...], column: str = "probability") -> None:
+    """``scores.csv``: each applicant's probability of default (a scorecard: its points, ``column`` score), or ``not_found``."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["id", "probability"])
+    w.writerow(["id", column])
     w.writerows([i, "not_found" if p is None else repr(p)] for i, p in zip(ids, probability))
     atomic_write(files.folder / "scores.csv", buf.getvalue().encode("utf-8"))

@@ -3,7 +3,7 @@
 Each party has two static keys certified by the job's CA: an X25519 sealing key
 (``seal.crt``) and an Ed25519 signing key (``sign.crt``, :mod:`fedcredit.runtime.security.signing`).
 Neither encrypts anything by itself. For every *phase* of a job -- the protocol a
-step belongs to, named by its wire prefix: ``psi``, ``psi_ot``, ``lr2``, ``score``
+step belongs to, named by its wire prefix: ``psi``, ``psi_ot``, ``lr2``, ``score``, ``bin``
 (:data:`SEAL_PHASES`) -- each party draws a fresh X25519 key pair from the OS
 RNG (``os.urandom``), keeps its private half in memory only, and sends the
 public half to the peer in a ``seal.hello`` message (:class:`SealStep`) before
@@ -125,7 +125,7 @@ SEAL_INFO_PREFIX = b"fedcredit/v1/seal-eph|"
 SEAL_CHECKPOINT_KEY = "sealing"
 #: The phases whose payloads are sealed, each with its own key exchange; a phase's ``seal.hello`` has its index here as
 #: its sequence number. A new protocol between the parties adds its wire prefix at the end.
-SEAL_PHASES: tuple[str, ...] = ("psi", "psi_ot", "lr2", "score")  # appended only: a hello travels as seal.hello#<index>
+SEAL_PHASES: tuple[str, ...] = ("psi", "psi_ot", "lr2", "score", "bin")  # appended only: a hello travels as seal.hello#<index>
 _EXPORT_VERSION = 1
 _PHASE = re.compile(r"[a-z0-9_]{1,32}")
 
