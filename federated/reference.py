@@ -18,6 +18,9 @@ preprocessing:
 * :func:`reference_metrics`: ``guest_only`` and ``centralized`` (the
   federated preprocessing and the job's L2 strength) and ``plain_sklearn``
   (plain preprocessing, sklearn's defaults).
+* :func:`centralized_scorecard` (#15): one holder of every column and the labels builds the scorecard job's
+  scorecard with the same bins (each party's, fitted on its own training rows), counting bads and goods per bin
+  with plain pandas instead of the secure protocol, then the same merging, WOE, selection and sklearn's LR.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ __all__ = [
     "sklearn_c_for_l2",
     "fit_sklearn_lr",
     "reference_metrics",
+    "centralized_scorecard",
 ]
 
 DEFAULT_CLIP = 3.0
@@ -174,3 +178,62 @@ def reference_metrics(guest_x: np.ndarray, host_x: np.ndarray, y: np.ndarray, al
     out["settings"] = {"clip": clip, "l2": l2, "sklearn_C": c if np.isfinite(c) else None,
                        "plain_sklearn": "mean imputation + StandardScaler, no clipping, sklearn defaults (C=1)"}
     return out
+
+
+def _pandas_counts(bins: Any, x: np.ndarray, y: np.ndarray) -> Any:
+    """Rows and bads per bin of ``bins`` with pandas: ``pd.cut`` on right-closed intervals, missing values where
+    the bins put them (their own last bin, a numeric bin, or nowhere)."""
+    import pandas as pd
+
+    from fedcredit.protocols.binning import MISSING, BinCounts
+
+    k = pd.cut(pd.Series(x, dtype=float), [-np.inf, *bins.cuts, np.inf], right=True, labels=False)
+    if bins.missing == MISSING:
+        k = k.fillna(len(bins.cuts) + 1)
+    elif bins.missing is not None:
+        k = k.fillna(int(bins.missing))
+    frame = pd.DataFrame({"k": k, "y": np.asarray(y, dtype=np.int64)}).dropna()
+    agg = frame.groupby("k")["y"].agg(["size", "sum"]).reindex(range(bins.n_bins), fill_value=0)
+    return BinCounts(agg["size"].to_numpy(np.int64), agg["sum"].to_numpy(np.int64))
+
+
+def centralized_scorecard(guest_x: np.ndarray, guest_names: Sequence[str], host_x: np.ndarray, host_names: Sequence[str],
+                          y: np.ndarray, aligned_ids: Sequence[str], *, seed: int, test_fraction: float, params: Any,
+                          method: str = "quantile", n_bins: int = 10, iv_threshold: float | None = 0.02, top_k: int | None = None,
+                          max_correlation: float = 0.7, points: Any = None, l2: float | None = DEFAULT_L2) -> dict[str, Any]:
+    """The scorecard a holder of both parties' rows would build with the scorecard job's bins (demo and benchmark only).
+
+    ``params``: the job's :class:`fedcredit.protocols.binning.SecureBinningParams` (minimums, merging, smoothing);
+    ``points``: its :class:`fedcredit.protocols.binning.ScorecardParams`. Returns the test ``auc``/``ks`` of the
+    total points (their negative: points rise with safety), each party's ``iv`` and ``selected`` features, and
+    ``n_test``.
+    """
+    from fedcredit.protocols.binning import (ScorecardParams, drop_correlated, finish_bins, fit_features, scorecard_points,
+                                             select_by_iv, woe_transform)
+
+    points = points or ScorecardParams()
+    y = np.asarray(y, dtype=np.int64)
+    tr, te = _split(aligned_ids, seed, test_fraction)
+    woe_tr, woe_te, out_iv, out_sel, cards = [], [], {}, {}, []
+    for who, x, names in (("guest", np.asarray(guest_x, dtype=float), list(guest_names)),
+                          ("host", np.asarray(host_x, dtype=float), list(host_names))):
+        bins = fit_features(x[tr], names, method, n_bins, min_rows=params.min_bin_rows)
+        tables = [finish_bins(b, _pandas_counts(b, x[tr, j], y[tr]), params) for j, b in enumerate(bins)]
+        iv = {t.name: t.iv for t in tables}
+        ranked = select_by_iv(iv, iv_threshold, top_k) or select_by_iv(iv, None, 1)
+        pos = {t.name: j for j, t in enumerate(tables)}
+        cand = [tables[pos[n]] for n in ranked]
+        kept = drop_correlated(woe_transform(cand, x[tr][:, [pos[n] for n in ranked]]), ranked, iv, max_correlation)
+        chosen = [tables[pos[n]] for n in kept]
+        cols = [pos[n] for n in kept]
+        woe_tr.append(woe_transform(chosen, x[tr][:, cols]))
+        woe_te.append(woe_transform(chosen, x[te][:, cols]))
+        out_iv[who], out_sel[who] = iv, kept
+        cards.append((chosen, x[te][:, cols]))
+    model = fit_sklearn_lr(np.hstack(woe_tr), y[tr], l2=l2)
+    w = model.coef_[0]
+    n_g = woe_tr[0].shape[1]
+    bank = scorecard_points(cards[0][0], w[:n_g], points, intercept=float(model.intercept_[0]))
+    platform = scorecard_points(cards[1][0], w[n_g:], points)
+    total = bank.partial_scores(cards[0][1]) + platform.partial_scores(cards[1][1])
+    return {**_scores(y[te], -total), "n_test": int(len(te)), "iv": out_iv, "selected": out_sel}

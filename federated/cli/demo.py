@@ -76,6 +76,8 @@ class DemoOptions:
     host: str = "platform"
     consent_registry: Path | None = None  # default: the example registry when the example data is used
     mode: str = "paillier"  # or ckks
+    scorecard: bool = False  # #15: also a scorecard job, its IV table and AUC/KS beside the plain LR's
+    share_iv: bool = True  # the scorecard job shares the platform's IV with the bank
 
 
 def _write_yaml(path: Path, data: dict[str, Any]) -> Path:
@@ -316,7 +318,16 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
                 console.print("scoring the held-out applicants: a private score job, then the online ScoreApplicant RPC")
                 scoring = score_held_out(cluster, client, spec, info.job_id, opts.guest, guest_path, opts.id_column,
                                          opts.label_column, caller_tls)
+            card_info = None
+            if opts.scorecard and info.state == "succeeded":
+                from .demo_scorecard import run_scorecard_job, scorecard_spec
+
+                card_spec = scorecard_spec(spec, share_iv=opts.share_iv)
+                card_info = run_scorecard_job(client, card_spec, console)
         codes = cluster.stop()
+    if card_info is not None and card_info.state != "succeeded":
+        console.print(f"[bold red]scorecard job {card_info.state}[/]: {card_info.error}\nlogs: {workdir / 'logs'}")
+        return 1
     result = cluster.job_result(info.job_id, info.result_json)
     if info.state != "succeeded":
         console.print(f"[bold red]job {info.state}[/]: {info.error}\nlogs: {workdir / 'logs'}")
@@ -377,6 +388,12 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
                       "model_package": {p: str(cluster.party_store(p).model(info.job_id).folder) for p in (opts.guest, opts.host)}},
         "scoring": scoring,
     }
+    if card_info is not None:
+        from .demo_scorecard import scorecard_section
+
+        section = scorecard_section(cluster, card_info.job_id, card_spec, guest_ds, host_ds, joint, console)
+        out["metrics"]["scorecard"] = section["metrics"]
+        out.update({k: section[k] for k in ("iv", "parties", "scorecard")})
     if scoring and "auc" in scoring:
         console.print(f"scoring: {scoring['rows_scored']} held-out applicants scored (private score job), AUC {scoring['auc']:.4f} "
                       f"(training: {joint['auc']:.4f}); online ScoreApplicant p99 {scoring.get('p99_ms')} ms")

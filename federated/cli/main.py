@@ -461,6 +461,10 @@ def demo(
                              "ciphertexts, CKKS's, with values in coefficients).", callback=_one_of("paillier", "ckks")),
     consent_registry: Optional[Path] = typer.Option(None, "--consent-registry", help="The host's consent registry CSV "
                                                     "(default: the example one, with the example data)."),
+    scorecard: bool = typer.Option(False, "--scorecard", help="Also a scorecard job: binning, WOE/IV, selection, LR, points; "
+                                   "prints the IV table and the scorecard's AUC/KS beside the plain LR's."),
+    share_iv: bool = typer.Option(True, "--share-iv/--no-share-iv", help="With --scorecard: the platform shares its IV per "
+                                  "feature with the bank (else it keeps it)."),
 ) -> None:
     """The main job: coordinator + bank + platform as separate processes over mTLS gRPC; PSI, training, report.
 
@@ -473,7 +477,8 @@ def demo(
     _interrupt_on_sigterm()
     opts = DemoOptions(guest_data=guest_data, host_data=host_data, id_column=id_column, label_column=label_column,
                        workdir=workdir, json_out=json_out, key_bits=key_bits, max_epochs=max_epochs,
-                       batch_size=batch_size, learning_rate=learning_rate, seed=seed, consent_registry=consent_registry, mode=mode)
+                       batch_size=batch_size, learning_rate=learning_rate, seed=seed, consent_registry=consent_registry, mode=mode,
+                       scorecard=scorecard, share_iv=share_iv)
     try:
         code = run_demo(opts, console)
     except FedCreditError as exc:
