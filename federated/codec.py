@@ -449,10 +449,18 @@ def _decision_msg(pb: bin_pb.LayoutDecision) -> binning.LayoutDecision:
     return binning.LayoutDecision(bool(pb.accepted))
 
 
-def _uint_bytes(v: int) -> bytes:
-    if v < 0:
+def _counts_pb(m: binning.MaskedCounts) -> bin_pb.MaskedCounts:
+    if any(int(v) < 0 for v in m.values):
         raise ProtocolError("MaskedCounts: a negative value")
-    return int(v).to_bytes(max(1, (int(v).bit_length() + 7) // 8), "big")
+    width = _round_up(max((int(v).bit_length() + 7) // 8 for v in m.values), 16) if m.values else 16
+    return bin_pb.MaskedCounts(count=len(m.values), width=width, values=b"".join(int(v).to_bytes(width, "big") for v in m.values))
+
+
+def _counts_msg(pb: bin_pb.MaskedCounts) -> binning.MaskedCounts:
+    w, data = pb.width, pb.values
+    if w == 0 or len(data) != w * pb.count:
+        raise ProtocolError("MaskedCounts: byte length does not match count * width")
+    return binning.MaskedCounts(tuple(int.from_bytes(data[i : i + w], "big") for i in range(0, len(data), w)))
 
 
 _register(binning.LabelKey, bin_pb.LabelKey,
@@ -469,8 +477,7 @@ _register(binning.EncryptedLabels, bin_pb.EncryptedLabels,
 _register(binning.MaskedBinSums, bin_pb.MaskedBinSums,
           lambda m: bin_pb.MaskedBinSums(body=_bin_ct_pb(m.key_fingerprint, m.values)),
           lambda pb: binning.MaskedBinSums(*_bin_ct_msg(pb.body, "MaskedBinSums")))
-_register(binning.MaskedCounts, bin_pb.MaskedCounts, lambda m: bin_pb.MaskedCounts(values=[_uint_bytes(v) for v in m.values]),
-          lambda pb: binning.MaskedCounts(tuple(int.from_bytes(v, "big") for v in pb.values)))
+_register(binning.MaskedCounts, bin_pb.MaskedCounts, _counts_pb, _counts_msg)
 _register(binning.SharedIv, bin_pb.SharedIv,
           lambda m: bin_pb.SharedIv(iv=[bin_pb.FeatureIv(name=n, iv=v) for n, v in m.iv]),
           lambda pb: binning.SharedIv(tuple((str(f.name), float(f.iv)) for f in pb.iv)))

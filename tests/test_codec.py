@@ -253,6 +253,12 @@ def test_binning_ciphertexts_have_a_fixed_width_and_refuse_bad_lengths(keypair):
         decode_payload(payload_type_name(bn.EncryptedLabels), bad.SerializeToString(), expected=bn.EncryptedLabels)
     with pytest.raises(ProtocolError):
         decode_payload(payload_type_name(bn.LayoutDecision), b"", expected=bn.LayoutDecision)
+    # the masked counts fill a fixed width whatever their values (their masks make them ~90 bits)
+    sizes = {len(encode_payload(bn.MaskedCounts((2**90 + c, 2**89 + 7 * c)))[1]) for c in (0, 1, 5000)}
+    assert len(sizes) == 1
+    bad_counts = binning_pb2.MaskedCounts(count=3, width=16, values=b"\x00" * 40)
+    with pytest.raises(ProtocolError):
+        decode_payload(payload_type_name(bn.MaskedCounts), bad_counts.SerializeToString(), expected=bn.MaskedCounts)
     with pytest.raises(ProtocolError):
         decode_payload(payload_type_name(bn.LabelKey), binning_pb2.LabelKey(n_rows=5).SerializeToString(), expected=bn.LabelKey)
 

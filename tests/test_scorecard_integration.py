@@ -30,9 +30,9 @@ pytestmark = pytest.mark.integration
 CARD = {"n_bins": 5, "min_bin_rows": 30, "min_bin_events": 2, "share_iv": True, "iv_threshold": 0.02, "max_correlation": 0.9}
 
 
-def _spec(kind: str, **fields: object) -> JobSpec:
+def _spec(kind: str, guest_dataset: str = "breast", **fields: object) -> JobSpec:
     return parse_config(JobSpec, {"kind": kind, "name": "it", "purpose": "financing.credit_risk_model",
-                                  "guest": {"party": "bank", "dataset": "breast"}, "host": {"party": "platform", "dataset": "breast"},
+                                  "guest": {"party": "bank", "dataset": guest_dataset}, "host": {"party": "platform", "dataset": "breast"},
                                   "seed": 7, **fields}, source="test job")
 
 
@@ -41,12 +41,14 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     d = tmp_path_factory.mktemp("data")
     g, h = read_breast()
     h = h.drop(h.index[:30])  # the platform lacks 30 of the bank's ids
-    gp, hp = d / "guest.csv", d / "host.csv"
+    gp, hp, pp = d / "guest.csv", d / "host.csv", d / "guest_permuted.csv"
     g.to_csv(gp, index=False)
     h.to_csv(hp, index=False)
+    g.assign(y=np.random.default_rng(5).permutation(g["y"].to_numpy())).to_csv(pp, index=False)
     policy = {"auto_approve": True, "min_intersection": 10, "allowed_purposes": ["financing.credit_risk_model"], "min_key_bits": 1024,
               "scoring_modes": ["private", "plain"]}
-    c = Cluster(tmp_path_factory.mktemp("cluster"), {"bank": {"breast": DatasetConfig(path=gp, id_column="id", label_column="y")},
+    c = Cluster(tmp_path_factory.mktemp("cluster"), {"bank": {"breast": DatasetConfig(path=gp, id_column="id", label_column="y"),
+                                                             "permuted": DatasetConfig(path=pp, id_column="id", label_column="y")},
                                                     "platform": {"breast": DatasetConfig(path=hp, id_column="id")}},
                 policies={"bank": policy, "platform": policy})
     with c:
@@ -161,3 +163,26 @@ def test_scoring_a_scorecard_gives_the_total_points(world, mode) -> None:
     np.testing.assert_allclose(got.loc[list(j.index)].astype(float).to_numpy(), want, rtol=0, atol=1e-6)
     assert (got.drop(list(j.index)) == "not_found").all()
     assert s["auc"] > 0.9  # breast: points rise with safety, the AUC is of their negative
+
+
+def test_permuted_labels_change_nothing_the_platform_sees_but_its_counts(world) -> None:
+    """The platform learns its bins' counts (the intended disclosure) and nothing else of the labels: with every
+    feature kept (so the LR's shape does not follow the labels), a run on permuted labels gives it the same messages,
+    in the same order, of the same types, sizes and classes; only the values of its counts and IVs differ."""
+    c, *_ = world
+    keep_all = {**CARD, "iv_threshold": None, "max_correlation": 1.0}
+    views = []
+    for dataset in ("breast", "permuted"):
+        with OperatorClient(c.client_config()) as client:
+            info = client.wait(client.submit(_spec("scorecard", dataset, training={"key_bits": 1024, "max_epochs": 2, "tol": 0.0},
+                                                   scorecard=keep_all)).job_id, timeout_s=300)
+        assert info.state == "succeeded", info.error
+        t = read_transcript(next(p for p in c.transcripts(info.job_id) if ".platform." in p.name))
+        views.append([(m["envelope"]["step"], m["envelope"]["sequence"], m["envelope"]["payload_type"], m["envelope"]["payload_size"],
+                       m["envelope"]["classification"]) for m in (r["body"] for r in t if r["kind"] == "message")
+                      if m["direction"] == "received"])
+        plat = _model(c, "platform", info.job_id)
+        assert plat["peer_iv"] is None and len(plat["selected"]) == len(plat["iv"])
+    assert len(views[0]) > 20 and any(v[0] == "bin.reply" for v in views[0])
+    assert views[0] == views[1]
+    assert {v[4] for v in views[0]} <= {"ciphertext", "masked", "public", "aggregate"}

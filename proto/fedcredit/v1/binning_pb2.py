@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from fedcredit.proto.v1 import hetero_lr_pb2 as fedcredit_dot_v1_dot_hetero__lr__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64\x63redit/v1/binning.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x1c\x66\x65\x64\x63redit/v1/hetero_lr.proto\"O\n\x08LabelKey\x12\x33\n\npublic_key\x18\x01 \x01(\x0b\x32\x1f.fedcredit.v1.PaillierPublicKey\x12\x0e\n\x06n_rows\x18\x02 \x01(\x04\"\x17\n\x07\x42inRows\x12\x0c\n\x04rows\x18\x01 \x03(\x04\"4\n\tBinLayout\x12\'\n\x08\x66\x65\x61tures\x18\x01 \x03(\x0b\x32\x15.fedcredit.v1.BinRows\"4\n\x0eLayoutDecision\x12\x15\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08H\x00\x88\x01\x01\x42\x0b\n\t_accepted\"\\\n\x0e\x42inCiphertexts\x12\x17\n\x0fkey_fingerprint\x18\x01 \x01(\x0c\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x13\n\x0b\x63iphertexts\x18\x04 \x01(\x0c\"\x1e\n\x0cMaskedCounts\x12\x0e\n\x06values\x18\x01 \x03(\x0c\"%\n\tFeatureIv\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02iv\x18\x02 \x01(\x01\"/\n\x08SharedIv\x12#\n\x02iv\x18\x01 \x03(\x0b\x32\x17.fedcredit.v1.FeatureIv\"=\n\x0f\x45ncryptedLabels\x12*\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x1c.fedcredit.v1.BinCiphertexts\";\n\rMaskedBinSums\x12*\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x1c.fedcredit.v1.BinCiphertextsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64\x63redit/v1/binning.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x1c\x66\x65\x64\x63redit/v1/hetero_lr.proto\"O\n\x08LabelKey\x12\x33\n\npublic_key\x18\x01 \x01(\x0b\x32\x1f.fedcredit.v1.PaillierPublicKey\x12\x0e\n\x06n_rows\x18\x02 \x01(\x04\"\x17\n\x07\x42inRows\x12\x0c\n\x04rows\x18\x01 \x03(\x04\"4\n\tBinLayout\x12\'\n\x08\x66\x65\x61tures\x18\x01 \x03(\x0b\x32\x15.fedcredit.v1.BinRows\"4\n\x0eLayoutDecision\x12\x15\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08H\x00\x88\x01\x01\x42\x0b\n\t_accepted\"\\\n\x0e\x42inCiphertexts\x12\x17\n\x0fkey_fingerprint\x18\x01 \x01(\x0c\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x13\n\x0b\x63iphertexts\x18\x04 \x01(\x0c\"<\n\x0cMaskedCounts\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06values\x18\x03 \x01(\x0c\"%\n\tFeatureIv\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02iv\x18\x02 \x01(\x01\"/\n\x08SharedIv\x12#\n\x02iv\x18\x01 \x03(\x0b\x32\x17.fedcredit.v1.FeatureIv\"=\n\x0f\x45ncryptedLabels\x12*\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x1c.fedcredit.v1.BinCiphertexts\";\n\rMaskedBinSums\x12*\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x1c.fedcredit.v1.BinCiphertextsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,13 +43,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BINCIPHERTEXTS']._serialized_start=288
   _globals['_BINCIPHERTEXTS']._serialized_end=380
   _globals['_MASKEDCOUNTS']._serialized_start=382
-  _globals['_MASKEDCOUNTS']._serialized_end=412
-  _globals['_FEATUREIV']._serialized_start=414
-  _globals['_FEATUREIV']._serialized_end=451
-  _globals['_SHAREDIV']._serialized_start=453
-  _globals['_SHAREDIV']._serialized_end=500
-  _globals['_ENCRYPTEDLABELS']._serialized_start=502
-  _globals['_ENCRYPTEDLABELS']._serialized_end=563
-  _globals['_MASKEDBINSUMS']._serialized_start=565
-  _globals['_MASKEDBINSUMS']._serialized_end=624
+  _globals['_MASKEDCOUNTS']._serialized_end=442
+  _globals['_FEATUREIV']._serialized_start=444
+  _globals['_FEATUREIV']._serialized_end=481
+  _globals['_SHAREDIV']._serialized_start=483
+  _globals['_SHAREDIV']._serialized_end=530
+  _globals['_ENCRYPTEDLABELS']._serialized_start=532
+  _globals['_ENCRYPTEDLABELS']._serialized_end=593
+  _globals['_MASKEDBINSUMS']._serialized_start=595
+  _globals['_MASKEDBINSUMS']._serialized_end=654
 # @@protoc_insertion_point(module_scope)

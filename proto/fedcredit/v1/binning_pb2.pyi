@@ -46,10 +46,14 @@ class BinCiphertexts(_message.Message):
     def __init__(self, key_fingerprint: _Optional[bytes] = ..., count: _Optional[int] = ..., width: _Optional[int] = ..., ciphertexts: _Optional[bytes] = ...) -> None: ...
 
 class MaskedCounts(_message.Message):
-    __slots__ = ("values",)
+    __slots__ = ("count", "width", "values")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
-    values: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, values: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    count: int
+    width: int
+    values: bytes
+    def __init__(self, count: _Optional[int] = ..., width: _Optional[int] = ..., values: _Optional[bytes] = ...) -> None: ...
 
 class FeatureIv(_message.Message):
     __slots__ = ("name", "iv")
