@@ -15,10 +15,11 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from fedcredit.protocols.binning import Scorecard, SecureBinningParams, fit_features, own_tables, score, woe_transform
+from fedcredit.protocols.binning import Scorecard, ScorecardParams, SecureBinningParams, fit_features, own_tables, score, woe_transform
 from fedcredit.protocols.hetero_lr import roc_auc, split_train_test
 from fedcredit.runtime.cli.client import OperatorClient
 from fedcredit.runtime.cli.demo import Cluster
+from fedcredit.runtime.cli.scoring import ScoringClient, dev_scoring_pki
 from fedcredit.runtime.config import DatasetConfig, JobSpec, parse_config
 from fedcredit.runtime.errors import ConfigError
 from fedcredit.runtime.node.model_package import load_package
@@ -27,6 +28,7 @@ from fedcredit.runtime.transcript import read_transcript
 from helpers import read_breast
 
 pytestmark = pytest.mark.integration
+CLIENT_TLS = None  # the bank's internal PKI for its ScoreApplicant endpoint (made by the fixture)
 CARD = {"n_bins": 5, "min_bin_rows": 30, "min_bin_events": 2, "share_iv": True, "iv_threshold": 0.02, "max_correlation": 0.9}
 
 
@@ -45,12 +47,17 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     g.to_csv(gp, index=False)
     h.to_csv(hp, index=False)
     g.assign(y=np.random.default_rng(5).permutation(g["y"].to_numpy())).to_csv(pp, index=False)
+    global CLIENT_TLS
+    server_tls, CLIENT_TLS = dev_scoring_pki(tmp_path_factory.mktemp("bank-internal-pki"))
+    work = tmp_path_factory.mktemp("cluster")
     policy = {"auto_approve": True, "min_intersection": 10, "allowed_purposes": ["financing.credit_risk_model"], "min_key_bits": 1024,
               "scoring_modes": ["private", "plain"]}
-    c = Cluster(tmp_path_factory.mktemp("cluster"), {"bank": {"breast": DatasetConfig(path=gp, id_column="id", label_column="y"),
+    c = Cluster(work, {"bank": {"breast": DatasetConfig(path=gp, id_column="id", label_column="y"),
                                                              "permuted": DatasetConfig(path=pp, id_column="id", label_column="y")},
                                                     "platform": {"breast": DatasetConfig(path=hp, id_column="id")}},
-                policies={"bank": policy, "platform": policy})
+                policies={"bank": policy, "platform": policy},
+                party_settings={"bank": {"scoring_service": {"port_file": str(work / "bank.scoring.port"),
+                                                             "tls": json.loads(server_tls.model_dump_json())}}})
     with c:
         with OperatorClient(c.client_config()) as client:
             info = client.wait(client.submit(_spec("scorecard", training={"key_bits": 1024, "max_epochs": 5}, scorecard=CARD)).job_id,
@@ -151,7 +158,8 @@ def test_scoring_a_scorecard_gives_the_total_points(world, mode) -> None:
     assert sinfo.state == "succeeded", sinfo.error
     s = c.party_result("bank", sinfo.job_id)["scoring"]
     assert s["rows_scored"] == len(g) - 30 and s["not_found"] == 30
-    got = pd.read_csv(s["scores_file"], dtype=str).set_index("id")["score"]
+    table = pd.read_csv(s["scores_file"], dtype=str).set_index("id")
+    got = table["score"]
     # the centralized scorecard on the pooled rows: both parties' tables applied to each row's own columns
     _, pb = load_package(c.party_store("bank"), info.job_id)
     _, pp = load_package(c.party_store("platform"), info.job_id)
@@ -162,6 +170,9 @@ def test_scoring_a_scorecard_gives_the_total_points(world, mode) -> None:
     want = score([(Scorecard.from_dict(pb.scorecard), xg), (Scorecard.from_dict(pp.scorecard), xh)])
     np.testing.assert_allclose(got.loc[list(j.index)].astype(float).to_numpy(), want, rtol=0, atol=1e-6)
     assert (got.drop(list(j.index)) == "not_found").all()
+    # the probability of default the points stand for: sigmoid((offset - points) / factor), 600 points at 50:1
+    pd_ = table["probability"].loc[list(j.index)].astype(float).to_numpy()
+    np.testing.assert_allclose(pd_, 1 / (1 + np.exp(-(ScorecardParams().offset - want) / ScorecardParams().factor)), rtol=1e-12)
     assert s["auc"] > 0.9  # breast: points rise with safety, the AUC is of their negative
 
 
@@ -186,3 +197,30 @@ def test_permuted_labels_change_nothing_the_platform_sees_but_its_counts(world) 
     assert len(views[0]) > 20 and any(v[0] == "bin.reply" for v in views[0])
     assert views[0] == views[1]
     assert {v[4] for v in views[0]} <= {"ciphertext", "masked", "public", "aggregate"}
+
+
+def test_online_scoring_of_a_scorecard_answers_points(world) -> None:
+    import time
+
+    c, info, g, h = world
+    batch = [p for p in c.workdir.joinpath("bank", "jobs").glob("*/scores.csv")]
+    assert batch, "runs after the batch scoring test"
+    table = pd.read_csv(batch[0], dtype=str).set_index("id")
+    with OperatorClient(c.client_config()) as client:
+        job = client.submit(_spec("score", scoring={"model": info.job_id, "online": True, "session_seconds": 60, "idle_seconds": 2})).job_id
+        port_file = c.workdir / "bank.scoring.port"
+        deadline = time.monotonic() + 60
+        while not port_file.exists():
+            assert time.monotonic() < deadline, "the bank's ScoreApplicant did not start"
+            time.sleep(0.1)
+        rpc = ScoringClient(f"127.0.0.1:{port_file.read_text()}", CLIENT_TLS)
+        known = [str(i) for i in h["id"][:10]]
+        lost = str(g["id"].iloc[0])  # the platform lacks the bank's first 30 ids
+        resp = rpc.score(known + [lost])
+        rpc.close()
+        assert client.wait(job, timeout_s=60).state == "succeeded"
+    got = {s.id: s for s in resp.scores}
+    for i in known:
+        assert got[i].found and got[i].HasField("points")
+        assert abs(got[i].points - float(table.loc[i, "score"])) < 1e-9 and abs(got[i].probability - float(table.loc[i, "probability"])) < 1e-12
+    assert not got[lost].found and not got[lost].HasField("points")

@@ -573,12 +573,14 @@ def score(
         resp = score_online(ids, address, TlsConfig(ca=ca, cert=cert, key=key), server_name=server_name)
     except FedCreditError as exc:
         _fail(exc)
-    rows = [{"id": s.id, "found": s.found, "probability": s.probability if s.found else None} for s in resp.scores]
+    rows = [{"id": s.id, "found": s.found, "probability": s.probability if s.found else None,
+             **({"points": s.points} if s.HasField("points") else {})} for s in resp.scores]  # points: a scorecard model
     if as_json:
         print(json.dumps({"model_id": resp.model_id, "model_version": resp.model_version, "scores": rows}, indent=2))
         return
     for r in rows:
-        console.print(f"{r['id']}  " + (f"probability of default {r['probability']:.4f}" if r["found"] else "not found at the platform"))
+        points = f", {r['points']:.1f} points" if "points" in r else ""
+        console.print(f"{r['id']}  " + (f"probability of default {r['probability']:.4f}{points}" if r["found"] else "not found at the platform"))
     console.print(f"model {resp.model_id} (version {resp.model_version[:16]})")
 
 

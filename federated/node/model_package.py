@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from fedcredit.protocols.binning import Scorecard
+from fedcredit.protocols.binning import Scorecard, ScorecardParams
 from fedcredit.protocols.scoring import partial_scores
 
 from ..errors import ConfigError, DataError, NotFoundError
@@ -112,6 +112,15 @@ class ModelPart:
                               "scoring a shared model needs a secure conversion that is not built yet")
         return partial_scores(x, self.mean, self.scale, self.clip, self.weights, self.intercept or 0.0)
 
+    def probability(self, total: np.ndarray) -> np.ndarray:
+        """The probability of default of a total score: ``sigmoid(z)``; for a scorecard, of its total points
+        (``z = (offset − points) / factor``, from the card's base score, PDO and base odds)."""
+        z = np.asarray(total, dtype=float)
+        if self.scorecard is not None:
+            s = ScorecardParams(**self.scorecard["scaling"])
+            z = (s.offset - z) / s.factor
+        return 1.0 / (1.0 + np.exp(-z))
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"format": PART_FORMAT, "model_id": self.model_id, "version": self.version, "role": self.role,
                                "party": self.party, "features": list(self.features),
@@ -157,9 +166,10 @@ def _part(model: dict[str, Any], joint: JointSpec, party: str) -> ModelPart:
         card = Scorecard.from_dict(model["scorecard"])  # checks the table before it is kept
         feats = tuple(t.name for t in card.tables)
         n = len(feats)
+        table = {**card.to_dict(), "scaling": dict(model["points"])}  # base_score, pdo, base_odds: points -> probability
         return ModelPart(joint.model_id, joint.version, str(model["role"]), party, feats, np.zeros(n), np.ones(n), None,
                          np.asarray(card.weights, dtype=float), None if model.get("intercept") is None else float(model["intercept"]),
-                         None, card.to_dict())
+                         None, table)
     std = model["standardizer"]
     if "weight_shares" in model:
         feats = tuple(model["features"])

@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 
@@ -126,14 +127,19 @@ def run_scoring(run: RoleRun, plan: ScorePlan, me: RolePlan, data: LocalDataset,
                               table_transferred=res.table_sent)
     cached = model.table(peer=True)
     if plan.online:
+        link = (lambda total: float(part.probability(np.asarray([total]))[0])) if joint.link == "scorecard" else None
         return _online(run, plan, joint.version, dict(zip(ids, (float(v) for v in own))), cached[0] if cached else None, model,
-                       transcript, online, t0)
+                       transcript, online, t0, link)
     out = run.drive(guest_program(ids, [float(v) for v in own], version, params, run.rng,
                                   table=cached[0] if cached else None, map_fn=pool))
     if out.table_updated and out.table is not None:
         model.save_table(out.table, "", peer=True)
     card = joint.link == "scorecard"
-    _write_scores(files, ids, out.z if card else out.probability, column="score" if card else "probability")
+    if card:  # the total points, and the probability of default they stand for
+        prob = tuple(None if v is None else float(part.probability(np.asarray([v]))[0]) for v in out.z)
+        _write_scores(files, ids, prob, points=out.z)
+    else:
+        _write_scores(files, ids, out.probability)
     auc = ks = None
     if data.labels is not None:
         found = np.array(out.found)
@@ -158,7 +164,8 @@ class OnlineWiring:
 
 
 def _online(run: RoleRun, plan: ScorePlan, version: str, own: dict[str, float], cached: ScoreTable | None, model: ModelFiles,
-            transcript: TranscriptWriter, online: OnlineWiring | None, t0: float) -> ScoringSummary:
+            transcript: TranscriptWriter, online: OnlineWiring | None, t0: float,
+            link: Callable[[float], float] | None = None) -> ScoringSummary:
     """The bank's online session: serve ScoreApplicant until ``session_seconds`` pass or the node stops."""
     if online is None or online.service.tls is None:
         raise ConfigError("an online score job needs the bank node's scoring_service, with its tls (the bank's internal PKI)",
@@ -166,7 +173,7 @@ def _online(run: RoleRun, plan: ScorePlan, version: str, own: dict[str, float], 
     t = online.service.tls
     tls = load_tls(t.ca, t.cert, t.key)
     session = OnlineSession(own, time.monotonic() + plan.session_seconds, online.stop, online.service.request_timeout_s,
-                            plan.idle_seconds)
+                            plan.idle_seconds, link)
     with serving(session, online.service, tls, plan.model_id, version) as port:
         transcript.event("scoring_session", model=plan.model_id, model_version=version, port=port)
         try:
@@ -227,10 +234,16 @@ def _host_table(model: ModelFiles, ids: list[str], partials: np.ndarray, key: by
     return table
 
 
-def _write_scores(files: JobFiles, ids: list[str], probability: tuple[float | None, ...], column: str = "probability") -> None:
-    """``scores.csv``: each applicant's probability of default (a scorecard: its points, ``column`` score), or ``not_found``."""
+def _write_scores(files: JobFiles, ids: list[str], probability: tuple[float | None, ...],
+                  points: tuple[float | None, ...] | None = None) -> None:
+    """``scores.csv``: each applicant's probability of default, or ``not_found``; a scorecard's also its total
+    points (column ``score``, before the probability)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["id", column])
-    w.writerows([i, "not_found" if p is None else repr(p)] for i, p in zip(ids, probability))
+    if points is not None:
+        w.writerow(["id", "score", "probability"])
+        w.writerows([i, "not_found", "not_found"] if p is None else [i, repr(s), repr(p)] for i, s, p in zip(ids, points, probability))
+    else:
+        w.writerow(["id", "probability"])
+        w.writerows([i, "not_found" if p is None else repr(p)] for i, p in zip(ids, probability))
     atomic_write(files.folder / "scores.csv", buf.getvalue().encode("utf-8"))

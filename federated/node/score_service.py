@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import grpc
 
@@ -32,7 +32,7 @@ from ..security.transport import create_server, peer_identity
 
 __all__ = ["OnlineSession", "serving"]
 
-_Answer = list[tuple[bool, float]]
+_Answer = list[tuple[bool, float, float | None]]  # found, probability, a scorecard's total points
 
 
 class OnlineSession:
@@ -42,11 +42,14 @@ class OnlineSession:
         own: the bank's partial score ``u_G`` (intercept included) of each applicant it can score.
         deadline: when the session ends (monotonic seconds), unless ``stop`` is set first.
         idle_s: it also ends after this long without a request (None: it does not).
+        link: a scorecard model's total points to its probability of default (#15); each answer then also carries
+            the points. None: ``sigmoid(u_G + u_H)``.
     """
 
     def __init__(self, own: dict[str, float], deadline: float, stop: threading.Event, request_timeout_s: float = 10.0,
-                 idle_s: float | None = None) -> None:
+                 idle_s: float | None = None, link: Callable[[float], float] | None = None) -> None:
         self.own = own
+        self.link = link
         self.deadline = deadline
         self.idle_s = idle_s
         self._last: float | None = None  # the last batch's time; idleness counts from the session's first wait
@@ -59,7 +62,7 @@ class OnlineSession:
 
     # -- the RPC side
     def score(self, ids: Sequence[str]) -> _Answer:
-        """``(found, probability)`` per id, once the session has asked the platform.
+        """``(found, probability, points)`` per id, once the session has asked the platform.
 
         Raises:
             NotFoundError: an id is not among the bank's applicants (it has no features to score).
@@ -107,8 +110,15 @@ class OnlineSession:
         for ids, fut in self._current:
             part = u_h[pos : pos + len(ids)]
             pos += len(ids)
-            fut.set_result([(False, 0.0) if u is None else (True, sigmoid(self.own[i] + u)) for i, u in zip(ids, part)])
+            fut.set_result([self._one(self.own[i], u) for i, u in zip(ids, part)])
         self._current = []
+
+    def _one(self, own: float, u: float | None) -> tuple[bool, float, float | None]:
+        if u is None:
+            return False, 0.0, None
+        if self.link is None:
+            return True, sigmoid(own + u), None
+        return True, self.link(own + u), own + u
 
     def close(self, error: BaseException | None = None) -> None:
         """No more calls; every waiting one fails (the session ended, or failed with ``error``)."""
@@ -137,7 +147,7 @@ class _Servicer(scoring_pb2_grpc.ScoringServiceServicer):
         scores = self.session.score(ids)
         return scoring_pb2.ScoreApplicantResponse(
             model_id=self.model_id, model_version=self.version,
-            scores=[scoring_pb2.ApplicantScore(id=i, found=f, probability=p) for i, (f, p) in zip(ids, scores)])
+            scores=[scoring_pb2.ApplicantScore(id=i, found=f, probability=p, points=pts) for i, (f, p, pts) in zip(ids, scores)])
 
 
 class serving:

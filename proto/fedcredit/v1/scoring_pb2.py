@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64\x63redit/v1/scoring.proto\x12\x0c\x66\x65\x64\x63redit.v1\"\x1f\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\x0c\"L\n\x0bTableDigest\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\x12\x10\n\x08table_id\x18\x02 \x01(\x0c\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\x12\x0c\n\x04salt\x18\x04 \x01(\x0c\")\n\x0bTableStatus\x12\x11\n\x04have\x18\x01 \x01(\x08H\x00\x88\x01\x01\x42\x07\n\x05_have\"/\n\rSealedEntries\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x0f\n\x07\x65ntries\x18\x02 \x01(\x0c\"\x17\n\x08PlainIds\x12\x0b\n\x03ids\x18\x01 \x03(\t\".\n\rPlainPartials\x12\r\n\x05\x66ound\x18\x01 \x03(\x08\x12\x0e\n\x06values\x18\x02 \x03(\x01\"$\n\x15ScoreApplicantRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"@\n\x0e\x41pplicantScore\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12\x13\n\x0bprobability\x18\x03 \x01(\x01\"o\n\x16ScoreApplicantResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12,\n\x06scores\x18\x03 \x03(\x0b\x32\x1c.fedcredit.v1.ApplicantScore2m\n\x0eScoringService\x12[\n\x0eScoreApplicant\x12#.fedcredit.v1.ScoreApplicantRequest\x1a$.fedcredit.v1.ScoreApplicantResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64\x63redit/v1/scoring.proto\x12\x0c\x66\x65\x64\x63redit.v1\"\x1f\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\x0c\"L\n\x0bTableDigest\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\x12\x10\n\x08table_id\x18\x02 \x01(\x0c\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\x12\x0c\n\x04salt\x18\x04 \x01(\x0c\")\n\x0bTableStatus\x12\x11\n\x04have\x18\x01 \x01(\x08H\x00\x88\x01\x01\x42\x07\n\x05_have\"/\n\rSealedEntries\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x0f\n\x07\x65ntries\x18\x02 \x01(\x0c\"\x17\n\x08PlainIds\x12\x0b\n\x03ids\x18\x01 \x03(\t\".\n\rPlainPartials\x12\r\n\x05\x66ound\x18\x01 \x03(\x08\x12\x0e\n\x06values\x18\x02 \x03(\x01\"$\n\x15ScoreApplicantRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"`\n\x0e\x41pplicantScore\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12\x13\n\x0bprobability\x18\x03 \x01(\x01\x12\x13\n\x06points\x18\x04 \x01(\x01H\x00\x88\x01\x01\x42\t\n\x07_points\"o\n\x16ScoreApplicantResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12,\n\x06scores\x18\x03 \x03(\x0b\x32\x1c.fedcredit.v1.ApplicantScore2m\n\x0eScoringService\x12[\n\x0eScoreApplicant\x12#.fedcredit.v1.ScoreApplicantRequest\x1a$.fedcredit.v1.ScoreApplicantResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,9 +46,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCOREAPPLICANTREQUEST']._serialized_start=320
   _globals['_SCOREAPPLICANTREQUEST']._serialized_end=356
   _globals['_APPLICANTSCORE']._serialized_start=358
-  _globals['_APPLICANTSCORE']._serialized_end=422
-  _globals['_SCOREAPPLICANTRESPONSE']._serialized_start=424
-  _globals['_SCOREAPPLICANTRESPONSE']._serialized_end=535
-  _globals['_SCORINGSERVICE']._serialized_start=537
-  _globals['_SCORINGSERVICE']._serialized_end=646
+  _globals['_APPLICANTSCORE']._serialized_end=454
+  _globals['_SCOREAPPLICANTRESPONSE']._serialized_start=456
+  _globals['_SCOREAPPLICANTRESPONSE']._serialized_end=567
+  _globals['_SCORINGSERVICE']._serialized_start=569
+  _globals['_SCORINGSERVICE']._serialized_end=678
 # @@protoc_insertion_point(module_scope)

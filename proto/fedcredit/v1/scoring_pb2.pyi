@@ -59,14 +59,16 @@ class ScoreApplicantRequest(_message.Message):
     def __init__(self, ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ApplicantScore(_message.Message):
-    __slots__ = ("id", "found", "probability")
+    __slots__ = ("id", "found", "probability", "points")
     ID_FIELD_NUMBER: _ClassVar[int]
     FOUND_FIELD_NUMBER: _ClassVar[int]
     PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     found: bool
     probability: float
-    def __init__(self, id: _Optional[str] = ..., found: _Optional[bool] = ..., probability: _Optional[float] = ...) -> None: ...
+    points: float
+    def __init__(self, id: _Optional[str] = ..., found: _Optional[bool] = ..., probability: _Optional[float] = ..., points: _Optional[float] = ...) -> None: ...
 
 class ScoreApplicantResponse(_message.Message):
     __slots__ = ("model_id", "model_version", "scores")
