@@ -148,6 +148,13 @@ def test_both_parties_keep_their_scorecard_table(world) -> None:
     assert jb.version == jp.version and jb.link == "scorecard"
     assert pb.scorecard is not None and pp.scorecard is not None and pp.intercept is None
     assert [f["name"] for f in pp.scorecard["features"]] == list(pp.features)
+    from typer.testing import CliRunner
+
+    from fedcredit.runtime.cli.main import app
+
+    shown = CliRunner().invoke(app, ["model", "show", info.job_id, "--config", str(c.workdir / "bank.yaml"), "--table"])
+    assert shown.exit_code == 0, shown.output
+    assert "| bank | (base points) |" in shown.output and f"| bank | {pb.features[0]} |" in shown.output
 
 
 @pytest.mark.parametrize("mode", ["private", "plain"])

@@ -14,7 +14,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
-from ..errors import FedCreditError
+from ..errors import ConfigError, FedCreditError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fedcredit: privacy-preserving joint credit modeling (PSI + vertical LR over mTLS gRPC).")
@@ -544,6 +544,7 @@ def model_list(
 def model_show(
     model_id: str = typer.Argument(...),
     config: Path = typer.Option(..., "--config", help="This party's node config."),
+    table: bool = typer.Option(False, "--table", help="A scorecard model: print this party's scorecard table (Markdown)."),
 ) -> None:
     """A model's joint spec and this party's part (its weights or shares, standardizer and features), as JSON."""
     from ..node.model_package import load_package
@@ -552,6 +553,13 @@ def model_show(
         joint, part = load_package(_model_store(config), model_id)
     except FedCreditError as exc:
         _fail(exc)
+    if table:
+        if part.scorecard is None:
+            _fail(ConfigError(f"model {model_id} is not a scorecard (link {joint.link})"))
+        from fedcredit.protocols.binning import Scorecard, render_scorecard
+
+        print(render_scorecard(Scorecard.from_dict(part.scorecard), part.party))
+        return
     print(json.dumps({"spec": joint.to_dict(), "part": part.to_dict()}, indent=2))
 
 
