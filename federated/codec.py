@@ -278,7 +278,8 @@ def _rlwe_key_msg(pb: rlwe_pb2.RlwePublicKey) -> rlwe.RlwePublicKey:
 
 def _rlwe_ct_pb(c: rlwe.RlweCiphertexts) -> rlwe_pb2.RlweCiphertexts:
     return rlwe_pb2.RlweCiphertexts(key_fingerprint=c.key_fingerprint, degree=c.degree, n_primes=c.n_primes, count=len(c),
-                                    seeds=b"".join(c.seeds), c0=_u32(c.c0), c1=b"" if c.c1 is None else _u32(c.c1))
+                                    seeds=b"".join(c.seeds), c0=_u32(c.c0), c1=b"" if c.c1 is None else _u32(c.c1),
+                                    c0_width=0 if c.c1 is None else int(c.c0.shape[2]))
 
 
 def _rlwe_ct_msg(pb: rlwe_pb2.RlweCiphertexts) -> rlwe.RlweCiphertexts:
@@ -286,11 +287,15 @@ def _rlwe_ct_msg(pb: rlwe_pb2.RlweCiphertexts) -> rlwe.RlweCiphertexts:
     if not (count and n and p) or n & (n - 1) or n > 1 << 16 or p > 64:
         raise ProtocolError("RlweCiphertexts: malformed header")
     shape = (count, p, n)
-    c0 = _residues(pb.c0, count * p * n, "RlweCiphertexts").reshape(shape)
     if pb.seeds:
-        if len(pb.seeds) != 32 * count or pb.c1:
+        if len(pb.seeds) != 32 * count or pb.c1 or pb.c0_width:
             raise ProtocolError("RlweCiphertexts: a seeded ciphertext carries one 32-byte seed each and no c1")
+        c0 = _residues(pb.c0, count * p * n, "RlweCiphertexts").reshape(shape)
         return rlwe.RlweCiphertexts(bytes(pb.key_fingerprint), n, p, c0, tuple(pb.seeds[i:i + 32] for i in range(0, len(pb.seeds), 32)))
+    width = int(pb.c0_width)
+    if not 1 <= width <= n:
+        raise ProtocolError("RlweCiphertexts: a masked ciphertext carries 1 to degree coefficients of c0")
+    c0 = _residues(pb.c0, count * p * width, "RlweCiphertexts").reshape(count, p, width)
     return rlwe.RlweCiphertexts(bytes(pb.key_fingerprint), n, p, c0, (), _residues(pb.c1, count * p * n, "RlweCiphertexts").reshape(shape))
 
 

@@ -202,6 +202,15 @@ def test_malformed_rlwe_payloads_raise_protocol_error():
     ct = rlwe_pb2.RlweCiphertexts(key_fingerprint=b"f" * 16, degree=16384, n_primes=2, count=1, c0=b"\x00" * 12, c1=b"")
     with pytest.raises(ProtocolError):  # c0 shorter than its shape
         decode_payload("fedcredit.v1.MaskedLoss", lr_pb.MaskedLoss(rlwe=ct).SerializeToString())
+    for width in (0, 16385):  # a masked ciphertext's c0 holds 1..degree target coefficients
+        ct = rlwe_pb2.RlweCiphertexts(key_fingerprint=b"f" * 16, degree=16384, n_primes=1, count=1, c0=b"\x00" * 4 * width,
+                                      c1=b"\x00" * 4 * 16384, c0_width=width)
+        with pytest.raises(ProtocolError):
+            decode_payload("fedcredit.v1.MaskedLoss", lr_pb.MaskedLoss(rlwe=ct).SerializeToString())
+    ct = rlwe_pb2.RlweCiphertexts(key_fingerprint=b"f" * 16, degree=16384, n_primes=1, count=1, c0=b"\x00" * 4 * 70,
+                                  c1=b"\x00" * 4 * 16384, c0_width=71)
+    with pytest.raises(ProtocolError):  # c0 shorter than its declared width
+        decode_payload("fedcredit.v1.MaskedLoss", lr_pb.MaskedLoss(rlwe=ct).SerializeToString())
     ct = rlwe_pb2.RlweCiphertexts(key_fingerprint=b"f", degree=1000, n_primes=1, count=1, c0=b"\x00" * 4000)
     with pytest.raises(ProtocolError):  # not a power of two
         decode_payload("fedcredit.v1.MaskedLoss", lr_pb.MaskedLoss(rlwe=ct).SerializeToString())

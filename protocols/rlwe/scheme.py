@@ -207,16 +207,18 @@ def keygen(params: RlweParams, rng: Any) -> RlweSecretKey:
 
 @dataclass(frozen=True, eq=False)
 class RlweCiphertexts:
-    """``count`` ciphertexts under the key ``key_fingerprint``, NTT form.
+    """``count`` ciphertexts under the key ``key_fingerprint``.
 
-    Seeded (the owner's fresh encryptions): ``c1`` is expanded from ``seeds``.
-    Full (the peer's masked products): ``c1`` is carried.
+    Seeded (the owner's fresh encryptions): ``c0`` in NTT form, ``(count, P, N)``; ``c1`` is expanded from ``seeds``.
+    Masked (the peer's masked products): ``c1`` in NTT form, ``(count, P, N)``, is carried, and ``c0`` only at the
+    layout's target coefficients, in coefficient order, ``(count, P, T)`` with ``T = row_block * limbs``: the
+    owner decrypts only the targets, so nothing else of ``c0`` needs to travel (as Cheetah sends its products).
     """
 
     key_fingerprint: bytes
     degree: int
     n_primes: int
-    c0: np.ndarray  # (count, P, N) uint64
+    c0: np.ndarray  # seeded: (count, P, N) uint64, NTT form; masked: (count, P, T), coefficient order, targets only
     seeds: tuple[bytes, ...] = ()
     c1: np.ndarray | None = None
 
@@ -227,12 +229,14 @@ class RlweCiphertexts:
         if self.key_fingerprint != fingerprint:
             raise KeyMismatchError("RLWE ciphertexts were encrypted under a different key")
         shape = (params.n_primes, params.degree)
-        if (self.degree, self.n_primes) != shape[::-1] or self.c0.shape[1:] != shape:
+        if (self.degree, self.n_primes) != shape[::-1] or self.c0.ndim != 3 or self.c0.shape[1] != params.n_primes:
             raise ProtocolError("RLWE ciphertexts do not match the key's parameters")
         if seeded != (self.c1 is None) or (seeded and len(self.seeds) != len(self)):
-            raise ProtocolError("RLWE ciphertexts are not in the expected (seeded/full) form")
-        if self.c1 is not None and self.c1.shape != self.c0.shape:
-            raise ProtocolError("RLWE ciphertexts: c0 and c1 differ in shape")
+            raise ProtocolError("RLWE ciphertexts are not in the expected (seeded/masked) form")
+        if seeded and self.c0.shape[2] != params.degree:
+            raise ProtocolError("RLWE ciphertexts do not match the key's parameters")
+        if self.c1 is not None and (self.c1.shape != (len(self), *shape) or not 1 <= self.c0.shape[2] <= params.degree):
+            raise ProtocolError("RLWE ciphertexts: c0 and c1 do not match")
         qs = context(params).qs[None, :, None]
         if np.any(self.c0 >= qs) or (self.c1 is not None and np.any(self.c1 >= qs)):
             raise ProtocolError("RLWE ciphertexts have residues outside their primes")
@@ -275,8 +279,9 @@ def row_block(n_b: int, limbs: int, degree: int) -> int:
 
 def plan_layout(rows: int, inner: int, limbs: int, degree: int) -> Layout:
     """The packing with the least work, in NTT-equivalents measured on this project's machine: an operand
-    ciphertext is one NTT and half a ciphertext of traffic (3.4), a plaintext one NTT (1), a masked output
-    four NTTs and a full ciphertext (8.8); a megabyte through the sealed relay costs about three NTTs."""
+    ciphertext is one NTT and one polynomial of traffic (3.4), a plaintext one NTT (1), a masked output
+    four NTTs, its ``c1`` and the ``r_b J`` target coefficients of its ``c0``; a megabyte through the sealed
+    relay costs about three NTTs."""
     if rows < 1 or inner < 1:
         raise BudgetError("an RLWE product needs at least one row and one column")
     best: tuple[float, int] | None = None
@@ -285,7 +290,7 @@ def plan_layout(rows: int, inner: int, limbs: int, degree: int) -> Layout:
         if r_b < 1:
             break
         nblk, rblk = -(-inner // n_b), -(-rows // min(r_b, rows))
-        cost = 3.4 * nblk + nblk * rblk + 8.8 * rblk
+        cost = 3.4 * nblk + nblk * rblk + (4.0 + 2.4 * (1 + min(r_b, rows) * limbs / degree)) * rblk
         if best is None or cost < best[0]:
             best = (cost, n_b)
     if best is None:
@@ -390,41 +395,63 @@ def multiply(pk: RlwePublicKey, operand: RlweCiphertexts, a_matrix: np.ndarray, 
     return acc
 
 
+def _public_a(params: RlweParams, seed: bytes) -> np.ndarray:
+    """The public key's ``a`` (read-only), expanded once per key and process rather than once per use."""
+    key = (params.degree, params.n_primes, seed)
+    a = _PUBLIC_A.get(key)
+    if a is None:
+        if len(_PUBLIC_A) >= 16:
+            _PUBLIC_A.pop(next(iter(_PUBLIC_A)))
+        a = context(params).uniform_from_seed(seed)
+        a.setflags(write=False)
+        _PUBLIC_A[key] = a
+    return a
+
+
+_PUBLIC_A: dict[tuple[int, int, bytes], np.ndarray] = {}
+
+
+def _uniform_ints(rng: Any, bits: int, count: int) -> list[int]:
+    """``count`` integers uniform in ``[0, 2^bits)`` from one draw of ``rng`` (one call, not ``count``)."""
+    width = -(-bits // 8)
+    raw = int(rng.getrandbits(8 * width * count)).to_bytes(width * count, "little")
+    top = (1 << bits) - 1
+    return [int.from_bytes(raw[i : i + width], "little") & top for i in range(0, width * count, width)]
+
+
 def mask(pk: RlwePublicKey, acc: ProductAccumulator, rng: Any) -> tuple[RlweCiphertexts, list[int]]:
     """Rerandomize and mask every product for the owner; return them and the peer's shares of each row.
 
+    The peer adds a fresh encryption of zero under the owner's public key, ``(b u + e0, a u + e1)``, and
+    ``Δ R + F`` at every target coefficient. It sends ``c1`` in full and ``c0`` at the targets only, in
+    coefficient order: the other coefficients of ``c0`` hold partial products of ``A`` and never leave.
     The peer's share of row ``r`` is ``−Σ_j 2^(βj) R_rj mod 2^ℓ``.
     """
     params = pk.params
     ctx = context(params)
     layout = acc.layout
-    a = ctx.uniform_from_seed(pk.seed)
-    tgt = layout.targets()  # (r_b, J)
-    q_obj = [int(q) for q in ctx.primes]
+    a = _public_a(params, pk.seed)
+    pos = layout.targets().ravel()  # every target of a row block, padded rows included (their A rows are zero)
     delta, beta, L = 1 << params.delta_bits, params.limb_bits, params.ring_bits
     ring = (1 << L) - 1
     own: list[int] = []
     c0s, c1s = [], []
     for rb in range(layout.row_blocks):
         rows_here = min(layout.row_block, layout.rows - rb * layout.row_block)
-        pos = tgt[:rows_here].ravel()
-        masks = [int(rng.getrandbits(params.mask_bits)) for _ in range(pos.size)]
-        floods = [int(rng.getrandbits(params.flood_bits + 1)) - (1 << params.flood_bits) for _ in range(pos.size)]
-        m = ctx.uniform(rng)  # uniform mod Q off the targets, in coefficient order
+        masks = _uniform_ints(rng, params.mask_bits, pos.size)
+        floods = [f - (1 << params.flood_bits) for f in _uniform_ints(rng, params.flood_bits + 1, pos.size)]
         vals = np.array([delta * r + f for r, f in zip(masks, floods)], dtype=object)
-        for p, q in enumerate(q_obj):
-            m[p, pos] = (vals % q).astype(np.uint64)
+        m = np.stack([(vals % q).astype(np.uint64) for q in ctx.primes])  # (P, T)
         u = ctx.ntt(ctx.from_small(ctx.ternary(rng)))
-        e0 = ctx.from_small(ctx.cbd(rng))
-        body = ctx.ntt(ctx.add(m, e0))
+        e0 = ctx.from_small(ctx.cbd(rng))[:, pos]
         e1 = ctx.ntt(ctx.from_small(ctx.cbd(rng)))
-        c0 = ctx.add(acc.c0[rb], ctx.add(ctx.mul(pk.b, u), body))
+        c0 = ctx.intt(ctx.add(acc.c0[rb], ctx.mul(pk.b, u)))[:, pos]
+        c0 = ctx.add(c0, ctx.add(m, e0))
         c1 = ctx.add(acc.c1[rb], ctx.add(ctx.mul(a, u), e1))
         c0s.append(c0)
         c1s.append(c1)
-        R = np.array(masks, dtype=object).reshape(rows_here, layout.limbs)
         for r in range(rows_here):
-            own.append((-sum(int(R[r, j]) << (beta * j) for j in range(layout.limbs))) & ring)
+            own.append((-sum(masks[r * layout.limbs + j] << (beta * j) for j in range(layout.limbs))) & ring)
     return RlweCiphertexts(pk.fingerprint(), params.degree, params.n_primes, np.stack(c0s), (), np.stack(c1s)), own
 
 
@@ -433,9 +460,9 @@ def open_masked(sk: RlweSecretKey, msg: RlweCiphertexts, layout: Layout) -> list
     params = sk.public.params
     ctx = context(params)
     msg.check(params, sk.public.fingerprint(), seeded=False)
-    if len(msg) != layout.row_blocks:
-        raise ProtocolError("masked RLWE product does not match its layout")
     tgt = layout.targets()
+    if len(msg) != layout.row_blocks or msg.c0.shape[2] != tgt.size:
+        raise ProtocolError("masked RLWE product does not match its layout")
     delta_bits, beta, L = params.delta_bits, params.limb_bits, params.ring_bits
     half = 1 << (delta_bits - 1)
     ring = (1 << L) - 1
@@ -444,8 +471,8 @@ def open_masked(sk: RlweSecretKey, msg: RlweCiphertexts, layout: Layout) -> list
     assert msg.c1 is not None
     for rb in range(layout.row_blocks):
         rows_here = min(layout.row_block, layout.rows - rb * layout.row_block)
-        d = ctx.intt(ctx.add(msg.c0[rb], ctx.mul(msg.c1[rb], sk.s)))
-        lifted = ctx.crt(d, tgt[:rows_here].ravel())
+        d = ctx.add(ctx.intt(ctx.mul(msg.c1[rb], sk.s))[:, tgt.ravel()], msg.c0[rb])  # c0 + c1 s at the targets
+        lifted = ctx.crt(d, np.arange(rows_here * layout.limbs))
         vals = [(x + half) >> delta_bits for x in lifted]
         if any(abs(v) >= bound for v in vals):
             raise ProtocolError("a masked RLWE value is out of range: the peer did not follow the protocol")

@@ -92,7 +92,9 @@ def naive_mask(pk: rl.RlwePublicKey, acc: rl.ProductAccumulator, rng: Any, *, re
             c1s.append(acc.c1[rb].copy())
         R = np.array(masks, dtype=object).reshape(rows_here, layout.limbs)
         own += [(-sum(int(R[r, j]) << (beta * j) for j in range(layout.limbs))) & ring for r in range(rows_here)]
-    return rl.RlweCiphertexts(pk.fingerprint(), params.degree, params.n_primes, np.stack(c0s), (), np.stack(c1s)), own
+    # as the shipped mask sends it: c0 at the targets only, coefficient order
+    sparse = np.stack([ctx.intt(c0)[:, tgt.ravel()] for c0 in c0s])
+    return rl.RlweCiphertexts(pk.fingerprint(), params.degree, params.n_primes, sparse, (), np.stack(c1s)), own
 
 
 class NaiveRlweEngine(RlweShareEngine):

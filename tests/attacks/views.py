@@ -153,13 +153,19 @@ class RlweKey:
 def rlwe_decrypt(sk: rl.RlweSecretKey, ct: rl.RlweCiphertexts, index: int, positions: np.ndarray | None = None) -> list[int]:
     """The exact decrypted polynomial of ciphertext ``index``: ``c0 + c1 s``, inverse NTT, centered CRT lift.
 
-    Seeded ciphertexts (the owner's own fresh encryptions) have ``c1`` expanded from their seed.
-    ``positions``: lift only these coefficients (default: all ``N``).
+    Seeded ciphertexts (the owner's own fresh encryptions) have ``c1`` expanded from their seed, and
+    ``positions`` (default: all ``N``) picks the coefficients to lift. A masked product carries ``c0`` only
+    at its layout's targets, in order: ``positions`` must then be the first targets (``targets()[:rows]``),
+    which is everything the owner can decrypt.
     """
     ctx = rl.context(sk.public.params)
-    c1 = ctx.uniform_from_seed(ct.seeds[index]) if ct.c1 is None else ct.c1[index]
-    d = ctx.intt(ctx.add(ct.c0[index], ctx.mul(c1, sk.s)))
-    return ctx.crt(d, np.arange(ctx.degree) if positions is None else np.asarray(positions))
+    if ct.c1 is None:
+        d = ctx.intt(ctx.add(ct.c0[index], ctx.mul(ctx.uniform_from_seed(ct.seeds[index]), sk.s)))
+        return ctx.crt(d, np.arange(ctx.degree) if positions is None else np.asarray(positions))
+    pos = np.asarray(positions)
+    assert pos.ndim == 1 and pos.size <= ct.c0.shape[2], "a masked product decrypts at its targets only"
+    d = ctx.add(ctx.intt(ctx.mul(ct.c1[index], sk.s))[:, pos], ct.c0[index][:, : pos.size])
+    return ctx.crt(d, np.arange(pos.size))
 
 
 def centered_mod(x: int, bits: int) -> int:

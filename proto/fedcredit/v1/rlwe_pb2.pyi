@@ -34,7 +34,7 @@ class RlwePublicKey(_message.Message):
     def __init__(self, params: _Optional[_Union[RlweParams, _Mapping]] = ..., seed: _Optional[bytes] = ..., b: _Optional[bytes] = ...) -> None: ...
 
 class RlweCiphertexts(_message.Message):
-    __slots__ = ("key_fingerprint", "degree", "n_primes", "count", "seeds", "c0", "c1")
+    __slots__ = ("key_fingerprint", "degree", "n_primes", "count", "seeds", "c0", "c1", "c0_width")
     KEY_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     DEGREE_FIELD_NUMBER: _ClassVar[int]
     N_PRIMES_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class RlweCiphertexts(_message.Message):
     SEEDS_FIELD_NUMBER: _ClassVar[int]
     C0_FIELD_NUMBER: _ClassVar[int]
     C1_FIELD_NUMBER: _ClassVar[int]
+    C0_WIDTH_FIELD_NUMBER: _ClassVar[int]
     key_fingerprint: bytes
     degree: int
     n_primes: int
@@ -49,4 +50,5 @@ class RlweCiphertexts(_message.Message):
     seeds: bytes
     c0: bytes
     c1: bytes
-    def __init__(self, key_fingerprint: _Optional[bytes] = ..., degree: _Optional[int] = ..., n_primes: _Optional[int] = ..., count: _Optional[int] = ..., seeds: _Optional[bytes] = ..., c0: _Optional[bytes] = ..., c1: _Optional[bytes] = ...) -> None: ...
+    c0_width: int
+    def __init__(self, key_fingerprint: _Optional[bytes] = ..., degree: _Optional[int] = ..., n_primes: _Optional[int] = ..., count: _Optional[int] = ..., seeds: _Optional[bytes] = ..., c0: _Optional[bytes] = ..., c1: _Optional[bytes] = ..., c0_width: _Optional[int] = ...) -> None: ...
