@@ -189,6 +189,9 @@ class PartyNode:
         """Serve until stopped. Neither a job's failure nor the coordinator's restart ends this loop: the node
         reconnects with backoff and registers again; only another live process with its identity does."""
         self.register()
+        ex = self.cfg.executor
+        _LOG.info("kernels run on %s", "this node's process pool" if ex.kind == "local" else
+                  f"the Dask cluster at {ex.address} ({self._executor.workers() if self._executor else '?'} worker threads)")
         self.sweep_checkpoints()
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
@@ -591,7 +594,18 @@ def _recorded_psi(files: JobFiles) -> PsiRun | None:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory (Linux reports KiB)."""
+    """This process's peak resident memory, MB.
+
+    Linux's ``VmHWM`` (``/proc/self/status``): the high-water mark of this process image alone. ``ru_maxrss``
+    is only the fallback: Linux carries it across ``fork`` and ``execve``, so a node started by a large process
+    (a benchmark, a test run) would report that process's peak as its own."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
