@@ -20,7 +20,7 @@ from fedcredit.protocols.psi import PsiParams, guest_program, host_program
 from fedcredit.protocols.psi.ecdh import hash_and_blind, hash_worker, random_scalar
 from fedcredit.runtime.cli.client import OperatorClient
 from fedcredit.runtime.cli.demo import Cluster
-from fedcredit.runtime.config import DatasetConfig, ExecutorConfig, JobSpec, PartyConfig, parse_config
+from fedcredit.runtime.config import DatasetConfig, ExecutorConfig, JobSpec, PartyConfig, TlsConfig, parse_config
 from fedcredit.runtime.errors import ConfigError
 from fedcredit.runtime.node.executors import DaskExecutor, Executor, LocalExecutor, make_executor
 from helpers import paillier_keypair, read_breast
@@ -37,7 +37,7 @@ def _executed(client: Any) -> int:
 
 @pytest.fixture(scope="module")
 def dask_cluster() -> Iterator[Any]:
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
     try:
         with distributed.Client(cluster) as client:
             yield cluster, client
@@ -164,3 +164,60 @@ def test_a_train_job_on_the_cluster_gives_the_local_executors_intersection_and_m
     assert set(w) == set(w_l) and all(abs(w[k] - w_l[k]) <= 1e-5 for k in w), (w, w_l)
     assert abs(models[""]["intercept"] - models["-l"]["intercept"]) <= 1e-5
     assert abs(results[""]["metrics"]["joint"]["auc"] - results["-l"]["metrics"]["joint"]["auc"]) <= 1e-3
+
+
+def _cluster_pki(d: Path) -> TlsConfig:
+    """The bank's internal PKI for its cluster: a CA and one certificate every member (scheduler, workers,
+    the node) presents, valid for both ends of a connection (Dask's workers also serve each other)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    import ipaddress
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bank-cluster-ca")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+          .not_valid_after(now + dt.timedelta(days=1)).add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bank-cluster")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    out = TlsConfig(ca=d / "ca.pem", cert=d / "member.pem", key=d / "member.key")
+    out.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    out.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    out.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return out
+
+
+def test_a_tls_cluster_is_reached_with_the_configured_certificates_only(tmp_path: Path) -> None:
+    """``executor: {kind: dask, address: tls://..., tls: ...}``: mutual TLS inside the bank's network."""
+    tls = _cluster_pki(tmp_path)
+    security = distributed.Security(tls_ca_file=str(tls.ca), tls_client_cert=str(tls.cert), tls_client_key=str(tls.key),
+                                    tls_scheduler_cert=str(tls.cert), tls_scheduler_key=str(tls.key),
+                                    tls_worker_cert=str(tls.cert), tls_worker_key=str(tls.key), require_encryption=True)
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, protocol="tls", security=security,
+                                       dashboard_address=":0")
+    try:
+        address = cluster.scheduler_address
+        assert address.startswith("tls://")
+        ex = make_executor(ExecutorConfig(kind="dask", address=address, tls=tls))
+        try:
+            tasks = [(SALT, tuple(x.encode() for x in _ids("t", 40, i))) for i in range(3)]
+            assert list(ex.map(hash_worker, tasks)) == list(map(hash_worker, tasks))
+        finally:
+            ex.close()
+        (tmp_path / "other").mkdir()
+        other = _cluster_pki(tmp_path / "other")
+        with pytest.raises(ConfigError, match="cannot reach the Dask scheduler"):  # a certificate of another CA is refused
+            make_executor(ExecutorConfig(kind="dask", address=address, tls=other, connect_timeout_s=3.0))
+    finally:
+        cluster.close()

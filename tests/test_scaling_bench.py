@@ -27,10 +27,12 @@ def test_projection_uses_the_per_core_rate_the_cluster_efficiency_and_the_measur
                {"executor": "dask", "workers": 1, "ops_per_s": 1000.0}, {"executor": "dask", "workers": 2, "ops_per_s": 1500.0}]
     jobs = [{"n": 1000, "bytes_sent": 50_000}, {"n": 4000, "bytes_sent": 400_000}]  # the largest job: 100 bytes per id
     p = s.project(kernels, jobs, n=10**8, nodes=16, cores_per_node=32, gbps=10.0)
-    assert p["cluster_efficiency"] == 0.75
-    assert p["compute_s"] == pytest.approx(2 * 10**8 / (1000 * 512 * 0.75), abs=0.1)
+    assert p["cluster_efficiency"] == 0.75 and p["per_core_ops_per_s"] == 1000.0  # the best one-worker rate
+    assert p["compute_s"] == pytest.approx(2 * 10**8 / (1000 * 512), abs=0.1)
+    assert p["compute_s_measured"] == pytest.approx(2 * 10**8 / (1000 * 512 * 0.75), abs=0.1)
     assert p["wire_bytes_per_id"] == 100 and p["wire_s"] == pytest.approx(100 * 10**8 * 8 / 1e10, abs=0.1)
     assert p["projected_s"] == pytest.approx(p["compute_s"] + p["wire_s"], abs=0.2)
+    assert p["projected_s_measured"] == pytest.approx(p["compute_s_measured"] + p["wire_s"], abs=0.2)
     assert p["published"]["secretflow_ecdh_100m_s"] == 697 and p["published"]["fate_psi_100m_s"] == 3054
     superlinear = [*kernels[:2], {"executor": "dask", "workers": 2, "ops_per_s": 2500.0}]  # noise: never above 1
     assert s.project(superlinear, [], n=10**8, nodes=1, cores_per_node=1, gbps=1.0)["cluster_efficiency"] == 1.0
