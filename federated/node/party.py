@@ -9,7 +9,7 @@ process: what it keeps goes to its workdir (:mod:`fedcredit.runtime.node.workdir
 public part of its result (:class:`fedcredit.runtime.node.results.JobResult`).
 
 Owns: the node's lifecycle and decisions, and what a job's run is wired to: the relay endpoint, the peer's
-verified keys, the transcript, progress reports and the process pool.
+verified keys, the transcript, progress reports and the executor its kernels run on (:mod:`.executors`).
 May import: the rest of ``federated`` except the coordinator, the CLI and the demo; ``fedcredit.protocols.core``.
 """
 
