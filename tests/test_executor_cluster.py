@@ -107,6 +107,33 @@ def test_paillier_batch_on_the_cluster_equals_the_serial_one(dask_executor: Dask
     assert on_cluster == Encryptor(pk, random.Random(5)).encrypt_raw_many(ms)
 
 
+def test_private_scoring_on_the_cluster_gives_the_serial_scores(dask_cluster: Any, dask_executor: DaskExecutor) -> None:
+    """Batch scoring's kernels (the platform's sealed table, the bank's and the platform's blinding) on the cluster."""
+    from fedcredit.protocols.scoring import ScoringMode, ScoringParams
+    from fedcredit.protocols.scoring.protocol import build_table, guest_program as score_guest, host_program as score_host, new_key
+
+    platform_ids, bank_ids = _ids("p", 300, 11), _ids("p", 300, 11)[::3] + _ids("b", 40, 12)
+    rng = random.Random(13)
+    u_h = {p: rng.uniform(-2, 2) for p in platform_ids}
+    u_g = [rng.uniform(-1, 1) for _ in bank_ids]
+    key, version, salt = new_key(random.Random(0)), b"v" * 32, b"scoring-salt-16b"
+    params = ScoringParams(mode=ScoringMode.PRIVATE, batch_size=64, table_batch_size=100)
+
+    def run(map_fn: Any) -> Any:
+        table = build_table(platform_ids, [u_h[p] for p in platform_ids], key, salt, version, random.Random(1), map_fn=map_fn)
+        out = run_local({Role.GUEST: score_guest(bank_ids, u_g, version, params, random.Random(2), map_fn=map_fn),
+                         Role.HOST: score_host(version, params, key=key, table=table, map_fn=map_fn)})
+        return table, out[Role.GUEST]
+
+    before = _executed(dask_cluster[1])
+    table_c, res_c = run(dask_executor.map)
+    assert _executed(dask_cluster[1]) - before >= 8  # the table's hashing and blinding, and the queries'
+    table_s, res_s = run(None)
+    assert table_c == table_s
+    assert list(res_c.found) == list(res_s.found) and list(res_c.z) == list(res_s.z)
+    assert sum(res_c.found) == 100
+
+
 def test_executor_config_is_checked_and_an_unreachable_scheduler_is_named() -> None:
     assert ExecutorConfig().kind == "local"
     for bad, field in (({"kind": "dask"}, "address"), ({"kind": "local", "address": "tcp://x:1"}, "no address"),
