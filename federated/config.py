@@ -28,6 +28,7 @@ __all__ = [
     "CoordinatorConfig",
     "DatasetConfig",
     "PartyConfig",
+    "ExecutorConfig",
     "ClientConfig",
     "JobSpec",
     "ScoringSpec",
@@ -199,6 +200,31 @@ class ScoringServiceConfig(_Model):
     request_timeout_s: float = Field(10.0, gt=0)
 
 
+class ExecutorConfig(_Model):
+    """Where the node's kernels run (PSI hashing and blinding, Paillier batches, scoring): ``local``, its own
+    process pool (the default), or ``dask``, the bank's Dask distributed cluster at ``address``."""
+
+    kind: Literal["local", "dask"] = "local"
+    address: str | None = None  # dask: the scheduler, tcp://host:8786 or tls://host:8786
+    tls: TlsConfig | None = None  # dask: the bank's internal mTLS for the cluster (its CA, this node's client cert and key)
+    workers: int | None = Field(None, ge=1)  # local: worker processes (default: the number of cores)
+    # Work over at least this many items goes to the executor; below it, it runs in the node's thread
+    # (None: each runner's own threshold, 20 000 ids for PSI, 2 048 rows for Paillier batches).
+    min_items: int | None = Field(None, ge=0)
+    connect_timeout_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _address(self) -> "ExecutorConfig":
+        if self.kind == "dask":
+            if not self.address:
+                raise ValueError("executor kind 'dask' needs an address (tcp://host:8786 or tls://host:8786)")
+            if self.address.startswith("tls://") != (self.tls is not None):
+                raise ValueError("a tls:// scheduler address needs executor.tls, and executor.tls needs a tls:// address")
+        elif self.address is not None or self.tls is not None:
+            raise ValueError("executor kind 'local' takes no address or tls")
+        return self
+
+
 class PartyConfig(_Model):
     name: str
     coordinator: str  # host:port; the party only dials out
@@ -213,6 +239,7 @@ class PartyConfig(_Model):
     unbalanced: UnbalancedConfig = UnbalancedConfig()
     scoring_service: ScoringServiceConfig = ScoringServiceConfig()
     message_timeout_s: float = 900.0
+    executor: ExecutorConfig = ExecutorConfig()
 
     _names = field_validator("name", "coordinator_name")(_check_name)
 

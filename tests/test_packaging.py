@@ -38,8 +38,8 @@ def test_the_wheel_carries_the_demo_data_the_templates_and_the_protos(tmp_path: 
         for init in (ROOT / folder).rglob("__init__.py"):
             assert f"{package}/{init.relative_to(ROOT / folder).as_posix()}" in names, init
     # python-paillier is the tests' oracle and a benchmark column, not a run-time dependency
-    # and numba is the ckks extra's
-    for dependency in ("phe", "numba"):
+    # and numba is the ckks extra's, Dask the cluster extra's
+    for dependency in ("phe", "numba", "dask"):
         requires = [line for line in meta.splitlines() if line.startswith(f"Requires-Dist: {dependency}")]
         assert requires and all("extra ==" in line for line in requires), requires
 

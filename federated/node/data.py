@@ -1,9 +1,17 @@
-"""Loading a party's CSV data set, with one clear error naming file, row and column."""
+"""Loading a party's data set (CSV or Parquet), with one clear error naming file, row and column.
+
+:func:`load_dataset` reads the whole file (training and scoring use its features). :func:`read_ids` reads only
+the id column, in chunks of :data:`ID_CHUNK_ROWS` rows, for a job that needs nothing else (a PSI job): the
+node's memory then holds the ids, never the file's other columns. Both report a bad id by file and line, with
+the same messages. In a Parquet file, "line" is the 1-based row number.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,9 +21,140 @@ from fedcredit.protocols.psi.ids import prepare_ids
 
 from ..config import DatasetConfig
 
-__all__ = ["LocalDataset", "load_dataset"]
+__all__ = ["IdColumn", "LocalDataset", "load_dataset", "read_ids", "ID_CHUNK_ROWS", "PARQUET_SUFFIXES"]
 
 MAX_LISTED = 5
+#: Rows per chunk when :func:`read_ids` streams a file.
+ID_CHUNK_ROWS = 100_000
+PARQUET_SUFFIXES = (".parquet", ".pq")
+_CSV_OPTIONS: dict[str, Any] = dict(dtype=str, keep_default_na=False, na_values=[], skipinitialspace=True, skip_blank_lines=False)
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in PARQUET_SUFFIXES
+
+
+def _not_found(path: Path) -> DataError:
+    return DataError(f"{path}: file not found", public="the party's dataset file is not found")
+
+
+def _parquet_error(path: Path, exc: Exception) -> DataError:
+    return DataError(f"{path}: cannot read as Parquet: {type(exc).__name__}", public="the party's dataset cannot be read as Parquet")
+
+
+def _parquet_text(column: Any) -> list[str]:
+    """A Parquet column as the text a CSV cell would hold: null is empty, numbers are written out."""
+    return ["" if v is None else v if isinstance(v, str) else str(v) for v in column.to_pylist()]
+
+
+def _read_parquet_frame(path: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        raise _not_found(path) from None
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a file that is not Parquet
+        raise _parquet_error(path, exc) from None
+    return pd.DataFrame({str(name): _parquet_text(table.column(i)) for i, name in enumerate(table.column_names)}, dtype=object)
+
+
+def _missing_column(path: Path, col: str, what: str, columns: list[str]) -> DataError:
+    return DataError(f"{path}: no {what} column {col!r}; the header has {columns}", public=f"the party's dataset has no {what} column {col!r}")
+
+
+def _no_rows(path: Path) -> DataError:
+    return DataError(f"{path}: no data rows (only a header, or nothing)", public="the party's dataset has no data rows")
+
+
+def _csv_id_chunks(path: Path, id_column: str, chunk_rows: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(raw ids, file line numbers) per chunk of a CSV; blank lines are skipped as :func:`load_dataset` skips them."""
+    try:
+        reader = pd.read_csv(path, chunksize=chunk_rows, **_CSV_OPTIONS)
+        seen = 0
+        for chunk in reader:
+            chunk.columns = [str(c).strip() for c in chunk.columns]
+            columns = list(chunk.columns)
+            if id_column not in columns and len(chunk):  # a header alone is "no data rows", as load_dataset says
+                raise _missing_column(path, id_column, "id", columns)
+            if not len(chunk):
+                continue
+            chunk = chunk.fillna("")
+            blank = (chunk == "").all(axis=1).to_numpy()
+            lines = np.flatnonzero(~blank) + 2 + seen
+            seen += len(chunk)
+            yield chunk[id_column].to_numpy()[~blank].tolist(), lines
+    except FileNotFoundError:
+        raise _not_found(path) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{path}: cannot parse as CSV: {exc}", public="the party's dataset cannot be parsed as CSV") from None
+
+
+def _parquet_id_chunks(path: Path, id_column: str, chunk_rows: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(ids as text, 1-based row numbers) per record batch of a Parquet file's id column."""
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except FileNotFoundError:
+        raise _not_found(path) from None
+    except Exception as exc:
+        raise _parquet_error(path, exc) from None
+    columns = [str(c) for c in pf.schema_arrow.names]
+    if id_column not in columns:
+        raise _missing_column(path, id_column, "id", columns)
+    seen = 0
+    try:
+        for batch in pf.iter_batches(batch_size=chunk_rows, columns=[id_column]):
+            raw = _parquet_text(batch.column(0))
+            yield raw, np.arange(seen + 1, seen + 1 + len(raw))
+            seen += len(raw)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise _parquet_error(path, exc) from None
+
+
+@dataclass(frozen=True)
+class IdColumn:
+    """A data set's ids as :func:`read_ids` gives them.
+
+    Attributes:
+        ids: normalized, in file order (after ``duplicates: dedupe``, the first row of each id).
+        duplicates_removed: rows ``dedupe`` dropped.
+    """
+
+    ids: list[str]
+    duplicates_removed: int = 0
+
+
+def read_ids(cfg: DatasetConfig, *, chunk_rows: int = ID_CHUNK_ROWS) -> IdColumn:
+    """Only the id column of the CSV or Parquet file named by ``cfg``, read ``chunk_rows`` rows at a time.
+
+    The other columns of a chunk are dropped as soon as it is read (a CSV's blank lines are recognized and
+    skipped, as by :func:`load_dataset`), so what stays in memory is the ids and their line numbers. Empty,
+    invalid and duplicate ids (across chunks too) are reported as by :func:`load_dataset`: file and line.
+
+    Raises:
+        DataError: the file is missing or cannot be parsed, has no id column or no rows, or has unusable ids.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    path = cfg.path
+    chunks = _parquet_id_chunks(path, cfg.id_column, chunk_rows) if _is_parquet(path) else _csv_id_chunks(path, cfg.id_column, chunk_rows)
+    raw: list[str] = []
+    line_parts: list[np.ndarray] = []
+    for ids, lines in chunks:
+        raw.extend(ids)
+        line_parts.append(lines)
+    if not raw:
+        raise _no_rows(path)
+    lines_all = np.concatenate(line_parts)
+    del line_parts
+    if cfg.duplicates == "dedupe":
+        d = prepare_ids(raw, source=str(path), validate_uscc=cfg.validate_uscc, lines=lines_all, dedupe=True)
+        return IdColumn(list(d.ids), d.removed)
+    return IdColumn(prepare_ids(raw, source=str(path), validate_uscc=cfg.validate_uscc, lines=lines_all))
 
 
 @dataclass(frozen=True)
@@ -43,29 +182,32 @@ def _bad_cells(series: pd.Series, mask: np.ndarray, lines: np.ndarray) -> str:
 
 
 def load_dataset(cfg: DatasetConfig, *, require_label: bool, require_features: bool = True) -> LocalDataset:
-    """Read the CSV named by ``cfg``. Raises :class:`DataError` naming file, line and column."""
+    """Read the CSV or Parquet file named by ``cfg``. Raises :class:`DataError` naming file, line and column."""
     path = cfg.path
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], skipinitialspace=True, skip_blank_lines=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found", public="the party's dataset file is not found") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"{path}: cannot parse as CSV: {exc}", public="the party's dataset cannot be parsed as CSV") from None
+    parquet = _is_parquet(path)
+    if parquet:
+        frame = _read_parquet_frame(path)
+    else:
+        try:
+            frame = pd.read_csv(path, **_CSV_OPTIONS)
+        except FileNotFoundError:
+            raise _not_found(path) from None
+        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+            raise DataError(f"{path}: cannot parse as CSV: {exc}", public="the party's dataset cannot be parsed as CSV") from None
     frame.columns = [str(c).strip() for c in frame.columns]
-    # File line of each row (header is line 1). Blank lines are read as empty rows so the
-    # numbering stays exact, then dropped. (Quoted fields spanning lines are not supported.)
+    # File line of each row (header is line 1; a Parquet row's own number). Blank lines are read as empty rows
+    # so the numbering stays exact, then dropped. (Quoted fields spanning lines are not supported.)
     frame = frame.fillna("")
     blank = (frame == "").all(axis=1).to_numpy()
-    line_numbers = np.flatnonzero(~blank) + 2
+    line_numbers = np.flatnonzero(~blank) + (1 if parquet else 2)
     frame = frame.loc[~blank].reset_index(drop=True)
     columns = list(frame.columns)
     if frame.empty:
-        raise DataError(f"{path}: no data rows (only a header, or nothing)", public="the party's dataset has no data rows")
+        raise _no_rows(path)
 
     def need(col: str, what: str) -> None:
         if col not in columns:
-            raise DataError(f"{path}: no {what} column {col!r}; the header has {columns}",
-                            public=f"the party's dataset has no {what} column {col!r}")
+            raise _missing_column(path, col, what, columns)
 
     need(cfg.id_column, "id")
     label_col = cfg.label_column

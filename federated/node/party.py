@@ -9,7 +9,7 @@ process: what it keeps goes to its workdir (:mod:`fedcredit.runtime.node.workdir
 public part of its result (:class:`fedcredit.runtime.node.results.JobResult`).
 
 Owns: the node's lifecycle and decisions, and what a job's run is wired to: the relay endpoint, the peer's
-verified keys, the transcript, progress reports and the process pool.
+verified keys, the transcript, progress reports and the executor its kernels run on (:mod:`.executors`).
 May import: the rest of ``federated`` except the coordinator, the CLI and the demo; ``fedcredit.protocols.core``.
 """
 
@@ -36,7 +36,8 @@ from .approval import check_policy, checked_spec, dataset_digest, make_approval,
 from ..security.certs import load_tls
 from ..config import JobSpec, PartyConfig
 from .consent import apply_consent, load_consent_registry
-from .data import LocalDataset, load_dataset
+from .data import LocalDataset, load_dataset, read_ids
+from .executors import Executor, make_executor
 from ..errors import (ConfigError, ConflictError, DataError, DeadlineError, FedCreditError, NotFoundError, PermissionDeniedError,
                                       StorageError, TransportError, from_rpc_error, storage_error)
 from ..files import check_writable
@@ -90,7 +91,9 @@ class PartyNode:
         self._reregister = threading.Event()
         self._acks: dict[str, set[str]] = {"running": set(), "pending": set()}
         self._heartbeat: threading.Thread | None = None
-        self._pool: Any = None
+        # where the kernels run (#16): the node's own process pool, or the bank's Dask cluster, connected now so
+        # that an unreachable scheduler is named at start and not at the first job
+        self._executor: Executor | None = make_executor(cfg.executor) if cfg.executor.kind != "local" else None
         self._pool_lock = threading.Lock()
 
     # -- lifecycle
@@ -187,6 +190,9 @@ class PartyNode:
         """Serve until stopped. Neither a job's failure nor the coordinator's restart ends this loop: the node
         reconnects with backoff and registers again; only another live process with its identity does."""
         self.register()
+        ex = self.cfg.executor
+        _LOG.info("kernels run on %s", "this node's process pool" if ex.kind == "local" else
+                  f"the Dask cluster at {ex.address} ({self._executor.workers() if self._executor else '?'} worker threads)")
         self.sweep_checkpoints()
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
@@ -196,8 +202,8 @@ class PartyNode:
             self._stop.set()  # also when another process holds this identity: the heartbeat stops with the loop
             for t in self._threads.values():
                 t.join(timeout=5.0)
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
+            if self._executor is not None:
+                self._executor.close()
             self.channel.close()
 
     def _serve(self) -> None:
@@ -496,7 +502,11 @@ class PartyNode:
         if mine.columns is not None:
             ds_cfg = ds_cfg.model_copy(update={"feature_columns": list(mine.columns)})
         _LOG.info("job %s: %s as %s on dataset %s (purpose %s)", job_id, plan.kind, mine.role.value, ds_cfg.path.name, plan.purpose)
-        data = load_dataset(ds_cfg, require_label=mine.needs_labels, require_features=mine.needs_features)
+        if mine.needs_labels or mine.needs_features:
+            data = load_dataset(ds_cfg, require_label=mine.needs_labels, require_features=mine.needs_features)
+        else:  # a PSI job: only the id column, read in chunks (#16), never the file's other columns
+            column = read_ids(ds_cfg)
+            data = LocalDataset(ds_cfg.path, column.ids, np.empty((len(column.ids), 0)), [], None, column.duplicates_removed)
         ids, keep = data.ids, None
         if ds_cfg.consent_registry is not None:
             registry = load_consent_registry(ds_cfg.consent_registry)
@@ -579,16 +589,18 @@ class PartyNode:
         return self._call_patiently(self.nodes.GetPeer, node_pb2.GetPeerRequest(name=name)).sign_cert_pem
 
     def _map_fn(self, n_items: int, minimum: int = 20_000) -> MapFn | None:
-        """Work on all cores (PSI's scalar multiplications, Paillier encryption randomness): a process
-        pool, spawned, never forked (gRPC is threaded), whose workers die with the node. None below ``minimum`` items or on one core."""
-        if n_items < minimum or (os.cpu_count() or 1) < 2:
+        """Where work over ``n_items`` items runs: the node's executor (``executor`` in its config: its own process
+        pool, spawned, never forked, whose workers die with the node; or the bank's Dask cluster). None (this
+        thread) below ``minimum`` items (``executor.min_items`` when set), or for the local pool on one core."""
+        ex_cfg = self.cfg.executor
+        if n_items < (minimum if ex_cfg.min_items is None else ex_cfg.min_items):
+            return None
+        if ex_cfg.kind == "local" and (ex_cfg.workers or os.cpu_count() or 1) < 2:
             return None
         with self._pool_lock:
-            if self._pool is None:
-                from .workers import NodeProcessPool
-
-                self._pool = NodeProcessPool(os.cpu_count())  # its workers die with this node, even after kill -9
-            return self._pool.map
+            if self._executor is None:
+                self._executor = make_executor(ex_cfg)
+            return self._executor.map
 
 
 def _recorded_psi(files: JobFiles) -> PsiRun | None:
@@ -604,7 +616,18 @@ def _recorded_psi(files: JobFiles) -> PsiRun | None:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory (Linux reports KiB)."""
+    """This process's peak resident memory, MB.
+
+    Linux's ``VmHWM`` (``/proc/self/status``): the high-water mark of this process image alone. ``ru_maxrss``
+    is only the fallback: Linux carries it across ``fork`` and ``execve``, so a node started by a large process
+    (a benchmark, a test run) would report that process's peak as its own."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 __all__ = ["NodeProcessPool", "WATCHDOG_INTERVAL_S", "die_with_parent"]
@@ -85,6 +85,10 @@ class NodeProcessPool:
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], chunksize: int = 1) -> Iterator[Any]:
         """Like :meth:`ProcessPoolExecutor.map`; every task is submitted (and any worker spawned) by the pool's thread."""
         return self._submitter.submit(self._executor.map, fn, *iterables, chunksize=chunksize).result()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Like :meth:`ProcessPoolExecutor.submit`, submitted by the pool's thread."""
+        return self._submitter.submit(self._executor.submit, fn, *args).result()
 
     def worker_pids(self) -> list[int]:
         """The pids of the workers started so far (for diagnostics and tests)."""
