@@ -160,9 +160,23 @@ def reference(data, keys):
 
 def test_checkpoints_at_every_boundary(reference) -> None:
     params, results, counts = reference
-    # before the first message, after the setup, after each epoch
-    assert counts == {G: 2 + params.max_epochs, H: 2 + params.max_epochs}
+    # before the first message, after the setup, after each batch (160 rows in batches of 64: 3) and each epoch
+    assert counts == {G: 2 + 4 * params.max_epochs, H: 2 + 4 * params.max_epochs}
     assert results[G].epochs == params.max_epochs
+
+
+def test_a_restart_fetches_again_at_most_one_batch(data, keys, reference) -> None:
+    """The relay keeps delivered messages only within a byte budget: between two checkpoints a role receives at
+    most one batch's four messages (or the epoch's loss messages), so that is all a restart must fetch again."""
+    params, _, _ = reference
+    _, parties = _run(_makers(data, keys, params))
+    for role in (G, H):
+        cps = [TrainCheckpoint.from_dict(c) for c in parties[role].checkpoints]
+        mid = [c for c in cps if c.batch]
+        assert len(mid) == 3 * params.max_epochs and all(c.loss_acc is None for c in mid) == (role is G)
+        for before, after in zip(cps[1:], cps[2:]):
+            fetched = sum(after.recv_from.values()) - sum(before.recv_from.values())
+            assert 1 <= fetched <= 4, (role, before.epoch, before.batch)
 
 
 @pytest.mark.parametrize("role", [G, H])
@@ -176,7 +190,8 @@ def test_restart_at_every_boundary_is_bit_identical(data, keys, reference, role:
 @pytest.mark.parametrize("role", [G, H])
 def test_restart_mid_epoch_replays_identical_messages(data, keys, reference, role: Role) -> None:
     params, ref, counts = reference
-    for k, j in ((0, 1), (1, 5), (2, 9), (counts[role] - 2, 13)):  # before setup was received; mid-epoch 1, 2, 3
+    # before setup was received; mid-batch in epochs 1, 2 and 3; in the last epoch's loss exchange
+    for k, j in ((0, 1), (1, 5), (3, 3), (7, 6), (counts[role] - 4, 7), (counts[role] - 2, 3)):
         got, parties = _run(_makers(data, keys, params), kill=(role, k, j))
         _same(ref, got)
         assert parties[role].replayed > 0  # it did go back, and re-created what it had sent
@@ -227,7 +242,9 @@ def test_ckks_restart_is_bit_identical(data, keys, reveal: str) -> None:
     ref, parties = _run(_makers(data, keys, params))
     cp = TrainCheckpoint.from_dict(parties[H].checkpoints[-1])
     assert cp.peer is not None and cp.peer["key"]["kind"] == "rlwe"
-    for role, k, j in ((H, 2, 7), (G, 1, 0)):  # mid-epoch 2 for the host; just after the setup for the guest
+    # the host mid-batch, and just after a batch (its loss accumulator, a ciphertext, from the checkpoint); the guest
+    # just after the setup and mid-epoch
+    for role, k, j in ((H, 2, 7), (H, 3, 0), (H, 8, 2), (G, 1, 0), (G, 3, 1)):
         got, _ = _run(_makers(data, keys, params), kill=(role, k, j))
         if reveal == "shared":
             assert got[G].shares == ref[G].shares and got[H].shares == ref[H].shares

@@ -5,10 +5,11 @@ so both parties agree without a message), standardizes this party's features on 
 its role of the two-party LR (``fedcredit.protocols.hetero_lr.two_party``) and writes its ``model.json``: its
 weights, or its shares of them when they stay shared, and its standardizer.
 
-Training checkpoints at every epoch boundary (``train.checkpoint.json``, 0600: the role's secret seed and its
-weight shares). A node restarted mid-training resumes its role from its last checkpoint: it re-creates what it
-sent since then byte for byte (the relay has it; it is not sent again) and fetches again what the peer sent (the
-relay keeps delivered messages), so the job ends with the model and metrics it would have had without the crash.
+Training checkpoints after every batch and every epoch (``train.checkpoint.json``, 0600: the role's secret seed,
+its weight shares and the epoch's partial loss terms). A node restarted mid-training resumes its role from its last
+checkpoint: it re-creates what it sent since then byte for byte (the relay has it; it is not sent again) and
+fetches again what the peer sent in that one batch (the relay keeps delivered messages within ``retain_bytes`` per
+job), so the job ends with the model and metrics it would have had without the crash.
 
 Owns: the model artifact's format. May import: ``protocols``, :mod:`fedcredit.runtime.plan`,
 :mod:`fedcredit.runtime.driver`, :mod:`fedcredit.runtime.node.workdir`, :mod:`fedcredit.runtime.node.results` and :mod:`fedcredit.runtime.node.data`.
@@ -54,7 +55,7 @@ def run_training(run: RoleRun, plan: TrainPlan, data: LocalDataset, rows: np.nda
                  job_id: str, files: JobFiles, transcript: TranscriptWriter | None = None) -> TrainRun:
     """Run this party's LR role on its ``rows`` of the intersection (ids ``aligned``) and write its model.
 
-    With ``transcript`` (the node's), the role checkpoints at every epoch boundary and resumes from ``files``'
+    With ``transcript`` (the node's), the role checkpoints after every batch and epoch and resumes from ``files``'
     training checkpoint if there is one."""
     t0 = time.monotonic()
     resume = None
