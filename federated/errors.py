@@ -52,6 +52,7 @@ __all__ = [
     "DeadlineError",
     "QuotaError",
     "RateLimitedError",
+    "MessageNotKeptError",
     "RemoteError",
     "StorageError",
     "storage_error",
@@ -149,6 +150,14 @@ class RateLimitedError(QuotaError):
     endpoint does, with backoff)."""
 
     code = "RATE_LIMITED"
+
+
+class MessageNotKeptError(QuotaError):
+    """A receiver asked the relay again for a message it had taken, and the relay no longer keeps it: delivered
+    messages are kept for redelivery only within ``relay.retain_bytes`` per job. Retrying cannot help; the job fails
+    with this reason."""
+
+    code = "MESSAGE_NOT_KEPT"
 
 
 class RemoteError(FedCreditError):
@@ -296,6 +305,7 @@ _CLASS_BY_CODE: dict[str, type[FedCreditError]] = {
         DeadlineError,
         QuotaError,
         RateLimitedError,
+        MessageNotKeptError,
         RemoteError,
         StorageError,
         CertificateExpiredError,

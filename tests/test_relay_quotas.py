@@ -155,6 +155,36 @@ def test_a_message_delivered_twice_is_retained_once_for_a_restarted_receiver() -
     assert box.pending_bytes() == 0
 
 
+def test_a_message_no_longer_kept_is_refused_at_once_with_its_own_code(tmp_path: Path) -> None:
+    """A receiver restarting from a checkpoint older than what the relay keeps gets MESSAGE_NOT_KEPT at once (the job
+    then fails with that reason), not a wait until its message timeout; a restarted coordinator still knows."""
+    import time
+
+    from fedcredit.proto.v1 import envelope_pb2
+    from fedcredit.runtime.coordinator.store import Store
+    from fedcredit.runtime.errors import MessageNotKeptError
+
+    store = Store(tmp_path / "c.sqlite")
+    box = Mailbox(limits=RelayLimits(retain_bytes=1000), store=store)
+    envs = [envelope_pb2.Envelope(job_id="j", receiver="bank", sender="platform", step="lr2.residual", sequence=i,
+                                  payload_size=600) for i in range(3)]
+    for env in envs:
+        assert box.put(env, b"x" * 600)
+        assert box.take("j", "bank", "platform", "lr2.residual", env.sequence, wait_s=1) == (env, b"x" * 600)
+    assert box.take("j", "bank", "platform", "lr2.residual", 2, wait_s=0.05) == (envs[2], b"x" * 600)  # still kept
+    t0 = time.monotonic()
+    with pytest.raises(MessageNotKeptError, match=r"lr2.residual#0 from platform.*relay.retain_bytes") as info:
+        box.take("j", "bank", "platform", "lr2.residual", 0, wait_s=30)
+    assert time.monotonic() - t0 < 5 and info.value.code == "MESSAGE_NOT_KEPT"
+    assert box.take("j", "bank", "platform", "lr2.residual", 3, wait_s=0.05) is None  # not sent yet: wait, no error
+    store.close()
+    again = Mailbox(limits=RelayLimits(retain_bytes=1000), store=Store(tmp_path / "c.sqlite"))  # a restarted coordinator
+    with pytest.raises(MessageNotKeptError):
+        again.take("j", "bank", "platform", "lr2.residual", 1, wait_s=30)
+    assert again.take("j", "bank", "platform", "lr2.residual", 2, wait_s=0.05) == (envs[2], b"x" * 600)
+    assert again.charged("j") == (3, 1800)
+
+
 def test_default_limits_leave_a_wide_margin_over_the_demo_job() -> None:
     """The defaults are sized from the coordinator transcripts of real `make demo` runs (default_credit, 4 epochs):
     1,433 messages; 127.4 MB (Paillier) and 2.80 GB (CKKS); at most 43 messages in any second from one party

@@ -213,19 +213,22 @@ class Store:
             db.execute("UPDATE relay_messages SET delivered=1 WHERE job_id=? AND receiver=? AND sender=? AND step=? AND sequence=?", key)
 
     def relay_forget(self, key: RelayKey) -> None:
+        """Drop a delivered message's payload; its key stays, so a restarted relay still knows it is no longer kept."""
         with self.tx() as db:
-            db.execute("DELETE FROM relay_messages WHERE job_id=? AND receiver=? AND sender=? AND step=? AND sequence=?", key)
+            db.execute("UPDATE relay_messages SET payload=zeroblob(0), delivered=2 "
+                       "WHERE job_id=? AND receiver=? AND sender=? AND step=? AND sequence=?", key)
 
     def relay_drop_job(self, job_id: str) -> None:
         with self.tx() as db:
             db.execute("DELETE FROM relay_messages WHERE job_id=?", (job_id,))
 
-    def relay_load(self) -> list[tuple[RelayKey, bytes, bytes, bool]]:
-        """Every kept message, oldest first: (key, envelope, payload, delivered)."""
+    def relay_load(self) -> list[tuple[RelayKey, bytes, bytes, bool | None]]:
+        """Every kept message, oldest first: (key, envelope, payload, delivered); delivered is None for a message
+        delivered and no longer kept (its payload is empty)."""
         with self._lock:
             rows = self._db.execute("SELECT * FROM relay_messages ORDER BY rowid").fetchall()
         return [((r["job_id"], r["receiver"], r["sender"], r["step"], int(r["sequence"])), bytes(r["envelope"]), bytes(r["payload"]),
-                 bool(r["delivered"])) for r in rows]
+                 None if r["delivered"] == 2 else bool(r["delivered"])) for r in rows]
 
     def get_node(self, name: str) -> sqlite3.Row | None:
         with self._lock:
