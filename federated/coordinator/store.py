@@ -4,6 +4,8 @@ approvals, events and the relay's mailbox.
 Every change is one transaction, so a crash never leaves a half-written job; a restarted coordinator reads
 everything back (#13). After :meth:`Store.close` every call raises :class:`~fedcredit.runtime.errors.TransportError`
 (``UNAVAILABLE``: the coordinator is stopping), never sqlite's "Cannot operate on a closed database".
+A disk error (read-only, full, I/O, cannot open) is a :class:`~fedcredit.runtime.errors.StorageError` (``STORAGE``)
+naming the database's path and SQLite's reason; what leaves the coordinator names neither.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import TransportError
+from ..errors import StorageError, TransportError, storage_error
 from ..node.results import merge_views
 
 __all__ = ["Store", "JobRow", "RoleRow", "ACTIVE_STATES", "FINAL_STATES"]
@@ -144,13 +146,33 @@ class _ClosedDb:
         raise TransportError("the coordinator is shutting down")
 
 
+#: SQLite's primary result codes for a disk that cannot be written or read (``sqlite_errorname`` prefixes).
+_DISK_ERRORS = ("SQLITE_READONLY", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_PERM")
+_PUBLIC_STORAGE = "the coordinator cannot write its state (disk full, read-only or not permitted); its log names the path"
+
+
+def sqlite_storage_error(exc: sqlite3.Error, path: Path, action: str = "write") -> StorageError | None:
+    """The :class:`StorageError` naming ``path`` for a disk error of SQLite; None for any other SQLite error."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    text = str(exc)
+    disk_words = ("readonly", "read-only", "disk", "unable to open", "full")
+    if not name.startswith(_DISK_ERRORS) and not (not name and any(w in text.lower() for w in disk_words)):
+        return None
+    return StorageError(f"cannot {action} {path}: {text}" + (f" [{name}]" if name else ""), public=_PUBLIC_STORAGE,
+                        path=str(path))
+
+
 class Store:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db: Any = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(exc, path.parent, "create") from None
         self._lock = threading.RLock()
-        with self._lock:
+        with self._use("open"):
+            self._db: Any = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
@@ -159,13 +181,28 @@ class Store:
                 self._db.execute("ALTER TABLE nodes ADD COLUMN instance_id TEXT NOT NULL DEFAULT ''")
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
+    def _use(self, action: str = "read") -> Iterator[None]:
+        """Hold the lock; a disk error of SQLite becomes a StorageError naming the database."""
         with self._lock:
+            try:
+                yield
+            except sqlite3.Error as exc:
+                mapped = sqlite_storage_error(exc, self.path, action)
+                if mapped is None:
+                    raise
+                raise mapped from None
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        with self._use("write"):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the transaction is gone already (a disk error can end it): report the first error
                 raise
             self._db.execute("COMMIT")
 
@@ -199,7 +236,7 @@ class Store:
 
     def last_seen(self) -> dict[str, int]:
         """When each registered node was last heard from (ms)."""
-        with self._lock:
+        with self._use():
             return {r["name"]: int(r["last_seen_ms"] or 0) for r in self._db.execute("SELECT name, last_seen_ms FROM nodes")}
 
     # -- the relay's mailbox (fedcredit.runtime.coordinator.relay.Mailbox writes through)
@@ -225,13 +262,13 @@ class Store:
     def relay_load(self) -> list[tuple[RelayKey, bytes, bytes, bool | None]]:
         """Every kept message, oldest first: (key, envelope, payload, delivered); delivered is None for a message
         delivered and no longer kept (its payload is empty)."""
-        with self._lock:
+        with self._use():
             rows = self._db.execute("SELECT * FROM relay_messages ORDER BY rowid").fetchall()
         return [((r["job_id"], r["receiver"], r["sender"], r["step"], int(r["sequence"])), bytes(r["envelope"]), bytes(r["payload"]),
                  None if r["delivered"] == 2 else bool(r["delivered"])) for r in rows]
 
     def get_node(self, name: str) -> sqlite3.Row | None:
-        with self._lock:
+        with self._use():
             return self._db.execute("SELECT * FROM nodes WHERE name=?", (name,)).fetchone()
 
     # -- jobs
@@ -260,17 +297,17 @@ class Store:
                       row["created_ms"], row["updated_ms"], roles, approvals)
 
     def get_job(self, job_id: str) -> JobRow | None:
-        with self._lock:
+        with self._use():
             row = self._db.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
             return self._job_from_row(row) if row else None
 
     def list_jobs(self, limit: int = 50) -> list[JobRow]:
-        with self._lock:
+        with self._use():
             rows = self._db.execute("SELECT * FROM jobs ORDER BY created_ms DESC LIMIT ?", (limit,)).fetchall()
             return [self._job_from_row(r) for r in rows]
 
     def jobs_in_state(self, *states: str) -> list[JobRow]:
-        with self._lock:
+        with self._use():
             q = f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(states))}) ORDER BY created_ms"
             return [self._job_from_row(r) for r in self._db.execute(q, states).fetchall()]
 
@@ -329,5 +366,5 @@ class Store:
             db.execute("UPDATE jobs SET result_json=?, updated_ms=? WHERE job_id=?", (json.dumps(merged), now_ms(), job_id))
 
     def events(self, job_id: str) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._use():
             return self._db.execute("SELECT * FROM job_events WHERE job_id=? ORDER BY id", (job_id,)).fetchall()

@@ -29,6 +29,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from fedcredit.runtime.cli.client import OperatorClient
 from fedcredit.runtime.cli.demo import Cluster
 from fedcredit.runtime.config import DatasetConfig, JobSpec, parse_config
+from fedcredit.runtime.coordinator.store import Store
 from fedcredit.runtime.errors import (CertificateExpiredError, CertificateNotYetValidError, StorageError, TlsHandshakeError,
                                       from_rpc_error, storage_error, to_status_code)
 from fedcredit.runtime.files import atomic_write
@@ -393,6 +394,63 @@ def test_a_party_on_a_read_only_workdir_names_it_at_start(tmp_path: Path, layout
     run = _in_tmpfs(disk, "ro,size=64k", [PY, "-m", "fedcredit.runtime.cli", "party", "serve", "--config", str(config)], timeout=60)
     assert run.returncode == 1, (run.stdout, run.stderr)
     assert f"[STORAGE] cannot write {disk / 'work'}: Read-only file system [EROFS]" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and "internal error" not in run.stderr
+
+
+COORDINATOR_STORE_SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from fedcredit.runtime.coordinator.store import Store
+    from fedcredit.runtime.errors import StorageError
+    ro, full = Path(sys.argv[1]), Path(sys.argv[2])
+    for where in (ro / "c.sqlite", ro / "new" / "c.sqlite"):
+        try:
+            Store(where)
+        except StorageError as exc:
+            print("RO", exc.code, exc.message)
+    store = Store(full / "c.sqlite")
+    try:
+        store.relay_put(("j", "bank", "platform", "lr2.shares", 0), b"e", b"x" * 1_000_000)
+    except StorageError as exc:
+        print("FULL", exc.code, exc.message, "|", exc.public_message)
+    store.upsert_node("bank", b"a", b"b", "1", [])  # the failed write left no half transaction behind
+    print("AFTER", store.get_node("bank")["software_version"])
+""")
+
+
+@needs_unshare
+def test_the_coordinators_read_only_or_full_state_disk_is_a_storage_error_naming_the_database(tmp_path: Path,
+                                                                                            layout: CertLayout) -> None:
+    """SQLite's own errors (SQLITE_CANTOPEN, SQLITE_READONLY, SQLITE_FULL) map to STORAGE naming the path, as the
+    party's workdir errors do; the coordinator daemon on a read-only state folder exits at once naming it."""
+    ro, full = tmp_path / "ro", tmp_path / "full"
+    ro.mkdir()
+    Store(ro / "c.sqlite").close()  # an existing database, then its folder goes read-only
+    script = (f'mount --bind "{ro}" "{ro}" && mount -o remount,bind,ro "{ro}" && mount -t tmpfs -o size=256k tmpfs "{full}" '
+              '&& exec "$@"')
+    full.mkdir()
+    run = subprocess.run(["unshare", "-Urm", "sh", "-c", script, "sh", PY, "-c", COORDINATOR_STORE_SCRIPT, str(ro), str(full)],
+                         capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=60)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == f"RO STORAGE cannot open {ro / 'c.sqlite'}: unable to open database file [SQLITE_CANTOPEN]", lines
+    assert lines[1] == f"RO STORAGE cannot create {ro / 'new'}: Read-only file system [EROFS]", lines
+    assert lines[2] == (f"FULL STORAGE cannot write {full / 'c.sqlite'}: database or disk is full [SQLITE_FULL] | the coordinator "
+                        "cannot write its state (disk full, read-only or not permitted); its log names the path"), lines
+    assert lines[3] == "AFTER 1"
+    # the daemon itself: a read-only state folder is named at start, no traceback
+    d = layout.directory / "coordinator"
+    state = tmp_path / "state"
+    config = tmp_path / "coordinator.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "coordinator", "listen": "127.0.0.1:0", "database": str(state / "db" / "coordinator.sqlite"),
+        "tls": {"ca": str(layout.ca_cert), "cert": str(d / "tls.crt"), "key": str(d / "tls.key")},
+        "sign": {"cert": str(d / "sign.crt"), "key": str(d / "sign.key")}, "transcripts": str(tmp_path / "t"),
+        "parties": ["bank"]}))
+    run = _in_tmpfs(state, "ro,size=64k", [PY, "-m", "fedcredit.runtime.cli", "coordinator", "serve", "--config", str(config)],
+                    timeout=60)
+    assert run.returncode == 1, (run.stdout, run.stderr)
+    assert f"[STORAGE] cannot create {state / 'db'}: Read-only file system [EROFS]" in run.stderr, run.stderr
     assert "Traceback" not in run.stderr and "internal error" not in run.stderr
 
 
