@@ -63,8 +63,8 @@ def run_training(run: RoleRun, plan: TrainPlan, data: LocalDataset, rows: np.nda
     if state is not None and transcript is not None:
         resume = TrainCheckpoint.from_dict(state)
         restore_endpoint(run, TwoPartyStep, resume.sent, resume.recv_from, transcript, files)
-        transcript.event("resumed_training", epoch=resume.epoch, sent=dict(resume.sent), recv_from=dict(resume.recv_from))
-        _LOG.warning("job %s: resuming training from its checkpoint after epoch %d", job_id, resume.epoch)
+        transcript.event("resumed_training", epoch=resume.epoch, batch=resume.batch, sent=dict(resume.sent), recv_from=dict(resume.recv_from))
+        _LOG.warning("job %s: resuming training from its checkpoint: epoch %d, batch %d", job_id, resume.epoch, resume.batch)
     checkpoint = transcript is not None
     # the coordinator now sees this node in training (where a restart resumes), before the first batch ends;
     # 0 of 0 is never held back by the progress reporter's rate limit
