@@ -207,9 +207,16 @@ class CertificateNotYetValidError(ConfigError):
 
 class TlsHandshakeError(TransportError):
     """The TLS handshake with a peer failed: its certificate does not verify against this node's CA, or it refused
-    this node's certificate (revoked, another CA, or expired / not yet valid by the peer's clock)."""
+    this node's certificate (revoked, another CA, or expired / not yet valid by the peer's clock).
+
+    ``refused``: the peer closed every connection during the handshake (it refused this node's certificate, or
+    something between them closes connections); otherwise this node refused the peer's certificate."""
 
     code = "TLS_HANDSHAKE"
+
+    def __init__(self, message: str, *, public: str | None = None, refused: bool = False) -> None:
+        super().__init__(message, public=public)
+        self.refused = refused
 
 
 def clock_reading(now: _dt.datetime | None = None) -> str:

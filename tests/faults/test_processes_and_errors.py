@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -522,6 +523,56 @@ def test_a_coordinator_refusing_this_nodes_certificate_is_named_with_the_clock(e
         with create_channel(target, _material(expired, "bank", cas), server_name="coordinator") as channel:
             with pytest.raises(TlsHandshakeError, match="closed every connection during the TLS handshake.*clock reads"):
                 wait_healthy(channel, 3.0, target=target)
+
+
+def _party_run(config: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PY, "-m", "fedcredit.runtime.cli", "party", "serve", "--config", str(config)], capture_output=True,
+                          text=True, env=_env(), cwd=ROOT, timeout=timeout)
+
+
+def test_registering_with_a_coordinator_of_another_ca_fails_at_once_naming_it(tmp_path: Path, layout: CertLayout,
+                                                                            other_layout: CertLayout) -> None:
+    """A certificate is not a transient failure: the party exits naming the handshake (it used to retry it forever)."""
+    with serve(_material(layout, "coordinator", layout.ca_cert.read_bytes()), health_servicer=health.HealthServicer(),
+               grace_s=0) as (_, port):
+        run = _party_run(_party_config(tmp_path, other_layout, tmp_path / "work", port=port), timeout=45)
+    assert run.returncode != 0 and "[TLS_HANDSHAKE]" in run.stderr, run.stderr
+    assert "does not verify against this node's CA" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_registering_with_a_coordinator_that_refuses_this_certificate_fails_within_seconds_naming_it(
+        tmp_path: Path, layout: CertLayout, other_layout: CertLayout) -> None:
+    """The coordinator closes every handshake (this node's certificate is from a CA it does not trust, as an expired
+    one or a skewed clock would look): named with the clock's reading, after a few seconds, not retried forever."""
+    both = tmp_path / "cas.pem"
+    both.write_bytes(other_layout.ca_cert.read_bytes() + layout.ca_cert.read_bytes())
+    with serve(_material(layout, "coordinator", layout.ca_cert.read_bytes()), health_servicer=health.HealthServicer(),
+               grace_s=0) as (_, port):
+        config = _party_config(tmp_path, other_layout, tmp_path / "work", port=port)
+        cfg = yaml.safe_load(config.read_text())
+        cfg["tls"]["ca"] = str(both)  # the party trusts the coordinator; the coordinator does not trust the party
+        config.write_text(yaml.safe_dump(cfg))
+        run = _party_run(config, timeout=60)
+    assert run.returncode != 0 and "[TLS_HANDSHAKE]" in run.stderr, run.stderr
+    assert "closed every connection during the TLS handshake" in run.stderr and "clock reads" in run.stderr
+
+
+def test_registering_retries_while_the_coordinator_refuses_connections(tmp_path: Path, layout: CertLayout) -> None:
+    """Nothing listens (a coordinator restarting): that is transient, the party keeps trying."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = _party_config(tmp_path, layout, tmp_path / "work", port=port)
+    proc = subprocess.Popen([PY, "-m", "fedcredit.runtime.cli", "party", "serve", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):  # longer than wait_healthy's 5 s and the handshake grace
+            proc.wait(timeout=20)
+    finally:
+        proc.kill()
+        _, err = proc.communicate()
+    assert "cannot register with the coordinator" in err and "retrying" in err, err
+    assert "TLS_HANDSHAKE" not in err and "Traceback" not in err
 
 
 # --------------------------------------------------------------------------
