@@ -109,22 +109,28 @@ class Mailbox:
                 back after a broken delivery, ``redeliver``, is never refused).
         """
         key = (env.job_id, env.receiver, env.sender, env.step, env.sequence)
-        with self._cond:
-            seen = self._seen.setdefault(env.job_id, set())
-            if key in self._items or (key in seen and not redeliver):
-                return False
-            pending = self._pending.get(env.job_id, 0) + len(data)
-            limit = self._limits.job_max_pending_bytes
-            if pending > limit and not redeliver:
-                raise QuotaError(f"job {env.job_id} would hold more than {limit} undelivered bytes at the relay "
-                                 "(relay.job_max_pending_bytes)")
-            if self._store is not None:  # kept before the sender hears it was relayed
-                self._store.relay_put(key, env.SerializeToString(), data)
-            seen.add(key)
-            self._items[key] = (env, data)
-            self._pending[env.job_id] = pending
-            self._cond.notify_all()
-            return True
+        for stage in ("check", "keep"):
+            with self._cond:
+                seen = self._seen.setdefault(env.job_id, set())
+                if key in self._items or (key in seen and not redeliver):
+                    return False
+                pending = self._pending.get(env.job_id, 0) + len(data)
+                limit = self._limits.job_max_pending_bytes
+                if pending > limit and not redeliver:
+                    if stage == "keep" and self._store is not None:  # filled up meanwhile: what was written goes
+                        self._store.relay_discard(key)
+                    raise QuotaError(f"job {env.job_id} would hold more than {limit} undelivered bytes at the relay "
+                                     "(relay.job_max_pending_bytes)")
+                if stage == "keep" or self._store is None:
+                    seen.add(key)
+                    self._items[key] = (env, data)
+                    self._pending[env.job_id] = pending
+                    self._cond.notify_all()
+                    return True
+            # kept on disk before the sender hears it was relayed, and outside the mailbox's lock: the other
+            # handlers (every job's) go on meanwhile; the checks above are made again after it
+            self._store.relay_put(key, env.SerializeToString(), data, redeliver=redeliver)
+        raise AssertionError("unreachable")
 
     def _retain_delivered(self, key: Key, item: tuple[envelope_pb2.Envelope, bytes]) -> None:
         job = key[0]

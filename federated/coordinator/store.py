@@ -2,15 +2,22 @@
 approvals, events and the relay's mailbox.
 
 Every change is one transaction, so a crash never leaves a half-written job; a restarted coordinator reads
-everything back (#13). After :meth:`Store.close` every call raises :class:`~fedcredit.runtime.errors.TransportError`
-(``UNAVAILABLE``: the coordinator is stopping), never sqlite's "Cannot operate on a closed database".
+everything back (#13). The relay's payloads are files next to the database (``<database>.relay/<job>/<message>``),
+written before their row is committed, so SQLite only holds small rows (a payload is written once, not into the
+WAL and again into the database, and marking it delivered does not rewrite it).
+
+After :meth:`Store.close` every call raises :class:`~fedcredit.runtime.errors.TransportError` (``UNAVAILABLE``:
+the coordinator is stopping), never sqlite's "Cannot operate on a closed database".
 A disk error (read-only, full, I/O, cannot open) is a :class:`~fedcredit.runtime.errors.StorageError` (``STORAGE``)
 naming the database's path and SQLite's reason; what leaves the coordinator names neither.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -179,6 +186,10 @@ class Store:
             columns = {r["name"] for r in self._db.execute("PRAGMA table_info(nodes)")}
             if "instance_id" not in columns:  # a database from before #13
                 self._db.execute("ALTER TABLE nodes ADD COLUMN instance_id TEXT NOT NULL DEFAULT ''")
+            columns = {r["name"] for r in self._db.execute("PRAGMA table_info(relay_messages)")}
+            if "payload_size" not in columns:  # payloads in the row (before they were files): -1
+                self._db.execute("ALTER TABLE relay_messages ADD COLUMN payload_size INTEGER NOT NULL DEFAULT -1")
+        self._blobs = path.with_name(path.name + ".relay")
 
     @contextmanager
     def _use(self, action: str = "read") -> Iterator[None]:
@@ -240,10 +251,29 @@ class Store:
             return {r["name"]: int(r["last_seen_ms"] or 0) for r in self._db.execute("SELECT name, last_seen_ms FROM nodes")}
 
     # -- the relay's mailbox (fedcredit.runtime.coordinator.relay.Mailbox writes through)
-    def relay_put(self, key: RelayKey, envelope: bytes, payload: bytes) -> None:
+    def _blob(self, key: RelayKey) -> Path:
+        job = hashlib.sha256(key[0].encode()).hexdigest()[:32]
+        name = hashlib.sha256(json.dumps(list(key)).encode()).hexdigest()[:40]
+        return self._blobs / job / name
+
+    def relay_put(self, key: RelayKey, envelope: bytes, payload: bytes, *, redeliver: bool = False) -> None:
+        """Keep a message: its payload in a file (outside the database's lock), then its row. A message already
+        kept is left as it is, unless ``redeliver`` (it is pending again)."""
+        blob = self._blob(key)
+        tmp = blob.with_name(blob.name + f".{threading.get_ident()}.tmp")
+        try:
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:  # no fsync: like the WAL's synchronous=NORMAL, it survives a killed process
+                f.write(payload)
+            os.replace(tmp, blob)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise storage_error(exc, blob) from None
         with self.tx() as db:
-            db.execute("INSERT OR REPLACE INTO relay_messages(job_id, receiver, sender, step, sequence, envelope, payload, delivered) "
-                       "VALUES(?,?,?,?,?,?,?,0)", (*key, envelope, payload))
+            if redeliver:
+                db.execute("DELETE FROM relay_messages WHERE job_id=? AND receiver=? AND sender=? AND step=? AND sequence=?", key)
+            db.execute("INSERT OR IGNORE INTO relay_messages(job_id, receiver, sender, step, sequence, envelope, payload, delivered, "
+                       "payload_size) VALUES(?,?,?,?,?,?,zeroblob(0),0,?)", (*key, envelope, len(payload)))
 
     def relay_delivered(self, key: RelayKey) -> None:
         with self.tx() as db:
@@ -254,18 +284,38 @@ class Store:
         with self.tx() as db:
             db.execute("UPDATE relay_messages SET payload=zeroblob(0), delivered=2 "
                        "WHERE job_id=? AND receiver=? AND sender=? AND step=? AND sequence=?", key)
+        self._blob(key).unlink(missing_ok=True)
+
+    def relay_discard(self, key: RelayKey) -> None:
+        """Forget a message that was written but refused (it was never relayed)."""
+        with self.tx() as db:
+            db.execute("DELETE FROM relay_messages WHERE job_id=? AND receiver=? AND sender=? AND step=? AND sequence=?", key)
+        self._blob(key).unlink(missing_ok=True)
 
     def relay_drop_job(self, job_id: str) -> None:
         with self.tx() as db:
             db.execute("DELETE FROM relay_messages WHERE job_id=?", (job_id,))
+        shutil.rmtree(self._blob((job_id, "", "", "", 0)).parent, ignore_errors=True)
 
     def relay_load(self) -> list[tuple[RelayKey, bytes, bytes, bool | None]]:
         """Every kept message, oldest first: (key, envelope, payload, delivered); delivered is None for a message
         delivered and no longer kept (its payload is empty)."""
         with self._use():
             rows = self._db.execute("SELECT * FROM relay_messages ORDER BY rowid").fetchall()
-        return [((r["job_id"], r["receiver"], r["sender"], r["step"], int(r["sequence"])), bytes(r["envelope"]), bytes(r["payload"]),
-                 None if r["delivered"] == 2 else bool(r["delivered"])) for r in rows]
+        out: list[tuple[RelayKey, bytes, bytes, bool | None]] = []
+        for r in rows:
+            key: RelayKey = (r["job_id"], r["receiver"], r["sender"], r["step"], int(r["sequence"]))
+            delivered = None if r["delivered"] == 2 else bool(r["delivered"])
+            payload = bytes(r["payload"])
+            if delivered is not None and r["payload_size"] >= 0:
+                try:
+                    payload = self._blob(key).read_bytes()
+                except FileNotFoundError:
+                    payload = b""
+                if len(payload) != r["payload_size"]:  # lost with the machine (not with the process): no longer kept
+                    delivered, payload = None, b""
+            out.append((key, bytes(r["envelope"]), payload, delivered))
+        return out
 
     def get_node(self, name: str) -> sqlite3.Row | None:
         with self._use():
