@@ -91,7 +91,7 @@ class RelayLimits(_Model):
     party_burst: int = Field(400, ge=1)  # token bucket: capacity
     # delivered messages kept per job for a receiver that restarts from a checkpoint (oldest dropped first); a
     # receiver asking for one no longer kept fails its job (MESSAGE_NOT_KEPT). Training checkpoints every batch, so a
-    # restart asks for at most one batch's messages (a CKKS batch at default_credit size: about 30 MB).
+    # restart asks for at most one batch's messages (CKKS at default_credit size: 612 MB per epoch, 47 batches: ~13 MB).
     retain_bytes: int = Field(512 << 20, ge=0)
 
 

@@ -249,19 +249,21 @@ def quantize_checked(x: np.ndarray, params: HeteroLRParams) -> np.ndarray:
 
 def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: np.ndarray, n_test: int,
            params: HeteroLRParams, rng: Any, keypair: Any, map_fn: MapFn | None, checkpoint: bool = False,
-           resume: TrainCheckpoint | None = None) -> RoleProgram:
+           resume: TrainCheckpoint | None = None, checkpoint_every: int = 1) -> RoleProgram:
     """The one program both parties run; the guest additionally holds labels, the intercept and the loss.
 
     Every random draw comes from an :class:`EpochPrg` seeded once from ``rng`` (or from ``resume``) and re-keyed at
     every batch, so a role resumed from a checkpoint re-creates exactly what it sent before
     (:mod:`.two_party_checkpoint`). With ``checkpoint`` (implied by ``resume``) the role yields a ``Checkpoint``
-    before its first message, after the setup, after every batch and after every epoch."""
+    before its first message, after the setup, after every ``checkpoint_every``-th batch and after every epoch."""
     guest = role is G
     peer_role = H if guest else G
     n_train, m = x_train.shape
     if n_train < 1:
         raise ProtocolError("nothing to train: the aligned training set is empty")
     checkpoint = checkpoint or resume is not None
+    if type(checkpoint_every) is not int or checkpoint_every < 1:
+        raise ProtocolError("checkpoint_every must be a positive number of batches")
     job = train_job_digest(role, params, x_train, y_train, x_test, n_test) if checkpoint else b""
     if resume is not None:
         if not isinstance(resume, TrainCheckpoint):
@@ -386,7 +388,8 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
             k = StepConstants.for_batch(params, len(rows), lr)
             a, va = update_shares(a, va, g_own, penalized, k, L, guest)
             b, vb = update_shares(b, vb, g_peer, peer_pen, k, L, guest)
-            if checkpoint:  # what a restart must fetch again is at most one batch's messages
+            if checkpoint and (bi + 1) % checkpoint_every == 0 and bi + 1 < n_batches:
+                # what a restart must fetch again is at most checkpoint_every batches' messages
                 yield save(epoch, False, bi + 1, sq_own, loss_acc)
             yield Progress("train", epoch * n_batches + bi + 1, params.max_epochs * n_batches, {"epoch": epoch + 1})
         prg.reseed(f"epoch {epoch} loss")
@@ -450,6 +453,7 @@ def guest_program(
     map_fn: MapFn | None = None,
     checkpoint: bool = False,
     resume: TrainCheckpoint | None = None,
+    checkpoint_every: int = 1,
 ) -> RoleProgram:
     """The guest (label holder). ``x_*`` standardized, ``y`` in {0, 1}. Returns :class:`GuestModel`.
 
@@ -457,10 +461,11 @@ def guest_program(
     ``(public, private)`` pair or an RLWE secret key; generated from a seed drawn from ``rng`` if
     omitted). ``map_fn`` spreads Paillier encryption over the caller's pool. ``checkpoint``: yield
     a :class:`~fedcredit.protocols.core.Checkpoint` (a :class:`TrainCheckpoint`, secrets included) at every
-    boundary; ``resume``: the last of them, to continue from it exactly (same data, params and ``keypair``)."""
+    boundary (every ``checkpoint_every``-th batch within an epoch); ``resume``: the last of them, to continue from it
+    exactly (same data, params and ``keypair``)."""
     m = x_train.shape[1]
     model, z_share, epochs, losses = yield from _party(G, x_train, y_train, x_test, len(y_test), params, rng, keypair, map_fn,
-                                                       checkpoint, resume)
+                                                       checkpoint, resume, checkpoint_every)
     yt = np.asarray(y_test)
     if isinstance(model, WeightShares):
         other: ScoreShares = yield Recv(TwoPartyStep.TEST_SCORE_SHARES)
@@ -489,10 +494,11 @@ def host_program(
     map_fn: MapFn | None = None,
     checkpoint: bool = False,
     resume: TrainCheckpoint | None = None,
+    checkpoint_every: int = 1,
 ) -> RoleProgram:
     """The host (feature holder, no labels). Returns :class:`HostModel`. ``checkpoint``, ``resume``: as for the guest."""
     model, z_share, epochs, losses = yield from _party(H, x_train, None, x_test, x_test.shape[0], params, rng, keypair, map_fn,
-                                                       checkpoint, resume)
+                                                       checkpoint, resume, checkpoint_every)
     if isinstance(model, WeightShares):
         yield Send(TwoPartyStep.TEST_SCORE_SHARES, ScoreShares(tuple(z_share), model.ring_bits))
         return HostModel(None, epochs, losses, shares=model)
