@@ -268,7 +268,8 @@ class Store:
             os.replace(tmp, blob)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise storage_error(exc, blob) from None
+            err = storage_error(exc, blob)
+            raise StorageError(err.message, public=_PUBLIC_STORAGE, path=err.path, errno=err.errno) from None
         with self.tx() as db:
             if redeliver:
                 db.execute("DELETE FROM relay_messages WHERE job_id=? AND receiver=? AND sender=? AND step=? AND sequence=?", key)

@@ -411,9 +411,14 @@ COORDINATOR_STORE_SCRIPT = textwrap.dedent("""
             print("RO", exc.code, exc.message)
     store = Store(full / "c.sqlite")
     try:
-        store.relay_put(("j", "bank", "platform", "lr2.shares", 0), b"e", b"x" * 1_000_000)
+        store.upsert_node("bank", b"a" * 1_000_000, b"b", "0", [])
     except StorageError as exc:
         print("FULL", exc.code, exc.message, "|", exc.public_message)
+    key = ("j", "bank", "platform", "lr2.shares", 0)
+    try:
+        store.relay_put(key, b"e", b"x" * 1_000_000)  # a relayed payload is a file beside the database
+    except StorageError as exc:
+        print("BLOB", exc.code, exc.message.replace(str(store._blob(key)), "<blob>"), "|", exc.public_message)
     store.upsert_node("bank", b"a", b"b", "1", [])  # the failed write left no half transaction behind
     print("AFTER", store.get_node("bank")["software_version"])
 """)
@@ -438,7 +443,9 @@ def test_the_coordinators_read_only_or_full_state_disk_is_a_storage_error_naming
     assert lines[1] == f"RO STORAGE cannot create {ro / 'new'}: Read-only file system [EROFS]", lines
     assert lines[2] == (f"FULL STORAGE cannot write {full / 'c.sqlite'}: database or disk is full [SQLITE_FULL] | the coordinator "
                         "cannot write its state (disk full, read-only or not permitted); its log names the path"), lines
-    assert lines[3] == "AFTER 1"
+    assert lines[3] == ("BLOB STORAGE cannot write <blob>: No space left on device [ENOSPC] | the coordinator cannot write its "
+                        "state (disk full, read-only or not permitted); its log names the path"), lines
+    assert lines[4] == "AFTER 1"
     # the daemon itself: a read-only state folder is named at start, no traceback
     d = layout.directory / "coordinator"
     state = tmp_path / "state"
