@@ -8,12 +8,12 @@ its own and never rides in a progress report. It comes:
 * once before the role's first message (the seed its key pair and every mask derive from is on disk before
   anything derived from it leaves);
 * once after the ``lr2.setup`` exchange (with the peer's public key, so a resumed role never needs it again);
-* after every batch (the weight shares, their velocities, the epoch's partial loss terms -- the host's
+* after every ``checkpoint_every``-th batch but an epoch's last (the weight shares, their velocities, the epoch's partial loss terms -- the host's
   accumulator is a ciphertext under the guest's key -- and the batches done);
 * after every epoch's decision (the weight shares, their velocities, the losses so far, the next epoch).
 
-Checkpointing every batch bounds what a resumed role must fetch again to one batch's messages: the relay keeps
-delivered messages only within ``retain_bytes`` per job (far below a CKKS epoch at ``default_credit`` size).
+Checkpointing within epochs bounds what a resumed role must fetch again to ``checkpoint_every`` batches' messages:
+the relay keeps delivered messages only within ``retain_bytes`` per job (far below a CKKS epoch at ``default_credit`` size).
 
 **Determinism is what makes a resume exact.** Every random draw of a role comes from :class:`EpochPrg`:
 AES-CTR keyed by SHA-256 of the secret seed and a label -- ``keygen`` for the key pair, ``epoch <e>`` for the
