@@ -91,6 +91,10 @@ class RelayLimits(_Model):
     job_max_pending_bytes: int = Field(1 << 30, ge=1)  # bytes of one job held for receivers that have not taken them
     party_messages_per_s: float = Field(100.0, gt=0)  # token bucket: refill rate per party, all its jobs
     party_burst: int = Field(400, ge=1)  # token bucket: capacity
+    # delivered messages kept per job for a receiver that restarts from a checkpoint (oldest dropped first); a
+    # receiver asking for one no longer kept fails its job (MESSAGE_NOT_KEPT). Training checkpoints every batch, so a
+    # restart asks for at most one batch's messages (CKKS at default_credit size: 612 MB per epoch, 47 batches: ~13 MB).
+    retain_bytes: int = Field(512 << 20, ge=0)
 
 
 class CoordinatorConfig(_Model):

@@ -52,6 +52,7 @@ __all__ = [
     "DeadlineError",
     "QuotaError",
     "RateLimitedError",
+    "MessageNotKeptError",
     "RemoteError",
     "StorageError",
     "storage_error",
@@ -151,6 +152,14 @@ class RateLimitedError(QuotaError):
     code = "RATE_LIMITED"
 
 
+class MessageNotKeptError(QuotaError):
+    """A receiver asked the relay again for a message it had taken, and the relay no longer keeps it: delivered
+    messages are kept for redelivery only within ``relay.retain_bytes`` per job. Retrying cannot help; the job fails
+    with this reason."""
+
+    code = "MESSAGE_NOT_KEPT"
+
+
 class RemoteError(FedCreditError):
     """The peer failed with a status that carries no fedcredit error code.
 
@@ -198,9 +207,16 @@ class CertificateNotYetValidError(ConfigError):
 
 class TlsHandshakeError(TransportError):
     """The TLS handshake with a peer failed: its certificate does not verify against this node's CA, or it refused
-    this node's certificate (revoked, another CA, or expired / not yet valid by the peer's clock)."""
+    this node's certificate (revoked, another CA, or expired / not yet valid by the peer's clock).
+
+    ``refused``: the peer closed every connection during the handshake (it refused this node's certificate, or
+    something between them closes connections); otherwise this node refused the peer's certificate."""
 
     code = "TLS_HANDSHAKE"
+
+    def __init__(self, message: str, *, public: str | None = None, refused: bool = False) -> None:
+        super().__init__(message, public=public)
+        self.refused = refused
 
 
 def clock_reading(now: _dt.datetime | None = None) -> str:
@@ -296,6 +312,7 @@ _CLASS_BY_CODE: dict[str, type[FedCreditError]] = {
         DeadlineError,
         QuotaError,
         RateLimitedError,
+        MessageNotKeptError,
         RemoteError,
         StorageError,
         CertificateExpiredError,

@@ -217,7 +217,7 @@ class JobPlan:
     def can_resume(self, stage: str | None) -> bool:
         """Whether a node restarted at ``stage`` (its last progress report; None: none yet) picks its role up
         again. PSI checkpoints after every batch where it is resumable (OT and unbalanced PSI: a secret seed, replayed);
-        training checkpoints at every epoch boundary, after the node recorded PSI's result, so a node restarted in
+        training checkpoints after batches and epochs, after the node recorded PSI's result, so a node restarted in
         training resumes whatever the PSI. A score job keeps no checkpoint."""
         if self.score is not None:
             return False

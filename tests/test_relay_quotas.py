@@ -155,6 +155,67 @@ def test_a_message_delivered_twice_is_retained_once_for_a_restarted_receiver() -
     assert box.pending_bytes() == 0
 
 
+def test_a_message_no_longer_kept_is_refused_at_once_with_its_own_code(tmp_path: Path) -> None:
+    """A receiver restarting from a checkpoint older than what the relay keeps gets MESSAGE_NOT_KEPT at once (the job
+    then fails with that reason), not a wait until its message timeout; a restarted coordinator still knows."""
+    import time
+
+    from fedcredit.proto.v1 import envelope_pb2
+    from fedcredit.runtime.coordinator.store import Store
+    from fedcredit.runtime.errors import MessageNotKeptError
+
+    store = Store(tmp_path / "c.sqlite")
+    box = Mailbox(limits=RelayLimits(retain_bytes=1000), store=store)
+    envs = [envelope_pb2.Envelope(job_id="j", receiver="bank", sender="platform", step="lr2.residual", sequence=i,
+                                  payload_size=600) for i in range(3)]
+    for env in envs:
+        assert box.put(env, b"x" * 600)
+        assert box.take("j", "bank", "platform", "lr2.residual", env.sequence, wait_s=1) == (env, b"x" * 600)
+    assert box.take("j", "bank", "platform", "lr2.residual", 2, wait_s=0.05) == (envs[2], b"x" * 600)  # still kept
+    t0 = time.monotonic()
+    with pytest.raises(MessageNotKeptError, match=r"lr2.residual#0 from platform.*relay.retain_bytes") as info:
+        box.take("j", "bank", "platform", "lr2.residual", 0, wait_s=30)
+    assert time.monotonic() - t0 < 5 and info.value.code == "MESSAGE_NOT_KEPT"
+    assert box.take("j", "bank", "platform", "lr2.residual", 3, wait_s=0.05) is None  # not sent yet: wait, no error
+    store.close()
+    again = Mailbox(limits=RelayLimits(retain_bytes=1000), store=Store(tmp_path / "c.sqlite"))  # a restarted coordinator
+    with pytest.raises(MessageNotKeptError):
+        again.take("j", "bank", "platform", "lr2.residual", 1, wait_s=30)
+    assert again.take("j", "bank", "platform", "lr2.residual", 2, wait_s=0.05) == (envs[2], b"x" * 600)
+    assert again.charged("j") == (3, 1800)
+
+
+def test_relayed_payloads_are_files_beside_the_database_and_come_back_after_a_restart(tmp_path: Path) -> None:
+    """SQLite keeps small rows (the payload is written once, to a file, before the row commits); a restarted
+    coordinator reads the payloads back, and one lost or cut short (a machine crash) is 'no longer kept', never
+    delivered damaged."""
+    from fedcredit.proto.v1 import envelope_pb2
+    from fedcredit.runtime.coordinator.store import Store
+    from fedcredit.runtime.errors import MessageNotKeptError
+
+    store = Store(tmp_path / "c.sqlite")
+    box = Mailbox(store=store)
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    envs = [envelope_pb2.Envelope(job_id="j", receiver="bank", sender="platform", step="lr2.shares", sequence=i,
+                                  payload_size=len(payload)) for i in range(3)]
+    for env in envs:
+        assert box.put(env, payload)
+    assert box.take("j", "bank", "platform", "lr2.shares", 0, wait_s=1) == (envs[0], payload)
+    store.close()
+    db = sum(p.stat().st_size for p in tmp_path.glob("c.sqlite*") if p.is_file())
+    blobs = sorted(p for p in (tmp_path / "c.sqlite.relay").rglob("*") if p.is_file())
+    assert db < len(payload) // 4 and len(blobs) == 3 and all(p.read_bytes() == payload for p in blobs)
+    victim = Store(tmp_path / "c.sqlite")._blob(("j", "bank", "platform", "lr2.shares", 2))
+    victim.write_bytes(payload[:1000])  # cut short
+    again = Mailbox(store=Store(tmp_path / "c.sqlite"))
+    assert again.take("j", "bank", "platform", "lr2.shares", 0, wait_s=0.05) == (envs[0], payload)  # delivered, kept
+    assert again.take("j", "bank", "platform", "lr2.shares", 1, wait_s=0.05) == (envs[1], payload)  # pending
+    with pytest.raises(MessageNotKeptError):
+        again.take("j", "bank", "platform", "lr2.shares", 2, wait_s=5)
+    again.drop_job("j")
+    assert not (tmp_path / "c.sqlite.relay" / victim.parent.name).exists()
+
+
 def test_default_limits_leave_a_wide_margin_over_the_demo_job() -> None:
     """The defaults are sized from the coordinator transcripts of real `make demo` runs (default_credit, 4 epochs):
     1,433 messages; 127.4 MB (Paillier) and 2.80 GB (CKKS); at most 43 messages in any second from one party

@@ -50,14 +50,14 @@ def _params(**kw: Any) -> HeteroLRParams:
 Maker = Callable[[TrainCheckpoint | None], Any]
 
 
-def _makers(data, keys, params: HeteroLRParams) -> dict[Role, Maker]:
+def _makers(data, keys, params: HeteroLRParams, every: int = 1) -> dict[Role, Maker]:
     xg, xh, y, cut = data
     gk, hk = keys if params.he_scheme == "paillier" else (None, None)
     return {
         G: lambda resume: tp.guest_program(xg[:cut], y[:cut], xg[cut:], y[cut:], params, random.Random(10), keypair=gk,
-                                           checkpoint=True, resume=resume),
+                                           checkpoint=True, resume=resume, checkpoint_every=every),
         H: lambda resume: tp.host_program(xh[:cut], xh[cut:], params, random.Random(11), keypair=hk,
-                                          checkpoint=True, resume=resume),
+                                          checkpoint=True, resume=resume, checkpoint_every=every),
     }
 
 
@@ -160,9 +160,25 @@ def reference(data, keys):
 
 def test_checkpoints_at_every_boundary(reference) -> None:
     params, results, counts = reference
-    # before the first message, after the setup, after each epoch
-    assert counts == {G: 2 + params.max_epochs, H: 2 + params.max_epochs}
+    # before the first message, after the setup, after each batch but an epoch's last (160 rows in batches of 64: 3),
+    # and after each epoch
+    assert counts == {G: 2 + 3 * params.max_epochs, H: 2 + 3 * params.max_epochs}
     assert results[G].epochs == params.max_epochs
+
+
+def test_a_restart_fetches_again_at_most_one_batch(data, keys, reference) -> None:
+    """The relay keeps delivered messages only within a byte budget: between two checkpoints a role receives at
+    most one batch's four messages (and, for the epoch's last batch, the few small loss messages), so that is all
+    a restart must fetch again."""
+    params, _, _ = reference
+    _, parties = _run(_makers(data, keys, params))
+    for role in (G, H):
+        cps = [TrainCheckpoint.from_dict(c) for c in parties[role].checkpoints]
+        mid = [c for c in cps if c.batch]
+        assert len(mid) == 2 * params.max_epochs and all(c.loss_acc is None for c in mid) == (role is G)
+        for before, after in zip(cps[1:], cps[2:]):
+            fetched = sum(after.recv_from.values()) - sum(before.recv_from.values())
+            assert 4 <= fetched <= 4 + 2, (role, before.epoch, before.batch)
 
 
 @pytest.mark.parametrize("role", [G, H])
@@ -176,10 +192,25 @@ def test_restart_at_every_boundary_is_bit_identical(data, keys, reference, role:
 @pytest.mark.parametrize("role", [G, H])
 def test_restart_mid_epoch_replays_identical_messages(data, keys, reference, role: Role) -> None:
     params, ref, counts = reference
-    for k, j in ((0, 1), (1, 5), (2, 9), (counts[role] - 2, 13)):  # before setup was received; mid-epoch 1, 2, 3
+    # before setup was received; mid-batch in epochs 1, 2 and 3; in the last epoch's loss exchange
+    for k, j in ((0, 1), (1, 5), (3, 3), (7, 6), (counts[role] - 4, 7), (counts[role] - 2, 12)):
         got, parties = _run(_makers(data, keys, params), kill=(role, k, j))
         _same(ref, got)
         assert parties[role].replayed > 0  # it did go back, and re-created what it had sent
+
+
+@pytest.mark.parametrize("role", [G, H])
+def test_checkpoints_every_other_batch_resume_as_exactly(data, keys, reference, role: Role) -> None:
+    """``checkpoint_every`` (fewer, larger CKKS checkpoints): a restart goes back up to that many batches."""
+    params, ref, _ = reference
+    _, parties = _run(_makers(data, keys, params, every=2))
+    assert [TrainCheckpoint.from_dict(c).batch for c in parties[role].checkpoints] == [0, 0] + [2, 0] * params.max_epochs
+    for k, j in ((2, 9), (3, 12), (4, 3)):  # two batches after a mid-epoch one; after an epoch's end
+        got, parties = _run(_makers(data, keys, params, every=2), kill=(role, k, j))
+        _same(ref, got)
+        assert parties[role].replayed > 0
+    with pytest.raises(ProtocolError, match="checkpoint_every"):
+        next(_makers(data, keys, params, every=0)[role](None))
 
 
 def test_nesterov_and_early_stop_resume(data, keys) -> None:
@@ -227,7 +258,9 @@ def test_ckks_restart_is_bit_identical(data, keys, reveal: str) -> None:
     ref, parties = _run(_makers(data, keys, params))
     cp = TrainCheckpoint.from_dict(parties[H].checkpoints[-1])
     assert cp.peer is not None and cp.peer["key"]["kind"] == "rlwe"
-    for role, k, j in ((H, 2, 7), (G, 1, 0)):  # mid-epoch 2 for the host; just after the setup for the guest
+    # the host mid-batch, and just after a batch (its loss accumulator, a ciphertext, from the checkpoint); the guest
+    # just after the setup and mid-epoch
+    for role, k, j in ((H, 2, 7), (H, 3, 0), (H, 8, 2), (G, 1, 0), (G, 3, 1)):
         got, _ = _run(_makers(data, keys, params), kill=(role, k, j))
         if reveal == "shared":
             assert got[G].shares == ref[G].shares and got[H].shares == ref[H].shares

@@ -94,6 +94,7 @@ class Cluster:
     parties: dict[str, dict[str, DatasetConfig]]  # party -> dataset name -> config
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)  # party -> policy; default: auto-approve
     party_settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # party -> extra config keys (e.g. unbalanced)
+    coordinator_settings: dict[str, Any] = field(default_factory=dict)  # extra coordinator config keys (e.g. relay)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     port: int = 0
     min_key_bits: int = 1024  # the default policy's minimum; integration tests use 1024-bit keys, the demo 2048
@@ -155,7 +156,7 @@ class Cluster:
             "name": "coordinator", "listen": "127.0.0.1:0", "port_file": str(port_file),
             "database": str(self.workdir / "coordinator.sqlite"), "tls": self._tls("coordinator"),
             "sign": self._sign("coordinator"), "transcripts": str(self.workdir / "transcripts"),
-            "parties": list(self.parties), "operators": ["operator"],
+            "parties": list(self.parties), "operators": ["operator"], **self.coordinator_settings,
         })
         coord = self._spawn("coordinator", ["coordinator", "serve", "--config", str(coord_cfg)])
         deadline = time.monotonic() + timeout_s

@@ -20,7 +20,7 @@ from fedcredit.proto.v1 import envelope_pb2
 
 from ..config import RelayLimits
 from .store import Store
-from ..errors import QuotaError, RateLimitedError
+from ..errors import MessageNotKeptError, QuotaError, RateLimitedError
 
 __all__ = ["Mailbox", "RateLimiter"]
 
@@ -32,18 +32,19 @@ class Mailbox:
 
     Delivery is exactly-once per key: a message with a key already seen in the
     job (a replay, or a resumed sender sending a batch again) is not delivered
-    a second time. Delivered messages are kept, within ``retain_bytes`` per job,
-    so a receiver that restarts from a checkpoint can fetch them again.
+    a second time. Delivered messages are kept, within ``retain_bytes`` per job
+    (``relay.retain_bytes``, oldest dropped first), so a receiver that restarts from a checkpoint can fetch them
+    again; asking for one no longer kept raises :class:`~fedcredit.runtime.errors.MessageNotKeptError` at once.
     ``limits`` bounds each job's relayed messages and bytes and what it may hold undelivered.
     """
 
-    def __init__(self, retain_bytes: int = 512 << 20, limits: RelayLimits | None = None, store: Store | None = None) -> None:
+    def __init__(self, retain_bytes: int | None = None, limits: RelayLimits | None = None, store: Store | None = None) -> None:
         self._items: dict[Key, tuple[envelope_pb2.Envelope, bytes]] = {}
         self._seen: dict[str, set[Key]] = {}
         self._delivered: dict[str, dict[Key, tuple[envelope_pb2.Envelope, bytes]]] = {}
         self._delivered_bytes: dict[str, int] = {}
-        self._retain = retain_bytes
         self._limits = limits or RelayLimits()
+        self._retain = retain_bytes if retain_bytes is not None else self._limits.retain_bytes
         self._pending: dict[str, int] = {}  # job -> bytes put and not yet taken
         self._charged: dict[str, tuple[int, int]] = {}  # job -> (messages, bytes) admitted
         self._cond = threading.Condition()
@@ -58,7 +59,9 @@ class Mailbox:
             job = key[0]
             self._seen.setdefault(job, set()).add(key)
             messages, total = self._charged.get(job, (0, 0))
-            self._charged[job] = (messages + 1, total + len(data))
+            self._charged[job] = (messages + 1, total + env.payload_size)
+            if delivered is None:  # delivered and no longer kept: only its key is
+                continue
             if delivered:
                 self._delivered.setdefault(job, {})[key] = (env, data)
                 self._delivered_bytes[job] = self._delivered_bytes.get(job, 0) + len(data)
@@ -106,22 +109,28 @@ class Mailbox:
                 back after a broken delivery, ``redeliver``, is never refused).
         """
         key = (env.job_id, env.receiver, env.sender, env.step, env.sequence)
-        with self._cond:
-            seen = self._seen.setdefault(env.job_id, set())
-            if key in self._items or (key in seen and not redeliver):
-                return False
-            pending = self._pending.get(env.job_id, 0) + len(data)
-            limit = self._limits.job_max_pending_bytes
-            if pending > limit and not redeliver:
-                raise QuotaError(f"job {env.job_id} would hold more than {limit} undelivered bytes at the relay "
-                                 "(relay.job_max_pending_bytes)")
-            if self._store is not None:  # kept before the sender hears it was relayed
-                self._store.relay_put(key, env.SerializeToString(), data)
-            seen.add(key)
-            self._items[key] = (env, data)
-            self._pending[env.job_id] = pending
-            self._cond.notify_all()
-            return True
+        for stage in ("check", "keep"):
+            with self._cond:
+                seen = self._seen.setdefault(env.job_id, set())
+                if key in self._items or (key in seen and not redeliver):
+                    return False
+                pending = self._pending.get(env.job_id, 0) + len(data)
+                limit = self._limits.job_max_pending_bytes
+                if pending > limit and not redeliver:
+                    if stage == "keep" and self._store is not None:  # filled up meanwhile: what was written goes
+                        self._store.relay_discard(key)
+                    raise QuotaError(f"job {env.job_id} would hold more than {limit} undelivered bytes at the relay "
+                                     "(relay.job_max_pending_bytes)")
+                if stage == "keep" or self._store is None:
+                    seen.add(key)
+                    self._items[key] = (env, data)
+                    self._pending[env.job_id] = pending
+                    self._cond.notify_all()
+                    return True
+            # kept on disk before the sender hears it was relayed, and outside the mailbox's lock: the other
+            # handlers (every job's) go on meanwhile; the checks above are made again after it
+            self._store.relay_put(key, env.SerializeToString(), data, redeliver=redeliver)
+        raise AssertionError("unreachable")
 
     def _retain_delivered(self, key: Key, item: tuple[envelope_pb2.Envelope, bytes]) -> None:
         job = key[0]
@@ -144,6 +153,11 @@ class Mailbox:
                 again = self._delivered.get(job_id, {}).get(key)
                 if again is not None:  # the receiver restarted from a checkpoint
                     return again
+                if key in self._seen.get(job_id, ()):  # relayed, taken, and dropped from the retention since
+                    raise MessageNotKeptError(
+                        f"job {job_id}: {receiver} asked again for {step}#{seq} from {sender}, which the relay delivered and "
+                        f"no longer keeps (it keeps {self._retain} bytes of delivered messages per job, relay.retain_bytes): "
+                        "the receiver restarted from a checkpoint older than that")
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None

@@ -35,8 +35,8 @@ from ..node.approval import verify_approval
 from ..security.certs import load_tls
 from ..codec import payload_type_name
 from ..config import CoordinatorConfig, JobSpec, spec_digest
-from ..errors import (ConfigError, ConflictError, CryptoError, JobFailedError, NotFoundError, PermissionDeniedError, ProtocolError,
-                                     QuotaError, TransportError)
+from ..errors import (ConfigError, ConflictError, CryptoError, JobFailedError, MessageNotKeptError, NotFoundError,
+                     PermissionDeniedError, ProtocolError, QuotaError, TransportError)
 from ..plan import JobPlan, plan_job
 from .relay import Mailbox, RateLimiter
 from ..node.results import PUBLIC_RESULT_KEYS
@@ -643,7 +643,12 @@ class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            got = self.mailbox.take(request.job_id, name, request.sender, request.step, request.sequence, wait_s=min(left, 1.0))
+            try:
+                got = self.mailbox.take(request.job_id, name, request.sender, request.step, request.sequence,
+                                        wait_s=min(left, 1.0))
+            except MessageNotKeptError as exc:  # no retry can mend it: the job fails now, with the reason
+                self.jobs.fail(request.job_id, exc.message)
+                raise
             if got is None:
                 self._check_job(request.job_id)
         if got is None:

@@ -2,13 +2,22 @@
 approvals, events and the relay's mailbox.
 
 Every change is one transaction, so a crash never leaves a half-written job; a restarted coordinator reads
-everything back (#13). After :meth:`Store.close` every call raises :class:`~fedcredit.runtime.errors.TransportError`
-(``UNAVAILABLE``: the coordinator is stopping), never sqlite's "Cannot operate on a closed database".
+everything back (#13). The relay's payloads are files next to the database (``<database>.relay/<job>/<message>``),
+written before their row is committed, so SQLite only holds small rows (a payload is written once, not into the
+WAL and again into the database, and marking it delivered does not rewrite it).
+
+After :meth:`Store.close` every call raises :class:`~fedcredit.runtime.errors.TransportError` (``UNAVAILABLE``:
+the coordinator is stopping), never sqlite's "Cannot operate on a closed database".
+A disk error (read-only, full, I/O, cannot open) is a :class:`~fedcredit.runtime.errors.StorageError` (``STORAGE``)
+naming the database's path and SQLite's reason; what leaves the coordinator names neither.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -17,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import TransportError
+from ..errors import StorageError, TransportError, storage_error
 from ..node.results import merge_views
 
 __all__ = ["Store", "JobRow", "RoleRow", "ACTIVE_STATES", "FINAL_STATES"]
@@ -144,28 +153,67 @@ class _ClosedDb:
         raise TransportError("the coordinator is shutting down")
 
 
+#: SQLite's primary result codes for a disk that cannot be written or read (``sqlite_errorname`` prefixes).
+_DISK_ERRORS = ("SQLITE_READONLY", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_PERM")
+_PUBLIC_STORAGE = "the coordinator cannot write its state (disk full, read-only or not permitted); its log names the path"
+
+
+def sqlite_storage_error(exc: sqlite3.Error, path: Path, action: str = "write") -> StorageError | None:
+    """The :class:`StorageError` naming ``path`` for a disk error of SQLite; None for any other SQLite error."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    text = str(exc)
+    disk_words = ("readonly", "read-only", "disk", "unable to open", "full")
+    if not name.startswith(_DISK_ERRORS) and not (not name and any(w in text.lower() for w in disk_words)):
+        return None
+    return StorageError(f"cannot {action} {path}: {text}" + (f" [{name}]" if name else ""), public=_PUBLIC_STORAGE,
+                        path=str(path))
+
+
 class Store:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db: Any = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(exc, path.parent, "create") from None
         self._lock = threading.RLock()
-        with self._lock:
+        with self._use("open"):
+            self._db: Any = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             columns = {r["name"] for r in self._db.execute("PRAGMA table_info(nodes)")}
             if "instance_id" not in columns:  # a database from before #13
                 self._db.execute("ALTER TABLE nodes ADD COLUMN instance_id TEXT NOT NULL DEFAULT ''")
+            columns = {r["name"] for r in self._db.execute("PRAGMA table_info(relay_messages)")}
+            if "payload_size" not in columns:  # payloads in the row (before they were files): -1
+                self._db.execute("ALTER TABLE relay_messages ADD COLUMN payload_size INTEGER NOT NULL DEFAULT -1")
+        self._blobs = path.with_name(path.name + ".relay")
+
+    @contextmanager
+    def _use(self, action: str = "read") -> Iterator[None]:
+        """Hold the lock; a disk error of SQLite becomes a StorageError naming the database."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as exc:
+                mapped = sqlite_storage_error(exc, self.path, action)
+                if mapped is None:
+                    raise
+                raise mapped from None
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._use("write"):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the transaction is gone already (a disk error can end it): report the first error
                 raise
             self._db.execute("COMMIT")
 
@@ -199,36 +247,79 @@ class Store:
 
     def last_seen(self) -> dict[str, int]:
         """When each registered node was last heard from (ms)."""
-        with self._lock:
+        with self._use():
             return {r["name"]: int(r["last_seen_ms"] or 0) for r in self._db.execute("SELECT name, last_seen_ms FROM nodes")}
 
     # -- the relay's mailbox (fedcredit.runtime.coordinator.relay.Mailbox writes through)
-    def relay_put(self, key: RelayKey, envelope: bytes, payload: bytes) -> None:
+    def _blob(self, key: RelayKey) -> Path:
+        job = hashlib.sha256(key[0].encode()).hexdigest()[:32]
+        name = hashlib.sha256(json.dumps(list(key)).encode()).hexdigest()[:40]
+        return self._blobs / job / name
+
+    def relay_put(self, key: RelayKey, envelope: bytes, payload: bytes, *, redeliver: bool = False) -> None:
+        """Keep a message: its payload in a file (outside the database's lock), then its row. A message already
+        kept is left as it is, unless ``redeliver`` (it is pending again)."""
+        blob = self._blob(key)
+        tmp = blob.with_name(blob.name + f".{threading.get_ident()}.tmp")
+        try:
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:  # no fsync: like the WAL's synchronous=NORMAL, it survives a killed process
+                f.write(payload)
+            os.replace(tmp, blob)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            err = storage_error(exc, blob)
+            raise StorageError(err.message, public=_PUBLIC_STORAGE, path=err.path, errno=err.errno) from None
         with self.tx() as db:
-            db.execute("INSERT OR REPLACE INTO relay_messages(job_id, receiver, sender, step, sequence, envelope, payload, delivered) "
-                       "VALUES(?,?,?,?,?,?,?,0)", (*key, envelope, payload))
+            if redeliver:
+                db.execute("DELETE FROM relay_messages WHERE job_id=? AND receiver=? AND sender=? AND step=? AND sequence=?", key)
+            db.execute("INSERT OR IGNORE INTO relay_messages(job_id, receiver, sender, step, sequence, envelope, payload, delivered, "
+                       "payload_size) VALUES(?,?,?,?,?,?,zeroblob(0),0,?)", (*key, envelope, len(payload)))
 
     def relay_delivered(self, key: RelayKey) -> None:
         with self.tx() as db:
             db.execute("UPDATE relay_messages SET delivered=1 WHERE job_id=? AND receiver=? AND sender=? AND step=? AND sequence=?", key)
 
     def relay_forget(self, key: RelayKey) -> None:
+        """Drop a delivered message's payload; its key stays, so a restarted relay still knows it is no longer kept."""
+        with self.tx() as db:
+            db.execute("UPDATE relay_messages SET payload=zeroblob(0), delivered=2 "
+                       "WHERE job_id=? AND receiver=? AND sender=? AND step=? AND sequence=?", key)
+        self._blob(key).unlink(missing_ok=True)
+
+    def relay_discard(self, key: RelayKey) -> None:
+        """Forget a message that was written but refused (it was never relayed)."""
         with self.tx() as db:
             db.execute("DELETE FROM relay_messages WHERE job_id=? AND receiver=? AND sender=? AND step=? AND sequence=?", key)
+        self._blob(key).unlink(missing_ok=True)
 
     def relay_drop_job(self, job_id: str) -> None:
         with self.tx() as db:
             db.execute("DELETE FROM relay_messages WHERE job_id=?", (job_id,))
+        shutil.rmtree(self._blob((job_id, "", "", "", 0)).parent, ignore_errors=True)
 
-    def relay_load(self) -> list[tuple[RelayKey, bytes, bytes, bool]]:
-        """Every kept message, oldest first: (key, envelope, payload, delivered)."""
-        with self._lock:
+    def relay_load(self) -> list[tuple[RelayKey, bytes, bytes, bool | None]]:
+        """Every kept message, oldest first: (key, envelope, payload, delivered); delivered is None for a message
+        delivered and no longer kept (its payload is empty)."""
+        with self._use():
             rows = self._db.execute("SELECT * FROM relay_messages ORDER BY rowid").fetchall()
-        return [((r["job_id"], r["receiver"], r["sender"], r["step"], int(r["sequence"])), bytes(r["envelope"]), bytes(r["payload"]),
-                 bool(r["delivered"])) for r in rows]
+        out: list[tuple[RelayKey, bytes, bytes, bool | None]] = []
+        for r in rows:
+            key: RelayKey = (r["job_id"], r["receiver"], r["sender"], r["step"], int(r["sequence"]))
+            delivered = None if r["delivered"] == 2 else bool(r["delivered"])
+            payload = bytes(r["payload"])
+            if delivered is not None and r["payload_size"] >= 0:
+                try:
+                    payload = self._blob(key).read_bytes()
+                except FileNotFoundError:
+                    payload = b""
+                if len(payload) != r["payload_size"]:  # lost with the machine (not with the process): no longer kept
+                    delivered, payload = None, b""
+            out.append((key, bytes(r["envelope"]), payload, delivered))
+        return out
 
     def get_node(self, name: str) -> sqlite3.Row | None:
-        with self._lock:
+        with self._use():
             return self._db.execute("SELECT * FROM nodes WHERE name=?", (name,)).fetchone()
 
     # -- jobs
@@ -257,17 +348,17 @@ class Store:
                       row["created_ms"], row["updated_ms"], roles, approvals)
 
     def get_job(self, job_id: str) -> JobRow | None:
-        with self._lock:
+        with self._use():
             row = self._db.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
             return self._job_from_row(row) if row else None
 
     def list_jobs(self, limit: int = 50) -> list[JobRow]:
-        with self._lock:
+        with self._use():
             rows = self._db.execute("SELECT * FROM jobs ORDER BY created_ms DESC LIMIT ?", (limit,)).fetchall()
             return [self._job_from_row(r) for r in rows]
 
     def jobs_in_state(self, *states: str) -> list[JobRow]:
-        with self._lock:
+        with self._use():
             q = f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(states))}) ORDER BY created_ms"
             return [self._job_from_row(r) for r in self._db.execute(q, states).fetchall()]
 
@@ -326,5 +417,5 @@ class Store:
             db.execute("UPDATE jobs SET result_json=?, updated_ms=? WHERE job_id=?", (json.dumps(merged), now_ms(), job_id))
 
     def events(self, job_id: str) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._use():
             return self._db.execute("SELECT * FROM job_events WHERE job_id=? ORDER BY id", (job_id,)).fetchall()

@@ -39,7 +39,7 @@ from .consent import apply_consent, load_consent_registry
 from .data import LocalDataset, load_dataset, read_ids
 from .executors import Executor, make_executor
 from ..errors import (ConfigError, ConflictError, DataError, DeadlineError, FedCreditError, NotFoundError, PermissionDeniedError,
-                                      StorageError, TransportError, from_rpc_error, storage_error)
+                     StorageError, TlsHandshakeError, TransportError, from_rpc_error, storage_error)
 from ..files import check_writable
 from .model_package import write_package
 from ..plan import JobPlan, RolePlan, plan_job
@@ -89,6 +89,7 @@ class PartyNode:
         self.instance_id = secrets.token_hex(8)
         self._heartbeat_s = 2.0
         self._reregister = threading.Event()
+        self._registered = False  # registered once: from then on no handshake failure ends the daemon
         self._acks: dict[str, set[str]] = {"running": set(), "pending": set()}
         self._heartbeat: threading.Thread | None = None
         # where the kernels run (#16): the node's own process pool, or the bank's Dask cluster, connected now so
@@ -116,18 +117,26 @@ class PartyNode:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    def register(self, wait_s: float | None = None, duplicate_wait_s: float = 20.0) -> None:
+    def register(self, wait_s: float | None = None, duplicate_wait_s: float = 20.0, handshake_wait_s: float = 10.0) -> None:
         """Register this process's certificates, retrying with backoff while the coordinator cannot be reached
         (for ``wait_s``, or until stopped when None). A coordinator that already has a live process with this
         identity refuses; the refusal is retried for ``duplicate_wait_s`` (a killed predecessor is let go after a
         few missed heartbeats) and then raised: one live process per party identity.
 
+        Certificates are not transient: the coordinator's certificate expired, not yet valid or not from this node's
+        CA is raised at once, named, and a coordinator closing every TLS handshake (it refuses this node's
+        certificate: another CA, revoked, or its clock is off) after ``handshake_wait_s`` more -- while this process
+        has never registered. Once registered, both are retried like any outage (the daemon outlives a coordinator
+        restarting behind a proxy, which can look the same). Connection refusals are always retried.
+
         Raises:
+            CertificateExpiredError, CertificateNotYetValidError, TlsHandshakeError: see above.
             ConflictError: another live process holds this party's identity.
             TransportError: the coordinator stayed unreachable for ``wait_s``.
         """
         deadline = None if wait_s is None else time.monotonic() + wait_s
         refused_since: float | None = None
+        handshake_since: float | None = None
         backoff = 0.5
         while not self._stop.is_set():
             try:
@@ -138,6 +147,7 @@ class PartyNode:
                 if resp.heartbeat_ms:
                     self._heartbeat_s = resp.heartbeat_ms / 1000.0
                 self._reregister.clear()
+                self._registered = True
                 _LOG.info("registered with coordinator %s as %s", resp.coordinator, resp.node)
                 return
             except ConflictError as exc:
@@ -145,7 +155,13 @@ class PartyNode:
                 if time.monotonic() - refused_since > duplicate_wait_s:
                     raise
                 _LOG.warning("%s; retrying", exc)
+            except TlsHandshakeError as exc:
+                handshake_since = handshake_since if handshake_since is not None else time.monotonic()
+                if not self._registered and (not exc.refused or time.monotonic() - handshake_since > handshake_wait_s):
+                    raise  # this node refuses the coordinator's certificate (no retry mends that), or is refused
+                _LOG.warning("cannot register with the coordinator: %s; retrying in %.1f s", exc, backoff)
             except TransportError as exc:
+                handshake_since = None
                 if deadline is not None and time.monotonic() > deadline:
                     raise
                 _LOG.warning("cannot register with the coordinator: %s; retrying in %.1f s", exc, backoff)

@@ -5,7 +5,7 @@ The layout under the party config's ``workdir``::
     jobs/<job>/approved_data.json       the digest of the data the node approved the job on (#12)
     jobs/<job>/psi.checkpoint.json      PSI's state after its last batch, secrets included; gone when PSI ends
     jobs/<job>/psi.done.json            a train job's PSI result (its rows, ids and outcome): training resumes without PSI
-    jobs/<job>/train.checkpoint.json    training's state at its last epoch boundary, secrets included
+    jobs/<job>/train.checkpoint.json    training's state at its last checkpoint (batch or epoch), secrets included
     jobs/<job>/outbox.bin               the last message this node sent in the job, as sent (sealed, signed envelope)
 
 The four are the job's checkpoints: 0600, and deleted when the job ends, whether it succeeds or fails

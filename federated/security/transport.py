@@ -346,7 +346,7 @@ def _refused_handshake(where: str) -> TlsHandshakeError:
     return TlsHandshakeError(
         f"{where} closed every connection during the TLS handshake: it does not accept this node's certificate. By its "
         f"clock this node's certificate may be expired or not yet valid (this machine's clock reads {clock_reading()}; "
-        "compare the two clocks), or it is revoked or from another CA; the peer's log says which")
+        "compare the two clocks), or it is revoked or from another CA; the peer's log says which", refused=True)
 
 
 def wait_healthy(

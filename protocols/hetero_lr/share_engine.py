@@ -23,10 +23,12 @@ covers hundreds of rows, which is why it is the faster one.
 
 from __future__ import annotations
 
+import base64
 import math
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
+import gmpy2
 import numpy as np
 
 from ..core import MAX_PAYLOAD_BYTES
@@ -78,6 +80,10 @@ class ShareEngine(Protocol):
     def loss_accumulate(self, acc: Any, msg: EncryptedResidualShare, row: Sequence[int]) -> Any: ...
     def loss_mask(self, acc: Any) -> tuple[MaskedLoss, int]: ...
     def open_loss(self, msg: MaskedLoss) -> int: ...
+
+    # the loss accumulator in a checkpoint (taken between batches): JSON-ready data and back
+    def dump_loss(self, acc: Any) -> Any: ...
+    def load_loss(self, data: Any) -> Any: ...
 
 
 # --------------------------------------------------------------------------- Paillier: plan and steps
@@ -307,6 +313,20 @@ class PaillierShareEngine:
             raise ProtocolError("lr2.masked_loss carries one value")
         return self.own.decrypt_many(vec.values)[0] & ((1 << self.params.ring_bits) - 1)
 
+    def dump_loss(self, acc: Any) -> Any:
+        return None if acc is None else format(int(acc), "x")
+
+    def load_loss(self, data: Any) -> Any:
+        if data is None:
+            return None
+        try:
+            value = gmpy2.mpz(int(data, 16))
+        except (TypeError, ValueError):
+            raise ProtocolError("malformed LR checkpoint: the loss accumulator") from None
+        if not 0 < value < self.peer.pk.nsquare:
+            raise ProtocolError("malformed LR checkpoint: the loss accumulator is not a ciphertext of the peer's key")
+        return value
+
 
 # --------------------------------------------------------------------------- RLWE (CKKS)
 
@@ -409,6 +429,29 @@ class RlweShareEngine:
     def open_loss(self, msg: MaskedLoss) -> int:
         vals = rl.open_masked(self.sk, _rlwe(msg.values), self._loss_layout(self.grad_peer))
         return sum(v << (LOSS_LIMB_BITS * i) for i, v in enumerate(vals)) & self._ring
+
+    def dump_loss(self, acc: Any) -> Any:
+        if acc is None:
+            return None
+        return {"shape": list(acc.c0.shape), "c0": _b64(acc.c0), "c1": _b64(acc.c1)}
+
+    def load_loss(self, data: Any) -> Any:
+        if data is None:
+            return None
+        layout = self._loss_layout(self.grad_mine)
+        shape = (layout.row_blocks, self.rlwe.n_primes, self.rlwe.degree)
+        try:
+            if tuple(data["shape"]) != shape:
+                raise ValueError("shape")
+            c0, c1 = (np.frombuffer(base64.b64decode(data[k]), dtype="<u8").reshape(shape).astype(np.uint64)
+                      for k in ("c0", "c1"))
+        except (KeyError, TypeError, ValueError):
+            raise ProtocolError("malformed LR checkpoint: the loss accumulator") from None
+        return rl.ProductAccumulator(layout, c0, c1)
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a, dtype="<u8").tobytes()).decode()
 
 
 def _rlwe(values: Any) -> rl.RlweCiphertexts:

@@ -93,9 +93,10 @@ residual, a score of a training row, an intermediate weight, or a label. Why eac
 
 Resume. Every random draw of a role (its key pair, masks, encryption
 randomness) comes from a PRG keyed by a secret seed and re-keyed at every
-epoch; with ``checkpoint=True`` the role yields a ``Checkpoint`` (stage
-``lr2``: seed, weight shares, velocities, losses, the peer's public key)
-before its first message, after the setup and after every epoch, and
+batch; with ``checkpoint=True`` the role yields a ``Checkpoint`` (stage
+``lr2``: seed, weight shares, velocities, losses, the peer's public key, the
+epoch's partial loss terms) before its first message, after the setup, after
+every batch and after every epoch, and
 ``resume=`` continues from one exactly, re-creating what it sent since then
 byte for byte (:mod:`.two_party_checkpoint`).
 
@@ -248,19 +249,21 @@ def quantize_checked(x: np.ndarray, params: HeteroLRParams) -> np.ndarray:
 
 def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: np.ndarray, n_test: int,
            params: HeteroLRParams, rng: Any, keypair: Any, map_fn: MapFn | None, checkpoint: bool = False,
-           resume: TrainCheckpoint | None = None) -> RoleProgram:
+           resume: TrainCheckpoint | None = None, checkpoint_every: int = 1) -> RoleProgram:
     """The one program both parties run; the guest additionally holds labels, the intercept and the loss.
 
     Every random draw comes from an :class:`EpochPrg` seeded once from ``rng`` (or from ``resume``) and re-keyed at
-    every epoch, so a role resumed from a checkpoint re-creates exactly what it sent before
+    every batch, so a role resumed from a checkpoint re-creates exactly what it sent before
     (:mod:`.two_party_checkpoint`). With ``checkpoint`` (implied by ``resume``) the role yields a ``Checkpoint``
-    before its first message, after the setup and after every epoch."""
+    before its first message, after the setup, after every ``checkpoint_every``-th batch and after every epoch."""
     guest = role is G
     peer_role = H if guest else G
     n_train, m = x_train.shape
     if n_train < 1:
         raise ProtocolError("nothing to train: the aligned training set is empty")
     checkpoint = checkpoint or resume is not None
+    if type(checkpoint_every) is not int or checkpoint_every < 1:
+        raise ProtocolError("checkpoint_every must be a positive number of batches")
     job = train_job_digest(role, params, x_train, y_train, x_test, n_test) if checkpoint else b""
     if resume is not None:
         if not isinstance(resume, TrainCheckpoint):
@@ -306,16 +309,16 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
     b: list[int] = []  # own share of the peer's weights (and velocity)
     vb: list[int] = []
     losses: list[float] = []
-    start, done, peer_state = 0, False, None
+    start, start_batch, done, peer_state = 0, 0, False, None
     if resume is not None and resume.peer is not None:
-        start, done, peer_state = resume.epoch, resume.done, dict(resume.peer)
+        start, start_batch, done, peer_state = resume.epoch, resume.batch, resume.done, dict(resume.peer)
         a, va, b, vb, losses = list(resume.a), list(resume.va), list(resume.b), list(resume.vb), list(resume.losses)
         if len(a) != m:
             raise ProtocolError("the checkpoint's weight shares do not match this party's features")
 
-    def save(stage_epoch: int, stage_done: bool) -> Checkpoint:
+    def save(stage_epoch: int, stage_done: bool, batch: int = 0, sq: int = 0, acc: Any = None) -> Checkpoint:
         cp = TrainCheckpoint(role, job, seed, stage_epoch, stage_done, peer_state, tuple(a), tuple(va), tuple(b), tuple(vb),
-                             tuple(losses), dict(sent), dict(received))
+                             tuple(losses), dict(sent), dict(received), batch, sq, eng.dump_loss(acc) if batch else None)
         return Checkpoint(CHECKPOINT_STAGE, cp.to_dict())
 
     if peer_state is None:
@@ -344,12 +347,19 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
 
     peer_pen = [1] * m_peer if guest else [1] * (m_peer - 1) + [0]  # the guest's intercept takes no L2
     epoch = start - 1
+    if start_batch > n_batches:
+        raise ProtocolError("the checkpoint's batch is past the epoch's last batch")
     for epoch in range(start, params.max_epochs if not done else start):
-        prg.reseed(f"epoch {epoch}")
         lr = params.learning_rate_at(epoch)
+        first = start_batch if epoch == start else 0
         loss_acc: Any = None
         sq_own = 0
+        if first and resume is not None:  # resumed mid-epoch: the epoch's partial loss terms
+            loss_acc, sq_own = eng.load_loss(resume.loss_acc), resume.sq
         for bi, rows in enumerate(epoch_batches(n_train, batch_size, params.seed, epoch)):
+            if bi < first:
+                continue
+            prg.reseed(f"epoch {epoch} batch {bi}")  # a batch's randomness does not depend on where a run started
             xb = xq[rows]
             # 1. shares of the scores
             yield snd(TwoPartyStep.SHARES, eng.encrypt_weight_share(b), to=peer_role)
@@ -378,7 +388,11 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
             k = StepConstants.for_batch(params, len(rows), lr)
             a, va = update_shares(a, va, g_own, penalized, k, L, guest)
             b, vb = update_shares(b, vb, g_peer, peer_pen, k, L, guest)
+            if checkpoint and (bi + 1) % checkpoint_every == 0 and bi + 1 < n_batches:
+                # what a restart must fetch again is at most checkpoint_every batches' messages
+                yield save(epoch, False, bi + 1, sq_own, loss_acc)
             yield Progress("train", epoch * n_batches + bi + 1, params.max_epochs * n_batches, {"epoch": epoch + 1})
+        prg.reseed(f"epoch {epoch} loss")
         # epoch loss: Σ D² = Σ (D^G)² + 2 Σ D^G D^H + Σ (D^H)²  (mod 2^ℓ; the true sum is smaller)
         if not guest:
             masked, cross_share = eng.loss_mask(loss_acc)
@@ -439,6 +453,7 @@ def guest_program(
     map_fn: MapFn | None = None,
     checkpoint: bool = False,
     resume: TrainCheckpoint | None = None,
+    checkpoint_every: int = 1,
 ) -> RoleProgram:
     """The guest (label holder). ``x_*`` standardized, ``y`` in {0, 1}. Returns :class:`GuestModel`.
 
@@ -446,10 +461,11 @@ def guest_program(
     ``(public, private)`` pair or an RLWE secret key; generated from a seed drawn from ``rng`` if
     omitted). ``map_fn`` spreads Paillier encryption over the caller's pool. ``checkpoint``: yield
     a :class:`~fedcredit.protocols.core.Checkpoint` (a :class:`TrainCheckpoint`, secrets included) at every
-    boundary; ``resume``: the last of them, to continue from it exactly (same data, params and ``keypair``)."""
+    boundary (every ``checkpoint_every``-th batch within an epoch); ``resume``: the last of them, to continue from it
+    exactly (same data, params and ``keypair``)."""
     m = x_train.shape[1]
     model, z_share, epochs, losses = yield from _party(G, x_train, y_train, x_test, len(y_test), params, rng, keypair, map_fn,
-                                                       checkpoint, resume)
+                                                       checkpoint, resume, checkpoint_every)
     yt = np.asarray(y_test)
     if isinstance(model, WeightShares):
         other: ScoreShares = yield Recv(TwoPartyStep.TEST_SCORE_SHARES)
@@ -478,10 +494,11 @@ def host_program(
     map_fn: MapFn | None = None,
     checkpoint: bool = False,
     resume: TrainCheckpoint | None = None,
+    checkpoint_every: int = 1,
 ) -> RoleProgram:
     """The host (feature holder, no labels). Returns :class:`HostModel`. ``checkpoint``, ``resume``: as for the guest."""
     model, z_share, epochs, losses = yield from _party(H, x_train, None, x_test, x_test.shape[0], params, rng, keypair, map_fn,
-                                                       checkpoint, resume)
+                                                       checkpoint, resume, checkpoint_every)
     if isinstance(model, WeightShares):
         yield Send(TwoPartyStep.TEST_SCORE_SHARES, ScoreShares(tuple(z_share), model.ring_bits))
         return HostModel(None, epochs, losses, shares=model)

@@ -1,4 +1,4 @@
-"""Checkpoints of the two-party LR: what a role persists at each epoch boundary to resume after a crash.
+"""Checkpoints of the two-party LR: what a role persists at each batch and epoch boundary to resume after a crash.
 
 A role of :mod:`.two_party` run with ``checkpoint=True`` (implied by ``resume``) yields a
 :class:`~fedcredit.protocols.core.Checkpoint` action (stage ``lr2``) whose ``state`` is a :class:`TrainCheckpoint` as a
@@ -8,12 +8,18 @@ its own and never rides in a progress report. It comes:
 * once before the role's first message (the seed its key pair and every mask derive from is on disk before
   anything derived from it leaves);
 * once after the ``lr2.setup`` exchange (with the peer's public key, so a resumed role never needs it again);
+* after every ``checkpoint_every``-th batch but an epoch's last (the weight shares, their velocities, the epoch's partial loss terms -- the host's
+  accumulator is a ciphertext under the guest's key -- and the batches done);
 * after every epoch's decision (the weight shares, their velocities, the losses so far, the next epoch).
+
+Checkpointing within epochs bounds what a resumed role must fetch again to ``checkpoint_every`` batches' messages:
+the relay keeps delivered messages only within ``retain_bytes`` per job (far below a CKKS epoch at ``default_credit`` size).
 
 **Determinism is what makes a resume exact.** Every random draw of a role comes from :class:`EpochPrg`:
 AES-CTR keyed by SHA-256 of the secret seed and a label -- ``keygen`` for the key pair, ``epoch <e>`` for the
-masks and encryption randomness of epoch ``e``, ``final`` after the epochs. A role resumed from the checkpoint
-taken before epoch ``e`` therefore computes, and sends, exactly what it computed and sent the first time: the
+masks and encryption randomness of batch ``b`` of epoch ``e`` (``epoch <e> batch <b>``), ``epoch <e> loss`` for
+the epoch's loss exchange, ``final`` after the epochs. A role resumed from the checkpoint
+taken before a batch therefore computes, and sends, exactly what it computed and sent the first time: the
 runtime skips the sends the relay already holds, fetches again what the peer sent (the relay keeps delivered
 messages), and the job ends with bit-identical weights and metrics. The peer, which did not crash, never
 notices: it only waits longer for the next message. So both parties always "agree" on the boundary: only the
@@ -39,7 +45,7 @@ __all__ = ["TrainCheckpoint", "EpochPrg", "train_job_digest", "key_to_dict", "ke
 
 #: The Checkpoint action's stage: the LR phase's name, so the runtime keeps that phase's sealing keys with it.
 CHECKPOINT_STAGE = "lr2"
-_VERSION = 1
+_VERSION = 2  # 2: per-batch checkpoints and PRG streams (a version-1 checkpoint cannot resume exactly)
 _PRG_TAG = b"fedcredit/v1/lr2-prg"
 _JOB_TAG = b"fedcredit/v1/lr2-checkpoint"
 _CHUNK = 1 << 16
@@ -143,12 +149,16 @@ class TrainCheckpoint:
         role: the role it belongs to.
         job: :func:`train_job_digest` of the role, params and data; resuming with anything else raises ProtocolError.
         seed: **secret** -- every random draw of the role (its key pair, masks, encryption randomness) derives from it.
-        epoch: epochs completed; the resumed role starts epoch ``epoch`` (0-based).
+        epoch: epochs completed; the resumed role starts (or continues) epoch ``epoch`` (0-based).
+        batch: batches of epoch ``epoch`` completed; the resumed role starts with batch number ``batch``.
         done: the epochs are over (the last one ran, or the loss converged); the resumed role goes to the output phase.
         peer: the peer's ``lr2.setup`` (``n_features`` and ``key``), None before it was received.
         a, va: **secret** -- this role's shares of its own weights and of their velocity.
         b, vb: **secret** -- this role's shares of the peer's weights and of their velocity.
         losses: the epoch losses so far (an agreed aggregate).
+        sq: **secret** -- this role's running ``Σ (D^own)²`` over the batches of epoch ``epoch`` done so far.
+        loss_acc: the host's running ``[[Σ 2 D^H D^G]]_G`` (a ciphertext under the guest's key, as the engine dumps
+            it), None before the epoch's first batch and for the guest.
         sent: wire name -> messages of that step already sent; the resumed role sends number ``sent[wire]`` next.
         recv_from: wire name -> the sequence number the resumed role receives next.
     """
@@ -166,6 +176,9 @@ class TrainCheckpoint:
     losses: tuple[float, ...] = ()
     sent: Mapping[str, int] = field(default_factory=dict)
     recv_from: Mapping[str, int] = field(default_factory=dict)
+    batch: int = 0
+    sq: int = 0
+    loss_acc: Any = None
 
     version: ClassVar[int] = _VERSION
 
@@ -177,11 +190,13 @@ class TrainCheckpoint:
             "role": self.role.value,
             "job": self.job.hex(),
             "epoch": self.epoch,
+            "batch": self.batch,
             "done": self.done,
             "peer": dict(self.peer) if self.peer is not None else None,
             "losses": [float(v) for v in self.losses],
             "secret": {"seed": self.seed.hex(), "a": [str(v) for v in self.a], "va": [str(v) for v in self.va],
-                       "b": [str(v) for v in self.b], "vb": [str(v) for v in self.vb]},
+                       "b": [str(v) for v in self.b], "vb": [str(v) for v in self.vb], "sq": str(self.sq),
+                       "loss_acc": self.loss_acc},
             "sent": {k: int(v) for k, v in sorted(self.sent.items())},
             "recv_from": {k: int(v) for k, v in sorted(self.recv_from.items())},
         }
@@ -203,7 +218,8 @@ class TrainCheckpoint:
             s = d["secret"]
             cp = cls(role=Role(d["role"]), job=bytes.fromhex(d["job"]), seed=bytes.fromhex(s["seed"]), epoch=d["epoch"],
                      done=d["done"], peer=d["peer"], a=_ints(s["a"]), va=_ints(s["va"]), b=_ints(s["b"]), vb=_ints(s["vb"]),
-                     losses=tuple(float(v) for v in d["losses"]), sent=dict(d["sent"]), recv_from=dict(d["recv_from"]))
+                     losses=tuple(float(v) for v in d["losses"]), sent=dict(d["sent"]), recv_from=dict(d["recv_from"]),
+                     batch=d["batch"], sq=int(s["sq"]), loss_acc=s["loss_acc"])
         except ProtocolError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -216,6 +232,8 @@ class TrainCheckpoint:
             raise ProtocolError("malformed LR checkpoint: wrong digest or seed length")
         if type(self.epoch) is not int or self.epoch < 0 or type(self.done) is not bool:
             raise ProtocolError("malformed LR checkpoint: bad epoch")
+        if type(self.batch) is not int or self.batch < 0 or (self.batch and self.done) or type(self.sq) is not int:
+            raise ProtocolError("malformed LR checkpoint: bad batch")
         if len(self.a) != len(self.va) or len(self.b) != len(self.vb) or len(self.losses) != self.epoch:
             raise ProtocolError("malformed LR checkpoint: shares or losses do not match")
         if self.peer is not None and not isinstance(self.peer, Mapping):

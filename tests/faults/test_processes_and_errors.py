@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -29,6 +30,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from fedcredit.runtime.cli.client import OperatorClient
 from fedcredit.runtime.cli.demo import Cluster
 from fedcredit.runtime.config import DatasetConfig, JobSpec, parse_config
+from fedcredit.runtime.coordinator.store import Store
 from fedcredit.runtime.errors import (CertificateExpiredError, CertificateNotYetValidError, StorageError, TlsHandshakeError,
                                       from_rpc_error, storage_error, to_status_code)
 from fedcredit.runtime.files import atomic_write
@@ -396,6 +398,70 @@ def test_a_party_on_a_read_only_workdir_names_it_at_start(tmp_path: Path, layout
     assert "Traceback" not in run.stderr and "internal error" not in run.stderr
 
 
+COORDINATOR_STORE_SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from fedcredit.runtime.coordinator.store import Store
+    from fedcredit.runtime.errors import StorageError
+    ro, full = Path(sys.argv[1]), Path(sys.argv[2])
+    for where in (ro / "c.sqlite", ro / "new" / "c.sqlite"):
+        try:
+            Store(where)
+        except StorageError as exc:
+            print("RO", exc.code, exc.message)
+    store = Store(full / "c.sqlite")
+    try:
+        store.upsert_node("bank", b"a" * 1_000_000, b"b", "0", [])
+    except StorageError as exc:
+        print("FULL", exc.code, exc.message, "|", exc.public_message)
+    key = ("j", "bank", "platform", "lr2.shares", 0)
+    try:
+        store.relay_put(key, b"e", b"x" * 1_000_000)  # a relayed payload is a file beside the database
+    except StorageError as exc:
+        print("BLOB", exc.code, exc.message.replace(str(store._blob(key)), "<blob>"), "|", exc.public_message)
+    store.upsert_node("bank", b"a", b"b", "1", [])  # the failed write left no half transaction behind
+    print("AFTER", store.get_node("bank")["software_version"])
+""")
+
+
+@needs_unshare
+def test_the_coordinators_read_only_or_full_state_disk_is_a_storage_error_naming_the_database(tmp_path: Path,
+                                                                                            layout: CertLayout) -> None:
+    """SQLite's own errors (SQLITE_CANTOPEN, SQLITE_READONLY, SQLITE_FULL) map to STORAGE naming the path, as the
+    party's workdir errors do; the coordinator daemon on a read-only state folder exits at once naming it."""
+    ro, full = tmp_path / "ro", tmp_path / "full"
+    ro.mkdir()
+    Store(ro / "c.sqlite").close()  # an existing database, then its folder goes read-only
+    script = (f'mount --bind "{ro}" "{ro}" && mount -o remount,bind,ro "{ro}" && mount -t tmpfs -o size=256k tmpfs "{full}" '
+              '&& exec "$@"')
+    full.mkdir()
+    run = subprocess.run(["unshare", "-Urm", "sh", "-c", script, "sh", PY, "-c", COORDINATOR_STORE_SCRIPT, str(ro), str(full)],
+                         capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=60)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == f"RO STORAGE cannot open {ro / 'c.sqlite'}: unable to open database file [SQLITE_CANTOPEN]", lines
+    assert lines[1] == f"RO STORAGE cannot create {ro / 'new'}: Read-only file system [EROFS]", lines
+    assert lines[2] == (f"FULL STORAGE cannot write {full / 'c.sqlite'}: database or disk is full [SQLITE_FULL] | the coordinator "
+                        "cannot write its state (disk full, read-only or not permitted); its log names the path"), lines
+    assert lines[3] == ("BLOB STORAGE cannot write <blob>: No space left on device [ENOSPC] | the coordinator cannot write its "
+                        "state (disk full, read-only or not permitted); its log names the path"), lines
+    assert lines[4] == "AFTER 1"
+    # the daemon itself: a read-only state folder is named at start, no traceback
+    d = layout.directory / "coordinator"
+    state = tmp_path / "state"
+    config = tmp_path / "coordinator.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "coordinator", "listen": "127.0.0.1:0", "database": str(state / "db" / "coordinator.sqlite"),
+        "tls": {"ca": str(layout.ca_cert), "cert": str(d / "tls.crt"), "key": str(d / "tls.key")},
+        "sign": {"cert": str(d / "sign.crt"), "key": str(d / "sign.key")}, "transcripts": str(tmp_path / "t"),
+        "parties": ["bank"]}))
+    run = _in_tmpfs(state, "ro,size=64k", [PY, "-m", "fedcredit.runtime.cli", "coordinator", "serve", "--config", str(config)],
+                    timeout=60)
+    assert run.returncode == 1, (run.stdout, run.stderr)
+    assert f"[STORAGE] cannot create {state / 'db'}: Read-only file system [EROFS]" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and "internal error" not in run.stderr
+
+
 # --------------------------------------------------------------------------
 # 6. certificates and clocks: named, within seconds
 # --------------------------------------------------------------------------
@@ -464,6 +530,56 @@ def test_a_coordinator_refusing_this_nodes_certificate_is_named_with_the_clock(e
         with create_channel(target, _material(expired, "bank", cas), server_name="coordinator") as channel:
             with pytest.raises(TlsHandshakeError, match="closed every connection during the TLS handshake.*clock reads"):
                 wait_healthy(channel, 3.0, target=target)
+
+
+def _party_run(config: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PY, "-m", "fedcredit.runtime.cli", "party", "serve", "--config", str(config)], capture_output=True,
+                          text=True, env=_env(), cwd=ROOT, timeout=timeout)
+
+
+def test_registering_with_a_coordinator_of_another_ca_fails_at_once_naming_it(tmp_path: Path, layout: CertLayout,
+                                                                            other_layout: CertLayout) -> None:
+    """A certificate is not a transient failure: the party exits naming the handshake (it used to retry it forever)."""
+    with serve(_material(layout, "coordinator", layout.ca_cert.read_bytes()), health_servicer=health.HealthServicer(),
+               grace_s=0) as (_, port):
+        run = _party_run(_party_config(tmp_path, other_layout, tmp_path / "work", port=port), timeout=45)
+    assert run.returncode != 0 and "[TLS_HANDSHAKE]" in run.stderr, run.stderr
+    assert "does not verify against this node's CA" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_registering_with_a_coordinator_that_refuses_this_certificate_fails_within_seconds_naming_it(
+        tmp_path: Path, layout: CertLayout, other_layout: CertLayout) -> None:
+    """The coordinator closes every handshake (this node's certificate is from a CA it does not trust, as an expired
+    one or a skewed clock would look): named with the clock's reading, after a few seconds, not retried forever."""
+    both = tmp_path / "cas.pem"
+    both.write_bytes(other_layout.ca_cert.read_bytes() + layout.ca_cert.read_bytes())
+    with serve(_material(layout, "coordinator", layout.ca_cert.read_bytes()), health_servicer=health.HealthServicer(),
+               grace_s=0) as (_, port):
+        config = _party_config(tmp_path, other_layout, tmp_path / "work", port=port)
+        cfg = yaml.safe_load(config.read_text())
+        cfg["tls"]["ca"] = str(both)  # the party trusts the coordinator; the coordinator does not trust the party
+        config.write_text(yaml.safe_dump(cfg))
+        run = _party_run(config, timeout=60)
+    assert run.returncode != 0 and "[TLS_HANDSHAKE]" in run.stderr, run.stderr
+    assert "closed every connection during the TLS handshake" in run.stderr and "clock reads" in run.stderr
+
+
+def test_registering_retries_while_the_coordinator_refuses_connections(tmp_path: Path, layout: CertLayout) -> None:
+    """Nothing listens (a coordinator restarting): that is transient, the party keeps trying."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = _party_config(tmp_path, layout, tmp_path / "work", port=port)
+    proc = subprocess.Popen([PY, "-m", "fedcredit.runtime.cli", "party", "serve", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):  # longer than wait_healthy's 5 s and the handshake grace
+            proc.wait(timeout=20)
+    finally:
+        proc.kill()
+        _, err = proc.communicate()
+    assert "cannot register with the coordinator" in err and "retrying" in err, err
+    assert "TLS_HANDSHAKE" not in err and "Traceback" not in err
 
 
 # --------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """#13 item 4, for real: a party node killed (SIGKILL) mid-training and restarted with the same workdir resumes its
-role from its last epoch checkpoint, and the job ends with the model and metrics of an uninterrupted run.
+role from its last (batch or epoch) checkpoint, and the job ends with the model and metrics of an uninterrupted run.
 
 Both runs use the same job seed (split and batches) but each node draws its secret randomness afresh (keys,
 masks), so two uninterrupted runs already differ in the last bits of the fixed-point local truncation (a few
