@@ -237,6 +237,9 @@ class GuestModel:
     metrics: EvaluationMetrics
     test_scores: np.ndarray = field(repr=False)  # z on the test rows
     shares: Any = None  # two-party ``reveal_weights: shared``: :class:`fedcredit.protocols.hetero_lr.two_party.WeightShares`
+    # two-party early stopping: the validation metric after each epoch, and the epoch whose weights were kept
+    validation: tuple[float, ...] = ()
+    best_epoch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -245,6 +248,7 @@ class HostModel:
     epochs: int
     losses: tuple[float, ...]
     shares: Any = None
+    best_epoch: int | None = None  # two-party early stopping: the epoch whose weights were kept
 
 
 @dataclass(frozen=True)
