@@ -205,7 +205,13 @@ def _refusal(tmp_path, training: dict) -> str:
     return str(info.value)
 
 
-def test_job_file_class_weight_reaches_the_protocol_params(tmp_path):
+def test_job_file_options_reach_the_protocol_params_and_the_plan(tmp_path):
+    from fedcredit.runtime.plan import plan_job
+    spec = _load(tmp_path, {"validation_fraction": 0.2, "patience": 3, "validation_metric": "auc", "cv_folds": 5})
+    assert (spec.lr_params().patience, spec.lr_params().validation_metric) == (3, "auc")
+    plan = plan_job(spec)
+    assert plan.train is not None and (plan.train.validation_fraction, plan.train.cv_folds) == (0.2, 5)
+    assert not plan.can_resume("train") and plan_job(_load(tmp_path, {})).can_resume("train")
     assert _load(tmp_path, {"class_weight": "balanced"}).lr_params().class_weight == "balanced"
     assert _load(tmp_path, {"class_weight": {0: 1, 1: 4.5}}).lr_params().class_weight == (1.0, 4.5)
     assert _load(tmp_path, {}).lr_params().class_weight is None
@@ -218,6 +224,11 @@ def test_job_file_class_weight_reaches_the_protocol_params(tmp_path):
     ({"class_weight": "balanced", "engine": "ckks"}, ["training.class_weight", "paillier"]),
     ({"l1": -0.1}, ["training.l1", ">= 0"]),
     ({"l1": 0.01}, ["training.l1", "secret-shared"]),
+    ({"validation_fraction": 0.2}, ["training.validation_fraction", "patience"]),
+    ({"patience": 2}, ["training.patience", "validation_fraction"]),
+    ({"validation_fraction": 0.6, "patience": 1}, ["training.validation_fraction"]),
+    ({"validation_fraction": 0.2, "patience": 1, "validation_metric": "ks"}, ["training.validation_metric"]),
+    ({"cv_folds": 1}, ["training.cv_folds"]),
 ])
 def test_job_file_refusals_name_the_field(tmp_path, training, words):
     msg = _refusal(tmp_path, training)
