@@ -300,3 +300,51 @@ def test_early_stopping_refusals(overfits, keys):
         run_local({Role.GUEST: tp.guest_program(xg[:100], y[:100], xg[300:], y[300:], params, random.Random(1),
                                                 keypair=keys[0], x_val=xg[100:300], y_val=y[100:300]),
                    Role.HOST: tp.host_program(xh[:100], xh[300:], params, random.Random(2), keypair=keys[1], x_val=xh[100:300])})
+
+
+# --------------------------------------------------------------------------- L1 (coordinated protocol only)
+
+
+def _plain_proximal(xg, xh, y, params, n_train):
+    """Centralized proximal mini-batch SGD on the Taylor loss: a gradient step (with L2), then each penalized
+    weight soft-thresholded by lr · l1; the same rows and batches."""
+    x = np.hstack([xg[:n_train], np.ones((n_train, 1)), xh[:n_train]])
+    yy = 2.0 * y[:n_train] - 1
+    pen = np.ones(x.shape[1])
+    pen[xg.shape[1]] = 0.0
+    w = np.zeros(x.shape[1])
+    for epoch in range(params.max_epochs):
+        lr = params.learning_rate_at(epoch)
+        for rows in epoch_batches(n_train, params.batch_size_for(n_train), params.seed, epoch):
+            g = x[rows].T @ (x[rows] @ w / 4 - yy[rows] / 2) / len(rows) + params.l2 * w * pen
+            w = w - lr * g
+            w = np.where(pen > 0, np.sign(w) * np.maximum(np.abs(w) - lr * params.l1, 0.0), w)
+    return w
+
+
+def test_l1_proximal_step_by_each_owner_matches_centralized_and_gives_exact_zeros(overfits, keys):
+    from fedcredit.protocols.hetero_lr import protocol as coordinated
+    xg, xh, y = overfits
+    zeros = []
+    for l1 in (0.0, 0.02, 0.08):
+        params = _params(optimizer="sgd", learning_rate=0.3, lr_decay=0.5, max_epochs=3, batch_size=50, l1=l1)
+        out = run_local({
+            Role.GUEST: coordinated.guest_program(xg[:200], y[:200], xg[300:], y[300:], params, random.Random(1)),
+            Role.HOST: coordinated.host_program(xh[:200], xh[300:], params, random.Random(2)),
+            Role.COORDINATOR: coordinated.coordinator_program(params, random.Random(3), keypair=keys[0]),
+        })
+        fed = np.r_[out[Role.GUEST].weights, out[Role.GUEST].intercept, out[Role.HOST].weights]
+        ref = _plain_proximal(xg, xh, y, params, 200)
+        assert np.max(np.abs(fed - ref)) < 1e-6, l1
+        assert np.array_equal(fed == 0.0, ref == 0.0)  # the same weights are exactly zero
+        zeros.append(int(np.sum(fed[np.r_[0:2, 3:19]] == 0.0)))
+    assert zeros[0] == 0 and 0 < zeros[1] < zeros[2]  # larger l1, more exact zeros (among the penalized weights)
+    assert out[Role.GUEST].intercept != 0.0  # the intercept takes no penalty
+
+
+def test_l1_is_refused_by_the_two_party_protocol(imbalanced, keys):
+    xg, xh, y = imbalanced
+    with pytest.raises(BudgetError, match="secret-shared"):
+        next(tp.guest_program(xg[:CUT], y[:CUT], xg[CUT:], y[CUT:], _params(l1=0.01), random.Random(1), keypair=keys[0]))
+    with pytest.raises(BudgetError, match="l1"):
+        HeteroLRParams(l1=-1.0)

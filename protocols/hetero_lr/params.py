@@ -30,6 +30,9 @@ class HeteroLRParams:
         max_epochs: upper bound on passes over the training rows.
         tol: stop when the epoch's mean Taylor loss changes by less than this.
         l2: L2 penalty on the weights (never on the guest's intercept).
+        l1: L1 penalty (elastic net with ``l2``), by a proximal soft-threshold step each weight's owner applies
+            to its own block after every update (coordinated protocol). The two-party protocol refuses it:
+            no party holds a weight in the clear during training.
         optimizer: ``sgd``, ``nesterov`` (SGD with Nesterov momentum ``momentum``) or
             ``adam``; each party keeps its own optimizer state. The two-party
             mode keeps the weights secret-shared and needs a linear update:
@@ -77,6 +80,7 @@ class HeteroLRParams:
     max_epochs: int = 6
     tol: float = 1e-4
     l2: float = 1e-3
+    l1: float = 0.0
     optimizer: Literal["sgd", "nesterov", "adam"] = "sgd"
     momentum: float = 0.9
     key_bits: int = 2048
@@ -106,8 +110,8 @@ class HeteroLRParams:
             raise BudgetError("batch_size must be >= 1 (or 0 for automatic)")
         if self.max_epochs < 1:
             raise BudgetError("max_epochs must be >= 1")
-        if self.l2 < 0 or self.tol < 0:
-            raise BudgetError("l2 and tol must be >= 0")
+        if self.l2 < 0 or self.tol < 0 or self.l1 < 0 or not math.isfinite(self.l1):
+            raise BudgetError("l1, l2 and tol must be >= 0")
         if self.paillier_engine not in ("fast", "phe"):
             raise BudgetError(f"paillier_engine must be fast or phe, not {self.paillier_engine!r}")
         if self.optimizer not in ("sgd", "nesterov", "adam"):

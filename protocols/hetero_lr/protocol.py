@@ -445,7 +445,8 @@ def guest_program(
             loss_ct = batch_loss if loss_ct is None else ops.add(pk, loss_ct, batch_loss)
 
             grad = unmask_gradient((yield Recv(LRStep.DECRYPTED, frm=C)), masks, len(rows))
-            opt = apply_gradient(opt, grad, learning_rate=lr, l2=params.l2, penalized=penalized, momentum=params.momentum)
+            opt = apply_gradient(opt, grad, learning_rate=lr, l2=params.l2, l1=params.l1, penalized=penalized,
+                                 momentum=params.momentum)
             yield Progress("train", epoch * n_batches + b + 1, params.max_epochs * n_batches, {"epoch": epoch + 1})
         yield Send(LRStep.EPOCH_LOSS, EncryptedLoss(EncryptedVector(pk.fingerprint(), fr + fx, (encryptor.rerandomize(loss_ct),))))
         decision: EpochDecision = yield Recv(LRStep.EPOCH_DECISION, frm=C)
@@ -491,7 +492,7 @@ def host_program(x_train: np.ndarray, x_test: np.ndarray, params: HeteroLRParams
             masked, masks = mask_gradient(pk, encryptor, encrypted_gradient(pk, resid, xq[rows], fx, encryptor), plan, rng)
             yield Send(LRStep.MASKED_GRADIENT, masked)
             grad = unmask_gradient((yield Recv(LRStep.DECRYPTED, frm=C)), masks, len(rows))
-            opt = apply_gradient(opt, grad, learning_rate=lr, l2=params.l2, momentum=params.momentum)
+            opt = apply_gradient(opt, grad, learning_rate=lr, l2=params.l2, l1=params.l1, momentum=params.momentum)
             yield Progress("train", epoch * n_batches + b + 1, params.max_epochs * n_batches, {"epoch": epoch + 1})
         decision: EpochDecision = yield Recv(LRStep.EPOCH_DECISION, frm=C)
         losses.append(decision.loss)

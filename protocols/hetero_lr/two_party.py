@@ -285,6 +285,9 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
     if n_train < 1:
         raise ProtocolError("nothing to train: the aligned training set is empty")
     checkpoint = checkpoint or resume is not None
+    if params.l1:
+        raise BudgetError("l1 needs each party to hold its own weights to soft-threshold them; the two-party protocol "
+                          "keeps every weight secret-shared during training (use l2)")
     validating = x_val is not None and x_val.shape[0] > 0
     if validating:
         if params.patience < 1:
