@@ -348,3 +348,14 @@ def test_l1_is_refused_by_the_two_party_protocol(imbalanced, keys):
         next(tp.guest_program(xg[:CUT], y[:CUT], xg[CUT:], y[CUT:], _params(l1=0.01), random.Random(1), keypair=keys[0]))
     with pytest.raises(BudgetError, match="l1"):
         HeteroLRParams(l1=-1.0)
+
+
+def test_cli_job_submit_refuses_a_bad_option_naming_the_field(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+    from fedcredit.runtime.cli.main import app
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({**JOB, "training": {"class_weight": {0: 1.0, 1: 0}, "cv_folds": 3}}), encoding="utf-8")
+    out = CliRunner().invoke(app, ["job", "submit", str(job), "--client-config", str(tmp_path / "none.yaml")])
+    assert out.exit_code != 0
+    assert "training.class_weight" in out.output and "class 1" in out.output and str(job) in out.output
