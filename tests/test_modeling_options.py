@@ -264,14 +264,16 @@ def _plain_nesterov_per_epoch(xg, xh, y, params, n_train):
     return out
 
 
-@pytest.mark.parametrize("metric", ["loss", "auc"])
-def test_early_stopping_stops_on_validation_and_keeps_the_best_epoch(overfits, keys, metric):
+@pytest.mark.parametrize(("engine", "metric", "reveal"), [("paillier", "loss", "owner"), ("paillier", "auc", "owner"),
+                                                          ("ckks", "loss", "shared")])
+def test_early_stopping_stops_on_validation_and_keeps_the_best_epoch(overfits, keys, engine, metric, reveal):
     xg, xh, y = overfits
     tr, va, te = slice(0, 100), slice(100, 300), slice(300, 400)
     params = _params(max_epochs=12, batch_size=50, learning_rate=0.5, lr_decay=0.0, l2=0.0, patience=2,
-                     validation_metric=metric)
-    g = tp.guest_program(xg[tr], y[tr], xg[te], y[te], params, random.Random(10), keypair=keys[0], x_val=xg[va], y_val=y[va])
-    h = tp.host_program(xh[tr], xh[te], params, random.Random(11), keypair=keys[1], x_val=xh[va])
+                     validation_metric=metric, he_scheme=engine, reveal_weights=reveal)
+    gk, hk = keys if engine == "paillier" else (None, None)
+    g = tp.guest_program(xg[tr], y[tr], xg[te], y[te], params, random.Random(10), keypair=gk, x_val=xg[va], y_val=y[va])
+    h = tp.host_program(xh[tr], xh[te], params, random.Random(11), keypair=hk, x_val=xh[va])
     out = run_local({Role.GUEST: _through_wire(g), Role.HOST: _through_wire(h)})
     gm, hm = out[Role.GUEST], out[Role.HOST]
     # the validation metric, recomputed centrally from the same recursion's weights after each epoch
@@ -286,9 +288,17 @@ def test_early_stopping_stops_on_validation_and_keeps_the_best_epoch(overfits, k
     assert gm.best_epoch == hm.best_epoch == best
     # the model kept is the best epoch's, not the last one's
     w = per_epoch[best - 1]
-    assert np.max(np.abs(gm.weights - w[:2])) < 1e-5 and abs(gm.intercept - w[2]) < 1e-5
-    assert np.max(np.abs(hm.weights - w[3:])) < 1e-5
+    if reveal == "owner":
+        got = np.r_[gm.weights, gm.intercept, hm.weights]
+    else:  # the weights stay shared: open them here, as no party can
+        ring, frac = gm.shares.ring_bits, gm.shares.frac_bits
+        def opened(own, peer):
+            return np.array([tp.to_signed(a + b, ring) for a, b in zip(own, peer)]) / 2.0**frac
+        got = np.r_[opened(gm.shares.own, hm.shares.peer), opened(hm.shares.own, gm.shares.peer)]
+    assert np.max(np.abs(got - w)) < 1e-5
     assert np.max(np.abs(per_epoch[gm.epochs - 1][3:] - w[3:])) > 1e-3  # (the last epoch's differ)
+    xt = np.hstack([xg[te], np.ones((100, 1)), xh[te]])
+    assert np.max(np.abs(gm.test_scores - xt @ w)) < 1e-4  # the test rows are scored with the best epoch's weights
 
 
 def test_early_stopping_refusals(overfits, keys):

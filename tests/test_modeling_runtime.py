@@ -18,6 +18,7 @@ from fedcredit.protocols.hetero_lr import Standardizer, kfold_assign, roc_auc
 from fedcredit.runtime.cli.client import OperatorClient
 from fedcredit.runtime.cli.demo import Cluster
 from fedcredit.runtime.config import DatasetConfig, JobSpec, parse_config
+from fedcredit.runtime.transcript import read_transcript
 from helpers import BREAST_GUEST, BREAST_HOST, breast_arrays
 
 pytestmark = pytest.mark.integration
@@ -74,6 +75,11 @@ def test_kfold_cross_validation_over_the_runtime_matches_a_centralized_kfold(clu
     assert cv["auc_std"] == pytest.approx(float(np.std(aucs)))
     # the final fit is the job's model, as without cross-validation
     assert "joint" in result["metrics"] and result["training"]["n_test"] == round(len(ids) * 0.2)
+    # the folds keep their weights shared: the bank received joint score shares for the folds and the platform's
+    # partial scores only once, for the final fit's test rows
+    bank_t = read_transcript(next(p for p in cluster.transcripts(job_id) if ".bank." in p.name))
+    received = [r["body"]["envelope"]["step"] for r in bank_t if r["kind"] == "message" and r["body"]["direction"] == "received"]
+    assert received.count("lr2.test_score_shares") == 3 and received.count("lr2.host_test_scores") == 1
 
 
 def test_class_weights_and_early_stopping_from_the_job_file(cluster: Cluster) -> None:

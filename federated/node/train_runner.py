@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -135,9 +135,13 @@ def _cross_validate(run: RoleRun, plan: TrainPlan, x: np.ndarray, y: np.ndarray 
     deviation; the host, which learns no metric, None."""
     assert plan.cv_folds is not None
     fold = kfold_assign(aligned, plan.seed, plan.cv_folds)
+    # The folds' weights stay secret-shared: the held-out folds cover every aligned row, so with revealed
+    # weights the guest would learn the host's partial scores u_H on all of them (max_test_fraction bounds
+    # that for the test rows). With shared weights it learns each row's joint score z of one fold model.
+    folds_plan = replace(plan, lr=replace(plan.lr, reveal_weights="shared"))
     per_fold = []
     for f in range(plan.cv_folds):
-        fit = _fit(run, plan, x, y, aligned, np.flatnonzero(fold != f), np.flatnonzero(fold == f))
+        fit = _fit(run, folds_plan, x, y, aligned, np.flatnonzero(fold != f), np.flatnonzero(fold == f))
         if y is not None:
             m = fit.model.metrics
             per_fold.append({"fold": f, "auc": m.auc, "ks": m.ks, "n_train": fit.n_train, "n_test": m.n_test,
