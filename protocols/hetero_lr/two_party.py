@@ -57,6 +57,16 @@ The host does the loss's cross term (one multi-exponentiation per batch with
 ``ℓ``-bit exponents) because the guest has the intercept and usually more
 features: it balances the two parties' work per batch.
 
+Early stopping (``x_val`` rows and ``patience``), after each epoch's decision::
+
+    P -> Q  lr2.shares, lr2.conversion   over the validation rows, as in a batch
+    host -> guest  lr2.validation_score_shares   the host's shares of z there (masked: uniform mod 2^ℓ)
+    guest -> host  lr2.validation_decision       epoch, best epoch so far, stop    (an agreed aggregate)
+
+The guest learns ``z`` of the validation rows after every epoch (as it learns ``z`` of the test
+rows); training stops ``patience`` epochs after the best one, and both parties keep their shares
+of the best epoch's weights.
+
 After training, ``reveal_weights: owner`` (the default)::
 
     P -> Q  lr2.weight_share   b_Q: Q learns its own weights w_Q     (the agreed output)
@@ -75,9 +85,10 @@ What a party sees. Its own data and shares; ciphertexts under the other's key
 (``lr2.shares``, ``lr2.residual``); values it decrypts that are masked by the
 other's fresh randomness, uniform and ``mask_security_bits`` (≥ 40, 80 by
 default) wider than the value (``lr2.conversion``, ``lr2.gradient``,
-``lr2.masked_loss``, each slot reduced mod ``2^ℓ`` to a uniform share); the
+``lr2.masked_loss``, ``lr2.reweight``, each slot reduced mod ``2^ℓ`` to a uniform share); the
 epoch losses; its own final weights; and, the guest only, ``u_H`` on the test
-rows (``z`` only, with ``reveal_weights: shared``). Never a gradient, a
+rows (``z`` only, with ``reveal_weights: shared``) and, with early stopping, ``z`` on the validation
+rows after each epoch (the host: the best epoch and when to stop). Never a gradient, a
 residual, a score of a training row, an intermediate weight, or a label. Why each detail matters:
 
 1. **Blinding randomness on everything that goes to the key holder.** The
