@@ -342,7 +342,8 @@ def _loss_reply_msg(pb: lr_pb.MaskedLossReply) -> tp.MaskedLossReply:
 
 _register(tp.PartySetup, lr_pb.PartySetup, _setup_pb, _setup_msg)
 for _cls, _pb in ((tp.EncryptedShares, lr_pb.EncryptedShares), (tp.EncryptedResidualShare, lr_pb.EncryptedResidualShare),
-                  (tp.MaskedGradientShare, lr_pb.MaskedGradientShare), (tp.MaskedLoss, lr_pb.MaskedLoss)):
+                  (tp.MaskedGradientShare, lr_pb.MaskedGradientShare), (tp.MaskedLoss, lr_pb.MaskedLoss),
+                  (tp.MaskedWeightedResidual, lr_pb.MaskedWeightedResidual)):
     _register(_cls, _pb, lambda m, _pb=_pb: _pb(**_body_pb(m.values)), lambda pb, _cls=_cls: _cls(_body_msg(pb)))
 _register(
     tp.MaskedConversion,
@@ -361,6 +362,18 @@ _register(
     lr_pb.ScoreShares,
     lambda m: lr_pb.ScoreShares(values=_ring_pb(m.values, m.ring_bits)),
     lambda pb: tp.ScoreShares(*_ring_msg(pb.values)),
+)
+_register(
+    tp.ValidationScoreShares,
+    lr_pb.ValidationScoreShares,
+    lambda m: lr_pb.ValidationScoreShares(values=_ring_pb(m.values, m.ring_bits)),
+    lambda pb: tp.ValidationScoreShares(*_ring_msg(pb.values)),
+)
+_register(
+    tp.ValidationDecision,
+    lr_pb.ValidationDecision,
+    lambda m: lr_pb.ValidationDecision(epoch=m.epoch, best_epoch=m.best_epoch, stop=m.stop),
+    lambda pb: tp.ValidationDecision(int(pb.epoch), int(pb.best_epoch), bool(pb.stop)),
 )
 _register(
     tp.WeightShare,

@@ -306,6 +306,55 @@ class TrainingSpec(_Model):
     residual_frac_bits: int = 32
     feature_frac_bits: int = 16
     mask_security_bits: int = 80
+    # Modeling options (#14). class_weight: null, balanced (n / (2 n_k)) or {0: w0, 1: w1}; the guest weights each
+    # row's residual before anything derived from it leaves (Paillier engine only).
+    class_weight: Literal["balanced"] | dict[int, float] | None = None
+    # L1: refused while any value but 0 -- the weights stay secret-shared during training, so no party holds its
+    # block to soft-threshold it (see _l1).
+    l1: float = 0.0
+    # Early stopping: validation_fraction of the training rows (from the seed, disjoint from the test rows) are
+    # scored by the guest after every epoch; training stops once validation_metric has not improved for
+    # patience epochs, and the model is the best epoch's. Both 0: off.
+    validation_fraction: float = Field(0.0, ge=0.0, lt=0.5)
+    patience: int = Field(0, ge=0)
+    validation_metric: Literal["loss", "auc"] = "loss"
+    # k-fold cross-validation over the aligned rows: k trainings, each evaluated on its held-out fold (mean ± std
+    # AUC/KS in the result), then the final fit on the train/test split (the job's model). null: off.
+    cv_folds: int | None = Field(None, ge=2, le=20)
+
+    @model_validator(mode="after")
+    def _early_stopping(self) -> "TrainingSpec":
+        if self.validation_fraction > 0 and self.patience < 1:
+            raise ValueError("training.validation_fraction needs training.patience >= 1 (epochs without improvement "
+                             "before stopping)")
+        if self.patience > 0 and self.validation_fraction <= 0:
+            raise ValueError("training.patience needs training.validation_fraction > 0 (the rows it monitors)")
+        return self
+
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _class_weight(cls, v: Any) -> Any:
+        if v is None or v == "balanced":
+            return v
+        if not isinstance(v, dict) or {str(k) for k in v} != {"0", "1"}:
+            raise ValueError("class_weight must be null, balanced, or a mapping {0: w0, 1: w1} with both classes")
+        out: dict[int, float] = {}
+        for k, w in v.items():
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= 256:
+                raise ValueError(f"class_weight of class {k} must be a number in (0, 256]")
+            out[int(k)] = float(w)
+        return out
+
+    @field_validator("l1")
+    @classmethod
+    def _l1(cls, v: float) -> float:
+        if v < 0:
+            raise ValueError("l1 must be >= 0")
+        if v > 0:
+            raise ValueError("l1 is not available in the two_party topology: every weight stays secret-shared during "
+                             "training, so no party holds its own block to apply the soft-threshold step, and revealing "
+                             "the weights after each update would hand each party its gradient; use l2")
+        return v
 
     @field_validator("topology", mode="before")
     @classmethod
@@ -413,6 +462,9 @@ class JobSpec(_Model):
             raise ValueError("psi.unbalanced needs kind: psi and psi.reveal: guest or cardinality")
         if self.psi.protocol == "ot" and (self.psi.unbalanced or self.psi.reveal == "cardinality"):
             raise ValueError("psi.protocol: ot serves reveal both or guest; cardinality and unbalanced jobs use ecdh")
+        if self.training.class_weight is not None and self.training.engine != "paillier":
+            raise ValueError("training.class_weight needs training.engine: paillier (the CKKS engine packs rows into "
+                             "coefficients and has no per-row product)")
         self.lr_params()  # validates ranges
         if self.training.optimizer == "adam":
             raise ValueError("the weights stay secret-shared during training, which needs a linear update: "
@@ -449,12 +501,19 @@ class JobSpec(_Model):
                 paillier_engine=t.paillier_engine,
                 he_scheme=t.engine,  # ckks: ring-LWE keys with values in coefficients (protocols/rlwe)
                 rlwe_degree=t.ckks.rlwe_degree,
+                class_weight=_class_weight_param(t.class_weight),
+                patience=t.patience,
+                validation_metric=t.validation_metric,
             )
         except BudgetError as exc:
             raise ValueError(str(exc)) from None
 
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+def _class_weight_param(v: Literal["balanced"] | dict[int, float] | None) -> Literal["balanced"] | tuple[float, float] | None:
+    return (v[0], v[1]) if isinstance(v, dict) else v
 
 
 def spec_digest(spec: JobSpec) -> str:

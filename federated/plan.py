@@ -105,6 +105,8 @@ class TrainPlan:
         seed: the split and the batches derive from it.
         test_fraction: the share of aligned rows held out for evaluation.
         clip: each party winsorizes its standardized features at ±clip (None: no clipping).
+        validation_fraction: early stopping's validation rows, carved from the training rows with the seed.
+        cv_folds: k-fold cross-validation over the aligned rows (k trainings), then the final fit.
         engine, topology, reveal_weights: the job's choices, as a result reports them.
     """
 
@@ -115,6 +117,14 @@ class TrainPlan:
     engine: str
     topology: str
     reveal_weights: str
+    validation_fraction: float = 0.0  # early stopping: the share of the training rows it monitors
+    cv_folds: int | None = None  # k-fold cross-validation before the final fit
+
+    @property
+    def resumable(self) -> bool:
+        """Training checkpoints at every epoch boundary, except with early stopping (its best epoch's shares are
+        not in the checkpoint yet) or cross-validation (several runs)."""
+        return self.validation_fraction == 0 and self.cv_folds is None
 
     @property
     def steps(self) -> tuple[StepTable, ...]:
@@ -218,13 +228,14 @@ class JobPlan:
         """Whether a node restarted at ``stage`` (its last progress report; None: none yet) picks its role up
         again. PSI checkpoints after every batch where it is resumable (OT and unbalanced PSI: a secret seed, replayed);
         training checkpoints after batches and epochs, after the node recorded PSI's result, so a node restarted in
-        training resumes whatever the PSI. A score job keeps no checkpoint."""
+        training resumes whatever the PSI (not with early stopping or cross-validation: :attr:`TrainPlan.resumable`).
+        A score job keeps no checkpoint."""
         if self.score is not None:
             return False
         if self.scorecard is not None and stage not in (None, "psi", "psi_ot"):
             return False  # binning and its LR keep no checkpoint: a scorecard job restarted after PSI fails
         if stage == "train":
-            return self.train is not None
+            return self.train is not None and self.train.resumable
         return self.psi.resumable and stage in (None, "psi", "psi_ot")
 
 
@@ -239,7 +250,8 @@ def plan_job(spec: JobSpec) -> JobPlan:
     if is_train:
         t = spec.training
         train = TrainPlan(lr=spec.lr_params(), seed=spec.seed, test_fraction=spec.evaluation.test_fraction, clip=t.clip,
-                          engine=t.engine, topology=t.topology, reveal_weights=t.reveal_weights)
+                          engine=t.engine, topology=t.topology, reveal_weights=t.reveal_weights,
+                          validation_fraction=t.validation_fraction, cv_folds=t.cv_folds)
     score = None
     if spec.kind == "score":
         sc = spec.scoring

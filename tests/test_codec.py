@@ -85,6 +85,9 @@ def _samples(pk, sk) -> dict[type, list]:
         tp.MaskedLoss: [tp.MaskedLoss(lr.EncryptedVector(fp, 0, cts[:1])), tp.MaskedLoss(rmasked)],
         tp.MaskedLossReply: [tp.MaskedLossReply(0, 160), tp.MaskedLossReply(2**160 - 1, 160), tp.MaskedLossReply(5, 64)],
         tp.ScoreShares: [tp.ScoreShares((5, 2**160 - 1), 160), tp.ScoreShares((), 160)],
+        tp.ValidationScoreShares: [tp.ValidationScoreShares((5, 2**160 - 1), 160), tp.ValidationScoreShares((), 192)],
+        tp.ValidationDecision: [tp.ValidationDecision(3, 2, False), tp.ValidationDecision(9, 7, True)],
+        tp.MaskedWeightedResidual: [tp.MaskedWeightedResidual(lr.EncryptedVector(fp, 0, cts[:2]))],
         tp.WeightShare: [tp.WeightShare((0, 1, 2**160 - 1), 160), tp.WeightShare((), 192)],
         # scorecard binning (#15): the bank's labels under its own key, masked per-bin sums
         bn.LabelKey: [bn.LabelKey(pk, 30_000), bn.LabelKey(pk2, 0)],

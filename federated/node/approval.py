@@ -111,6 +111,10 @@ def check_policy(spec: JobSpec, cfg: PartyConfig) -> PolicyCheck:
         check(tf <= pol.max_test_fraction, f"test fraction {tf:g} <= this node's maximum {pol.max_test_fraction:g}",
               f"test fraction {tf:g} exceeds this node's maximum of {pol.max_test_fraction:g} "
               "(the guest learns the host's partial scores on every test row)")
+        if t.cv_folds:
+            pc.checks.append(f"cross-validation over {t.cv_folds} folds: the folds' weights stay secret-shared, so the "
+                             "guest learns one fold model's joint score z of every aligned row, never the host's "
+                             "partial scores")
     if spec.kind == "score":
         mode = spec.scoring.mode
         check(mode in pol.scoring_modes, f"scoring mode {mode} is allowed",

@@ -50,9 +50,15 @@ class Metrics:
     auc: float
     ks: float
     n_test: int
+    best_epoch: int | None = None  # early stopping: the epoch whose weights the model keeps
+    stopped_epoch: int | None = None  # early stopping: the last epoch trained
+    cv: dict[str, Any] | None = None  # k-fold cross-validation: per fold and mean ± std AUC/KS (not in "joint")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"auc": self.auc, "ks": self.ks, "n_test": self.n_test}
+        out: dict[str, Any] = {"auc": self.auc, "ks": self.ks, "n_test": self.n_test}
+        if self.stopped_epoch is not None:
+            out.update(best_epoch=self.best_epoch, stopped_epoch=self.stopped_epoch)
+        return out
 
 
 @dataclass(frozen=True)
@@ -113,12 +119,19 @@ class TrainingSummary:
     losses: tuple[float, ...]
     key_bits: int | None = None  # Paillier
     rlwe_degree: int | None = None  # CKKS
+    class_weight: Any = None  # None, "balanced" or {"0": w0, "1": w1}
+    early_stopping: dict[str, Any] | None = None  # validation rows, metric, patience, best and stopped epoch, history
 
     def to_dict(self) -> dict[str, Any]:
         keys: dict[str, Any] = {"key_bits": self.key_bits} if self.engine == "paillier" else \
             {"he_scheme": _CKKS_KEYS, "rlwe_degree": self.rlwe_degree}
-        return {"n_train": self.n_train, "n_test": self.n_test, "engine": self.engine, "topology": self.topology,
-                "reveal_weights": self.reveal_weights, "epochs": self.epochs, "losses": list(self.losses), **keys}
+        out = {"n_train": self.n_train, "n_test": self.n_test, "engine": self.engine, "topology": self.topology,
+               "reveal_weights": self.reveal_weights, "epochs": self.epochs, "losses": list(self.losses), **keys}
+        if self.class_weight is not None:
+            out["class_weight"] = self.class_weight
+        if self.early_stopping is not None:
+            out["early_stopping"] = self.early_stopping
+        return out
 
 
 @dataclass(frozen=True)
@@ -179,6 +192,8 @@ class JobResult:
             {"scoring": self.scoring.to_dict(), "seconds": {me: {"score": _s(self.scoring.seconds)}}}
         if self.metrics is not None:
             out["metrics"] = {"joint": self.metrics.to_dict()}
+            if self.metrics.cv is not None:
+                out["metrics"]["cv"] = self.metrics.cv
         if self.scorecard_metrics is not None:
             out.setdefault("metrics", {})["scorecard"] = self.scorecard_metrics.to_dict()
         if self.training is not None:

@@ -2,7 +2,7 @@
 
 from .metrics import ks_statistic, roc_auc
 from .params import BudgetPlan, HeteroLRParams, plan_budget
-from .preprocess import Standardizer, epoch_batches, split_train_test
+from .preprocess import Standardizer, epoch_batches, kfold_assign, split_train_test
 from .protocol import (
     CoordinatorSummary,
     GuestModel,
@@ -25,6 +25,7 @@ __all__ = [
     "epoch_batches",
     "guest_program",
     "host_program",
+    "kfold_assign",
     "ks_statistic",
     "plan_budget",
     "roc_auc",

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
+
+import numpy as np
 
 from ..errors import BudgetError
 
-__all__ = ["HeteroLRParams", "BudgetPlan", "plan_budget"]
+__all__ = ["HeteroLRParams", "BudgetPlan", "plan_budget", "class_weights", "CLASS_WEIGHT_FRAC_BITS",
+           "MAX_CLASS_WEIGHT"]
+
+#: Fixed-point bits of a class weight in the two-party mode (weights are rounded to multiples of 2^-12).
+CLASS_WEIGHT_FRAC_BITS = 12
+#: The largest class weight the two-party mode's ring budget is planned for (after ``balanced`` is computed).
+MAX_CLASS_WEIGHT = 256.0
 
 
 @dataclass(frozen=True)
@@ -22,6 +30,9 @@ class HeteroLRParams:
         max_epochs: upper bound on passes over the training rows.
         tol: stop when the epoch's mean Taylor loss changes by less than this.
         l2: L2 penalty on the weights (never on the guest's intercept).
+        l1: L1 penalty (elastic net with ``l2``), by a proximal soft-threshold step each weight's owner applies
+            to its own block after every update (coordinated protocol). The two-party protocol refuses it:
+            no party holds a weight in the clear during training.
         optimizer: ``sgd``, ``nesterov`` (SGD with Nesterov momentum ``momentum``) or
             ``adam``; each party keeps its own optimizer state. The two-party
             mode keeps the weights secret-shared and needs a linear update:
@@ -50,6 +61,17 @@ class HeteroLRParams:
             ``ckks`` (each party a ring-LWE key: CKKS ciphertexts with values in
             coefficients, decrypted exactly; see :mod:`fedcredit.protocols.rlwe.scheme`).
         rlwe_degree: two-party CKKS: the ring degree ``N``.
+        class_weight: ``None`` (every row weighs 1), ``"balanced"`` (class ``k`` weighs
+            ``n / (2 n_k)`` over the training rows, as scikit-learn computes it) or a pair
+            ``(w0, w1)``. Only the label holder (the guest) knows the per-row weights: it
+            weights the residual before anything derived from it leaves
+            (two-party: Paillier only, see :mod:`.two_party`).
+        patience: two-party early stopping (0: off). With validation rows, the guest scores them after
+            every epoch (joint scores ``z``, as for the test rows) and training stops once
+            ``validation_metric`` has not improved for ``patience`` epochs; both parties then keep the
+            weights of the best epoch.
+        validation_metric: ``loss`` (mean logistic loss of the validation rows, lower is better) or
+            ``auc`` (higher is better).
     """
 
     learning_rate: float = 0.2
@@ -58,6 +80,7 @@ class HeteroLRParams:
     max_epochs: int = 6
     tol: float = 1e-4
     l2: float = 1e-3
+    l1: float = 0.0
     optimizer: Literal["sgd", "nesterov", "adam"] = "sgd"
     momentum: float = 0.9
     key_bits: int = 2048
@@ -74,6 +97,9 @@ class HeteroLRParams:
     feature_int_bits: int = 5
     he_scheme: Literal["paillier", "ckks"] = "paillier"
     rlwe_degree: int = 16384
+    class_weight: Literal["balanced"] | tuple[float, float] | None = None
+    patience: int = 0
+    validation_metric: Literal["loss", "auc"] = "loss"
 
     def __post_init__(self) -> None:
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
@@ -84,8 +110,8 @@ class HeteroLRParams:
             raise BudgetError("batch_size must be >= 1 (or 0 for automatic)")
         if self.max_epochs < 1:
             raise BudgetError("max_epochs must be >= 1")
-        if self.l2 < 0 or self.tol < 0:
-            raise BudgetError("l2 and tol must be >= 0")
+        if self.l2 < 0 or self.tol < 0 or self.l1 < 0 or not math.isfinite(self.l1):
+            raise BudgetError("l1, l2 and tol must be >= 0")
         if self.paillier_engine not in ("fast", "phe"):
             raise BudgetError(f"paillier_engine must be fast or phe, not {self.paillier_engine!r}")
         if self.optimizer not in ("sgd", "nesterov", "adam"):
@@ -102,6 +128,19 @@ class HeteroLRParams:
                 and 1 <= self.feature_int_bits <= 16):
             raise BudgetError("ring_bits must be in [64, 512], share_frac_bits and update_frac_bits in [8, 48], "
                               "feature_int_bits in [1, 16]")
+        if self.patience < 0:
+            raise BudgetError("patience must be >= 0 (0: no early stopping)")
+        if self.validation_metric not in ("loss", "auc"):
+            raise BudgetError(f"validation_metric must be loss or auc, not {self.validation_metric!r}")
+        cw = self.class_weight
+        if cw is not None and cw != "balanced":
+            if not (isinstance(cw, tuple) and len(cw) == 2
+                    and all(isinstance(w, (int, float)) and math.isfinite(w) and 0 < w <= MAX_CLASS_WEIGHT for w in cw)):
+                raise BudgetError(f"class_weight must be null, balanced, or a weight in (0, {MAX_CLASS_WEIGHT:g}] "
+                                  "for each of the classes 0 and 1")
+        if cw is not None and self.he_scheme != "paillier":
+            raise BudgetError("class_weight needs he_scheme paillier: the CKKS engine packs rows into coefficients "
+                              "and has no per-row product")
         if not (4 <= self.feature_frac_bits <= 32 and 8 <= self.residual_frac_bits <= 64):
             raise BudgetError("feature_frac_bits must be in [4, 32], residual_frac_bits in [8, 64]")
 
@@ -117,6 +156,28 @@ class HeteroLRParams:
 
     def learning_rate_at(self, epoch: int) -> float:
         return self.learning_rate / (1.0 + self.lr_decay * epoch)
+
+
+def class_weights(y: Sequence[int] | np.ndarray, class_weight: Literal["balanced"] | tuple[float, float] | None
+                  ) -> np.ndarray:
+    """Each row's weight (float) from its label in {0, 1}: the label holder's local computation.
+
+    ``balanced``: ``n / (2 n_k)`` for the rows of class ``k`` (scikit-learn's formula; a class with
+    no row takes weight 1). Raises :class:`BudgetError` if a balanced weight exceeds :data:`MAX_CLASS_WEIGHT`.
+    """
+    yy = np.asarray(y, dtype=np.int64)
+    if class_weight is None:
+        return np.ones(len(yy))
+    if class_weight == "balanced":
+        n = len(yy)
+        counts = [int(np.sum(yy == k)) for k in (0, 1)]
+        w = tuple(n / (2.0 * c) if c else 1.0 for c in counts)
+        if max(w) > MAX_CLASS_WEIGHT:
+            raise BudgetError(f"class_weight: balanced gives a weight above {MAX_CLASS_WEIGHT:g} "
+                              "(one class is nearly absent from the training rows)")
+    else:
+        w = (float(class_weight[0]), float(class_weight[1]))
+    return np.where(yy == 1, w[1], w[0]).astype(float)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["split_train_test", "epoch_batches", "Standardizer"]
+__all__ = ["split_train_test", "kfold_assign", "epoch_batches", "Standardizer"]
 
 
 def _rank_keys(seed: int, label: bytes, items: Sequence[bytes]) -> np.ndarray:
@@ -27,19 +27,38 @@ def _rank_keys(seed: int, label: bytes, items: Sequence[bytes]) -> np.ndarray:
     return keys
 
 
-def split_train_test(aligned_ids: Sequence[str], seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def split_train_test(aligned_ids: Sequence[str], seed: int, test_fraction: float, *, purpose: str = "split"
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Split aligned positions into train and test, identically on both sides.
 
-    Positions are ranked by SHA-256(seed, id); the first ``round(n * test_fraction)``
-    form the test set. Returns sorted position arrays ``(train, test)``.
+    Positions are ranked by SHA-256(purpose, seed, id); the first ``round(n * test_fraction)``
+    form the test set. Returns sorted position arrays ``(train, test)``. ``purpose`` keeps
+    splits of the same ids independent (``validation`` carves validation rows out of the
+    training rows).
     """
     if not 0.0 <= test_fraction < 1.0:
         raise DataError("test_fraction must be in [0, 1)")
     n = len(aligned_ids)
-    keys = _rank_keys(seed, b"split", [i.encode("utf-8") for i in aligned_ids])
+    keys = _rank_keys(seed, purpose.encode(), [i.encode("utf-8") for i in aligned_ids])
     order = np.lexsort((np.arange(n), keys))
     n_test = int(round(n * test_fraction))
     return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def kfold_assign(aligned_ids: Sequence[str], seed: int, k: int) -> np.ndarray:
+    """Each aligned position's fold in ``range(k)``, identically on both sides (from the ids and the seed).
+
+    Positions are ranked by SHA-256(cv, seed, id) and dealt to the folds in turn, so fold sizes differ by
+    at most one.
+    """
+    if k < 2 or k > len(aligned_ids):
+        raise DataError(f"cv_folds must be in [2, {len(aligned_ids)}] for {len(aligned_ids)} aligned rows")
+    n = len(aligned_ids)
+    keys = _rank_keys(seed, b"cv", [i.encode("utf-8") for i in aligned_ids])
+    order = np.lexsort((np.arange(n), keys))
+    fold = np.empty(n, dtype=np.int64)
+    fold[order] = np.arange(n) % k
+    return fold
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:

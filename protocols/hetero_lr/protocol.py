@@ -237,6 +237,9 @@ class GuestModel:
     metrics: EvaluationMetrics
     test_scores: np.ndarray = field(repr=False)  # z on the test rows
     shares: Any = None  # two-party ``reveal_weights: shared``: :class:`fedcredit.protocols.hetero_lr.two_party.WeightShares`
+    # two-party early stopping: the validation metric after each epoch, and the epoch whose weights were kept
+    validation: tuple[float, ...] = ()
+    best_epoch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -245,6 +248,7 @@ class HostModel:
     epochs: int
     losses: tuple[float, ...]
     shares: Any = None
+    best_epoch: int | None = None  # two-party early stopping: the epoch whose weights were kept
 
 
 @dataclass(frozen=True)
@@ -441,7 +445,8 @@ def guest_program(
             loss_ct = batch_loss if loss_ct is None else ops.add(pk, loss_ct, batch_loss)
 
             grad = unmask_gradient((yield Recv(LRStep.DECRYPTED, frm=C)), masks, len(rows))
-            opt = apply_gradient(opt, grad, learning_rate=lr, l2=params.l2, penalized=penalized, momentum=params.momentum)
+            opt = apply_gradient(opt, grad, learning_rate=lr, l2=params.l2, l1=params.l1, penalized=penalized,
+                                 momentum=params.momentum)
             yield Progress("train", epoch * n_batches + b + 1, params.max_epochs * n_batches, {"epoch": epoch + 1})
         yield Send(LRStep.EPOCH_LOSS, EncryptedLoss(EncryptedVector(pk.fingerprint(), fr + fx, (encryptor.rerandomize(loss_ct),))))
         decision: EpochDecision = yield Recv(LRStep.EPOCH_DECISION, frm=C)
@@ -487,7 +492,7 @@ def host_program(x_train: np.ndarray, x_test: np.ndarray, params: HeteroLRParams
             masked, masks = mask_gradient(pk, encryptor, encrypted_gradient(pk, resid, xq[rows], fx, encryptor), plan, rng)
             yield Send(LRStep.MASKED_GRADIENT, masked)
             grad = unmask_gradient((yield Recv(LRStep.DECRYPTED, frm=C)), masks, len(rows))
-            opt = apply_gradient(opt, grad, learning_rate=lr, l2=params.l2, momentum=params.momentum)
+            opt = apply_gradient(opt, grad, learning_rate=lr, l2=params.l2, l1=params.l1, momentum=params.momentum)
             yield Progress("train", epoch * n_batches + b + 1, params.max_epochs * n_batches, {"epoch": epoch + 1})
         decision: EpochDecision = yield Recv(LRStep.EPOCH_DECISION, frm=C)
         losses.append(decision.loss)

@@ -37,10 +37,10 @@ from ..paillier import PaillierPrivateKey, PaillierPublicKey, generate_keypair
 from ..paillier.parallel import MapFn
 from ..rlwe import scheme as rl
 from .he import PaillierPublic, PaillierSecret, PublicEngine, SecretEngine
-from .params import HeteroLRParams
+from .params import CLASS_WEIGHT_FRAC_BITS, MAX_CLASS_WEIGHT, HeteroLRParams
 from .protocol import EncryptedVector
 from .two_party_messages import (EncryptedResidualShare, EncryptedShares, MaskedConversion, MaskedGradientShare,
-                                 MaskedLoss, PublicKey)
+                                 MaskedLoss, MaskedWeightedResidual, PublicKey)
 
 __all__ = [
     "ShareEngine",
@@ -84,6 +84,16 @@ class ShareEngine(Protocol):
     # the loss accumulator in a checkpoint (taken between batches): JSON-ready data and back
     def dump_loss(self, acc: Any) -> Any: ...
     def load_loss(self, data: Any) -> Any: ...
+
+    # class_weight (guest -> host): the host's residual share times each row's weight, and the loss cross term
+    def reweight(self, msg: EncryptedResidualShare, weights: Sequence[int], loss_row: Sequence[int]
+                 ) -> tuple[MaskedWeightedResidual, list[int], int]: ...
+    def open_reweight(self, msg: MaskedWeightedResidual, rows: int) -> tuple[list[int], int]: ...
+
+
+def row_weight_bits(params: HeteroLRParams) -> int:
+    """Bits a quantized class weight adds to a gradient exponent (0 without class weights)."""
+    return 0 if params.class_weight is None else CLASS_WEIGHT_FRAC_BITS + math.ceil(math.log2(MAX_CLASS_WEIGHT)) + 1
 
 
 # --------------------------------------------------------------------------- Paillier: plan and steps
@@ -134,6 +144,11 @@ def check_ring_budget(params: HeteroLRParams, n_train: int) -> None:
         stages.append(("step", lg(lr * grad) + fw + fe, min(L, G + fe + lg(lr))))
     d_bits = math.ceil(math.log2(2 * ms + 2)) + fx + fw + 1
     loss_bits = math.ceil(math.log2(max(n_train, 1))) + 2 * d_bits
+    if params.class_weight is not None:
+        # the gradient shares carry the weights at 2^fc until each party truncates them; so does the loss
+        wb = row_weight_bits(params)
+        stages.insert(0, ("weighted gradient", lg(grad) + 2 * fx + fw + wb, L))
+        loss_bits += wb
     for name, value_bits, spread_bits in stages:
         if value_bits + 40 > spread_bits:
             raise BudgetError(f"ring_bits {L} is too small for the {name} truncation (2^{value_bits - spread_bits:.0f} "
@@ -160,7 +175,8 @@ def plan_two_party(params: HeteroLRParams, *, n_own: int, n_train: int, batch_ro
     if slots < 1:
         raise BudgetError(f"a {key_bits}-bit key cannot hold a {slot_bits}-bit conversion slot")
     # (3) gradient: |Σ_i x_ij (D^P_i + D^Q_i)| < rows 2^(fx + xi) 2^(L + 1)
-    c2 = batch_rows << (fx + xi + L + 1)
+    # (with class weights the guest's rows are scaled by their quantized weight: row_weight_bits more)
+    c2 = batch_rows << (fx + xi + L + 1 + row_weight_bits(params))
     g_mask = _bits(2 * c2) + sigma
     loss_mask = 2 * L + _bits(max(n_train, 1)) + 3 + sigma
     if max(g_mask, loss_mask) + 2 >= limit:
@@ -327,6 +343,40 @@ class PaillierShareEngine:
             raise ProtocolError("malformed LR checkpoint: the loss accumulator is not a ciphertext of the peer's key")
         return value
 
+    def reweight(self, msg: EncryptedResidualShare, weights: Sequence[int], loss_row: Sequence[int]
+                 ) -> tuple[MaskedWeightedResidual, list[int], int]:
+        """Guest: ``[[c_i D^H_i + r_i]]`` per row and ``[[Σ loss_row_i D^H_i + ρ]]`` under the host's key.
+
+        Returns the message, the guest's shares ``−r_i mod 2^ℓ`` and ``−ρ mod 2^ℓ``. The masks are
+        ``σ`` bits wider than the values (``c_i D^H_i < 2^(ℓ + row_weight_bits)``, the sum below
+        ``rows 2^(2ℓ)``), and are encrypted with blinding randomness: the host, who can recover the
+        randomness of what it decrypts, reads a uniform share and nothing else."""
+        v = _paillier(msg.values)
+        self.peer.check(v.key_fingerprint)
+        rows = len(weights)
+        if len(v) != rows or len(loss_row) != rows:
+            raise ProtocolError("lr2.residual does not match the batch length")
+        L, sigma = self.params.ring_bits, self.params.mask_security_bits
+        products = [self.peer.mul_plain(c, int(w)) for c, w in zip(v.values, weights)]
+        cross = self.peer.dot(v.values, [int(x) for x in loss_row])
+        masks = _randbits(self.rng, L + row_weight_bits(self.params) + sigma, rows)
+        rho = int(self.rng.getrandbits(2 * L + _bits(rows) + sigma))
+        fresh = self.peer.encrypt_blinding_many(masks + [rho])
+        out = tuple(self.peer.add(p, f) for p, f in zip(products + [cross], fresh))
+        ring = (1 << L) - 1
+        return (MaskedWeightedResidual(EncryptedVector(self.peer.fingerprint(), 0, out)),
+                [(-r) & ring for r in masks], (-rho) & ring)
+
+    def open_reweight(self, msg: MaskedWeightedResidual, rows: int) -> tuple[list[int], int]:
+        """Host: its shares of ``c ∘ D^H`` (per row) and of the loss cross term, each mod ``2^ℓ``."""
+        vec = _paillier(msg.values)
+        self.own.public.check(vec.key_fingerprint)
+        if len(vec) != rows + 1:
+            raise ProtocolError("lr2.reweight does not match the batch length")
+        ring = (1 << self.params.ring_bits) - 1
+        opened = [p & ring for p in self.own.decrypt_many(vec.values)]
+        return opened[:rows], opened[rows]
+
 
 # --------------------------------------------------------------------------- RLWE (CKKS)
 
@@ -450,6 +500,14 @@ class RlweShareEngine:
         return rl.ProductAccumulator(layout, c0, c1)
 
 
+    def reweight(self, msg: EncryptedResidualShare, weights: Sequence[int], loss_row: Sequence[int]
+                 ) -> tuple[MaskedWeightedResidual, list[int], int]:
+        raise BudgetError("class_weight needs he_scheme paillier")  # refused before any work (make_share_engine)
+
+    def open_reweight(self, msg: MaskedWeightedResidual, rows: int) -> tuple[list[int], int]:
+        raise BudgetError("class_weight needs he_scheme paillier")
+
+
 def _b64(a: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(a, dtype="<u8").tobytes()).decode()
 
@@ -464,5 +522,8 @@ def make_share_engine(params: HeteroLRParams, rng: Any, *, n_train: int, max_row
                       keypair: Any = None, map_fn: MapFn | None = None) -> ShareEngine:
     """The engine the job's ``he_scheme`` names, with this party's own key pair (generated if not given)."""
     if params.he_scheme == "ckks":
+        if params.class_weight is not None:
+            raise BudgetError("class_weight needs he_scheme paillier: the CKKS engine packs rows into coefficients "
+                              "and has no per-row product")
         return RlweShareEngine(params, rng, n_train=n_train, max_rows=max_rows, n_batches=n_batches, keypair=keypair)
     return PaillierShareEngine(params, rng, n_train=n_train, max_rows=max_rows, keypair=keypair, map_fn=map_fn)

@@ -30,6 +30,21 @@ Paillier, or ring-LWE/CKKS), which owns the packing and the masks::
     each    updates both of its weight shares locally (SGD is linear in the gradient),
             truncating its own share of ``lr · g`` (SecureML local truncation).
 
+With ``class_weight`` (Paillier only) the guest, who alone knows each row's weight ``c_i`` (at ``2^-12``),
+turns the residual shares into shares of ``c ∘ D`` in one more message per batch, and both gradients
+are of ``c ∘ D`` (each party truncates its gradient shares by 12 bits)::
+
+    host -> guest   lr2.residual    [[D^H]]_H                      as above
+    guest -> host   lr2.reweight    [[c_i D^H_i + r_i]]_H per row, [[Σ c_i D^G_i D^H_i + ρ']]_H
+            the host opens its share of c ∘ D^H (and of the loss cross term); the guest keeps −r, −ρ'
+    guest -> host   lr2.residual    [[c ∘ D^G − r]]_G                (instead of [[D^G]]_G)
+    guest -> host   lr2.gradient    [[(X_G ∘ c)^T D^H + mask']]_H    its rows scaled by their weights
+    host -> guest   lr2.gradient    [[X_H^T (c ∘ D^G − r) + mask]]_G; the host adds X_H^T (c ∘ D^H + r)
+
+The epoch loss is then the weighted ``Σ c D²`` (over ``n``). Nothing about the weights leaves the
+guest but masked values: ``r`` is ``σ`` bits wider than ``c_i D^H_i`` and encrypted with blinding
+randomness, so the host reads uniform shares (``tests/test_modeling_options.py`` attacks it).
+
 Per epoch (the Taylor loss is ``log 2 − 1/2 + D²/8`` per row, so the epoch
 loss is determined by ``Σ D²``)::
 
@@ -41,6 +56,16 @@ loss is determined by ``Σ D²``)::
 The host does the loss's cross term (one multi-exponentiation per batch with
 ``ℓ``-bit exponents) because the guest has the intercept and usually more
 features: it balances the two parties' work per batch.
+
+Early stopping (``x_val`` rows and ``patience``), after each epoch's decision::
+
+    P -> Q  lr2.shares, lr2.conversion   over the validation rows, as in a batch
+    host -> guest  lr2.validation_score_shares   the host's shares of z there (masked: uniform mod 2^ℓ)
+    guest -> host  lr2.validation_decision       epoch, best epoch so far, stop    (an agreed aggregate)
+
+The guest learns ``z`` of the validation rows after every epoch (as it learns ``z`` of the test
+rows); training stops ``patience`` epochs after the best one, and both parties keep their shares
+of the best epoch's weights.
 
 After training, ``reveal_weights: owner`` (the default)::
 
@@ -60,9 +85,10 @@ What a party sees. Its own data and shares; ciphertexts under the other's key
 (``lr2.shares``, ``lr2.residual``); values it decrypts that are masked by the
 other's fresh randomness, uniform and ``mask_security_bits`` (≥ 40, 80 by
 default) wider than the value (``lr2.conversion``, ``lr2.gradient``,
-``lr2.masked_loss``, each slot reduced mod ``2^ℓ`` to a uniform share); the
+``lr2.masked_loss``, ``lr2.reweight``, each slot reduced mod ``2^ℓ`` to a uniform share); the
 epoch losses; its own final weights; and, the guest only, ``u_H`` on the test
-rows (``z`` only, with ``reveal_weights: shared``). Never a gradient, a
+rows (``z`` only, with ``reveal_weights: shared``) and, with early stopping, ``z`` on the validation
+rows after each epoch (the host: the best epoch and when to stop). Never a gradient, a
 residual, a score of a training row, an intermediate weight, or a label. Why each detail matters:
 
 1. **Blinding randomness on everything that goes to the key holder.** The
@@ -117,7 +143,7 @@ from ..core import Checkpoint, Progress, Recv, Role, RoleProgram, Send
 from ..errors import BudgetError, ProtocolError
 from ..paillier.parallel import MapFn
 from .metrics import ks_statistic, roc_auc
-from .params import HeteroLRParams
+from .params import CLASS_WEIGHT_FRAC_BITS, HeteroLRParams, class_weights
 from .preprocess import epoch_batches
 from .protocol import EvaluationMetrics, GuestModel, HostModel, HostTestScores, decide_epoch, quantize
 from .share_engine import ShareEngine, TwoPartyPlan, check_ring_budget, make_share_engine, plan_rlwe_for, plan_two_party
@@ -125,7 +151,8 @@ from . import two_party_messages as _messages
 from .two_party_checkpoint import CHECKPOINT_STAGE, EpochPrg, TrainCheckpoint, key_from_dict, key_to_dict, train_job_digest
 from .two_party_messages import (  # noqa: F401  (all re-exported through _messages.__all__)
     EncryptedResidualShare, EncryptedShares, HeVector, MaskedConversion, MaskedGradientShare, MaskedLoss, MaskedLossReply,
-    PartySetup, PublicKey, ScoreShares, TwoPartyStep, WeightShare, WeightShares)
+    MaskedWeightedResidual, PartySetup, PublicKey, ScoreShares, TwoPartyStep, ValidationDecision, ValidationScoreShares,
+    WeightShare, WeightShares)
 
 __all__ = [
     *_messages.__all__,  # the step table and its messages, re-exported: this module is the protocol's front door
@@ -247,9 +274,17 @@ def quantize_checked(x: np.ndarray, params: HeteroLRParams) -> np.ndarray:
     return quantize(x, params.feature_frac_bits)
 
 
+def _validation_metric(y: np.ndarray, z: np.ndarray, metric: str) -> float:
+    """The early-stopping metric of the validation rows: mean logistic loss (lower is better) or AUC."""
+    if metric == "auc":
+        return roc_auc(y, z)
+    return float(np.mean(np.logaddexp(0.0, -(2.0 * y - 1.0) * z)))
+
+
 def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: np.ndarray, n_test: int,
            params: HeteroLRParams, rng: Any, keypair: Any, map_fn: MapFn | None, checkpoint: bool = False,
-           resume: TrainCheckpoint | None = None, checkpoint_every: int = 1) -> RoleProgram:
+           resume: TrainCheckpoint | None = None, checkpoint_every: int = 1, x_val: np.ndarray | None = None,
+           y_val: np.ndarray | None = None) -> RoleProgram:
     """The one program both parties run; the guest additionally holds labels, the intercept and the loss.
 
     Every random draw comes from an :class:`EpochPrg` seeded once from ``rng`` (or from ``resume``) and re-keyed at
@@ -264,6 +299,17 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
     checkpoint = checkpoint or resume is not None
     if type(checkpoint_every) is not int or checkpoint_every < 1:
         raise ProtocolError("checkpoint_every must be a positive number of batches")
+    if params.l1:
+        raise BudgetError("l1 needs each party to hold its own weights to soft-threshold them; the two-party protocol "
+                          "keeps every weight secret-shared during training (use l2)")
+    validating = x_val is not None and x_val.shape[0] > 0
+    if validating:
+        if params.patience < 1:
+            raise ProtocolError("validation rows need patience >= 1 (early stopping)")
+        if checkpoint:
+            raise ProtocolError("early stopping does not checkpoint its best weights yet: run it without checkpoints")
+        if role is G and (y_val is None or len(y_val) != x_val.shape[0]):  # type: ignore[union-attr]
+            raise ProtocolError("the guest's validation rows need their labels")
     job = train_job_digest(role, params, x_train, y_train, x_test, n_test) if checkpoint else b""
     if resume is not None:
         if not isinstance(resume, TrainCheckpoint):
@@ -297,6 +343,11 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
         penalized = penalized + [0]
         m += 1
         y_pm = 2 * np.asarray(y_train, dtype=np.int64) - 1
+    weighted = params.class_weight is not None
+    fc = CLASS_WEIGHT_FRAC_BITS if weighted else 0
+    cq = np.zeros(0, dtype=np.int64)
+    if weighted and y_train is not None:  # each row's class weight at 2^fc: known to the guest only
+        cq = np.round(class_weights(y_train, params.class_weight) * 2**fc).astype(np.int64)
     batch_size = params.batch_size_for(n_train)
     layout = epoch_batches(n_train, batch_size, params.seed, 0)  # the sizes are the same every epoch
     n_batches, max_rows = len(layout), max(len(b) for b in layout)
@@ -346,6 +397,30 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
         yield save(0, False)
 
     peer_pen = [1] * m_peer if guest else [1] * (m_peer - 1) + [0]  # the guest's intercept takes no L2
+
+    def joint_score_shares(xt: np.ndarray) -> Any:
+        """This party's shares of ``z`` on rows ``xt`` (quantized, the guest's with the intercept column), by one
+        more conversion each way per batch-sized chunk (the engines' layouts are sized for a batch)."""
+        z_share: list[int] = []
+        for lo in range(0, xt.shape[0], max_rows):
+            xc = xt[lo : lo + max_rows]
+            yield snd(TwoPartyStep.SHARES, eng.encrypt_weight_share(b), to=peer_role)
+            peer_shares = yield rcv(TwoPartyStep.SHARES, frm=peer_role)
+            conv, own_part = eng.convert(peer_shares, xc)
+            yield snd(TwoPartyStep.CONVERSION, conv, to=peer_role)
+            peer_part = eng.open_conversion((yield rcv(TwoPartyStep.CONVERSION, frm=peer_role)), xc.shape[0])
+            z_share += [(u + c + p) & ring for u, c, p in zip(_ring_matvec(xc, a, L), own_part, peer_part)]
+        return z_share
+
+    xv = np.zeros((0, m), dtype=np.int64)
+    if validating:
+        assert x_val is not None
+        xv = quantize_checked(x_val, params)
+        if guest:
+            xv = np.hstack([xv, np.full((xv.shape[0], 1), 1 << fx, dtype=np.int64)])
+    history: list[float] = []
+    best: tuple[list[int], list[int]] | None = None
+    best_epoch, best_value = 0, math.nan
     epoch = start - 1
     if start_batch > n_batches:
         raise ProtocolError("the checkpoint's batch is past the epoch's last batch")
@@ -374,16 +449,46 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
             if guest:
                 two_y = 2 << (fx + fw)
                 d_own = [(d - two_y * int(yv)) & ring for d, yv in zip(d_own, y_pm[rows])]
-            yield snd(TwoPartyStep.RESIDUAL, eng.encrypt_residual(d_own), to=peer_role)
-            peer_resid: EncryptedResidualShare = yield rcv(TwoPartyStep.RESIDUAL, frm=peer_role)
-            # 3. shares of the gradients: X^T D = X^T [[D^peer]] (masked, with the peer) + X^T D^own (here)
-            gmsg, g_mask = eng.masked_gradient(peer_resid, xb)
-            yield snd(TwoPartyStep.GRADIENT, gmsg, to=peer_role)
-            g_own = [(gm + gl) & ring for gm, gl in zip(g_mask, _ring_matvec_t(xb, d_own, L))]
-            if not guest:  # the loss's cross term, while the guest works on its larger gradient: [[Σ 2 D^H D^G]]_G
-                loss_acc = eng.loss_accumulate(loss_acc, peer_resid, [(2 * d) & ring for d in d_own])
-            sq_own = (sq_own + sum(d * d for d in d_own)) & ring
-            g_peer = eng.open_gradient((yield rcv(TwoPartyStep.GRADIENT, frm=peer_role)))
+            if not weighted:
+                yield snd(TwoPartyStep.RESIDUAL, eng.encrypt_residual(d_own), to=peer_role)
+                peer_resid: EncryptedResidualShare = yield rcv(TwoPartyStep.RESIDUAL, frm=peer_role)
+                # 3. shares of the gradients: X^T D = X^T [[D^peer]] (masked, with the peer) + X^T D^own (here)
+                gmsg, g_mask = eng.masked_gradient(peer_resid, xb)
+                yield snd(TwoPartyStep.GRADIENT, gmsg, to=peer_role)
+                g_own = [(gm + gl) & ring for gm, gl in zip(g_mask, _ring_matvec_t(xb, d_own, L))]
+                if not guest:  # the loss's cross term, while the guest works on its larger gradient: [[Σ 2 D^H D^G]]_G
+                    loss_acc = eng.loss_accumulate(loss_acc, peer_resid, [(2 * d) & ring for d in d_own])
+                sq_own = (sq_own + sum(d * d for d in d_own)) & ring
+                g_peer = eng.open_gradient((yield rcv(TwoPartyStep.GRADIENT, frm=peer_role)))
+            elif guest:  # class weights c (the guest's alone), at 2^fc: gradients of c ∘ D
+                c: np.ndarray = cq[rows]
+                host_resid: EncryptedResidualShare = yield rcv(TwoPartyStep.RESIDUAL, frm=peer_role)  # [[D^H]]_H
+                cd = [(int(ci) * d) & ring for ci, d in zip(c, d_own)]  # c ∘ D^G
+                rmsg, r_share, rho_share = eng.reweight(host_resid, [int(ci) for ci in c], cd)
+                yield snd(TwoPartyStep.REWEIGHT, rmsg, to=peer_role)  # the host's share becomes c ∘ D^H + r
+                yield snd(TwoPartyStep.RESIDUAL, eng.encrypt_residual([(v + r) & ring for v, r in zip(cd, r_share)]),
+                          to=peer_role)  # [[c ∘ D^G − r]]_G
+                # the guest's block: (X_G ∘ c)^T [[D^H]] (masked) + X_G^T (c ∘ D^G) here
+                gmsg, g_mask = eng.masked_gradient(host_resid, xb * c[:, None])
+                yield snd(TwoPartyStep.GRADIENT, gmsg, to=peer_role)
+                g_own = [(gm + gl) & ring for gm, gl in zip(g_mask, _ring_matvec_t(xb, cd, L))]
+                sq_own = (sq_own + sum(int(ci) * d * d for ci, d in zip(c, d_own)) + rho_share) & ring  # Σ c (D^G)² − ρ'
+                g_peer = eng.open_gradient((yield rcv(TwoPartyStep.GRADIENT, frm=peer_role)))
+            else:
+                yield snd(TwoPartyStep.RESIDUAL, eng.encrypt_residual(d_own), to=peer_role)
+                wd, loss_piece = eng.open_reweight((yield rcv(TwoPartyStep.REWEIGHT, frm=peer_role)), len(rows))
+                guest_resid: EncryptedResidualShare = yield rcv(TwoPartyStep.RESIDUAL, frm=peer_role)
+                gmsg, g_mask = eng.masked_gradient(guest_resid, xb)  # X_H^T [[c ∘ D^G − r]] (masked)
+                yield snd(TwoPartyStep.GRADIENT, gmsg, to=peer_role)
+                g_own = [(gm + gl) & ring for gm, gl in zip(g_mask, _ring_matvec_t(xb, wd, L))]  # + X_H^T (c ∘ D^H + r)
+                # Σ c D² = Σ c (D^G)² − ρ' [guest] + Σ (c D^G − r) D^H [under the guest's key] + Σ (c D^H + r) D^H
+                #          + (Σ c D^G D^H + ρ') [opened from lr2.reweight]
+                loss_acc = eng.loss_accumulate(loss_acc, guest_resid, d_own)
+                sq_own = (sq_own + sum(w * d for w, d in zip(wd, d_own)) + loss_piece) & ring
+                g_peer = eng.open_gradient((yield rcv(TwoPartyStep.GRADIENT, frm=peer_role)))
+            if weighted:  # both gradients' shares back to the unweighted scale (local truncation by fc bits)
+                g_own = [truncate_share(g, fc, L, guest) for g in g_own]
+                g_peer = [truncate_share(g, fc, L, guest) for g in g_peer]
             # 4. local updates of both shares: w -= lr/(4|B|) g + lr l2 w
             k = StepConstants.for_batch(params, len(rows), lr)
             a, va = update_shares(a, va, g_own, penalized, k, L, guest)
@@ -401,7 +506,7 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
             if reply.ring_bits != L:
                 raise ProtocolError("lr2.loss_reply uses another ring")
             sum_d2 = (reply.value + cross_share + sq_own) & ring
-            mean_d2 = sum_d2 / 2.0 ** (2 * (fx + fw)) / n_train
+            mean_d2 = sum_d2 / 2.0 ** (2 * (fx + fw) + fc) / n_train  # with class weights: Σ c D² / n
             decision = decide_epoch(losses, LOG2 - 0.5 + mean_d2 / 8.0, epoch, params)
             yield snd(TwoPartyStep.EPOCH_DECISION, decision)
         else:
@@ -410,11 +515,37 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
             yield snd(TwoPartyStep.LOSS_REPLY, MaskedLossReply((value + sq_own) & ring, L))
             decision = yield rcv(TwoPartyStep.EPOCH_DECISION)
         losses.append(decision.loss)
+        stop = bool(decision.stop)
+        if validating:  # early stopping: the guest scores the validation rows as it scores the test rows
+            z_val = yield from joint_score_shares(xv)
+            if guest:
+                other_v: ValidationScoreShares = yield rcv(TwoPartyStep.VALIDATION_SCORE_SHARES)
+                if other_v.ring_bits != L or len(other_v.values) != len(z_val):
+                    raise ProtocolError("lr2.validation_score_shares do not match the validation rows")
+                zv = np.array([to_signed(s_ + o, L) / 2.0 ** (fx + fw) for s_, o in zip(z_val, other_v.values)])
+                metric = _validation_metric(np.asarray(y_val), zv, params.validation_metric)
+                history.append(metric)
+                better = metric < best_value if params.validation_metric == "loss" else metric > best_value
+                if best is None or better:
+                    best_epoch, best_value = epoch + 1, metric
+                vdec = ValidationDecision(epoch + 1, best_epoch, stop or epoch + 1 - best_epoch >= params.patience)
+                yield snd(TwoPartyStep.VALIDATION_DECISION, vdec)
+            else:
+                yield snd(TwoPartyStep.VALIDATION_SCORE_SHARES, ValidationScoreShares(tuple(z_val), L))
+                vdec = yield rcv(TwoPartyStep.VALIDATION_DECISION)
+                if vdec.epoch != epoch + 1 or not (best_epoch <= vdec.best_epoch <= epoch + 1) or (stop and not vdec.stop):
+                    raise ProtocolError("lr2.validation_decision does not follow the epochs")
+                best_epoch = vdec.best_epoch
+            if best_epoch == epoch + 1:
+                best = (list(a), list(b))
+            stop = vdec.stop
         if checkpoint:
-            yield save(epoch + 1, bool(decision.stop) or epoch + 1 >= params.max_epochs)
-        if decision.stop:
+            yield save(epoch + 1, stop or epoch + 1 >= params.max_epochs)
+        if stop:
             break
     epochs_run = len(losses)
+    if best is not None:  # early stopping: both parties keep their shares of the best epoch's weights
+        a, b = best
     prg.reseed("final")
 
     if params.reveal_weights == "shared":
@@ -431,14 +562,14 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
             yield Send(TwoPartyStep.CONVERSION, conv, to=peer_role)
             peer_part = eng.open_conversion((yield Recv(TwoPartyStep.CONVERSION, frm=peer_role)), xc.shape[0])
             z_share += [(u + c + p) & ring for u, c, p in zip(_ring_matvec(xc, a, L), own_part, peer_part)]
-        return WeightShares(tuple(a), tuple(b), L, fw), z_share, epochs_run, tuple(losses)
+        return WeightShares(tuple(a), tuple(b), L, fw), z_share, epochs_run, tuple(losses), (tuple(history), best_epoch or None)
     # reveal_weights: owner -- each learns its own weights, nothing else
     yield Send(TwoPartyStep.WEIGHT_SHARE, WeightShare(tuple(b), L), to=peer_role)
     other: WeightShare = yield Recv(TwoPartyStep.WEIGHT_SHARE, frm=peer_role)
     if other.ring_bits != L or len(other.values) != m:
         raise ProtocolError("lr2.weight_share does not match this party's weights")
     weights = np.array([to_signed(ai + bi_, L) / 2.0**fw for ai, bi_ in zip(a, other.values)])
-    return weights, None, epochs_run, tuple(losses)
+    return weights, None, epochs_run, tuple(losses), (tuple(history), best_epoch or None)
 
 
 def guest_program(
@@ -454,6 +585,8 @@ def guest_program(
     checkpoint: bool = False,
     resume: TrainCheckpoint | None = None,
     checkpoint_every: int = 1,
+    x_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
 ) -> RoleProgram:
     """The guest (label holder). ``x_*`` standardized, ``y`` in {0, 1}. Returns :class:`GuestModel`.
 
@@ -462,10 +595,13 @@ def guest_program(
     omitted). ``map_fn`` spreads Paillier encryption over the caller's pool. ``checkpoint``: yield
     a :class:`~fedcredit.protocols.core.Checkpoint` (a :class:`TrainCheckpoint`, secrets included) at every
     boundary (every ``checkpoint_every``-th batch within an epoch); ``resume``: the last of them, to continue from it
-    exactly (same data, params and ``keypair``)."""
+    exactly (same data, params and ``keypair``).
+    ``x_val``, ``y_val``: validation rows (disjoint from both), for early stopping with ``params.patience``:
+    the guest learns their joint scores after every epoch, and the model is the best epoch's."""
     m = x_train.shape[1]
-    model, z_share, epochs, losses = yield from _party(G, x_train, y_train, x_test, len(y_test), params, rng, keypair, map_fn,
-                                                       checkpoint, resume, checkpoint_every)
+    model, z_share, epochs, losses, (hist, best) = yield from _party(
+        G, x_train, y_train, x_test, len(y_test), params, rng, keypair, map_fn, checkpoint, resume, checkpoint_every,
+        x_val, y_val)
     yt = np.asarray(y_test)
     if isinstance(model, WeightShares):
         other: ScoreShares = yield Recv(TwoPartyStep.TEST_SCORE_SHARES)
@@ -474,14 +610,14 @@ def guest_program(
         scale = 2.0 ** (params.feature_frac_bits + model.frac_bits)
         z = np.array([to_signed(a + b, model.ring_bits) / scale for a, b in zip(z_share, other.values)])
         metrics = EvaluationMetrics(roc_auc(yt, z), ks_statistic(yt, z), int(len(yt)), int(np.sum(yt)))
-        return GuestModel(None, None, epochs, losses, metrics, z, shares=model)
+        return GuestModel(None, None, epochs, losses, metrics, z, shares=model, validation=hist, best_epoch=best)
     weights = model
     test: HostTestScores = yield Recv(TwoPartyStep.TEST_SCORES)
     if len(test.scores) != len(y_test):
         raise ProtocolError("host test scores do not match the test rows")
     z = x_test @ weights[:m] + weights[m] + np.asarray(test.scores, dtype=float)
     metrics = EvaluationMetrics(roc_auc(yt, z), ks_statistic(yt, z), int(len(yt)), int(np.sum(yt)))
-    return GuestModel(weights[:m].copy(), float(weights[m]), epochs, losses, metrics, z)
+    return GuestModel(weights[:m].copy(), float(weights[m]), epochs, losses, metrics, z, validation=hist, best_epoch=best)
 
 
 def host_program(
@@ -495,12 +631,15 @@ def host_program(
     checkpoint: bool = False,
     resume: TrainCheckpoint | None = None,
     checkpoint_every: int = 1,
+    x_val: np.ndarray | None = None,
 ) -> RoleProgram:
-    """The host (feature holder, no labels). Returns :class:`HostModel`. ``checkpoint``, ``resume``: as for the guest."""
-    model, z_share, epochs, losses = yield from _party(H, x_train, None, x_test, x_test.shape[0], params, rng, keypair, map_fn,
-                                                       checkpoint, resume, checkpoint_every)
+    """The host (feature holder, no labels). Returns :class:`HostModel`. ``checkpoint``, ``resume``, ``x_val``: as
+    for the guest (the host learns only the best epoch and when to stop)."""
+    model, z_share, epochs, losses, (_, best) = yield from _party(
+        H, x_train, None, x_test, x_test.shape[0], params, rng, keypair, map_fn, checkpoint, resume, checkpoint_every,
+        x_val)
     if isinstance(model, WeightShares):
         yield Send(TwoPartyStep.TEST_SCORE_SHARES, ScoreShares(tuple(z_share), model.ring_bits))
-        return HostModel(None, epochs, losses, shares=model)
+        return HostModel(None, epochs, losses, shares=model, best_epoch=best)
     yield Send(TwoPartyStep.TEST_SCORES, HostTestScores(tuple(float(v) for v in x_test @ model)))
-    return HostModel(model.copy(), epochs, losses)
+    return HostModel(model.copy(), epochs, losses, best_epoch=best)

@@ -25,8 +25,11 @@ __all__ = [
     "MaskedGradientShare",
     "MaskedLoss",
     "MaskedLossReply",
+    "MaskedWeightedResidual",
     "WeightShare",
     "ScoreShares",
+    "ValidationScoreShares",
+    "ValidationDecision",
     "WeightShares",
     "HeVector",
     "PublicKey",
@@ -100,6 +103,17 @@ class MaskedGradientShare(Masked):
 
 
 @dataclass(frozen=True)
+class MaskedWeightedResidual(Masked):
+    """``class_weight``: ``[[c_i D^H_i + r_i]]`` per row, then ``[[Σ c_i D^G_i D^H_i + ρ']]``, under the host's key.
+
+    The guest (who alone knows the weights ``c``) multiplies the host's encrypted residual share by each
+    row's weight and masks every value with fresh randomness ``σ`` bits wider than it: the host decrypts
+    its share of the weighted residual (uniform mod ``2^ℓ``) and its share of the weighted loss's cross term."""
+
+    values: HeVector
+
+
+@dataclass(frozen=True)
 class MaskedLoss(Masked):
     """``[[Σ 2 D^H D^G + ρ]]`` under the guest's key: the epoch's loss cross term, masked by the host's ``ρ``."""
 
@@ -134,6 +148,33 @@ class ScoreShares(Plaintext):
 
 
 @dataclass(frozen=True)
+class ValidationScoreShares(Plaintext):
+    """Early stopping: the host's shares of the joint scores ``z`` of the validation rows, after an epoch.
+
+    As for the test rows, the guest adds its shares and learns ``z`` of every validation row (not ``u_H``):
+    it computes the validation metric from them. Declared, as the scoring leak is."""
+
+    values: tuple[int, ...]
+    ring_bits: int
+
+    def disclosed(self) -> dict[str, Any]:
+        return {"rows": len(self.values), "what": "the joint scores z of the validation rows after one epoch",
+                "why": "early stopping: the guest computes the validation loss or AUC from them"}
+
+
+@dataclass(frozen=True)
+class ValidationDecision(Aggregate):
+    """Early stopping: the guest's decision after an epoch -- the best epoch so far, and whether to stop."""
+
+    epoch: int
+    best_epoch: int
+    stop: bool
+
+    def disclosed(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "best_epoch": self.best_epoch, "stop": self.stop}
+
+
+@dataclass(frozen=True)
 class WeightShares:
     """A party's part of a model whose weights stay secret-shared (``reveal_weights: shared``).
 
@@ -164,10 +205,16 @@ class TwoPartyStep(ProtocolStep):
     SHARES = StepSpec("lr2.shares", (G, H), (G, H), EncryptedShares, "sender's share of the receiver's weights, under the sender's key")
     CONVERSION = StepSpec("lr2.conversion", (G, H), (G, H), MaskedConversion, "X_P b_P, masked, under the receiver's key")
     RESIDUAL = StepSpec("lr2.residual", (G, H), (G, H), EncryptedResidualShare, "sender's share of D, under the sender's key")
+    REWEIGHT = StepSpec("lr2.reweight", (G,), (H,), MaskedWeightedResidual,
+                        "class_weight: the host's residual share times each row's weight, masked, under the host's key")
     GRADIENT = StepSpec("lr2.gradient", (G, H), (G, H), MaskedGradientShare, "X_P^T D, masked, under the receiver's key")
     MASKED_LOSS = StepSpec("lr2.masked_loss", (H,), (G,), MaskedLoss, "host's part of the epoch's sum of D^2, masked")
     LOSS_REPLY = StepSpec("lr2.loss_reply", (G,), (H,), MaskedLossReply, "the epoch's sum of D^2 plus the host's mask")
     EPOCH_DECISION = StepSpec("lr2.epoch_decision", (H,), (G,), EpochDecision, "mean Taylor loss, stop or continue")
+    VALIDATION_SCORE_SHARES = StepSpec("lr2.validation_score_shares", (H,), (G,), ValidationScoreShares,
+                                       "early stopping: the host's shares of z on the validation rows, after an epoch")
+    VALIDATION_DECISION = StepSpec("lr2.validation_decision", (G,), (H,), ValidationDecision,
+                                   "early stopping: the best epoch so far, stop or continue")
     WEIGHT_SHARE = StepSpec("lr2.weight_share", (G, H), (G, H), WeightShare, "reveal_weights: owner")
     TEST_SCORES = StepSpec("lr2.host_test_scores", (H,), (G,), HostTestScores, "u_H on the test rows (the scoring leak)")
     TEST_SCORE_SHARES = StepSpec("lr2.test_score_shares", (H,), (G,), ScoreShares,

@@ -42,13 +42,25 @@ def labels(breast: Breast) -> dict[str, np.ndarray]:
     return {"true": breast.y_tr, "permuted": permuted}
 
 
-def _host_view(d: Breast, y: np.ndarray, *, leak: bool, scheme: str) -> Recorder:
+#: Steps only the modeling options send to the host: class_weight (Paillier) and early stopping.
+OPTION_STEPS = {tp.TwoPartyStep.REWEIGHT.wire, tp.TwoPartyStep.VALIDATION_DECISION.wire}
+
+
+def _host_view(d: Breast, y: np.ndarray, *, leak: bool, scheme: str, options: bool = False) -> Recorder:
     params = replace(P2, he_scheme=scheme)
+    val: dict = {}
+    if options:  # class weights (Paillier only) and early stopping on half of the held-out rows; a patience of
+        # max_epochs never stops early, so the number of messages does not depend on the labels
+        params = replace(params, class_weight="balanced" if scheme == "paillier" else None, patience=P2.max_epochs)
+        half = len(d.y_te) // 2
+        val = {"x_val": (d.xg_te[:half], d.xh_te[:half]), "y_val": d.y_te[:half]}
     # the same keys and seeds in every run
     kg, kh = party_keypair(params, d.n_train, 501), party_keypair(params, d.n_train, 502)
     host = Observer()
-    guest = tp.guest_program(d.xg_tr, y, d.xg_te, d.y_te, params, random.Random(1), keypair=kg)
-    hprog = tp.host_program(d.xh_tr, d.xh_te, params, random.Random(2), keypair=kh)
+    guest = tp.guest_program(d.xg_tr, y, d.xg_te, d.y_te, params, random.Random(1), keypair=kg,
+                             **({"x_val": val["x_val"][0], "y_val": val["y_val"]} if options else {}))
+    hprog = tp.host_program(d.xh_tr, d.xh_te, params, random.Random(2), keypair=kh,
+                            **({"x_val": val["x_val"][1]} if options else {}))
     if leak:
         batches = epoch_batches(d.n_train, P2.batch_size_for(d.n_train), P2.seed, 0)
         guest, hprog = leaky_guest(guest, y, batches, hints=1), leaky_host(hprog, hints=1)
@@ -72,7 +84,21 @@ def test_shipped_host_view_is_identical_under_permuted_labels(breast: Breast, la
           f"{_first_difference(a, b)}")
     assert len(a) > 50
     # It is a real comparison: every step the host can receive (ciphertexts, masked values, loss) is in it.
+    to_host = {s.wire for s in tp.TwoPartyStep if H in s.spec.receivers} - OPTION_STEPS
+    assert to_host <= {w for w, *_ in a}, to_host
+    assert a == b
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_host_view_with_class_weights_and_early_stopping_is_identical_under_permuted_labels(
+        breast: Breast, labels: dict[str, np.ndarray], scheme: str) -> None:
+    """The permuted labels change every row's class weight (and the validation metric): still the same view."""
+    a = received_signature(_host_view(breast, labels["true"], leak=False, scheme=scheme, options=True))
+    b = received_signature(_host_view(breast, labels["permuted"], leak=False, scheme=scheme, options=True))
+    print(f"\n[options, {scheme}] host received {len(a)} messages; first difference: {_first_difference(a, b)}")
     to_host = {s.wire for s in tp.TwoPartyStep if H in s.spec.receivers}
+    if scheme != "paillier":
+        to_host.discard(tp.TwoPartyStep.REWEIGHT.wire)  # class weights are Paillier only
     assert to_host <= {w for w, *_ in a}, to_host
     assert a == b
 

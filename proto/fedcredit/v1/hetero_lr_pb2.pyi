@@ -107,6 +107,14 @@ class MaskedGradientShare(_message.Message):
     rlwe: _rlwe_pb2.RlweCiphertexts
     def __init__(self, values: _Optional[_Union[EncryptedVector, _Mapping]] = ..., rlwe: _Optional[_Union[_rlwe_pb2.RlweCiphertexts, _Mapping]] = ...) -> None: ...
 
+class MaskedWeightedResidual(_message.Message):
+    __slots__ = ("values", "rlwe")
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    RLWE_FIELD_NUMBER: _ClassVar[int]
+    values: EncryptedVector
+    rlwe: _rlwe_pb2.RlweCiphertexts
+    def __init__(self, values: _Optional[_Union[EncryptedVector, _Mapping]] = ..., rlwe: _Optional[_Union[_rlwe_pb2.RlweCiphertexts, _Mapping]] = ...) -> None: ...
+
 class MaskedLoss(_message.Message):
     __slots__ = ("values", "rlwe")
     VALUES_FIELD_NUMBER: _ClassVar[int]
@@ -132,3 +140,19 @@ class ScoreShares(_message.Message):
     VALUES_FIELD_NUMBER: _ClassVar[int]
     values: RingVector
     def __init__(self, values: _Optional[_Union[RingVector, _Mapping]] = ...) -> None: ...
+
+class ValidationScoreShares(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: RingVector
+    def __init__(self, values: _Optional[_Union[RingVector, _Mapping]] = ...) -> None: ...
+
+class ValidationDecision(_message.Message):
+    __slots__ = ("epoch", "best_epoch", "stop")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    BEST_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    best_epoch: int
+    stop: bool
+    def __init__(self, epoch: _Optional[int] = ..., best_epoch: _Optional[int] = ..., stop: _Optional[bool] = ...) -> None: ...
