@@ -553,15 +553,7 @@ def _party(role: Role, x_train: np.ndarray, y_train: np.ndarray | None, x_test: 
         xt = quantize_checked(x_test, params)
         if guest:
             xt = np.hstack([xt, np.full((xt.shape[0], 1), 1 << fx, dtype=np.int64)])
-        z_share: list[int] = []
-        for lo in range(0, xt.shape[0], max_rows):  # in batch-sized chunks: the engines' layouts are sized for them
-            xc = xt[lo : lo + max_rows]
-            yield Send(TwoPartyStep.SHARES, eng.encrypt_weight_share(b), to=peer_role)
-            peer_shares = yield Recv(TwoPartyStep.SHARES, frm=peer_role)
-            conv, own_part = eng.convert(peer_shares, xc)
-            yield Send(TwoPartyStep.CONVERSION, conv, to=peer_role)
-            peer_part = eng.open_conversion((yield Recv(TwoPartyStep.CONVERSION, frm=peer_role)), xc.shape[0])
-            z_share += [(u + c + p) & ring for u, c, p in zip(_ring_matvec(xc, a, L), own_part, peer_part)]
+        z_share = yield from joint_score_shares(xt)  # the best epoch's shares when early stopping kept them
         return WeightShares(tuple(a), tuple(b), L, fw), z_share, epochs_run, tuple(losses), (tuple(history), best_epoch or None)
     # reveal_weights: owner -- each learns its own weights, nothing else
     yield Send(TwoPartyStep.WEIGHT_SHARE, WeightShare(tuple(b), L), to=peer_role)
