@@ -181,3 +181,20 @@ SECRET = 0x5EC12E7  # a "data value" that must never appear in an error
 def residual(count: int = 2) -> EncryptedResidualShare:
     """A residual-share message of ``count`` 512-byte "ciphertexts" (about 0.5 KiB each on the wire)."""
     return EncryptedResidualShare(EncryptedVector(b"k" * 32, 0, tuple(gmpy2.mpz((1 << 4095) + SECRET + i) for i in range(count))))
+
+
+def through_wire(program):
+    """A role program whose every sent message goes through its protobuf codec, as the runtime sends it."""
+    from fedcredit.protocols.core import Send
+    from fedcredit.runtime.codec import decode_payload, encode_payload
+
+    reply = None
+    while True:
+        try:
+            action = program.send(reply)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(action, Send):
+            name, raw = encode_payload(action.payload)
+            action = Send(action.step, decode_payload(name, raw, expected=type(action.payload)), action.to)
+        reply = yield action

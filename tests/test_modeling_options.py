@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from fedcredit.runtime.codec import decode_payload, encode_payload
 from fedcredit.protocols.core import Role, Send, run_local, tap
 from fedcredit.protocols.errors import BudgetError
 from fedcredit.protocols.hetero_lr import HeteroLRParams, epoch_batches, roc_auc
 from fedcredit.protocols.hetero_lr import two_party as tp
 from fedcredit.protocols.hetero_lr.params import CLASS_WEIGHT_FRAC_BITS, class_weights
-from helpers import paillier_keypair
+from helpers import paillier_keypair, through_wire
 
 CUT = 480  # training rows; the remaining 120 are the test rows
 
@@ -47,27 +46,13 @@ def _params(**kw) -> HeteroLRParams:
     return HeteroLRParams(**base)
 
 
-def _through_wire(program):
-    """Every message a role sends goes through its protobuf codec, as the runtime sends it."""
-    reply = None
-    while True:
-        try:
-            action = program.send(reply)
-        except StopIteration as stop:
-            return stop.value
-        if isinstance(action, Send):
-            name, raw = encode_payload(action.payload)
-            action = Send(action.step, decode_payload(name, raw, expected=type(action.payload)), action.to)
-        reply = yield action
-
-
 def _train(data, keys, params, *, seen=None):
     xg, xh, y = data
     g = tp.guest_program(xg[:CUT], y[:CUT], xg[CUT:], y[CUT:], params, random.Random(10), keypair=keys[0])
     h = tp.host_program(xh[:CUT], xh[CUT:], params, random.Random(11), keypair=keys[1])
     if seen is not None:
         h = tap(h, lambda a: None, lambda r, p: seen.append((r.step, p)))
-    out = run_local({Role.GUEST: _through_wire(g), Role.HOST: _through_wire(h)})
+    out = run_local({Role.GUEST: through_wire(g), Role.HOST: through_wire(h)})
     return out[Role.GUEST], out[Role.HOST]
 
 
@@ -274,7 +259,7 @@ def test_early_stopping_stops_on_validation_and_keeps_the_best_epoch(overfits, k
     gk, hk = keys if engine == "paillier" else (None, None)
     g = tp.guest_program(xg[tr], y[tr], xg[te], y[te], params, random.Random(10), keypair=gk, x_val=xg[va], y_val=y[va])
     h = tp.host_program(xh[tr], xh[te], params, random.Random(11), keypair=hk, x_val=xh[va])
-    out = run_local({Role.GUEST: _through_wire(g), Role.HOST: _through_wire(h)})
+    out = run_local({Role.GUEST: through_wire(g), Role.HOST: through_wire(h)})
     gm, hm = out[Role.GUEST], out[Role.HOST]
     # the validation metric, recomputed centrally from the same recursion's weights after each epoch
     per_epoch = _plain_nesterov_per_epoch(xg, xh, y, params, 100)

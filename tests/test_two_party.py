@@ -13,14 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedcredit.runtime.codec import decode_payload, encode_payload
-from fedcredit.protocols.core import Role, Send, run_local, tap
+from fedcredit.protocols.core import Role, run_local, tap
 from fedcredit.protocols.errors import BudgetError, ProtocolError
 from fedcredit.protocols.hetero_lr import HeteroLRParams, epoch_batches
 from fedcredit.protocols.hetero_lr import protocol as coordinated
 from fedcredit.protocols.hetero_lr import two_party as tp
 from fedcredit.protocols.paillier import generate_keypair
-from helpers import paillier_keypair
+from helpers import paillier_keypair, through_wire
 
 L = 160
 
@@ -58,17 +57,6 @@ def _run(data, keys, params, wire: bool = False):
     g = tp.guest_program(xg[:cut], y[:cut], xg[cut:], y[cut:], params, random.Random(10), keypair=gk)
     h = tp.host_program(xh[:cut], xh[cut:], params, random.Random(11), keypair=hk)
     if wire:  # every message through its protobuf codec, as the runtime sends it
-        def through_wire(program):
-            reply = None
-            while True:
-                try:
-                    action = program.send(reply)
-                except StopIteration as stop:
-                    return stop.value
-                if isinstance(action, Send):
-                    name, raw = encode_payload(action.payload)
-                    action = Send(action.step, decode_payload(name, raw, expected=type(action.payload)), action.to)
-                reply = yield action
         g, h = through_wire(g), through_wire(h)
     return run_local({Role.GUEST: g, Role.HOST: h})
 
